@@ -1,0 +1,6 @@
+"""Clients for the fleet's pipelines (imported as ``tritonfleet.clients``)."""
+
+from tritonfleet.clients.fleet import AsyncFleetClient, FleetClient
+from tritonfleet.clients.image_classifier import Classification
+
+__all__ = ["AsyncFleetClient", "Classification", "FleetClient"]

@@ -32,7 +32,7 @@ def parse_config(path: Path) -> mc.ModelConfig:
 
 
 def config_path(model_dir: Path, target: str) -> Path:
-    """The file Triton reads for ``target``: ``configs/cpu.pbtxt`` if present on CPU, else ``config.pbtxt``."""
+    """The file Triton reads: ``configs/cpu.pbtxt`` where present for the CPU, else ``config.pbtxt``."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
     if target == "cpu" and (model_dir / "configs" / "cpu.pbtxt").is_file():

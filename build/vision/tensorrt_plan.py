@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Build ``<model-dir>/1/model.plan`` from ``<model-dir>/1/model.onnx`` with the TensorRT Python API.
+
+    python build/vision/tensorrt_plan.py --model-dir model_repository/efficientnet_lite0
+
+The optimization profile is derived from the model's GPU config (``config.pbtxt``): batch 1 up to
+``max_batch_size``, optimized for the largest ``dynamic_batching.preferred_batch_size`` (or
+``max_batch_size`` when there is none). Plans are specific to the GPU and the TensorRT version, so this
+runs on the serving GPU inside the image from ``docker/Dockerfile`` (its entrypoint calls it at start).
+After building, the plan is deserialized and its tensors checked against the config before it is moved
+into place. Targets TensorRT 10 (Triton 24.10 ships 10.5); 8.6 works too.
+
+Standalone script: ``build/`` is not a package, and it runs on the serving image's Python 3.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+Shape = tuple[int, ...]
+
+TRT_PLATFORM = "tensorrt_plan"
+# Triton data type -> name of the matching ``tensorrt.DataType`` member.
+TRT_DTYPES = {
+    "TYPE_FP32": "FLOAT",
+    "TYPE_FP16": "HALF",
+    "TYPE_BF16": "BF16",
+    "TYPE_INT8": "INT8",
+    "TYPE_UINT8": "UINT8",
+    "TYPE_INT32": "INT32",
+    "TYPE_INT64": "INT64",
+    "TYPE_BOOL": "BOOL",
+}
+
+
+class PlanError(RuntimeError):
+    """The config, the ONNX model or the built plan is not what Triton will need."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """An optimization profile for one input: its name and min/opt/max shapes, batch first."""
+
+    name: str
+    min: Shape
+    opt: Shape
+    max: Shape
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """An I/O tensor of a built engine, as TensorRT reports it."""
+
+    is_input: bool
+    dtype: str
+    shape: Shape
+    profile: tuple[Shape, Shape, Shape] | None = None
+
+
+def load_config(model_dir: Path) -> mc.ModelConfig:
+    """Parse ``<model_dir>/config.pbtxt`` (the GPU config) with Triton's schema."""
+    path = model_dir / "config.pbtxt"
+    try:
+        return text_format.Parse(path.read_text(), mc.ModelConfig())
+    except text_format.ParseError as exc:
+        raise PlanError(f"{path}: {exc}") from exc
+
+
+def profile_from_config(config: mc.ModelConfig) -> Profile:
+    """The optimization profile a TensorRT model's config implies."""
+    if config.platform != TRT_PLATFORM and config.backend != "tensorrt":
+        raise PlanError(f"{config.name}: platform {config.platform!r} is not {TRT_PLATFORM!r}")
+    if len(config.input) != 1:
+        raise PlanError(f"{config.name}: expected one input, found {len(config.input)}")
+    if config.max_batch_size < 1:
+        raise PlanError(f"{config.name}: max_batch_size must be >= 1 to derive a batch profile")
+    (tensor,) = config.input
+    dims = tuple(tensor.dims)
+    if not dims or min(dims) < 1:
+        raise PlanError(f"{config.name}: input {tensor.name!r} needs fixed dims, got {list(dims)}")
+    largest = config.max_batch_size
+    opt = max(config.dynamic_batching.preferred_batch_size, default=largest)
+    if not 1 <= opt <= largest:
+        raise PlanError(f"{config.name}: preferred_batch_size {opt} is outside 1..{largest}")
+    return Profile(tensor.name, (1, *dims), (opt, *dims), (largest, *dims))
+
+
+def trtexec_command(
+    onnx: Path, plan: Path, profile: Profile, fp16: bool, workspace_gib: float | None = None
+) -> list[str]:
+    """The ``trtexec`` command that builds the same plan."""
+
+    def spec(shape: Shape) -> str:
+        name = f"'{profile.name}'" if ":" in profile.name else profile.name
+        return f"{name}:{'x'.join(map(str, shape))}"
+
+    command = [
+        "trtexec",
+        f"--onnx={onnx}",
+        f"--saveEngine={plan}",
+        f"--minShapes={spec(profile.min)}",
+        f"--optShapes={spec(profile.opt)}",
+        f"--maxShapes={spec(profile.max)}",
+    ]
+    if workspace_gib is not None:
+        command.append(f"--memPoolSize=workspace:{round(workspace_gib * 1024)}")  # MiB
+    if fp16:
+        command.append("--fp16")
+    return command
+
+
+def check_tensors(tensors: dict[str, Tensor], config: mc.ModelConfig, profile: Profile) -> list[str]:
+    """What differs between a built engine's I/O tensors and the config; empty when they match."""
+    expected = [(t, True) for t in config.input] + [(t, False) for t in config.output]
+    problems = []
+    names = {t.name for t, _ in expected}
+    if set(tensors) != names:
+        problems.append(f"tensors {sorted(tensors)} != config {sorted(names)}")
+    for t, is_input in expected:
+        found = tensors.get(t.name)
+        if found is None:
+            continue
+        shape = (-1, *t.dims) if config.max_batch_size > 0 else tuple(t.dims)
+        dtype = TRT_DTYPES.get(mc.DataType.Name(t.data_type), "?")
+        if found.is_input != is_input:
+            problems.append(f"{t.name}: is {'an input' if found.is_input else 'an output'} in the plan")
+        if found.dtype != dtype:
+            problems.append(f"{t.name}: dtype {found.dtype}, config wants {dtype}")
+        if found.shape != shape:
+            problems.append(f"{t.name}: shape {list(found.shape)}, config wants {list(shape)}")
+        if t.name == profile.name and found.profile != (profile.min, profile.opt, profile.max):
+            problems.append(f"{t.name}: profile {found.profile}, wanted {(profile.min, profile.opt, profile.max)}")
+    return problems
+
+
+def build_plan(onnx: Path, profile: Profile, fp16: bool, workspace_gib: float) -> bytes:
+    """Parse ``onnx`` and build a serialized engine with one optimization profile."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # Networks are always explicit batch from TensorRT 10 (the flag is deprecated); 8.x must ask for it.
+    explicit = int(trt.__version__.split(".")[0]) < 10
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if explicit else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx)):
+        errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise PlanError(f"{onnx}: TensorRT could not parse it:\n{errors}")
+    inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+    if inputs != [profile.name]:
+        raise PlanError(f"{onnx}: inputs {inputs}, config has [{profile.name!r}]")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)  # inner layers only: I/O stays as the ONNX declares it
+    optimization_profile = builder.create_optimization_profile()
+    optimization_profile.set_shape(profile.name, profile.min, profile.opt, profile.max)
+    config.add_optimization_profile(optimization_profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise PlanError(f"{onnx}: TensorRT failed to build an engine (see its log above)")
+    return bytes(serialized)
+
+
+def plan_tensors(plan: bytes) -> dict[str, Tensor]:
+    """Deserialize ``plan`` on this GPU and describe its I/O tensors."""
+    import tensorrt as trt
+
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
+    if engine is None:
+        raise PlanError("TensorRT could not deserialize the plan it just built")
+    tensors = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        profile = tuple(tuple(s) for s in engine.get_tensor_profile_shape(name, 0)) if is_input else None
+        dtype = engine.get_tensor_dtype(name).name
+        tensors[name] = Tensor(is_input, dtype, tuple(engine.get_tensor_shape(name)), profile)
+    return tensors
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, required=True, help="model folder holding config.pbtxt")
+    parser.add_argument("--output", type=Path, help="where to write the plan (default <model-dir>/1/model.plan)")
+    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="allow FP16 kernels")
+    parser.add_argument("--workspace-gib", type=float, default=4.0, help="builder workspace limit (GiB)")
+    parser.add_argument("--print-command", action="store_true", help="print the trtexec equivalent and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    onnx = args.model_dir / "1" / "model.onnx"
+    plan = args.output or args.model_dir / "1" / "model.plan"
+    try:
+        config = load_config(args.model_dir)
+        profile = profile_from_config(config)
+    except (OSError, PlanError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = shlex.join(trtexec_command(onnx, plan, profile, args.fp16, args.workspace_gib))
+    if args.print_command:
+        print(command)
+        return 0
+    try:
+        import tensorrt as trt
+    except ImportError:
+        print(
+            "error: TensorRT isn't installed here; run this inside the GPU image (docker/Dockerfile),\n"
+            f"or build the same plan with trtexec:\n  {command}",
+            file=sys.stderr,
+        )
+        return 3
+    if not onnx.is_file():
+        print(f"error: {onnx} is missing: export the model to ONNX first", file=sys.stderr)
+        return 2
+
+    print(f"TensorRT {trt.__version__}: {onnx} -> {plan} (fp16={args.fp16}, profile {profile})")
+    try:
+        serialized = build_plan(onnx, profile, args.fp16, args.workspace_gib)
+        problems = check_tensors(plan_tensors(serialized), config, profile)
+    except PlanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if problems:
+        print(f"error: the plan does not match {args.model_dir / 'config.pbtxt'}:", file=sys.stderr)
+        print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+        return 1
+    # Write then rename: replicas sharing a plan cache never load a half-written file.
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    partial = plan.with_name(f"{plan.name}.{os.getpid()}.partial")
+    partial.write_bytes(serialized)
+    os.replace(partial, plan)
+    print(f"wrote {plan} ({len(serialized) / 2**20:.1f} MiB), verified against the config")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

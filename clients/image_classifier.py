@@ -1,0 +1,51 @@
+"""Requests and responses of the ``image_classifier`` pipeline, the same for HTTP and gRPC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+MODEL = "image_classifier"
+INPUT = "IMAGE"
+OUTPUT = "PROBABILITIES"
+
+ImageSource = str | Path | bytes
+
+
+@dataclass(frozen=True)
+class Classification:
+    label: str
+    score: float
+    index: int
+
+
+def read_image(image: ImageSource) -> bytes:
+    """Encoded image bytes from a path or the bytes themselves (the server decodes them)."""
+    return image if isinstance(image, bytes) else Path(image).read_bytes()
+
+
+def build_request(api: ModuleType, images: list[ImageSource], top_k: int) -> tuple[list[Any], list[Any]]:
+    """Inputs and requested outputs for ``images`` as one batch; ``api`` is tritonclient.http or .grpc."""
+    if top_k < 1:
+        raise ValueError("top_k must be at least 1")
+    data = np.array([[read_image(i)] for i in images], dtype=np.object_)
+    tensor = api.InferInput(INPUT, list(data.shape), "BYTES")
+    tensor.set_data_from_numpy(data)
+    # Triton's classification extension: the server returns the top-k as "score:index:label".
+    return [tensor], [api.InferRequestedOutput(OUTPUT, class_count=top_k)]
+
+
+def parse_response(result: Any) -> list[list[Classification]]:
+    """One list of classifications (best first) per image in the batch."""
+    rows = result.as_numpy(OUTPUT)
+    return [[_parse_entry(entry) for entry in row] for row in rows]
+
+
+def _parse_entry(entry: bytes | str) -> Classification:
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    score, index, label = text.split(":", 2)
+    return Classification(label=label, score=float(score), index=int(index))

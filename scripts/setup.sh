@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian/Ubuntu machine (idempotent): system packages, then the project venv.
+#
+# The Python backend stub embeds the system libpython3.11 and reads the environment of the first
+# `python3` on PATH, so the venv is made from the system /usr/bin/python3.11 (same runtime as the stub).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+need=()
+[ -x /usr/bin/python3.11 ] || need+=(python3.11)
+dpkg -s python3.11-venv >/dev/null 2>&1 || need+=(python3.11-venv)
+dpkg -s libpython3.11 >/dev/null 2>&1 || need+=(libpython3.11)
+dpkg -s libb64-0d >/dev/null 2>&1 || need+=(libb64-0d)  # perf_analyzer
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "setup: apt-get install ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  /usr/bin/python3.11 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+"$VENV/bin/pip" install -q -e ".[build,test,bench]"
+echo "setup: $VENV ready ($("$VENV/bin/python" --version))"

@@ -1,0 +1,68 @@
+"""Shared fixtures: one real tritonserver for the whole session, real photos."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.cli import missing_artifacts
+from tritonfleet.repository import Repository
+from tritonfleet.server import TritonServer, free_port
+
+# ImageNet-1k indices of the domestic cat classes: tabby, tiger cat, Persian, Siamese, Egyptian cat.
+CAT_CLASSES = {281, 282, 283, 284, 285}
+# espresso, cup, coffee mug
+COFFEE_CLASSES = {967, 968, 504}
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """tritonserver 2.51.0 serving the whole repository with its CPU configs."""
+    models = Repository(REPOSITORY).names()
+    missing = missing_artifacts(REPOSITORY, models, "cpu")
+    if missing:
+        pytest.fail("artifacts not built (make test builds them): " + ", ".join(missing))
+    log = tmp_path_factory.mktemp("server") / "tritonserver.log"
+    srv = TritonServer(
+        REPOSITORY, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log=log
+    )
+    try:
+        srv.start()
+    except Exception:
+        print(log.read_text()[-5000:] if log.exists() else "no log")
+        raise
+    yield srv
+    srv.stop()
+
+
+def _jpeg(array: object, fmt: str = "JPEG") -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, fmt)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def cat_jpeg() -> bytes:
+    import skimage.data
+
+    return _jpeg(skimage.data.chelsea())
+
+
+@pytest.fixture(scope="session")
+def coffee_png() -> bytes:
+    import skimage.data
+
+    return _jpeg(skimage.data.coffee(), "PNG")
+
+
+@pytest.fixture(scope="session")
+def cat_file(tmp_path_factory: pytest.TempPathFactory, cat_jpeg: bytes) -> Path:
+    path = tmp_path_factory.mktemp("images") / "chelsea.jpg"
+    path.write_bytes(cat_jpeg)
+    return path

@@ -1,0 +1,104 @@
+"""Bad input to image_classifier: a clear error for that request only; the rest of the batch, the server
+and every stub process carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import CAT_CLASSES
+from tritonfleet.clients import FleetClient
+from tritonfleet.server import TritonServer
+
+
+def _big_png(width: int, height: int) -> bytes:
+    """A huge-dimension image that is tiny on disk (1-bit, one colour): a decompression bomb."""
+    buf = io.BytesIO()
+    Image.new("1", (width, height)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def bad_images(cat_jpeg: bytes) -> dict[str, tuple[bytes, str]]:
+    """name -> (payload, words the error must contain)."""
+    return {
+        "empty": (b"", "empty input"),
+        "random": (np.random.default_rng(0).bytes(4096), "not a decodable image"),
+        "text": (b"Hello, this is not an image.\n" * 20, "not a decodable image"),
+        "truncated": (cat_jpeg[: len(cat_jpeg) // 3], "not a decodable image"),
+        "bomb": (_big_png(8_000, 6_000), "over the limit of 40000000"),
+    }
+
+
+@pytest.mark.parametrize("case", ["empty", "random", "text", "truncated", "bomb"])
+def test_bad_image_gets_clear_error(server: TritonServer, cat_jpeg: bytes, case: str) -> None:
+    payload, words = bad_images(cat_jpeg)[case]
+    with FleetClient(server.grpc_url, protocol="grpc") as fleet, pytest.raises(InferenceServerException) as err:
+        fleet.classify_image(payload)
+    assert words in str(err.value)
+    assert "IMAGE" in str(err.value)
+
+
+def test_wrong_dtype_and_shape_are_rejected_by_triton(server: TritonServer) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    floats = grpcclient.InferInput("IMAGE", [1, 1], "FP32")
+    floats.set_data_from_numpy(np.zeros((1, 1), np.float32))
+    with pytest.raises(InferenceServerException, match="(?i)data type|datatype|TYPE_STRING|BYTES"):
+        client.infer("image_classifier", [floats])
+    two = grpcclient.InferInput("IMAGE", [1, 2], "BYTES")
+    two.set_data_from_numpy(np.array([[b"a", b"b"]], dtype=np.object_))
+    with pytest.raises(InferenceServerException, match="(?i)shape"):
+        client.infer("image_classifier", [two])
+    client.close()
+
+
+def _stats(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, int]:
+    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+
+def test_mixed_good_and_bad_requests_concurrently(server: TritonServer, cat_jpeg: bytes) -> None:
+    """Good and bad requests land in the same dynamic batches; each gets its own answer."""
+    bad = [payload for payload, _ in bad_images(cat_jpeg).values()]
+    requests = [cat_jpeg if i % 2 == 0 else bad[i // 2 % len(bad)] for i in range(32)]
+    stubs_before = server.stub_pids()
+    sync = grpcclient.InferenceServerClient(server.grpc_url)
+    inferences_before, executions_before = _stats(sync, "image_preprocess")
+
+    async def send_all() -> list[object]:
+        client = grpcaio.InferenceServerClient(server.grpc_url)
+
+        async def one(payload: bytes) -> object:
+            image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+            image.set_data_from_numpy(np.array([[payload]], dtype=np.object_))
+            wanted = [grpcclient.InferRequestedOutput("PROBABILITIES", class_count=1)]
+            return await client.infer("image_classifier", [image], outputs=wanted)
+
+        try:
+            return await asyncio.gather(*(one(p) for p in requests), return_exceptions=True)
+        finally:
+            await client.close()
+
+    results = asyncio.run(send_all())
+    for i, result in enumerate(results):
+        if i % 2 == 0:
+            assert not isinstance(result, BaseException), result
+            top = result.as_numpy("PROBABILITIES")[0][0].decode()
+            assert int(top.split(":")[1]) in CAT_CLASSES
+        else:
+            assert isinstance(result, InferenceServerException), result
+            assert "IMAGE:" in str(result)
+
+    inferences, executions = _stats(sync, "image_preprocess")
+    assert inferences - inferences_before == len(requests)
+    assert executions - executions_before < len(requests), "requests were never batched together"
+    assert sync.is_server_ready()
+    assert sync.is_model_ready("image_classifier")
+    sync.close()
+    assert server.stub_pids() == stubs_before, "a stub process died or was restarted"

@@ -1,0 +1,81 @@
+"""`fleet serve`: the launcher a user runs, stopped the way a user stops it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tritonclient.http as httpclient
+
+from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.cli import missing_artifacts
+from tritonfleet.server import STUB_NAME, free_port
+
+
+def stub_pids() -> set[int]:
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, rest = text.split("(", 1)[1].rsplit(")", 1)
+        if STUB_NAME.startswith(comm) and rest.split()[0] != "Z":
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int) -> None:
+    ports = [free_port() for _ in range(3)]
+    before = stub_pids()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tritonfleet.cli", "serve", "--models", "image_classifier",
+         "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        output = "".join(lines)
+        assert f"localhost:{ports[0]}" in output and f"localhost:{ports[1]}" in output, output
+        client = httpclient.InferenceServerClient(f"localhost:{ports[0]}")
+        loaded = {m["name"] for m in client.get_model_repository_index() if m.get("state") == "READY"}
+        client.close()
+        # The ensemble and its two steps, nothing else from the repository.
+        assert loaded == {"image_classifier", "image_preprocess", "efficientnet_lite0"}
+        started = stub_pids() - before
+        assert len(started) >= 2  # image_preprocess + the onnxruntime Python-based backend
+        proc.send_signal(stop_signal)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 10
+    while started & stub_pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not started & stub_pids(), "stub processes outlived the server"
+
+
+def test_serve_refuses_missing_artifacts_with_the_build_command(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(REPOSITORY, repo, ignore=shutil.ignore_patterns("*.onnx", "*.plan"))
+    missing = missing_artifacts(repo, ["efficientnet_lite0", "image_classifier"], "cpu")
+    assert missing == ["efficientnet_lite0/1/model.onnx (run `fleet build vision`)"]
+    out = subprocess.run(
+        [sys.executable, "-m", "tritonfleet.cli", "--repository", str(repo), "serve", "--models",
+         "image_classifier", "--http-port", str(free_port())],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "fleet build vision" in out.stdout

@@ -1,0 +1,166 @@
+"""build/vision/tensorrt_plan.py: the profile it derives from the GPU config, and how it runs here."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "build" / "vision" / "tensorrt_plan.py"
+MODEL_DIR = ROOT / "model_repository" / "efficientnet_lite0"
+ITEM = (3, 224, 224)
+
+
+def load_script() -> ModuleType:
+    """Import the script by path: ``build/`` is not a package."""
+    spec = importlib.util.spec_from_file_location("tensorrt_plan", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+plan = load_script()
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    """A copy of the GPU model folder (config only) to edit."""
+    dest = tmp_path / "efficientnet_lite0"
+    (dest / "1").mkdir(parents=True)
+    shutil.copy(MODEL_DIR / "config.pbtxt", dest / "config.pbtxt")
+    return dest
+
+
+def edit(model_dir: Path, old: str, new: str) -> None:
+    config = model_dir / "config.pbtxt"
+    text = config.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new))
+
+
+def test_profile_from_the_gpu_config() -> None:
+    profile = plan.profile_from_config(plan.load_config(MODEL_DIR))
+    assert profile == plan.Profile("input", (1, *ITEM), (32, *ITEM), (32, *ITEM))
+
+
+def test_profile_follows_edits_of_the_config(model_copy: Path) -> None:
+    edit(model_copy, "max_batch_size: 32", "max_batch_size: 64")
+    edit(model_copy, "preferred_batch_size: [ 8, 16, 32 ]", "preferred_batch_size: [ 16, 4 ]")
+    profile = plan.profile_from_config(plan.load_config(model_copy))
+    assert (profile.min, profile.opt, profile.max) == ((1, *ITEM), (16, *ITEM), (64, *ITEM))
+
+
+def test_opt_is_max_batch_without_preferred_sizes(model_copy: Path) -> None:
+    edit(model_copy, "preferred_batch_size: [ 8, 16, 32 ]", "")
+    edit(model_copy, "max_batch_size: 32", "max_batch_size: 8")
+    assert plan.profile_from_config(plan.load_config(model_copy)).opt == (8, *ITEM)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('platform: "tensorrt_plan"', 'platform: "onnxruntime_onnx"', "is not 'tensorrt_plan'"),
+        ("max_batch_size: 32", "max_batch_size: 0", "max_batch_size must be >= 1"),
+        ("preferred_batch_size: [ 8, 16, 32 ]", "preferred_batch_size: [ 8, 64 ]", "outside 1..32"),
+        ("dims: [ 3, 224, 224 ]", "dims: [ 3, -1, -1 ]", "needs fixed dims"),
+    ],
+)
+def test_configs_without_a_profile_are_refused(model_copy: Path, old: str, new: str, message: str) -> None:
+    edit(model_copy, old, new)
+    with pytest.raises(plan.PlanError, match=message):
+        plan.profile_from_config(plan.load_config(model_copy))
+
+
+def test_trtexec_command() -> None:
+    profile = plan.profile_from_config(plan.load_config(MODEL_DIR))
+    onnx, engine = Path("m/1/model.onnx"), Path("m/1/model.plan")
+    assert plan.trtexec_command(onnx, engine, profile, fp16=True) == [
+        "trtexec",
+        "--onnx=m/1/model.onnx",
+        "--saveEngine=m/1/model.plan",
+        "--minShapes=input:1x3x224x224",
+        "--optShapes=input:32x3x224x224",
+        "--maxShapes=input:32x3x224x224",
+        "--fp16",
+    ]
+    command = plan.trtexec_command(onnx, engine, profile, fp16=False, workspace_gib=4)
+    assert command[-1] == "--memPoolSize=workspace:4096"
+    assert "--fp16" not in command
+
+
+def test_check_tensors_accepts_a_matching_plan_and_names_differences() -> None:
+    config = plan.load_config(MODEL_DIR)
+    profile = plan.profile_from_config(config)
+    good = {
+        "input": plan.Tensor(True, "FLOAT", (-1, *ITEM), (profile.min, profile.opt, profile.max)),
+        "probabilities": plan.Tensor(False, "FLOAT", (-1, 1000)),
+    }
+    assert plan.check_tensors(good, config, profile) == []
+
+    bad = {
+        "input": plan.Tensor(True, "HALF", (-1, *ITEM), (profile.min, profile.min, profile.min)),
+        "logits": plan.Tensor(False, "FLOAT", (-1, 1000)),
+    }
+    problems = "\n".join(plan.check_tensors(bad, config, profile))
+    assert "'logits'" in problems
+    assert "input: dtype HALF, config wants FLOAT" in problems
+    assert "input: profile" in problems
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_print_command() -> None:
+    result = run_script("--model-dir", "model_repository/efficientnet_lite0", "--print-command")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "trtexec",
+        "--onnx=model_repository/efficientnet_lite0/1/model.onnx",
+        "--saveEngine=model_repository/efficientnet_lite0/1/model.plan",
+        "--minShapes=input:1x3x224x224",
+        "--optShapes=input:32x3x224x224",
+        "--maxShapes=input:32x3x224x224",
+        "--memPoolSize=workspace:4096",
+        "--fp16",
+    ]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")
+def test_without_tensorrt_it_points_to_the_gpu_image() -> None:
+    result = run_script("--model-dir", "model_repository/efficientnet_lite0", "--no-fp16")
+    assert result.returncode != 0
+    assert "TensorRT isn't installed here" in result.stderr
+    assert "inside the GPU image (docker/Dockerfile)" in result.stderr
+    assert "trtexec --onnx=model_repository/efficientnet_lite0/1/model.onnx" in result.stderr
+    assert "--fp16" not in result.stderr
+    assert not (MODEL_DIR / "1" / "model.plan").exists()
+
+
+@pytest.mark.gpu
+def test_builds_and_verifies_a_plan(model_copy: Path) -> None:
+    trt = pytest.importorskip("tensorrt")
+    onnx = MODEL_DIR / "1" / "model.onnx"
+    if not onnx.is_file():
+        pytest.skip(f"{onnx} is not exported yet")
+    shutil.copy(onnx, model_copy / "1" / "model.onnx")
+    edit(model_copy, "max_batch_size: 32", "max_batch_size: 4")
+    edit(model_copy, "preferred_batch_size: [ 8, 16, 32 ]", "preferred_batch_size: [ 2 ]")
+
+    assert plan.main(["--model-dir", str(model_copy), "--workspace-gib", "1"]) == 0
+
+    serialized = (model_copy / "1" / "model.plan").read_bytes()
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(serialized)
+    shapes = [tuple(s) for s in engine.get_tensor_profile_shape("input", 0)]
+    assert shapes == [(1, *ITEM), (2, *ITEM), (4, *ITEM)]
+    assert list((model_copy / "1").glob("*.partial")) == []

@@ -1,0 +1,255 @@
+"""Static repository validation: the real repository is clean, and copies with one defect each are not."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tritonfleet.validate import Problem, validate_repository
+
+REPO = Path(__file__).resolve().parents[1] / "model_repository"
+CLASSIFIER = "image_classifier/config.pbtxt"
+PREPROCESS_FILES = ("image_preprocess/config.pbtxt", "image_preprocess/configs/cpu.pbtxt")
+EFFICIENTNET_FILES = ("efficientnet_lite0/config.pbtxt", "efficientnet_lite0/configs/cpu.pbtxt")
+
+
+def copy_repo(tmp_path: Path) -> Path:
+    """A copy of the real repository, without built model artifacts."""
+    root = tmp_path / "model_repository"
+    shutil.copytree(REPO, root, ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
+    return root
+
+
+def edit(root: Path, file: str, old: str, new: str) -> None:
+    path = root / file
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} is not in {file} exactly once"
+    path.write_text(text.replace(old, new))
+
+
+def new_problems(root: Path) -> list[Problem]:
+    """The problems of the edited copy at ``root`` that the real repository does not have."""
+    baseline = set(validate_repository(REPO))
+    return [p for p in validate_repository(root) if p not in baseline]
+
+
+def with_edits(tmp_path: Path, *edits: tuple[str, str, str]) -> list[Problem]:
+    """New problems after ``(file, old, new)`` text edits of a copy of the real repository."""
+    root = copy_repo(tmp_path)
+    for file, old, new in edits:
+        edit(root, file, old, new)
+    return new_problems(root)
+
+
+def test_real_repository_is_valid() -> None:
+    assert [str(p) for p in validate_repository(REPO)] == []
+
+
+def test_problem_prints_one_line() -> None:
+    problem = Problem("m", "m/config.pbtxt", "m: broken")
+    assert str(problem) == "m/config.pbtxt: m: broken"
+
+
+def test_missing_repository_is_a_problem(tmp_path: Path) -> None:
+    [problem] = validate_repository(tmp_path / "nowhere")
+    assert "no model folders" in problem.message
+
+
+def test_unparsable_config(tmp_path: Path) -> None:
+    file = EFFICIENTNET_FILES[1]
+    [problem] = with_edits(tmp_path, (file, "max_batch_size: 32", "max_batch_size: many"))
+    assert (problem.model, problem.file) == ("efficientnet_lite0", file)
+    assert problem.message.startswith("efficientnet_lite0: does not parse: line 4, column 17:")
+
+
+def test_wrong_name(tmp_path: Path) -> None:
+    problems = with_edits(tmp_path, (PREPROCESS_FILES[0], 'name: "image_preprocess"', 'name: "preprocess"'))
+    message = 'image_preprocess: name "preprocess" differs from the folder name'
+    assert problems == [Problem("image_preprocess", PREPROCESS_FILES[0], message)]
+
+
+def test_empty_name_is_filled_in_by_triton(tmp_path: Path) -> None:
+    assert with_edits(tmp_path, (PREPROCESS_FILES[0], 'name: "image_preprocess"', "")) == []
+
+
+def test_missing_model_py(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path)
+    (root / "image_preprocess/1/model.py").unlink()
+    message = 'image_preprocess: backend "python" but no model.py in version folder(s) 1'
+    assert new_problems(root) == [Problem("image_preprocess", f, message) for f in PREPROCESS_FILES]
+
+
+def test_missing_version_folder(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path)
+    shutil.rmtree(root / "efficientnet_lite0/1")
+    message = "efficientnet_lite0: no version folder (a numeric folder such as 1/)"
+    assert new_problems(root) == [Problem("efficientnet_lite0", "efficientnet_lite0", message)]
+
+
+def test_missing_label_file(tmp_path: Path) -> None:
+    file = EFFICIENTNET_FILES[0]
+    problems = with_edits(tmp_path, (file, 'label_filename: "labels.txt"', 'label_filename: "imagenet.txt"'))
+    message = 'efficientnet_lite0: output "probabilities": label file "imagenet.txt" is missing'
+    assert problems == [Problem("efficientnet_lite0", file, message)]
+
+
+def test_cpu_gpu_interface_mismatch(tmp_path: Path) -> None:
+    problems = with_edits(tmp_path, (EFFICIENTNET_FILES[1], "dims: [ 1000 ]", "dims: [ 1001 ]"))
+    assert [str(p) for p in problems] == [
+        "efficientnet_lite0/configs/cpu.pbtxt: efficientnet_lite0: configs/cpu.pbtxt and config.pbtxt "
+        'disagree on output "probabilities": FP32 [1001] vs FP32 [1000]',
+        # ...which also breaks the ensemble on the CPU target only.
+        "image_classifier/config.pbtxt: image_classifier [cpu]: step 2 (efficientnet_lite0) "
+        'output "probabilities" -> "PROBABILITIES": '
+        "FP32 [1001] vs FP32 [1000] (ensemble output): shapes differ",
+    ]
+
+
+def test_kind_gpu_in_cpu_config(tmp_path: Path) -> None:
+    file = PREPROCESS_FILES[1]
+    problems = with_edits(tmp_path, (file, "KIND_CPU", "KIND_GPU"))
+    assert problems == [Problem("image_preprocess", file, "image_preprocess [cpu]: KIND_GPU instance group")]
+
+
+def test_kind_gpu_through_cpu_fallback(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path)
+    (root / EFFICIENTNET_FILES[1]).unlink()
+    [problem] = new_problems(root)
+    assert (problem.model, problem.file) == ("efficientnet_lite0", EFFICIENTNET_FILES[0])
+    assert "[cpu]: KIND_GPU instance group (no configs/cpu.pbtxt" in problem.message
+
+
+def test_ensemble_step_unknown_model(tmp_path: Path) -> None:
+    problems = with_edits(
+        tmp_path, (CLASSIFIER, 'model_name: "efficientnet_lite0"', 'model_name: "resnet50"')
+    )
+    message = 'image_classifier [gpu,cpu]: step 2 (resnet50): no model "resnet50" in the repository'
+    assert problems == [Problem("image_classifier", CLASSIFIER, message)]
+
+
+def test_ensemble_unknown_input_key(tmp_path: Path) -> None:
+    problems = with_edits(tmp_path, (CLASSIFIER, 'key: "input"', 'key: "pixels"'))
+    assert [p.message for p in problems] == [
+        'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0) input "pixels" <- "pixel_values": '
+        'efficientnet_lite0 has no input "pixels"',
+        'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0): required input "input" is not mapped',
+    ]
+
+
+def test_ensemble_unknown_output_key(tmp_path: Path) -> None:
+    problems = with_edits(tmp_path, (CLASSIFIER, 'key: "probabilities"', 'key: "logits"'))
+    assert [p.message for p in problems] == [
+        'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0) output "logits" -> "PROBABILITIES": '
+        'efficientnet_lite0 has no output "logits"',
+    ]
+
+
+def test_ensemble_unmapped_required_input(tmp_path: Path) -> None:
+    problems = with_edits(tmp_path, (CLASSIFIER, 'input_map { key: "input", value: "pixel_values" }', ""))
+    message = 'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0): required input "input" is not mapped'
+    assert problems == [Problem("image_classifier", CLASSIFIER, message)]
+
+
+def test_ensemble_optional_input_may_stay_unmapped(tmp_path: Path) -> None:
+    problems = with_edits(
+        tmp_path,
+        (CLASSIFIER, 'input_map { key: "input", value: "pixel_values" }', ""),
+        *(
+            (f, "dims: [ 3, 224, 224 ] }", "dims: [ 3, 224, 224 ], optional: true }")
+            for f in EFFICIENTNET_FILES
+        ),
+    )
+    assert problems == []
+
+
+def test_ensemble_tensor_never_produced(tmp_path: Path) -> None:
+    problems = with_edits(
+        tmp_path, (CLASSIFIER, 'key: "input", value: "pixel_values"', 'key: "input", value: "pixels"')
+    )
+    message = (
+        'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0) input "input" <- "pixels": '
+        '"pixels" is never produced'
+    )
+    assert problems == [Problem("image_classifier", CLASSIFIER, message)]
+
+
+def test_ensemble_dtype_mismatch(tmp_path: Path) -> None:
+    old = '{ name: "PIXEL_VALUES", data_type: TYPE_FP32'
+    new = '{ name: "PIXEL_VALUES", data_type: TYPE_UINT8'
+    problems = with_edits(tmp_path, *((f, old, new) for f in PREPROCESS_FILES))
+    message = (
+        'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0) input "input" <- "pixel_values": '
+        "FP32 [3,224,224] vs UINT8 [3,224,224] (step 1 (image_preprocess) output): data types differ"
+    )
+    assert problems == [Problem("image_classifier", CLASSIFIER, message)]
+
+
+def test_ensemble_dtype_mismatch_on_one_target(tmp_path: Path) -> None:
+    old = '{ name: "PIXEL_VALUES", data_type: TYPE_FP32'
+    problems = with_edits(tmp_path, (PREPROCESS_FILES[1], old, old.replace("FP32", "FP16")))
+    assert [p.message.split(":")[0] for p in problems] == ["image_preprocess", "image_classifier [cpu]"]
+    assert problems[1].message.endswith(
+        "FP32 [3,224,224] vs FP16 [3,224,224] (step 1 (image_preprocess) output): data types differ"
+    )
+
+
+def test_ensemble_shape_mismatch(tmp_path: Path) -> None:
+    problems = with_edits(
+        tmp_path, *((f, "dims: [ 3, 224, 224 ]", "dims: [ 224, 224, 3 ]") for f in PREPROCESS_FILES)
+    )
+    message = (
+        'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0) input "input" <- "pixel_values": '
+        "FP32 [3,224,224] vs FP32 [224,224,3] (step 1 (image_preprocess) output): shapes differ"
+    )
+    assert problems == [Problem("image_classifier", CLASSIFIER, message)]
+
+
+def test_ensemble_wildcard_dims_match(tmp_path: Path) -> None:
+    edits = [(f, "dims: [ 3, 224, 224 ]", "dims: [ 3, -1, -1 ]") for f in EFFICIENTNET_FILES]
+    assert with_edits(tmp_path, *edits) == []
+
+
+def test_ensemble_batch_dim_of_non_batching_step(tmp_path: Path) -> None:
+    unbatched = [(f, "max_batch_size: 32", "max_batch_size: 0") for f in EFFICIENTNET_FILES]
+    problems = with_edits(tmp_path, *unbatched)
+    assert [p.message.rsplit(": ", 1)[-1] for p in problems] == [
+        "only one side has the implicit batch dim (max_batch_size > 0)"
+    ] * 2
+    # A non-batching step whose dims start with a -1 takes the ensemble's batch.
+    explicit = [(f, "dims: [ 3, 224, 224 ]", "dims: [ -1, 3, 224, 224 ]") for f in EFFICIENTNET_FILES]
+    explicit += [(f, "dims: [ 1000 ]", "dims: [ -1, 1000 ]") for f in EFFICIENTNET_FILES]
+    assert with_edits(tmp_path / "explicit", *unbatched, *explicit) == []
+
+
+def test_ensemble_output_not_produced(tmp_path: Path) -> None:
+    problems = with_edits(tmp_path, (CLASSIFIER, 'value: "PROBABILITIES"', 'value: "probs"'))
+    message = 'image_classifier [gpu,cpu]: ensemble output "PROBABILITIES" is not produced by any step'
+    assert problems == [Problem("image_classifier", CLASSIFIER, message)]
+
+
+def test_ensemble_tensor_produced_twice(tmp_path: Path) -> None:
+    problems = with_edits(tmp_path, (CLASSIFIER, 'value: "PROBABILITIES"', 'value: "pixel_values"'))
+    assert (
+        'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0) output "probabilities" -> "pixel_values": '
+        '"pixel_values" is already produced by step 1 (image_preprocess) output'
+    ) in [p.message for p in problems]
+
+
+def test_ensemble_cycle(tmp_path: Path) -> None:
+    problems = with_edits(
+        tmp_path, (CLASSIFIER, 'key: "IMAGE", value: "IMAGE"', 'key: "IMAGE", value: "PROBABILITIES"')
+    )
+    messages = [p.message for p in problems]
+    cycle = "step 1 (image_preprocess) -> step 2 (efficientnet_lite0) -> step 1 (image_preprocess)"
+    assert f"image_classifier [gpu,cpu]: dataflow cycle: {cycle}" in messages
+    # The fed-back tensor also has the wrong type for step 1; a cycle is not mistaken for "never produced".
+    assert not any("never produced" in m for m in messages)
+
+
+@pytest.mark.parametrize("text", ["", "\xff\xfe", "platform: 3"])
+def test_garbage_config_never_raises(tmp_path: Path, text: str) -> None:
+    root = copy_repo(tmp_path)
+    (root / CLASSIFIER).write_bytes(text.encode("latin-1"))
+    assert any(p.model == "image_classifier" for p in new_problems(root))

@@ -1,0 +1,98 @@
+"""Run Triton's ``perf_analyzer`` (shipped in the tritonclient 2.51.0 wheel) and read its CSV."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PerfPoint:
+    """One concurrency level as perf_analyzer measured it (latencies in milliseconds)."""
+
+    concurrency: int
+    throughput: float  # inferences per second
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    avg_ms: float
+
+
+def binary() -> str:
+    found = shutil.which("perf_analyzer", path=str(Path(sys.executable).parent)) or shutil.which(
+        "perf_analyzer"
+    )
+    if not found:
+        raise RuntimeError("perf_analyzer not found: it ships in tritonclient[all]==2.51.0 (make setup)")
+    return found
+
+
+def environment() -> dict[str, str]:
+    """perf_analyzer links libcudart.so.12 even on CPU: take it from the nvidia-cuda-runtime-cu12 wheel."""
+    import nvidia.cuda_runtime
+
+    lib = Path(next(iter(nvidia.cuda_runtime.__path__))) / "lib"
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(lib), env.get("LD_LIBRARY_PATH")) if p)
+    return env
+
+
+def command(
+    model: str,
+    url: str,
+    concurrency: int,
+    csv_path: Path,
+    *,
+    protocol: str = "grpc",
+    input_data: Path | None = None,
+    shapes: dict[str, list[int]] | None = None,
+    measurement_ms: int = 5000,
+    extra: list[str] | None = None,
+) -> list[str]:
+    cmd = [
+        binary(),
+        "-m", model,
+        "-u", url,
+        "-i", protocol,
+        "--concurrency-range", f"{concurrency}:{concurrency}",
+        "--measurement-interval", str(measurement_ms),
+        "--stability-percentage", "20",
+        "--max-trials", "6",
+        "--percentile", "99",
+        "-f", str(csv_path),
+    ]  # fmt: skip
+    if input_data is not None:
+        cmd += ["--input-data", str(input_data)]
+    for name, shape in (shapes or {}).items():
+        cmd += ["--shape", f"{name}:{','.join(map(str, shape))}"]
+    return cmd + (extra or [])
+
+
+def run(cmd: list[str], csv_path: Path, concurrency: int) -> PerfPoint:
+    proc = subprocess.run(cmd, env=environment(), capture_output=True, text=True)
+    if proc.returncode != 0 or not csv_path.is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise RuntimeError(f"perf_analyzer failed (exit {proc.returncode}):\n{tail}")
+    return parse_csv(csv_path, concurrency)
+
+
+def parse_csv(path: Path, concurrency: int) -> PerfPoint:
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("Concurrency", "").strip() == str(concurrency)]
+    if not rows:
+        raise RuntimeError(f"no row for concurrency {concurrency} in {path}")
+    row = rows[-1]
+    us = 1e-3
+    return PerfPoint(
+        concurrency=concurrency,
+        throughput=float(row["Inferences/Second"]),
+        p50_ms=float(row["p50 latency"]) * us,
+        p90_ms=float(row["p90 latency"]) * us,
+        p99_ms=float(row["p99 latency"]) * us,
+        avg_ms=float(row["Avg latency"]) * us,
+    )

@@ -1,0 +1,245 @@
+"""Run the real ``tritonserver`` bundled in the ``nvidia-pytriton`` wheel on a model repository.
+
+The wheel ships tritonserver 2.51.0 (Triton 24.10) with the Python backend. This module lays out the
+backends folder Triton expects, sets the environment the Python backend stub needs, starts the server in
+its own process group (so stopping it also stops every stub it started) and waits until it is ready.
+See docs in README ("How the CPU target runs").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from tritonfleet.repository import Repository
+
+BACKENDS_SOURCE = Path(__file__).parent / "backends"
+STUB_NAME = "triton_python_backend_stub"
+
+
+class ServerError(RuntimeError):
+    """The server failed to start or to become ready."""
+
+
+def pytriton_dir() -> Path:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("nvidia-pytriton is not installed: run `make setup`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def tritonserver_binary() -> Path:
+    return pytriton_dir() / "tritonserver" / "bin" / "tritonserver"
+
+
+def library_dir() -> Path:
+    """Shared libraries the bundled server and stubs link against."""
+    return pytriton_dir().parent / "nvidia_pytriton.libs"
+
+
+def make_backends_dir(dest: Path) -> Path:
+    """Lay out ``dest`` as a Triton backends folder: the Python backend plus our Python-based backends.
+
+    ``python/`` holds ``libtriton_python.so``, its utils module and the stub built for the running Python.
+    Every other folder (``onnxruntime/model.py``) is a Python-based backend: Triton falls back to its
+    ``model.py`` when ``libtriton_<name>.so`` is absent, so configs written for the native backend load.
+    """
+    bundled = pytriton_dir() / "tritonserver"
+    python = dest / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        shutil.copy2(bundled / "backends" / "python" / name, python / name)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    shutil.copy2(bundled / "python_backend_stubs" / version / STUB_NAME, python / STUB_NAME)
+    for backend in BACKENDS_SOURCE.iterdir():
+        if (backend / "model.py").is_file():
+            (dest / backend.name).mkdir(exist_ok=True)
+            shutil.copy2(backend / "model.py", dest / backend.name / "model.py")
+    return dest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TritonServer:
+    """A tritonserver process serving ``repository`` on the CPU (or with GPU configs, ``target="gpu"``).
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``models`` loads only those models
+    and every model they depend on (explicit model control); ``None`` loads the whole repository.
+    """
+
+    def __init__(
+        self,
+        repository: Path,
+        *,
+        models: list[str] | None = None,
+        target: str = "cpu",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        log: IO[bytes] | Path | None = None,
+        shm_byte_size: int = 16 * 1024 * 1024,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        self.models = Repository(self.repository).closure(models, target) if models else None
+        self.target = target
+        self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
+        self.log = log
+        self.shm_byte_size = shm_byte_size
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"localhost:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"localhost:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://localhost:{self.metrics_port}/metrics"
+
+    def command(self, backends: Path) -> list[str]:
+        """The tritonserver command line."""
+        cmd = [
+            str(tritonserver_binary()),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={backends}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-gpu-metrics=false",
+            "--pinned-memory-pool-byte-size=0",
+            # Configs are complete: skipping auto-complete halves start-up (no extra stub per model).
+            "--disable-auto-complete-config",
+            f"--backend-config=python,shm-default-byte-size={self.shm_byte_size}",
+            "--log-info=true",
+            "--exit-timeout-secs=10",
+        ]
+        if self.target == "cpu":
+            cmd.append("--model-config-name=cpu")
+        if self.models is not None:
+            cmd.append("--model-control-mode=explicit")
+            cmd += [f"--load-model={name}" for name in self.models]
+        return cmd + self.extra_args
+
+    def environment(self) -> dict[str, str]:
+        """The stub embeds libpython and finds its environment through the first ``python3`` on PATH."""
+        env = dict(os.environ)
+        venv_bin = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(library_dir()), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        return env
+
+    def start(self, timeout: float = 240.0) -> TritonServer:
+        self._workdir = Path(tempfile.mkdtemp(prefix="tritonfleet-"))
+        backends = make_backends_dir(self._workdir / "backends")
+        if isinstance(self.log, Path):
+            self._log_file = self.log.open("wb")
+            out: IO[bytes] | None = self._log_file
+        else:
+            out = self.log
+        self.process = subprocess.Popen(
+            self.command(backends),
+            env=self.environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
+            start_new_session=True,  # its own process group: stopping it reaches every stub
+        )
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise ServerError(f"tritonserver exited ({code}) before it was ready{self._log_hint()}")
+            if self.is_ready():
+                return
+            time.sleep(0.25)
+        raise ServerError(f"tritonserver not ready after {timeout:.0f}s{self._log_hint()}")
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def session_processes(self) -> dict[int, str]:
+        """Live processes (pid -> command name) in the server's session: the server and its stubs."""
+        if self.process is None:
+            return {}
+        found = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            comm, rest = text.split("(", 1)[1].rsplit(")", 1)
+            state, _, _, session = rest.split()[:4]
+            if int(session) == self.process.pid and state != "Z":
+                found[int(stat.parent.name)] = comm
+        return found
+
+    def stub_pids(self) -> set[int]:
+        """PIDs of the Python backend stubs this server started (the kernel truncates their name)."""
+        return {pid for pid, comm in self.session_processes().items() if STUB_NAME.startswith(comm)}
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM the server (it unloads models and stops stubs), then kill whatever is left of its group."""
+        code = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            code = self.process.wait()
+            deadline = time.monotonic() + 5
+            while self.session_processes() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        return code
+
+    def _log_hint(self) -> str:
+        return f"; see {self.log}" if isinstance(self.log, Path) else ""
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,273 @@
+"""Static validation of a whole model repository, for ``fleet validate`` in CI.
+
+Finds, without a server, what would make Triton refuse a model on either target, and breaks of the
+promise that clients never change between the GPU and the CPU target.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from tritonfleet.repository import TARGETS, ConfigError, Repository, config_path, dependencies, parse_config
+
+_VERSION = re.compile(r"[1-9][0-9]*")  # Triton ignores other folder names, "0" and "01" included
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One defect: the model, the file (relative to the repository root) and what is wrong."""
+
+    model: str
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.message}"
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """A tensor's data type and dims as one side of an ensemble map declares them."""
+
+    dtype: int
+    dims: tuple[int, ...]
+    batched: bool  # an implicit leading batch dim (max_batch_size > 0)
+
+    def __str__(self) -> str:
+        return f"{mc.DataType.Name(self.dtype).removeprefix('TYPE_')} [{','.join(map(str, self.dims))}]"
+
+    def mismatch(self, other: _Tensor) -> str | None:
+        """Why ``other`` cannot feed this tensor, or None; -1 matches any size, batch dims included."""
+        if self.dtype != other.dtype:
+            return "data types differ"
+        if _dims_match((-1,) * self.batched + self.dims, (-1,) * other.batched + other.dims):
+            return None
+        if self.batched != other.batched and _dims_match(self.dims, other.dims):
+            return "shapes differ: only one side has the implicit batch dim (max_batch_size > 0)"
+        return "shapes differ"
+
+
+def validate_repository(root: Path) -> list[Problem]:
+    """Every problem in the repository at ``root``; empty when valid. Never raises on a bad repo."""
+    repo = Repository(root)
+    model_dirs = repo.model_dirs()
+    if not model_dirs:
+        return [Problem("", ".", f"no model folders (<name>/config.pbtxt) in {root}")]
+    names = set(repo.names())
+    problems: list[Problem] = []
+    parsed: dict[Path, mc.ModelConfig | None] = {}
+
+    def report(model: str, path: Path, message: str) -> None:
+        problems.append(Problem(model, path.relative_to(root).as_posix(), message))
+
+    for model_dir in model_dirs:
+        model = model_dir.name
+        if not _versions(model_dir):
+            report(model, model_dir, f"{model}: no version folder (a numeric folder such as 1/)")
+        for path in [model_dir / "config.pbtxt", *sorted((model_dir / "configs").glob("*.pbtxt"))]:
+            parsed[path], error = _parse(path)
+            if error:
+                report(model, path, f"{model}: {error}")
+            for message in _check_file(model_dir, parsed[path], names):
+                report(model, path, f"{model}: {message}")
+        gpu = parsed[model_dir / "config.pbtxt"]
+        for path in sorted((model_dir / "configs").glob("*.pbtxt")):
+            for message in _interface_diff(parsed[path], gpu):
+                report(model, path, f"{model}: configs/{path.name} and config.pbtxt disagree on {message}")
+        cpu_path = config_path(model_dir, "cpu")
+        cpu = parsed[cpu_path]
+        if cpu is not None and any(g.kind == mc.ModelInstanceGroup.KIND_GPU for g in cpu.instance_group):
+            fallback = " (no configs/cpu.pbtxt, so the CPU target uses config.pbtxt)" if cpu is gpu else ""
+            report(model, cpu_path, f"{model} [cpu]: KIND_GPU instance group{fallback}")
+
+    # Ensembles are checked against the step models' configs for the same target; a problem found
+    # on both targets in the same file is reported once, tagged with both.
+    found: dict[tuple[str, Path, str], list[str]] = {}
+    for target in TARGETS:
+        configs = {d.name: parsed[config_path(d, target)] for d in model_dirs}
+        for model_dir in model_dirs:
+            config = configs[model_dir.name]
+            if config is not None and config.platform == "ensemble":
+                path = config_path(model_dir, target)
+                for message in _check_ensemble(config, configs):
+                    found.setdefault((model_dir.name, path, message), []).append(target)
+    for (model, path, message), targets in found.items():
+        report(model, path, f"{model} [{','.join(targets)}]: {message}")
+    return problems
+
+
+def _versions(model_dir: Path) -> list[str]:
+    """The version folders Triton sees."""
+    return sorted(p.name for p in model_dir.iterdir() if p.is_dir() and _VERSION.fullmatch(p.name))
+
+
+def _parse(path: Path) -> tuple[mc.ModelConfig | None, str | None]:
+    """The parsed config, or None and why not."""
+    try:
+        return parse_config(path), None
+    except ConfigError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, text_format.ParseError) and cause.GetLine() is not None:
+            detail = str(cause).split(" : ", 1)[-1]
+            return None, f"does not parse: line {cause.GetLine()}, column {cause.GetColumn()}: {detail}"
+        return None, f"does not parse: {cause}"
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot be read: {exc}"
+
+
+def _check_file(model_dir: Path, config: mc.ModelConfig | None, names: set[str]) -> list[str]:
+    """Checks of one config file on its own."""
+    if config is None:
+        return []
+    errors = []
+    if config.name and config.name != model_dir.name:
+        errors.append(f'name "{config.name}" differs from the folder name')
+    if not config.backend and not config.platform:
+        errors.append("neither backend nor platform is set")
+    versions = _versions(model_dir)
+    if config.backend == "python" and versions:
+        filename = config.default_model_filename or "model.py"
+        if not any((model_dir / v / filename).is_file() for v in versions):
+            errors.append(f'backend "python" but no {filename} in version folder(s) {", ".join(versions)}')
+    for output in config.output:
+        # The name must stay inside the model folder; the file may be a symlink to a shared label file.
+        label = Path(os.path.normpath(model_dir / output.label_filename))
+        if output.label_filename and not (label.is_relative_to(model_dir) and label.is_file()):
+            errors.append(f'output "{output.name}": label file "{output.label_filename}" is missing')
+    if config.platform == "ensemble" and not config.ensemble_scheduling.step:
+        errors.append("ensemble has no steps")
+    if config.platform != "ensemble":  # _check_ensemble reports unknown step models, naming the step
+        errors += [f'bls_models names unknown model "{d}"' for d in dependencies(config) if d not in names]
+    return errors
+
+
+def _interface_diff(config: mc.ModelConfig | None, reference: mc.ModelConfig | None) -> list[str]:
+    """Where two configs of a model differ in what clients see: tensors, data types, dims, max_batch_size."""
+    if config is None or reference is None:
+        return []
+
+    def interface(c: mc.ModelConfig) -> dict[str, str]:
+        seen = {f'input "{t.name}"': str(_Tensor(t.data_type, tuple(t.dims), False)) for t in c.input}
+        seen |= {f'output "{t.name}"': str(_Tensor(t.data_type, tuple(t.dims), False)) for t in c.output}
+        return {**seen, "max_batch_size": str(c.max_batch_size)}
+
+    mine, theirs = interface(config), interface(reference)
+    return [
+        f"{key}: {mine.get(key, 'absent')} vs {theirs.get(key, 'absent')}"
+        for key in sorted(mine.keys() | theirs.keys())
+        if mine.get(key) != theirs.get(key)
+    ]
+
+
+def _check_ensemble(ensemble: mc.ModelConfig, configs: dict[str, mc.ModelConfig | None]) -> list[str]:
+    """Check an ensemble against its step models' configs (``configs``: all models, None if unparsable)."""
+    errors: list[str] = []
+    batched = ensemble.max_batch_size > 0
+
+    def ensemble_tensor(io: mc.ModelInput | mc.ModelOutput) -> _Tensor:
+        return _Tensor(io.data_type, tuple(io.reshape.shape if io.HasField("reshape") else io.dims), batched)
+
+    declared = {t.name: ensemble_tensor(t) for t in ensemble.output}
+    origin = {t.name: "ensemble input" for t in ensemble.input}  # who produces each ensemble tensor
+    tensors = {t.name: ensemble_tensor(t) for t in ensemble.input}  # its type, where known
+    producer: dict[str, int] = {}  # the step producing it
+    steps = list(enumerate(ensemble.ensemble_scheduling.step, 1))
+
+    for i, step in steps:
+        label = f"step {i} ({step.model_name})"
+        model = configs.get(step.model_name)
+        inputs, outputs = _step_tensors(model)
+        if step.model_name not in configs:
+            errors.append(f'{label}: no model "{step.model_name}" in the repository')
+        elif model is not None:
+            if 0 < model.max_batch_size < ensemble.max_batch_size:
+                sizes = f"{model.max_batch_size} < the ensemble's {ensemble.max_batch_size}"
+                errors.append(f"{label}: max_batch_size {sizes}")
+            errors += [
+                f'{label} input "{key}" <- "{value}": {step.model_name} has no input "{key}"'
+                for key, value in sorted(step.input_map.items())
+                if key not in inputs
+            ]
+            errors += [
+                f'{label}: required input "{t.name}" is not mapped'
+                for t in model.input
+                if not t.optional and t.name not in step.input_map
+            ]
+            errors += [
+                f'{label} output "{key}" -> "{value}": {step.model_name} has no output "{key}"'
+                for key, value in sorted(step.output_map.items())
+                if key not in outputs
+            ]
+        for key, value in sorted(step.output_map.items()):
+            if value in origin:
+                where = f'{label} output "{key}" -> "{value}"'
+                errors.append(f'{where}: "{value}" is already produced by {origin[value]}')
+                continue
+            origin[value], producer[value] = f"{label} output", i
+            if key not in outputs:
+                continue
+            tensors[value] = outputs[key]
+            if value in declared and (reason := tensors[value].mismatch(declared[value])):
+                where = f'{label} output "{key}" -> "{value}"'
+                errors.append(f"{where}: {tensors[value]} vs {declared[value]} (ensemble output): {reason}")
+
+    for i, step in steps:
+        label = f"step {i} ({step.model_name})"
+        inputs, _ = _step_tensors(configs.get(step.model_name))
+        for key, value in sorted(step.input_map.items()):
+            if value not in origin:
+                errors.append(f'{label} input "{key}" <- "{value}": "{value}" is never produced')
+                continue
+            mine, theirs = inputs.get(key), tensors.get(value)
+            if mine is not None and theirs is not None and (reason := mine.mismatch(theirs)):
+                where = f'{label} input "{key}" <- "{value}"'
+                errors.append(f"{where}: {mine} vs {theirs} ({origin[value]}): {reason}")
+
+    errors += [f'ensemble output "{n}" is not produced by any step' for n in declared if n not in producer]
+
+    deps = {i: {producer[v] for v in step.input_map.values() if v in producer} for i, step in steps}
+    if cycle := _find_cycle(deps):
+        path = " -> ".join(f"step {i} ({steps[i - 1][1].model_name})" for i in reversed(cycle))
+        errors.append(f"dataflow cycle: {path}")
+    return errors
+
+
+def _step_tensors(model: mc.ModelConfig | None) -> tuple[dict[str, _Tensor], dict[str, _Tensor]]:
+    """A step model's inputs and outputs by name; none where the model is unknown or does not parse."""
+    if model is None:
+        return {}, {}
+    batched = model.max_batch_size > 0
+    inputs = {t.name: _Tensor(t.data_type, tuple(t.dims), batched) for t in model.input}
+    return inputs, {t.name: _Tensor(t.data_type, tuple(t.dims), batched) for t in model.output}
+
+
+def _find_cycle(deps: dict[int, set[int]]) -> list[int]:
+    """One cycle in a dependency graph as ``[a, b, ..., a]`` (a needs b ...), or []."""
+    done: set[int] = set()
+    stack: list[int] = []
+
+    def visit(node: int) -> list[int]:
+        stack.append(node)
+        for dep in sorted(deps[node]):
+            if dep in stack:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in done and (cycle := visit(dep)):
+                return cycle
+        done.add(stack.pop())
+        return []
+
+    for node in sorted(deps):
+        if node not in done and (cycle := visit(node)):
+            return cycle
+    return []
+
+
+def _dims_match(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Same rank, and each dim equal or -1 (any size) on either side."""
+    return len(a) == len(b) and all(x == y or -1 in (x, y) for x, y in zip(a, b, strict=True))
