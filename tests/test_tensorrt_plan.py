@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_opt_is_max_batch_without_preferred_sizes(model_copy: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('platform: "tensorrt_plan"', 'platform: "onnxruntime_onnx"', "is not 'tensorrt_plan'"),
+        ('platform: "tensorrt_plan"', 'platform: "onnxruntime_onnx"', "is not a TensorRT model"),
         ("max_batch_size: 32", "max_batch_size: 0", "max_batch_size must be >= 1"),
         ("preferred_batch_size: [ 8, 16, 32 ]", "preferred_batch_size: [ 8, 64 ]", "outside 1..32"),
         ("dims: [ 3, 224, 224 ]", "dims: [ 3, -1, -1 ]", "needs fixed dims"),
@@ -134,6 +135,41 @@ def test_print_command() -> None:
         "--memPoolSize=workspace:4096",
         "--fp16",
     ]
+
+
+def test_output_names_a_folder(tmp_path: Path) -> None:
+    result = run_script("--model-dir", str(MODEL_DIR), "--output", str(tmp_path), "--print-command")
+    assert f"--saveEngine={tmp_path / 'model.plan'}" in result.stdout.split()
+
+
+def test_fleet_build_recipe_calls_the_script_as_it_expects(tmp_path: Path) -> None:
+    """``fleet build --target gpu`` runs the script with ``--output DIR`` and collects ``DIR/model.plan``."""
+    from tritonfleet import artifacts
+
+    (recipe,) = [r for r in artifacts.recipes_for(["vision"], "gpu") if r.script.endswith("tensorrt_plan.py")]
+    assert recipe.outputs == ("model.plan",)
+    result = run_script("--output", str(tmp_path), *recipe.args, "--print-command")
+    assert result.returncode == 0, result.stderr
+    assert f"--saveEngine={tmp_path / 'model.plan'}" in result.stdout.split()
+
+
+def test_onnx_export_fits_the_profile() -> None:
+    """The ONNX input TensorRT sees: the config's name and item dims, and a free batch dimension."""
+    onnx = pytest.importorskip("onnx")
+    path = MODEL_DIR / "1" / "model.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is not exported yet (fleet build)")
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def dims(value: Any) -> list[int | str]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    (tensor,) = graph.input
+    batch, *item = dims(tensor)
+    assert (tensor.name, tuple(item)) == ("input", ITEM)
+    assert tensor.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert isinstance(batch, str), f"batch dimension is fixed at {batch}: export with dynamic_axes"
+    assert [o.name for o in graph.output] == ["probabilities"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed")

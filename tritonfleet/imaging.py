@@ -20,7 +20,6 @@ antialiased bilinear beats its bicubic with either normalization (and is cheaper
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -32,6 +31,7 @@ MEAN = 127.0
 STD = 128.0
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 
+# 16-bit grayscale PNG/TIFF open as "I;16*" (older Pillow: "I"); scaled to 8 bits, not clipped at 255.
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 
 
@@ -46,14 +46,16 @@ def decode(data: bytes, *, max_pixels: int) -> Image.Image:
     applied. Transparent images (RGBA, LA, P with transparency, ...) are composited on white, so
     transparent areas look like a white page rather than whatever colour hides under alpha 0. 16-bit
     grayscale is scaled to 8 bits. Truncated files are errors. Raises :class:`ImageError`.
+
+    Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, ~89M: a warning, an error over
+    twice that) also applies; its warning is left alone (catching it is not thread-safe, and callers
+    decode in threads): with ``max_pixels`` below Pillow's limit such images are rejected here anyway.
     """
     if not data:
         raise ImageError("empty input: expected encoded image bytes (JPEG, PNG, ...)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning if -W error
         raise ImageError(f"image is too large: {exc}") from exc
     except Exception as exc:  # Pillow raises many types on hostile input: report them all alike.
         raise ImageError(f"not a decodable image ({type(exc).__name__}: {exc})") from exc

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Build ``<model-dir>/1/model.plan`` from ``<model-dir>/1/model.onnx`` with the TensorRT Python API.
+"""Build ``model.plan`` from ``<model-dir>/1/model.onnx`` with the TensorRT Python API.
 
-    python build/vision/tensorrt_plan.py --model-dir model_repository/efficientnet_lite0
+    python build/vision/tensorrt_plan.py --model-dir model_repository/efficientnet_lite0 [--output DIR]
+
+writes ``DIR/model.plan`` (default DIR: ``<model-dir>/1``), the recipe convention of ``fleet build``.
 
 The optimization profile is derived from the model's GPU config (``config.pbtxt``): batch 1 up to
 ``max_batch_size``, optimized for the largest ``dynamic_batching.preferred_batch_size`` (or
@@ -77,7 +79,8 @@ def load_config(model_dir: Path) -> mc.ModelConfig:
 def profile_from_config(config: mc.ModelConfig) -> Profile:
     """The optimization profile a TensorRT model's config implies."""
     if config.platform != TRT_PLATFORM and config.backend != "tensorrt":
-        raise PlanError(f"{config.name}: platform {config.platform!r} is not {TRT_PLATFORM!r}")
+        kind = config.platform or config.backend
+        raise PlanError(f"{config.name}: {kind!r} is not a TensorRT model (platform {TRT_PLATFORM!r})")
     if len(config.input) != 1:
         raise PlanError(f"{config.name}: expected one input, found {len(config.input)}")
     if config.max_batch_size < 1:
@@ -136,8 +139,9 @@ def check_tensors(tensors: dict[str, Tensor], config: mc.ModelConfig, profile: P
             problems.append(f"{t.name}: dtype {found.dtype}, config wants {dtype}")
         if found.shape != shape:
             problems.append(f"{t.name}: shape {list(found.shape)}, config wants {list(shape)}")
-        if t.name == profile.name and found.profile != (profile.min, profile.opt, profile.max):
-            problems.append(f"{t.name}: profile {found.profile}, wanted {(profile.min, profile.opt, profile.max)}")
+        wanted = (profile.min, profile.opt, profile.max)
+        if t.name == profile.name and found.profile != wanted:
+            problems.append(f"{t.name}: profile {found.profile}, config implies {wanted}")
     return problems
 
 
@@ -192,8 +196,8 @@ def plan_tensors(plan: bytes) -> dict[str, Tensor]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True, help="model folder holding config.pbtxt")
-    parser.add_argument("--output", type=Path, help="where to write the plan (default <model-dir>/1/model.plan)")
-    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="allow FP16 kernels")
+    parser.add_argument("--output", type=Path, help="folder for model.plan (default <model-dir>/1)")
+    parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="FP16 kernels")
     parser.add_argument("--workspace-gib", type=float, default=4.0, help="builder workspace limit (GiB)")
     parser.add_argument("--print-command", action="store_true", help="print the trtexec equivalent and exit")
     return parser.parse_args(argv)
@@ -202,7 +206,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     onnx = args.model_dir / "1" / "model.onnx"
-    plan = args.output or args.model_dir / "1" / "model.plan"
+    plan = (args.output or args.model_dir / "1") / "model.plan"
     try:
         config = load_config(args.model_dir)
         profile = profile_from_config(config)

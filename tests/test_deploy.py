@@ -1,0 +1,233 @@
+"""docker/ and docker/k8s/: the GPU image and its Kubernetes deployment agree with Triton and each other."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+K8S = DOCKER / "k8s"
+# Triton's HTTP health endpoints (KServe v2 protocol) and default ports.
+PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+# tritonclient release -> NGC container release (server build.py TRITON_VERSION_MAP at v2.51.0).
+NGC_RELEASE = {"2.51.0": "24.10"}
+
+
+def manifest(name: str) -> dict[str, Any]:
+    (doc,) = yaml.safe_load_all((K8S / name).read_text())
+    return doc
+
+
+@pytest.fixture(scope="module")
+def deployment() -> dict[str, Any]:
+    return manifest("deployment.yaml")
+
+
+@pytest.fixture(scope="module")
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def entrypoint_command() -> list[str]:
+    """The ``exec tritonserver ...`` line of docker/entrypoint.sh, split like the shell would."""
+    text = (DOCKER / "entrypoint.sh").read_text().replace("\\\n", " ")
+    (line,) = [ln for ln in text.splitlines() if ln.strip().startswith("exec tritonserver")]
+    return shlex.split(line)[1:]
+
+
+def test_kinds_and_api_versions() -> None:
+    expected = {
+        "deployment.yaml": ("apps/v1", "Deployment"),
+        "service.yaml": ("v1", "Service"),
+        "hpa.yaml": ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        "plan-cache-pvc.yaml": ("v1", "PersistentVolumeClaim"),
+        "podmonitor.yaml": ("monitoring.coreos.com/v1", "PodMonitor"),
+        "kustomization.yaml": ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
+    }
+    for name, (api_version, kind) in expected.items():
+        doc = manifest(name)
+        assert (doc["apiVersion"], doc["kind"]) == (api_version, kind), name
+    resources = manifest("kustomization.yaml")["resources"]
+    assert all((K8S / r).is_file() for r in resources)
+    assert {"deployment.yaml", "service.yaml", "hpa.yaml"} <= set(resources)
+
+
+def test_pod_selector_matches_template(deployment: dict[str, Any]) -> None:
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    assert manifest("service.yaml")["spec"]["selector"].items() <= labels.items()
+    assert manifest("podmonitor.yaml")["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_ports_match_triton_and_the_service(container: dict[str, Any]) -> None:
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == PORTS
+    service = manifest("service.yaml")["spec"]
+    assert service["type"] == "ClusterIP"
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["ports"]} == {
+        name: (port, name) for name, port in PORTS.items()
+    }
+    command = entrypoint_command()
+    for name, port in PORTS.items():
+        assert f"--{name}-port={port}" in command
+
+
+def test_probes_use_triton_health_endpoints(container: dict[str, Any]) -> None:
+    paths = {"startupProbe": "/v2/health/ready", "readinessProbe": "/v2/health/ready"}
+    paths["livenessProbe"] = "/v2/health/live"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in paths.items():
+        get = container[probe]["httpGet"]
+        assert get["path"] == path, probe
+        assert ports.get(get["port"], get["port"]) == PORTS["http"], probe
+    startup = container["startupProbe"]
+    # The first start on a new GPU builds TensorRT plans: give it at least 10 minutes.
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+
+
+def test_gpu_resources(container: dict[str, Any]) -> None:
+    resources = container["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == 1
+    assert resources["requests"].get("nvidia.com/gpu", 1) == 1
+    assert {"cpu", "memory"} <= set(resources["requests"])
+
+
+def test_dev_shm_is_memory_backed_and_bounded(deployment: dict[str, Any], container: dict[str, Any]) -> None:
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/dev/shm"]
+    empty_dir = volumes[mount["name"]]["emptyDir"]
+    assert empty_dir["medium"] == "Memory"
+    assert re.fullmatch(r"\d+[MG]i", empty_dir["sizeLimit"])
+
+
+def test_plan_cache_volume(deployment: dict[str, Any], container: dict[str, Any]) -> None:
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/plans"]
+    volume = volumes[mount["name"]]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["PLAN_CACHE"] == "/plans"
+    if "persistentVolumeClaim" in volume:
+        claim = manifest("plan-cache-pvc.yaml")
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        assert "ReadWriteMany" in claim["spec"]["accessModes"]  # mounted by pods on several nodes
+    else:
+        assert "emptyDir" in volume
+
+
+def test_hpa_targets_the_deployment() -> None:
+    hpa = manifest("hpa.yaml")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "tritonfleet"}
+    assert 1 <= hpa["minReplicas"] < hpa["maxReplicas"]
+    assert {m["type"] for m in hpa["metrics"]} == {"Pods", "Resource"}
+    assert "nv_inference_queue_duration_us" in (K8S / "hpa.yaml").read_text()
+
+
+def test_image_pins_the_triton_release_of_the_client() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (client,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("tritonclient")]
+    release = NGC_RELEASE[client.split("==")[1]]
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    bases = re.findall(r"^ARG TRITON_IMAGE=(\S+)", dockerfile, re.MULTILINE)
+    assert bases == [f"nvcr.io/nvidia/tritonserver:{release}-py3"]
+    assert re.search(r"^FROM \$\{TRITON_IMAGE\}\s*$", dockerfile, re.MULTILINE)
+    assert re.search(r'^RUN pip install .*"\.\[build[],]', dockerfile, re.MULTILINE)  # the export stage
+    assert f'"tritonclient[grpc]=={client.split("==")[1]}"' in dockerfile
+
+
+def test_entrypoint_serves_the_gpu_configs() -> None:
+    command = entrypoint_command()
+    assert command[0] == "tritonserver"
+    assert "--model-repository=$MODEL_REPOSITORY" in command
+    assert 'MODEL_REPOSITORY="${MODEL_REPOSITORY:-/models}"' in (DOCKER / "entrypoint.sh").read_text()
+    assert not any(arg.startswith("--model-config-name") for arg in command)
+    assert any(arg.startswith("--backend-config=python,shm-default-byte-size=") for arg in command)
+    assert command[-1] == "$@"
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert "/models" in dockerfile and "docker/entrypoint.sh" in dockerfile
+    assert '"/opt/tritonfleet/entrypoint.sh"]' in dockerfile
+    assert "build/vision/tensorrt_plan.py" in (DOCKER / "entrypoint.sh").read_text()
+
+
+# Stand-ins for the GPU image's tools: a GPU, TensorRT's version, the plan builder and tritonserver.
+FAKE_TOOLS = {
+    "nvidia-smi": 'echo "NVIDIA H100 80GB HBM3"',
+    "python3": """
+if [ "$1" = -c ]; then echo 10.5.0; exit 0; fi
+echo "$*" >> "$FAKE_LOG/builds"
+while [ $# -gt 0 ]; do
+    if [ "$1" = --output ]; then mkdir -p "$2"; echo plan > "$2/model.plan"; fi
+    shift
+done
+""",
+    "tritonserver": 'printf "%s\\n" "$@" > "$FAKE_LOG/tritonserver"',
+}
+
+
+@pytest.fixture
+def fake_image(tmp_path: Path) -> dict[str, str]:
+    """The environment docker/entrypoint.sh sees in the image, with the tools above and a small repository."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKE_TOOLS.items():
+        tool = bin_dir / name
+        tool.write_text(f"#!/bin/sh\n{body}")
+        tool.chmod(0o755)
+    models = tmp_path / "models"
+    for model in ("efficientnet_lite0", "image_preprocess"):
+        (models / model / "1").mkdir(parents=True)
+        shutil.copy(ROOT / "model_repository" / model / "config.pbtxt", models / model / "config.pbtxt")
+    (models / "efficientnet_lite0" / "1" / "model.onnx").write_bytes(b"onnx")
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "MODEL_REPOSITORY": str(models),
+        "PLAN_CACHE": str(tmp_path / "plans"),
+        "BUILD_SCRIPT": str(ROOT / "build" / "vision" / "tensorrt_plan.py"),
+        "FAKE_LOG": str(tmp_path),
+    }
+
+
+def run_entrypoint(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    script = DOCKER / "entrypoint.sh"
+    return subprocess.run(["bash", str(script), "--log-verbose=1"], env=env, capture_output=True, text=True)
+
+
+def test_entrypoint_builds_missing_plans_once_then_serves(fake_image: dict[str, str]) -> None:
+    log, models = Path(fake_image["FAKE_LOG"]), Path(fake_image["MODEL_REPOSITORY"])
+    for _ in range(2):  # the second start finds the plan in the cache
+        result = run_entrypoint(fake_image)
+        assert result.returncode == 0, result.stderr
+    builds = (log / "builds").read_text().splitlines()
+    assert len(builds) == 1 and "--model-dir" in builds[0] and "image_preprocess" not in builds[0]
+    (cached,) = Path(fake_image["PLAN_CACHE"], "efficientnet_lite0").iterdir()
+    assert re.fullmatch(r"NVIDIA_H100_80GB_HBM3-trt10\.5\.0-[0-9a-f]{16}", cached.name)
+    assert (cached / "model.plan").is_file()
+    assert (models / "efficientnet_lite0" / "1" / "model.plan").read_text() == "plan\n"
+    assert not (models / "image_preprocess" / "1" / "model.plan").exists()
+    args = (log / "tritonserver").read_text().splitlines()
+    assert args[0] == f"--model-repository={models}" and args[-1] == "--log-verbose=1"
+
+    config = models / "efficientnet_lite0" / "config.pbtxt"
+    config.write_text(config.read_text().replace("max_batch_size: 32", "max_batch_size: 16"))
+    assert run_entrypoint(fake_image).returncode == 0
+    assert len((log / "builds").read_text().splitlines()) == 2  # a changed config is a new plan
+
+
+def test_entrypoint_stops_without_the_onnx_export(fake_image: dict[str, str]) -> None:
+    (Path(fake_image["MODEL_REPOSITORY"]) / "efficientnet_lite0" / "1" / "model.onnx").unlink()
+    result = run_entrypoint(fake_image)
+    assert result.returncode != 0
+    assert "model.onnx is missing" in result.stderr
+    assert not (Path(fake_image["FAKE_LOG"]) / "tritonserver").exists()
