@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,14 +22,23 @@ COFFEE_CLASSES = {967, 968, 504}
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    """tritonserver 2.51.0 serving the whole repository with its CPU configs."""
-    models = Repository(REPOSITORY).names()
+    """tritonserver 2.51.0 serving the whole repository with its CPU configs.
+
+    ``FLEET_TEST_MODELS=a,b`` loads only those models (and their steps), for a quick local run.
+    """
+    only = [n for n in os.environ.get("FLEET_TEST_MODELS", "").split(",") if n]
+    models = Repository(REPOSITORY).closure(only) if only else Repository(REPOSITORY).names()
     missing = missing_artifacts(REPOSITORY, models, "cpu")
     if missing:
         pytest.fail("artifacts not built (make test builds them): " + ", ".join(missing))
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
     srv = TritonServer(
-        REPOSITORY, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log=log
+        REPOSITORY,
+        models=only or None,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log=log,
     )
     try:
         srv.start()

@@ -140,8 +140,11 @@ def test_image_pins_the_triton_release_of_the_client() -> None:
     release = NGC_RELEASE[client.split("==")[1]]
     dockerfile = (DOCKER / "Dockerfile").read_text()
     bases = re.findall(r"^ARG TRITON_IMAGE=(\S+)", dockerfile, re.MULTILINE)
-    assert bases == [f"nvcr.io/nvidia/tritonserver:{release}-py3"]
+    assert bases == [f"nvcr.io/nvidia/tritonserver:{release}-trtllm-python-py3"]
     assert re.search(r"^FROM \$\{TRITON_IMAGE\}\s*$", dockerfile, re.MULTILINE)
+    # The tensorrt backend compiled into that image comes from the same Triton release.
+    assert re.findall(r"^ARG TRITON_REPO_TAG=(\S+)", dockerfile, re.MULTILINE) == [f"r{release}"]
+    assert '-DTRITON_CORE_REPO_TAG="${TRITON_REPO_TAG}"' in dockerfile
     assert re.search(r'^RUN pip install .*"\.\[build[],]', dockerfile, re.MULTILINE)  # the export stage
     assert f'"tritonclient[grpc]=={client.split("==")[1]}"' in dockerfile
 

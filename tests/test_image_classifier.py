@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonfleet.clients import AsyncFleetClient, FleetClient
 
 from tests.conftest import CAT_CLASSES, COFFEE_CLASSES
-from tritonfleet.clients import AsyncFleetClient, FleetClient
 from tritonfleet.server import TritonServer
 
 PROTOCOLS = ["http", "grpc"]
@@ -74,10 +74,24 @@ def test_raw_probabilities_without_classification(server: TritonServer, cat_jpeg
 
 def test_fleet_infer_cli(server: TritonServer, cat_file: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "tritonfleet.cli", "infer", "image_classifier", str(cat_file),
-         "--url", server.grpc_url, "--protocol", "grpc", "--top-k", "3"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tritonfleet.cli",
+            "infer",
+            "image_classifier",
+            str(cat_file),
+            "--url",
+            server.grpc_url,
+            "--protocol",
+            "grpc",
+            "--top-k",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert str(cat_file) in out
     first = out.splitlines()[1]
     assert any(name in first for name in ("tabby", "tiger cat", "Egyptian cat")), out

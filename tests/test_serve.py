@@ -36,10 +36,24 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
     ports = [free_port() for _ in range(3)]
     before = stub_pids()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tritonfleet.cli", "serve", "--models", "image_classifier",
-         "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tritonfleet.cli",
+            "serve",
+            "--models",
+            "image_classifier",
+            "--http-port",
+            str(ports[0]),
+            "--grpc-port",
+            str(ports[1]),
+            "--metrics-port",
+            str(ports[2]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         lines = []
@@ -73,9 +87,21 @@ def test_serve_refuses_missing_artifacts_with_the_build_command(tmp_path: Path) 
     missing = missing_artifacts(repo, ["efficientnet_lite0", "image_classifier"], "cpu")
     assert missing == ["efficientnet_lite0/1/model.onnx (run `fleet build vision`)"]
     out = subprocess.run(
-        [sys.executable, "-m", "tritonfleet.cli", "--repository", str(repo), "serve", "--models",
-         "image_classifier", "--http-port", str(free_port())],
-        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tritonfleet.cli",
+            "--repository",
+            str(repo),
+            "serve",
+            "--models",
+            "image_classifier",
+            "--http-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert out.returncode == 1
     assert "fleet build vision" in out.stdout

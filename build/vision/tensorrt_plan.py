@@ -10,7 +10,7 @@ The optimization profile is derived from the model's GPU config (``config.pbtxt`
 ``max_batch_size`` when there is none). Plans are specific to the GPU and the TensorRT version, so this
 runs on the serving GPU inside the image from ``docker/Dockerfile`` (its entrypoint calls it at start).
 After building, the plan is deserialized and its tensors checked against the config before it is moved
-into place. Targets TensorRT 10 (Triton 24.10 ships 10.5); 8.6 works too.
+into place. Targets TensorRT 10 (the GPU image has 10.4, TensorRT-LLM 0.14's); 8.6 works too.
 
 Standalone script: ``build/`` is not a package, and it runs on the serving image's Python 3.10.
 """
@@ -123,6 +123,7 @@ def trtexec_command(
 def check_tensors(tensors: dict[str, Tensor], config: mc.ModelConfig, profile: Profile) -> list[str]:
     """What differs between a built engine's I/O tensors and the config; empty when they match."""
     expected = [(t, True) for t in config.input] + [(t, False) for t in config.output]
+    wanted = (profile.min, profile.opt, profile.max)
     problems = []
     names = {t.name for t, _ in expected}
     if set(tensors) != names:
@@ -139,7 +140,6 @@ def check_tensors(tensors: dict[str, Tensor], config: mc.ModelConfig, profile: P
             problems.append(f"{t.name}: dtype {found.dtype}, config wants {dtype}")
         if found.shape != shape:
             problems.append(f"{t.name}: shape {list(found.shape)}, config wants {list(shape)}")
-        wanted = (profile.min, profile.opt, profile.max)
         if t.name == profile.name and found.profile != wanted:
             problems.append(f"{t.name}: profile {found.profile}, config implies {wanted}")
     return problems
