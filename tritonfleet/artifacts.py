@@ -111,27 +111,24 @@ def build(recipe: Recipe, log: Callable[[str], None] = print) -> str:
 
     Returns "current", "cached" or "built".
     """
-    if recipe.cached and recipe.is_current():
+    if not recipe.cached:  # written straight into the repository, rebuilt every time
+        recipe.destination.mkdir(parents=True, exist_ok=True)
+        _run(recipe, recipe.destination, log)
+        return "built"
+    if recipe.is_current():
         return "current"
     cached = recipe.cache_dir()
     state = "cached"
-    if not (recipe.cached and all((cached / n).is_file() for n in recipe.outputs)):
+    if not all((cached / n).is_file() for n in recipe.outputs):
         state = "built"
-        with tempfile.TemporaryDirectory(prefix="tritonfleet-build-") as tmp:
-            out = Path(tmp) / "out"
-            out.mkdir()
-            _run(recipe, out, log)
-            missing = [n for n in recipe.outputs if not (out / n).is_file()]
-            if missing:
-                raise BuildError(f"{recipe.script} did not write {missing}")
-            if not recipe.cached:
-                _install(out, recipe)
-                return state
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=cached.parent))
-            shutil.copytree(out, staging, dirs_exist_ok=True)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cached.parent))
+        try:
+            _run(recipe, staging, log)
             shutil.rmtree(cached, ignore_errors=True)
             staging.rename(cached)  # atomic: a half-written cache entry is never seen
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     _install(cached, recipe)
     return state
 
@@ -149,6 +146,9 @@ def _run(recipe: Recipe, out: Path, log: Callable[[str], None]) -> None:
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-25:])
         raise BuildError(f"{recipe.script} failed (exit {proc.returncode}):\n{tail}")
+    missing = [n for n in recipe.outputs if not (out / n).is_file()]
+    if missing:
+        raise BuildError(f"{recipe.script} did not write {missing}")
 
 
 def _install(source: Path, recipe: Recipe) -> None:

@@ -82,7 +82,11 @@ def _ints(text: str) -> list[int]:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    recipes = artifacts.recipes_for(args.families, args.target)
+    try:
+        recipes = artifacts.recipes_for(args.families, args.target)
+    except KeyError as exc:
+        console.print(f"[red]✗[/] {exc.args[0]}")
+        return 2
     for recipe in recipes:
         label = f"{recipe.model}/{recipe.version}: {', '.join(recipe.outputs)} ({recipe.target})"
         start = time.monotonic()

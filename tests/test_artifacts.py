@@ -1,0 +1,99 @@
+"""`fleet build`: recipes run once, their outputs are cached by content hash and reinstalled from cache."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tritonfleet import artifacts
+from tritonfleet.artifacts import BuildError, Recipe
+
+COUNTING_RECIPE = """
+import argparse, pathlib
+parser = argparse.ArgumentParser()
+parser.add_argument("--output", type=pathlib.Path)
+args = parser.parse_args()
+runs = pathlib.Path(__file__).with_name("runs.txt")
+runs.write_text(runs.read_text() + "x" if runs.exists() else "x")
+(args.output / "model.bin").write_bytes(pathlib.Path(__file__).with_name("weights.txt").read_bytes())
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throwaway project root, repository and cache, with one real recipe script."""
+    root = tmp_path / "project"
+    (root / "build").mkdir(parents=True)
+    (root / "build" / "recipe.py").write_text(COUNTING_RECIPE)
+    (root / "build" / "weights.txt").write_text("v1")
+    monkeypatch.setattr(artifacts, "PROJECT_ROOT", root)
+    monkeypatch.setattr(artifacts, "REPOSITORY", root / "model_repository")
+    monkeypatch.setenv("TRITONFLEET_CACHE", str(tmp_path / "cache"))
+    return root
+
+
+def recipe(script: str = "build/recipe.py") -> Recipe:
+    return Recipe(
+        family="toy", script=script, model="toy", outputs=("model.bin",), sources=("build/weights.txt",)
+    )
+
+
+def runs(project: Path) -> int:
+    path = project / "build" / "runs.txt"
+    return len(path.read_text()) if path.exists() else 0
+
+
+def test_build_then_current_then_reinstalled_from_cache(project: Path) -> None:
+    installed = project / "model_repository" / "toy" / "1" / "model.bin"
+    assert artifacts.build(recipe(), log=lambda _: None) == "built"
+    assert installed.read_text() == "v1"
+    assert artifacts.build(recipe(), log=lambda _: None) == "current"
+    installed.unlink()  # a fresh clone: the repository is empty, the cache outside it is not
+    assert artifacts.build(recipe(), log=lambda _: None) == "cached"
+    assert installed.read_text() == "v1"
+    assert runs(project) == 1
+
+
+def test_changed_source_changes_the_key_and_rebuilds(project: Path) -> None:
+    first = recipe().key()
+    artifacts.build(recipe(), log=lambda _: None)
+    (project / "build" / "weights.txt").write_text("v2")
+    assert recipe().key() != first
+    assert artifacts.build(recipe(), log=lambda _: None) == "built"
+    assert (project / "model_repository" / "toy" / "1" / "model.bin").read_text() == "v2"
+    assert runs(project) == 2
+
+
+def test_failing_recipe_reports_its_output_and_caches_nothing(project: Path) -> None:
+    (project / "build" / "broken.py").write_text(
+        "print('checking export'); raise SystemExit('diff 0.3 > 1e-4')"
+    )
+    with pytest.raises(BuildError, match=r"(?s)exit 1.*checking export.*diff 0.3 > 1e-4"):
+        artifacts.build(recipe("build/broken.py"), log=lambda _: None)
+    assert not recipe("build/broken.py").cache_dir().exists()
+
+
+def test_recipe_that_writes_nothing_is_an_error(project: Path) -> None:
+    (project / "build" / "lazy.py").write_text("import sys")
+    with pytest.raises(BuildError, match=r"did not write \['model.bin'\]"):
+        artifacts.build(recipe("build/lazy.py"), log=lambda _: None)
+
+
+def test_vision_export_is_current_after_make_build() -> None:
+    """`make test` builds first: the repository holds exactly the cached, checked export."""
+    onnx_recipe = artifacts.recipes_for(["vision"], "cpu")[0]
+    assert onnx_recipe.outputs == ("model.onnx",)
+    assert onnx_recipe.is_current()
+
+
+def test_unknown_family_is_a_clear_error() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tritonfleet.cli", "build", "audio"], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    message = out.stdout.replace("\n", "")
+    assert "unknown build family ['audio']; choose from [" in message and "'vision'" in message
+    assert "Traceback" not in out.stderr
