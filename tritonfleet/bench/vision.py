@@ -137,20 +137,24 @@ def run_image_classifier_bench(
                     shapes={"IMAGE": [1]},
                     measurement_ms=measurement_ms,
                 )
+                before = executed_batches(url, "efficientnet_lite0")
                 with console.status(f"perf_analyzer: concurrency {c}"):
                     served = perf_analyzer.run(cmd, csv_path, c)
+                after = executed_batches(url, "efficientnet_lite0")
+                avg_batch = (after[0] - before[0]) / max(1, after[1] - before[1])
                 batch = min(c, max_batch)
                 with console.status(f"in-process floor: batch {batch}"):
                     floor = measure_floor(images, batch, measurement_ms / 1e3, model_file, intra, decode)
                 ratio = served.throughput / floor["throughput"]
                 console.print(
                     f"  c={c:>3}: served {served.throughput:7.1f}/s p99 {served.p99_ms:6.1f} ms | "
-                    f"floor (batch {batch}) {floor['throughput']:7.1f}/s | ratio {ratio:.2f}"
+                    f"avg batch {avg_batch:4.1f} | floor (batch {batch}) {floor['throughput']:7.1f}/s | "
+                    f"ratio {ratio:.2f}"
                 )
                 levels.append(
                     {
                         "concurrency": c,
-                        "served": vars(served),
+                        "served": {**vars(served), "avg_model_batch": avg_batch},
                         "floor": {"batch": batch, **floor},
                         "ratio": ratio,
                     }
@@ -159,6 +163,15 @@ def run_image_classifier_bench(
         if server is not None:
             server.stop()
     return _write_report(output, levels, intra, decode)
+
+
+def executed_batches(grpc_url: str, model: str) -> tuple[int, int]:
+    """(inferences, executions) so far: their ratio over a run is the dynamic batcher's average batch."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(grpc_url) as client:
+        stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
 def _write_report(output: Path, levels: list[dict[str, Any]], intra: int, decode: int) -> Path:
@@ -184,6 +197,7 @@ def _write_report(output: Path, levels: list[dict[str, Any]], intra: int, decode
             lv["served"]["throughput"],
             lv["served"]["p50_ms"],
             lv["served"]["p99_ms"],
+            lv["served"]["avg_model_batch"],
             lv["floor"]["batch"],
             lv["floor"]["throughput"],
             lv["floor"]["p99_ms"],
@@ -196,6 +210,7 @@ def _write_report(output: Path, levels: list[dict[str, Any]], intra: int, decode
         "served img/s",
         "served p50 ms",
         "served p99 ms",
+        "avg batch run by efficientnet_lite0",
         "floor batch",
         "floor img/s",
         "floor p99 ms (batch)",
