@@ -23,5 +23,6 @@ if [ ! -x "$VENV/bin/python" ]; then
   /usr/bin/python3.11 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
 fi
-"$VENV/bin/pip" install -q -e ".[build,test,bench]"
+echo "setup: pip install -e .[build,test,bench] (log: $VENV/pip.log)"
+"$VENV/bin/pip" install -e ".[build,test,bench]" >"$VENV/pip.log" 2>&1 || { tail -40 "$VENV/pip.log"; exit 1; }
 echo "setup: $VENV ready ($("$VENV/bin/python" --version))"
