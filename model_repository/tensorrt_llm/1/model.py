@@ -1,0 +1,210 @@
+"""tensorrt_llm on CPU: TensorRT-LLM's tensor interface over the onnxruntime-genai CPU engine.
+
+This is not TensorRT-LLM. It is a decoupled Python model with the inputs and outputs of TensorRT-LLM's
+``tensorrt_llm`` model (inflight_batcher_llm layout), so the same ensemble and clients work on both targets.
+Requests run on the wave scheduler of ``tritonfleet.llm`` (concurrent requests share decode steps).
+Streaming responses carry the new tokens, grouped so that no UTF-8 character is split across responses.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository's tritonfleet package
+
+from tokenizers import Tokenizer
+
+from tritonfleet.llm.engine import CpuEngine
+from tritonfleet.llm.sampling import SamplingParams
+from tritonfleet.llm.scheduler import Sequence, WaveScheduler
+
+
+def _get(request, name, default=None):
+    """An input as a flat numpy array; ``default`` when absent."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return default if tensor is None else tensor.as_numpy().reshape(-1)
+
+
+def _scalar(request, name, default):
+    value = _get(request, name)
+    return default if value is None or value.size == 0 else value[0].item()
+
+
+def _word_lists(request, name):
+    """TensorRT-LLM's ``[2, N]`` word lists (flat ids, end offsets padded with -1) as lists of ids."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return []
+    ids, offsets = tensor.as_numpy().reshape(2, -1)
+    words, start = [], 0
+    for end in offsets:
+        if end < 0:
+            break
+        words.append([int(t) for t in ids[start:end]])
+        start = int(end)
+    return [w for w in words if w]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        engine_dir = version_dir / params.get("engine_dir", "cpu_engine")
+        self.engine = CpuEngine(engine_dir, int(params.get("intra_op_threads", "2")))
+        self.max_seq_len = int(params.get("max_seq_len", "2048"))
+        self.max_tokens = int(params.get("max_tokens", "1024"))
+        self.exclude_input = params.get("exclude_input_in_output", "true") == "true"
+        tokenizer = Tokenizer.from_file(str(engine_dir / "tokenizer.json"))
+
+        labels = {"model": args["model_name"], "version": args["model_version"]}
+        # The families must outlive their metrics: keep them on the model.
+        hist, counter, gauge = (
+            pb_utils.MetricFamily.HISTOGRAM,
+            pb_utils.MetricFamily.COUNTER,
+            pb_utils.MetricFamily.GAUGE,
+        )
+        self.families = {
+            "ttft": pb_utils.MetricFamily(
+                "tritonfleet_llm_time_to_first_token_seconds", "Arrival to first token", hist
+            ),
+            "itl": pb_utils.MetricFamily(
+                "tritonfleet_llm_inter_token_latency_seconds", "Time between tokens", hist
+            ),
+            "tokens": pb_utils.MetricFamily(
+                "tritonfleet_llm_generated_tokens_total", "Tokens generated", counter
+            ),
+            "queue": pb_utils.MetricFamily(
+                "tritonfleet_llm_queue_size", "Requests waiting for a wave", gauge
+            ),
+            "active": pb_utils.MetricFamily(
+                "tritonfleet_llm_active_sequences", "Sequences in the running wave", gauge
+            ),
+        }
+        self.ttft = self.families["ttft"].Metric(
+            labels=labels, buckets=[0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16]
+        )
+        self.itl = self.families["itl"].Metric(
+            labels=labels, buckets=[0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]
+        )
+        self.tokens = self.families["tokens"].Metric(labels=labels)
+        self.queue = self.families["queue"].Metric(labels=labels)
+        self.active = self.families["active"].Metric(labels=labels)
+
+        self.scheduler = WaveScheduler(
+            self.engine,
+            tokenizer,
+            max_batch=int(params.get("max_batch", "8")),
+            bucket_tokens=int(params.get("bucket_tokens", "64")),
+            on_step=self._on_step,
+        )
+
+    def _on_step(self, queued, active):
+        self.queue.set(queued)
+        self.active.set(active)
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                seq = self._sequence(request, sender)
+            except (ValueError, TypeError) as exc:
+                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                sender.send(
+                    pb_utils.InferenceResponse(error=error),
+                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                )
+                continue
+            self.scheduler.submit(seq)
+        return None
+
+    def _sequence(self, request, sender):
+        """Validate one request and turn it into a scheduler sequence."""
+        ids = _get(request, "input_ids")
+        if ids is None or ids.size == 0:
+            raise ValueError("empty prompt: input_ids has no tokens")
+        length = int(_scalar(request, "input_lengths", ids.size))
+        prompt = [int(t) for t in ids[: max(length, 1)]]
+        vocab = self.engine.info.vocab_size
+        if min(prompt) < 0 or max(prompt) >= vocab:
+            raise ValueError(f"input_ids must lie in [0, {vocab})")
+        max_tokens = int(_scalar(request, "request_output_len", 0))
+        if not 0 < max_tokens <= self.max_tokens:
+            raise ValueError(f"max_tokens must be in [1, {self.max_tokens}], got {max_tokens}")
+        if len(prompt) + max_tokens > self.max_seq_len:
+            raise ValueError(
+                f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the context of "
+                f"{self.max_seq_len} tokens"
+            )
+        beam_width = int(_scalar(request, "beam_width", 1))
+        if beam_width != 1:
+            raise ValueError(f"beam_width {beam_width} is not supported on the CPU engine (only 1)")
+        end_id = int(_scalar(request, "end_id", -1))
+        end_ids = (end_id,) if end_id >= 0 else self.engine.info.end_ids
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            end_ids=end_ids,
+            temperature=float(_scalar(request, "temperature", 1.0)),
+            top_k=int(_scalar(request, "runtime_top_k", 0)),
+            top_p=float(_scalar(request, "runtime_top_p", 0.0)),
+            repetition_penalty=float(_scalar(request, "repetition_penalty", 1.0)),
+            presence_penalty=float(_scalar(request, "presence_penalty", 0.0)),
+            frequency_penalty=float(_scalar(request, "frequency_penalty", 0.0)),
+            min_tokens=int(_scalar(request, "min_tokens", 0)),
+            seed=int(_scalar(request, "seed", 0)),
+            stop_words=_word_lists(request, "stop_words_list"),
+            bad_words=_word_lists(request, "bad_words_list"),
+        )
+        if params.temperature < 0 or not 0 <= params.top_p <= 1 or params.top_k < 0:
+            raise ValueError("temperature must be >= 0, top_p in [0, 1], top_k >= 0")
+        stream = bool(_scalar(request, "streaming", False))
+        exclude = bool(_scalar(request, "exclude_input_in_output", self.exclude_input))
+        extras = {
+            "num_input_tokens": len(prompt),
+            "prefix": [] if exclude or stream else prompt,
+        }
+        state = {"last": None, "count": 0}
+        seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
+
+        def emit(tokens, logprobs, reason):
+            now = time.monotonic()
+            if tokens and state["last"] is None:
+                self.ttft.observe(now - seq.arrival)
+            elif tokens:
+                self.itl.observe((now - state["last"]) / len(tokens))
+            if tokens:
+                state["last"] = now
+                state["count"] += len(tokens)
+                self.tokens.increment(len(tokens))
+            flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if reason is not None else 0
+            if reason is not None and reason.startswith("error"):
+                error = pb_utils.TritonError(reason, pb_utils.TritonError.INTERNAL)
+                sender.send(pb_utils.InferenceResponse(error=error), flags=flags)
+            elif reason == "cancelled":
+                sender.send(flags=flags)
+            else:
+                sender.send(
+                    self._response(extras["prefix"] + tokens, logprobs, extras, state["count"]), flags=flags
+                )
+
+        seq.emit = emit
+        return seq
+
+    def _response(self, tokens, logprobs, extras, generated):
+        n = len(tokens)
+        outputs = {
+            "output_ids": np.array(tokens, dtype=np.int32).reshape(1, 1, n),
+            "sequence_length": np.array([[n]], dtype=np.int32),
+            "cum_log_probs": np.array([[sum(logprobs)]], dtype=np.float32),
+            "output_log_probs": np.array(logprobs, dtype=np.float32).reshape(1, 1, -1),
+            "num_input_tokens": np.array([[extras["num_input_tokens"]]], dtype=np.int32),
+            "num_output_tokens": np.array([[generated]], dtype=np.int32),
+        }
+        return pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in outputs.items()])
+
+    def finalize(self):
+        self.scheduler.stop()

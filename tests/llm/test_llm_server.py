@@ -1,0 +1,216 @@
+"""The LLM pipeline on a real tritonserver: HTTP and gRPC, streaming and not, concurrency, cancellation,
+bad input next to good requests, and multi-byte text that streams without broken characters."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def post(url: str, body: dict, timeout: float = 120) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def sse(url: str, body: dict) -> list[dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as r:
+        return [json.loads(line[5:]) for line in r.read().decode().splitlines() if line.startswith("data:")]
+
+
+def grpc_inputs(prompt: str, max_tokens: int, stream: bool, **extra) -> list[grpcclient.InferInput]:
+    values = {"text_input": np.array([[prompt.encode()]], dtype=np.object_),
+              "max_tokens": np.array([[max_tokens]], dtype=np.int32),
+              "stream": np.array([[stream]], dtype=bool), **extra}  # fmt: skip
+    inputs = []
+    for name, value in values.items():
+        dtype = {np.dtype(object): "BYTES", np.dtype(bool): "BOOL", np.dtype(np.int32): "INT32",
+                 np.dtype(np.uint64): "UINT64", np.dtype(np.float32): "FP32"}[value.dtype]  # fmt: skip
+        tensor = grpcclient.InferInput(name, list(value.shape), dtype)
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    return inputs
+
+
+def grpc_stream(url: str, prompt: str, max_tokens: int, **extra) -> list[str]:
+    """Stream one request through the ensemble; the text pieces in order."""
+    results: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(url)
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    client.async_stream_infer(
+        "ensemble", grpc_inputs(prompt, max_tokens, True, **extra), enable_empty_final_response=True
+    )
+    pieces = []
+    while True:
+        result, error = results.get(timeout=120)
+        assert error is None, error
+        response = result.get_response()
+        if result.as_numpy("text_output") is not None:
+            pieces += [t.decode() for t in result.as_numpy("text_output").reshape(-1)]
+        if response.parameters["triton_final_response"].bool_param:
+            break
+    client.stop_stream()
+    return pieces
+
+
+def test_http_generate_bls_and_ensemble(llm_server):
+    prompt = CHAT.format("What is the capital of France?")
+    status, bls = post(f"http://{llm_server.http_url}/v2/models/tensorrt_llm_bls/generate",
+                       {"text_input": prompt, "max_tokens": 24})  # fmt: skip
+    assert status == 200, bls
+    assert "Paris" in bls["text_output"]
+    assert bls["num_output_tokens"] == len(bls["output_log_probs"])
+    status, ens = post(f"http://{llm_server.http_url}/v2/models/ensemble/generate",
+                       {"text_input": prompt, "max_tokens": 24})  # fmt: skip
+    assert status == 200, ens
+    assert ens["text_output"] == bls["text_output"]  # greedy: the same text on both paths
+
+
+def test_http_stream_matches_unary(llm_server):
+    prompt = CHAT.format("Write a haiku about the sea.")
+    events = sse(f"http://{llm_server.http_url}/v2/models/ensemble/generate_stream",
+                 {"text_input": prompt, "max_tokens": 32, "stream": True})  # fmt: skip
+    assert len(events) > 3 and [e for e in events if "error" in e] == []
+    _, whole = post(f"http://{llm_server.http_url}/v2/models/tensorrt_llm_bls/generate",
+                    {"text_input": prompt, "max_tokens": 32})  # fmt: skip
+    assert "".join(e["text_output"] for e in events) == whole["text_output"]
+
+
+def test_grpc_unary_bls_and_stream(llm_server):
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+    prompt = CHAT.format("List the first five prime numbers.")
+    result = client.infer("tensorrt_llm_bls", grpc_inputs(prompt, 32, False))
+    unary = result.as_numpy("text_output").reshape(-1)[0].decode()
+    assert "2" in unary and "3" in unary
+    assert "".join(grpc_stream(llm_server.grpc_url, prompt, 32)) == unary
+
+
+def test_legacy_names_and_seeded_sampling(llm_server):
+    url = f"http://{llm_server.http_url}/v2/models/tensorrt_llm_bls/generate"
+    body = {"text_input": CHAT.format("Tell me a story."), "max_tokens": 16, "top_k": 40, "temperature": 1.0}
+    texts = [
+        post(url, {**body, "random_seed": 7})[1]["text_output"],
+        post(url, {**body, "seed": 7})[1]["text_output"],
+    ]
+    assert texts[0] == texts[1]  # random_seed is seed
+    assert len({post(url, {**body, "seed": s})[1]["text_output"] for s in (1, 2, 3)}) > 1
+    status, short = post(url, {**body, "min_length": 12, "top_k": 1})
+    assert status == 200 and short["num_output_tokens"] >= 12
+
+
+def test_stop_words_and_max_tokens(llm_server):
+    url = f"http://{llm_server.http_url}/v2/models/tensorrt_llm_bls/generate"
+    prompt = CHAT.format("Name three colors, with a short sentence about each.")
+    _, full = post(url, {"text_input": prompt, "max_tokens": 40})
+    stop = next(p for p in (",", ".", ":", "\n") if p in full["text_output"][:-1])
+    _, stopped = post(url, {"text_input": prompt, "max_tokens": 40, "stop_words": [stop]})
+    assert stopped["text_output"].endswith(stop) and len(stopped["text_output"]) < len(full["text_output"])
+    _, two = post(url, {"text_input": prompt, "max_tokens": 2})
+    assert two["num_output_tokens"] == 2
+
+
+def test_concurrent_streams_share_waves(llm_server):
+    prompts = [CHAT.format(f"Write one sentence about the number {i}.") for i in range(6)]
+    start = time.monotonic()
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        outs = list(pool.map(lambda p: grpc_stream(llm_server.grpc_url, p, 24), prompts))
+    elapsed = time.monotonic() - start
+    assert all(len("".join(o)) > 10 for o in outs)
+    single = time.monotonic()
+    grpc_stream(llm_server.grpc_url, prompts[0], 24)
+    single = time.monotonic() - single
+    assert elapsed < 3 * single * 1.5  # 6 streams in far less than 6 times one stream
+
+
+@pytest.mark.xfail(
+    reason="open: this stream gets no first response within 60 s on the server (in-process: 0.06 s)"
+)
+def test_cancelled_stream_frees_its_slot(llm_server):
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+    got: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda r, e: got.put((r, e)))
+    client.async_stream_infer(
+        "ensemble", grpc_inputs(CHAT.format("Write a very long essay about rivers."), 1000, True)
+    )
+    _result, error = got.get(timeout=60)  # generating
+    assert error is None, error
+    client.stop_stream(cancel_requests=True)
+    start = time.monotonic()
+    pieces = grpc_stream(llm_server.grpc_url, CHAT.format("Say hi."), 8)
+    assert pieces and time.monotonic() - start < 10  # not stuck behind 1000 tokens
+    time.sleep(1)
+    metrics = urllib.request.urlopen(llm_server.metrics_url).read().decode()
+    active = [line for line in metrics.splitlines() if line.startswith("tritonfleet_llm_active_sequences")]
+    assert active and float(active[0].split()[-1]) <= 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"text_input": "", "max_tokens": 8}, "empty prompt"),
+        ({"text_input": "hi", "max_tokens": 0}, "max_tokens"),
+        ({"text_input": "hi", "max_tokens": 100000}, "max_tokens"),
+        ({"text_input": "hi " * 3000, "max_tokens": 8}, "exceeds the context"),
+        ({"text_input": "hi", "max_tokens": 8, "beam_width": 2}, "beam_width"),
+        ({"text_input": "hi", "max_tokens": "eight"}, ""),
+    ],
+)
+def test_bad_input_next_to_good_requests(llm_server, body, message):
+    url = f"http://{llm_server.http_url}/v2/models/tensorrt_llm_bls/generate"
+    good = {"text_input": CHAT.format("Name three colors."), "max_tokens": 16}
+    with ThreadPoolExecutor(3) as pool:
+        goods = [pool.submit(post, url, good) for _ in range(2)]
+        status, bad = post(url, body)
+        assert status >= 400 and message in bad.get("error", ""), bad
+        assert all(f.result()[0] == 200 for f in goods)
+
+
+def test_invalid_utf8_is_rejected(llm_server):
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+    inputs = grpc_inputs("x", 8, False)
+    inputs[0].set_data_from_numpy(np.array([[b"\xff\xfe bad"]], dtype=np.object_))
+    with pytest.raises(grpcclient.InferenceServerException, match="UTF-8"):
+        client.infer("tensorrt_llm_bls", inputs)
+
+
+def test_multibyte_text_streams_whole_characters(llm_server):
+    prompt = CHAT.format("Repeat exactly: café ☕ 日本語 😀 naïve")
+    pieces = grpc_stream(llm_server.grpc_url, prompt, 40)
+    text = "".join(pieces)
+    assert "\ufffd" not in text and all("\ufffd" not in p for p in pieces)
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+    whole = (
+        client.infer("tensorrt_llm_bls", grpc_inputs(prompt, 40, False))
+        .as_numpy("text_output")
+        .reshape(-1)[0]
+    )
+    assert text == whole.decode()
+    assert any(ord(c) > 127 for c in text)
+
+
+def test_many_clients_do_not_kill_the_stub(llm_server):
+    url = f"http://{llm_server.http_url}/v2/models/ensemble/generate"
+    threads = [
+        threading.Thread(target=post, args=(url, {"text_input": "hi", "max_tokens": -1})) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    status, ok = post(url, {"text_input": CHAT.format("Say yes."), "max_tokens": 4})
+    assert status == 200 and ok["text_output"]
