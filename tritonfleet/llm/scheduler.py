@@ -10,6 +10,7 @@ Finished and cancelled rows stop emitting at once; their slot is dropped when th
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -123,6 +124,8 @@ class WaveScheduler:
                 for seq in wave:
                     if not seq.done:
                         self._finish(seq, f"error: {exc}")
+            if self.on_step is not None:  # the wave's slots are free
+                self.on_step(len(self._queue), 0)
 
     def _run_wave(self, wave: list[Sequence]) -> None:
         self.stats.waves += 1
@@ -179,8 +182,11 @@ class WaveScheduler:
         seq._sent = len(seq.generated)
         try:
             seq.emit(tokens, logprobs, reason)
-        except Exception:  # the client is gone: free the slot
+        except Exception as exc:  # the response could not be sent: end the request and free its slot
             seq.finish_reason = seq.finish_reason or "cancelled"
+            if reason is None:  # still owed a final response (fails too, harmlessly, if the sender is closed)
+                with contextlib.suppress(Exception):
+                    seq.emit([], [], f"error: response not sent: {exc}")
 
     def _finish(self, seq: Sequence, reason: str) -> None:
         seq.finish_reason = reason
