@@ -15,20 +15,11 @@ import tritonclient.http as httpclient
 
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.cli import missing_artifacts
-from tritonfleet.server import STUB_NAME, free_port
+from tritonfleet.server import STUB_NAME, free_port, live_processes
 
 
 def stub_pids() -> set[int]:
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        comm, rest = text.split("(", 1)[1].rsplit(")", 1)
-        if STUB_NAME.startswith(comm) and rest.split()[0] != "Z":
-            pids.add(int(stat.parent.name))
-    return pids
+    return {pid for pid, p in live_processes().items() if STUB_NAME.startswith(p.comm)}
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])

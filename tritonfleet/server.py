@@ -20,6 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -68,6 +69,27 @@ def make_backends_dir(dest: Path) -> Path:
             (dest / backend.name).mkdir(exist_ok=True)
             shutil.copy2(backend / "model.py", dest / backend.name / "model.py")
     return dest
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    comm: str  # the kernel truncates it to 15 characters
+    session: int
+
+
+def live_processes() -> dict[int, ProcessInfo]:
+    """Every process on this machine that is not a zombie, from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, rest = text.split("(", 1)[1].rsplit(")", 1)
+        state, _, _, session = rest.split()[:4]
+        if state != "Z":
+            found[int(stat.parent.name)] = ProcessInfo(comm, int(session))
+    return found
 
 
 def free_port() -> int:
@@ -197,17 +219,7 @@ class TritonServer:
         """Live processes (pid -> command name) in the server's session: the server and its stubs."""
         if self.process is None:
             return {}
-        found = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue
-            comm, rest = text.split("(", 1)[1].rsplit(")", 1)
-            state, _, _, session = rest.split()[:4]
-            if int(session) == self.process.pid and state != "Z":
-                found[int(stat.parent.name)] = comm
-        return found
+        return {pid: p.comm for pid, p in live_processes().items() if p.session == self.process.pid}
 
     def stub_pids(self) -> set[int]:
         """PIDs of the Python backend stubs this server started (the kernel truncates their name)."""
