@@ -7,10 +7,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests import build_scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "build" / "vision" / "tensorrt_plan.py"
@@ -18,17 +19,7 @@ MODEL_DIR = ROOT / "model_repository" / "efficientnet_lite0"
 ITEM = (3, 224, 224)
 
 
-def load_script() -> ModuleType:
-    """Import the script by path: ``build/`` is not a package."""
-    spec = importlib.util.spec_from_file_location("tensorrt_plan", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
-plan = load_script()
+plan = build_scripts.load("build/vision/tensorrt_plan.py")
 
 
 @pytest.fixture
