@@ -10,12 +10,16 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tokenizers import Tokenizer
 
 CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+TOKENIZER = Path(__file__).resolve().parents[2] / "model_repository" / "preprocessing" / "1" / "tokenizer"
+COUNTS = {"return_num_input_tokens": True, "return_num_output_tokens": True}
 
 
 def post(url: str, body: dict, timeout: float = 120) -> tuple[int, dict]:
@@ -71,7 +75,7 @@ def grpc_stream(url: str, prompt: str, max_tokens: int, **extra) -> list[str]:
 def test_http_generate_bls_and_ensemble(llm_server):
     prompt = CHAT.format("What is the capital of France?")
     status, bls = post(f"http://{llm_server.http_url}/v2/models/tensorrt_llm_bls/generate",
-                       {"text_input": prompt, "max_tokens": 24})  # fmt: skip
+                       {"text_input": prompt, "max_tokens": 24, **COUNTS})  # fmt: skip
     assert status == 200, bls
     assert "Paris" in bls["text_output"]
     assert bls["num_output_tokens"] == len(bls["output_log_probs"])
@@ -109,8 +113,111 @@ def test_legacy_names_and_seeded_sampling(llm_server):
     ]
     assert texts[0] == texts[1]  # random_seed is seed
     assert len({post(url, {**body, "seed": s})[1]["text_output"] for s in (1, 2, 3)}) > 1
-    status, short = post(url, {**body, "min_length": 12, "top_k": 1})
+    status, short = post(url, {**body, "min_length": 12, "top_k": 1, "return_num_output_tokens": True})
     assert status == 200 and short["num_output_tokens"] >= 12
+
+
+def prompt_tokens(prompt: str) -> int:
+    tokenizer = Tokenizer.from_file(str(TOKENIZER / "tokenizer.json"))
+    return len(tokenizer.encode(prompt, add_special_tokens=False))
+
+
+def stream_results(url: str, model: str, inputs: list[grpcclient.InferInput]) -> list:
+    """Every response of one gRPC stream that carries outputs."""
+    results: queue.Queue = queue.Queue()
+    client = grpcclient.InferenceServerClient(url)
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    client.async_stream_infer(model, inputs, enable_empty_final_response=True)
+    out = []
+    while True:
+        result, error = results.get(timeout=120)
+        assert error is None, error
+        if result.as_numpy("text_output") is not None:
+            out.append(result)
+        if result.get_response().parameters["triton_final_response"].bool_param:
+            break
+    client.stop_stream()
+    return out
+
+
+@pytest.mark.parametrize("model", ["tensorrt_llm_bls", "ensemble"])
+def test_token_counts_only_when_asked(llm_server, model):
+    url = f"http://{llm_server.http_url}/v2/models/{model}/generate"
+    prompt = CHAT.format("Name a fruit.")
+    _, plain = post(url, {"text_input": prompt, "max_tokens": 12})
+    assert "num_input_tokens" not in plain and "num_output_tokens" not in plain
+    _, counted = post(url, {"text_input": prompt, "max_tokens": 12, **COUNTS})
+    assert counted["text_output"] == plain["text_output"]
+    assert counted["num_input_tokens"] == prompt_tokens(prompt)
+    assert 0 < counted["num_output_tokens"] == len(counted["output_log_probs"]) <= 12
+    echo = {"text_input": prompt, "max_tokens": 12, "exclude_input_in_output": False, **COUNTS}
+    _, echoed = post(url, echo)
+    assert echoed["text_output"].startswith("user\nName a fruit.")  # the prompt is in the text, not the count
+    assert echoed["num_output_tokens"] == counted["num_output_tokens"]
+
+
+def test_token_counts_stream_through_the_ensemble(llm_server):
+    prompt = CHAT.format("Count from one to ten.")
+    flags = {name: np.array([[True]]) for name in COUNTS}
+    results = stream_results(llm_server.grpc_url, "ensemble", grpc_inputs(prompt, 24, True, **flags))
+    assert len(results) > 3
+    assert {int(r.as_numpy("num_input_tokens")[0, 0]) for r in results} == {prompt_tokens(prompt)}
+    running = [int(r.as_numpy("num_output_tokens")[0, 0]) for r in results]
+    assert running == sorted(set(running))  # tokens generated so far: it grows with every response
+    _, whole = post(f"http://{llm_server.http_url}/v2/models/tensorrt_llm_bls/generate",
+                    {"text_input": prompt, "max_tokens": 24, **COUNTS})  # fmt: skip
+    assert running[-1] == whole["num_output_tokens"]
+    plain = stream_results(llm_server.grpc_url, "ensemble", grpc_inputs(prompt, 24, True))
+    assert [r for r in plain if r.as_numpy("num_input_tokens") is not None] == []
+    assert [r for r in plain if r.as_numpy("num_output_tokens") is not None] == []
+
+
+def test_legacy_names_and_seeds_through_both_models(llm_server):
+    """seed / random_seed and min_tokens / min_length are the same thing, streamed or not."""
+    prompt = CHAT.format("Tell me a story.")
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+
+    def both(**extra) -> tuple[str, str]:
+        """The text of the BLS model and of the ensemble streaming, sampling with top_k 40."""
+        extra = {"top_k": np.array([[40]], np.int32), "temperature": np.array([[1.0]], np.float32), **extra}
+        bls = client.infer("tensorrt_llm_bls", grpc_inputs(prompt, 16, False, **extra))
+        streamed = "".join(grpc_stream(llm_server.grpc_url, prompt, 16, **extra))
+        return bls.as_numpy("text_output").reshape(-1)[0].decode(), streamed
+
+    seven = both(seed=np.array([[7]], np.uint64))
+    assert seven[0] == seven[1] and seven == both(random_seed=np.array([[7]], np.uint64))
+    assert len({both(seed=np.array([[s]], np.uint64))[1] for s in (1, 2, 3)}) > 1
+
+    short = CHAT.format("Say yes.")
+    count = {"top_k": np.array([[1]], np.int32), "return_num_output_tokens": np.array([[True]])}
+    for name in ("min_tokens", "min_length"):
+        at_least = {**count, name: np.array([[30]], np.int32)}
+        streamed = stream_results(llm_server.grpc_url, "ensemble", grpc_inputs(short, 40, True, **at_least))
+        unary = client.infer("tensorrt_llm_bls", grpc_inputs(short, 40, False, **at_least))
+        assert streamed[-1].as_numpy("num_output_tokens")[0, 0] >= 30
+        assert unary.as_numpy("num_output_tokens")[0, 0] >= 30
+
+
+def test_concurrent_bls_requests_are_in_flight_together(llm_server):
+    """Triton's statistics: the BLS model's execution time adds up to far more than the wall time."""
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+
+    def busy() -> tuple[float, int]:
+        stats = client.get_inference_statistics("tensorrt_llm_bls", as_json=True)["model_stats"][0]
+        seconds = int(stats["inference_stats"]["compute_infer"]["ns"]) / 1e9
+        return seconds, int(stats.get("inference_count", 0))
+
+    url = f"http://{llm_server.http_url}/v2/models/tensorrt_llm_bls/generate"
+    bodies = [{"text_input": CHAT.format(f"Write one sentence about the number {i}."), "max_tokens": 24}
+              for i in range(6)]  # fmt: skip
+    (busy_before, count_before), start = busy(), time.monotonic()
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda body: post(url, body), bodies))
+    wall = time.monotonic() - start
+    busy_after, count_after = busy()
+    assert [status for status, _ in answers] == [200] * len(bodies)
+    assert count_after - count_before == len(bodies)
+    assert busy_after - busy_before > 2 * wall  # one request at a time would add up to at most the wall time
 
 
 def test_stop_words_and_max_tokens(llm_server):
@@ -120,27 +227,34 @@ def test_stop_words_and_max_tokens(llm_server):
     stop = next(p for p in (",", ".", ":", "\n") if p in full["text_output"][:-1])
     _, stopped = post(url, {"text_input": prompt, "max_tokens": 40, "stop_words": [stop]})
     assert stopped["text_output"].endswith(stop) and len(stopped["text_output"]) < len(full["text_output"])
-    _, two = post(url, {"text_input": prompt, "max_tokens": 2})
+    _, two = post(url, {"text_input": prompt, "max_tokens": 2, "return_num_output_tokens": True})
     assert two["num_output_tokens"] == 2
+
+
+def shared_steps(server) -> float:
+    """Decode steps that held more than one live sequence: the rows-per-step histogram less its le="1"."""
+    lines = urllib.request.urlopen(server.metrics_url).read().decode().splitlines()
+    name = "tritonfleet_llm_rows_per_step"
+    count = [float(line.split()[-1]) for line in lines if line.startswith(f"{name}_count")]
+    single = [
+        float(line.split()[-1]) for line in lines if line.startswith(f"{name}_bucket") and 'le="1"' in line
+    ]
+    return sum(count) - sum(single)
 
 
 def test_concurrent_streams_share_waves(llm_server):
     prompts = [CHAT.format(f"Write one sentence about the number {i}.") for i in range(6)]
-    start = time.monotonic()
+    before = shared_steps(llm_server)
     with ThreadPoolExecutor(len(prompts)) as pool:
         outs = list(pool.map(lambda p: grpc_stream(llm_server.grpc_url, p, 24), prompts))
-    elapsed = time.monotonic() - start
     assert all(len("".join(o)) > 10 for o in outs)
-    single = time.monotonic()
-    grpc_stream(llm_server.grpc_url, prompts[0], 24)
-    single = time.monotonic() - single
-    assert elapsed < 3 * single * 1.5  # 6 streams in far less than 6 times one stream
+    assert shared_steps(llm_server) > before  # some decode steps served several streams at once
 
 
 # A generation that only a cancellation ends (min_tokens = max_tokens), on each model clients stream from.
 LONG = {
     "tensorrt_llm": {"input_ids": [1, 504, 3458, 282, 253, 1232], "input_lengths": 6,
-                     "request_output_len": 1000, "min_tokens": 1000, "streaming": True},
+                     "request_output_len": 1000, "min_length": 1000, "streaming": True},
     "ensemble": {"text_input": CHAT.format("Write a very long essay about rivers."), "max_tokens": 1000,
                  "min_tokens": 1000, "stream": True},
 }  # fmt: skip
@@ -241,6 +355,37 @@ def test_long_stream_through_the_ensemble_starts_at_once(llm_server):
     client.stop_stream()
     assert arrivals[0] < 10  # measured: 0.05 s
     assert 1 < len(arrivals) < 1000  # it ended at the end of the answer, not at max_tokens
+
+
+def test_short_stream_finishes_while_a_long_one_runs(llm_server):
+    """A short request started beside a running 600-token stream gets a wave of its own at once.
+
+    Both go over one gRPC stream, so their responses arrive in the order the model sent them."""
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+    got: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: got.put((result, error)))
+    long = {**LONG["tensorrt_llm"], "request_output_len": 600, "min_length": 600}
+    client.async_stream_infer("tensorrt_llm", tensors(long), request_id="long")
+    result, error = got.get(timeout=60)
+    assert error is None, error
+    short = {"input_ids": [1, 4093, 198, 36218, 15876, 30, 2, 198, 1, 520, 9531, 198],
+             "input_lengths": 12, "request_output_len": 8, "streaming": True}  # fmt: skip
+    client.async_stream_infer("tensorrt_llm", tensors(short), request_id="short")
+    long_tokens = 0
+    try:
+        while True:
+            result, error = got.get(timeout=60)
+            assert error is None, error
+            response = result.get_response()
+            final = response.parameters["triton_final_response"].bool_param
+            if response.id == "long":
+                assert not final, "the long stream finished before the short one"
+                long_tokens += int(result.as_numpy("sequence_length").reshape(-1)[0])
+            elif final:
+                break
+    finally:
+        client.stop_stream(cancel_requests=True)  # the long stream is not needed any further
+    assert long_tokens < 600
 
 
 @pytest.mark.parametrize(

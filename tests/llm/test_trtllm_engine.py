@@ -17,6 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "build" / "llm" / "trtllm_engine.py"
 GPU_CONFIG = ROOT / "model_repository" / "tensorrt_llm" / "config.pbtxt"
+CPU_CONFIG = ROOT / "model_repository" / "tensorrt_llm" / "configs" / "cpu.pbtxt"
+COUNTS_CONFIG = ROOT / "model_repository" / "tensorrt_llm_counts" / "config.pbtxt"
 CACHE = Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet")) / "llm"
 
 
@@ -205,20 +207,26 @@ def test_config_problems_are_found() -> None:
     assert "enable_kv_cache_reuse is true but the engine has no paged context FMHA" in problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tensorrt_llm's tensors use TensorRT-LLM 1.x names (seed, min_tokens, num_*_tokens); the pinned "
-    "backend v0.14.0 reads random_seed/min_length and has no token-count tensors",
-)
 def test_gpu_config_tensors_are_known_to_the_pinned_backend() -> None:
     assert te.unsupported_tensors(te.load_config(GPU_CONFIG)) == []
 
 
-def test_the_known_tensor_gap() -> None:
-    assert te.unsupported_tensors(te.load_config(GPU_CONFIG)) == [
-        "min_tokens", "return_num_input_tokens", "return_num_output_tokens", "seed",
-        "num_input_tokens", "num_output_tokens",
+def test_cpu_config_has_the_gpu_interface() -> None:
+    cpu, gpu = te.load_config(CPU_CONFIG), te.load_config(GPU_CONFIG)
+    assert list(cpu.input) == list(gpu.input) and list(cpu.output) == list(gpu.output)
+
+
+def test_counts_step_forwards_only_tensors_the_backend_knows() -> None:
+    """tensorrt_llm_counts adds the token-count tensors; everything else it forwards to tensorrt_llm."""
+    counts = te.load_config(COUNTS_CONFIG)
+    assert te.unsupported_tensors(counts) == [
+        "return_num_input_tokens", "return_num_output_tokens", "num_input_tokens", "num_output_tokens",
     ]  # fmt: skip
+    gpu = te.load_config(GPU_CONFIG)
+    assert {t.name for t in counts.input} - {t.name for t in gpu.input} == {
+        "return_num_input_tokens",
+        "return_num_output_tokens",
+    }
 
 
 def test_llm_api_yaml_has_the_same_limits() -> None:

@@ -82,7 +82,10 @@ class TritonPythonModel:
                 "tritonfleet_llm_queue_size", "Requests waiting for a wave", gauge
             ),
             "active": pb_utils.MetricFamily(
-                "tritonfleet_llm_active_sequences", "Sequences in the running wave", gauge
+                "tritonfleet_llm_active_sequences", "Sequences in the running waves", gauge
+            ),
+            "rows": pb_utils.MetricFamily(
+                "tritonfleet_llm_rows_per_step", "Live sequences decoded by one step of a wave", hist
             ),
         }
         self.ttft = self.families["ttft"].Metric(
@@ -94,18 +97,27 @@ class TritonPythonModel:
         self.tokens = self.families["tokens"].Metric(labels=labels)
         self.queue = self.families["queue"].Metric(labels=labels)
         self.active = self.families["active"].Metric(labels=labels)
+        self.rows = self.families["rows"].Metric(labels=labels, buckets=[1, 2, 4, 8, 16])
+        self.gauges = (-1, -1)  # (queued, active) last set: the gauges are set when they change
 
         self.scheduler = WaveScheduler(
             self.engine,
             tokenizer,
             max_batch=int(params.get("max_batch", "8")),
             bucket_tokens=int(params.get("bucket_tokens", "64")),
+            max_wait_ms=float(params.get("max_wait_ms", "100")),
+            max_waves=int(params.get("max_waves", "4")),
+            max_rows=int(params.get("max_rows", "16")),
             on_step=self._on_step,
         )
 
-    def _on_step(self, queued, active):
-        self.queue.set(queued)
-        self.active.set(active)
+    def _on_step(self, queued, active, rows):
+        if rows:
+            self.rows.observe(rows)
+        if (queued, active) != self.gauges:
+            self.gauges = (queued, active)
+            self.queue.set(queued)
+            self.active.set(active)
 
     def execute(self, requests):
         for request in requests:
@@ -154,8 +166,8 @@ class TritonPythonModel:
             repetition_penalty=float(_scalar(request, "repetition_penalty", 1.0)),
             presence_penalty=float(_scalar(request, "presence_penalty", 0.0)),
             frequency_penalty=float(_scalar(request, "frequency_penalty", 0.0)),
-            min_tokens=int(_scalar(request, "min_tokens", 0)),
-            seed=int(_scalar(request, "seed", 0)),
+            min_tokens=int(_scalar(request, "min_length", 0)),
+            seed=int(_scalar(request, "random_seed", 0)),
             stop_words=_word_lists(request, "stop_words_list"),
             bad_words=_word_lists(request, "bad_words_list"),
         )
@@ -163,10 +175,7 @@ class TritonPythonModel:
             raise ValueError("temperature must be >= 0, top_p in [0, 1], top_k >= 0")
         stream = bool(_scalar(request, "streaming", False))
         exclude = bool(_scalar(request, "exclude_input_in_output", self.exclude_input))
-        extras = {
-            "num_input_tokens": len(prompt),
-            "prefix": [] if exclude or stream else prompt,
-        }
+        prefix = [] if exclude or stream else prompt
         state = {"last": None, "count": 0}
         seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
 
@@ -187,22 +196,18 @@ class TritonPythonModel:
             elif reason == "cancelled":
                 sender.send(flags=flags)
             else:
-                sender.send(
-                    self._response(extras["prefix"] + tokens, logprobs, extras, state["count"]), flags=flags
-                )
+                sender.send(self._response(prefix + tokens, logprobs), flags=flags)
 
         seq.emit = emit
         return seq
 
-    def _response(self, tokens, logprobs, extras, generated):
+    def _response(self, tokens, logprobs):
         n = len(tokens)
         outputs = {
             "output_ids": np.array(tokens, dtype=np.int32).reshape(1, 1, n),
             "sequence_length": np.array([[n]], dtype=np.int32),
             "cum_log_probs": np.array([[sum(logprobs)]], dtype=np.float32),
             "output_log_probs": np.array(logprobs, dtype=np.float32).reshape(1, 1, -1),
-            "num_input_tokens": np.array([[extras["num_input_tokens"]]], dtype=np.int32),
-            "num_output_tokens": np.array([[generated]], dtype=np.int32),
         }
         return pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in outputs.items()])
 

@@ -1,8 +1,10 @@
 """tensorrt_llm_bls: the non-streaming path (HTTP /generate, unary gRPC) over the same three models.
 
-Calls preprocessing, then tensorrt_llm (decoupled, collecting its single non-streaming response), then
-postprocessing, and answers once. Inputs and outputs are the ensemble's; errors of any step come back as
-this request's error. Streaming requests are rejected here: stream through the decoupled ``ensemble``.
+Calls the ensemble's steps: preprocessing, then tensorrt_llm_counts (tensorrt_llm plus the token counts;
+decoupled, collecting its single non-streaming response), then postprocessing, and answers once. Inputs and
+outputs are the ensemble's; errors of any step come back as this request's error. Streaming requests are
+rejected here: stream through the decoupled ``ensemble``. Each instance runs one request at a time
+(``execute`` waits for it): the config's instance count is how many BLS requests are in flight together.
 """
 
 import numpy as np
@@ -20,8 +22,8 @@ FROM_PREPROCESSING = {
     "OUT_PAD_ID": "pad_id",
     "STOP_WORDS_IDS": "stop_words_list",
     "BAD_WORDS_IDS": "bad_words_list",
-    "OUT_SEED": "seed",
-    "OUT_MIN_TOKENS": "min_tokens",
+    "OUT_SEED": "random_seed",
+    "OUT_MIN_TOKENS": "min_length",
 }
 TENSORRT_LLM = {"top_k": "runtime_top_k", "top_p": "runtime_top_p", "temperature": "temperature",
                 "length_penalty": "len_penalty", "repetition_penalty": "repetition_penalty",
@@ -78,7 +80,10 @@ class TritonPythonModel:
         llm_inputs += _inputs(request, TENSORRT_LLM)
         llm_inputs.append(pb_utils.Tensor("streaming", np.array([[False]])))
         llm = _call(
-            "tensorrt_llm", llm_inputs, ["output_ids", "sequence_length", *PASSED_THROUGH], decoupled=True
+            "tensorrt_llm_counts",
+            llm_inputs,
+            ["output_ids", "sequence_length", *PASSED_THROUGH],
+            decoupled=True,
         )
         ids = pb_utils.get_output_tensor_by_name(llm, "output_ids")
         lengths = pb_utils.get_output_tensor_by_name(llm, "sequence_length")

@@ -1,0 +1,89 @@
+"""tensorrt_llm_counts: tensorrt_llm plus the token counts that tensorrtllm_backend v0.14.0 lacks.
+
+TensorRT-LLM 1.x's ``tensorrt_llm`` returns ``num_input_tokens`` / ``num_output_tokens`` when asked
+(``return_num_input_tokens`` / ``return_num_output_tokens``); the pinned v0.14.0 backend has none of these
+tensors. Nor can the ensemble join them in from other steps: Triton (24.10) rejects an ensemble whose outputs,
+or whose step inputs, come from both sides of a decoupled step, so neither preprocessing's prompt length nor
+the client's flags can meet tensorrt_llm's streamed responses in postprocessing or in the ensemble's outputs.
+
+So this decoupled step sits where tensorrt_llm was: it forwards each request to tensorrt_llm (BLS,
+decoupled) and each response back, adding when asked ``num_input_tokens`` (``input_lengths``: the prompt
+length preprocessing counted) and ``num_output_tokens`` (tokens generated so far: the running sum of
+``sequence_length``, less the prompt when a non-streaming response echoes it). Each request is forwarded on
+its own thread, so concurrent streams reach tensorrt_llm's in-flight batching together.
+"""
+
+import json
+import threading
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+COUNT_FLAGS = ("return_num_input_tokens", "return_num_output_tokens")
+
+
+def _value(request, name, default):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return default if tensor is None else tensor.as_numpy().reshape(-1)[0].item()
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        self.forwarded = [t["name"] for t in config["input"] if t["name"] not in COUNT_FLAGS]
+        self.outputs = [t["name"] for t in config["output"] if not t["name"].startswith("num_")]
+
+    def execute(self, requests):
+        for request in requests:
+            inputs = []
+            for name in self.forwarded:
+                tensor = pb_utils.get_input_tensor_by_name(request, name)
+                if tensor is not None:  # copied: the request is released when execute returns
+                    inputs.append(pb_utils.Tensor(name, tensor.as_numpy().copy()))
+            llm_request = pb_utils.InferenceRequest(
+                model_name="tensorrt_llm", inputs=inputs, requested_output_names=self.outputs
+            )
+            num_input = int(_value(request, "input_lengths", 0))
+            # A non-streaming response repeats the prompt when exclude_input_in_output is false (default true,
+            # as tensorrt_llm's exclude_input_in_output parameter): the count is of generated tokens only.
+            echoes_prompt = not _value(request, "streaming", False) and not _value(
+                request, "exclude_input_in_output", True
+            )
+            args = (
+                llm_request,
+                request.get_response_sender(),
+                num_input if _value(request, "return_num_input_tokens", False) else None,
+                -num_input if echoes_prompt else 0,
+                bool(_value(request, "return_num_output_tokens", False)),
+            )
+            threading.Thread(target=self._forward, args=args, daemon=True).start()
+        return None
+
+    def _forward(self, llm_request, sender, num_input, generated, count_output):
+        """Send tensorrt_llm's responses on, with the counts asked for (``num_input`` None: not asked); then
+        the final flag. ``generated`` starts at minus the prompt length when the responses repeat it."""
+        try:
+            for response in llm_request.exec(decoupled=True):
+                if response.has_error():
+                    sender.send(pb_utils.InferenceResponse(error=response.error()), flags=FINAL)
+                    return
+                tensors = response.output_tensors()
+                if not tensors:  # tensorrt_llm's empty final response
+                    continue
+                generated += int(
+                    pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy().sum()
+                )
+                if num_input is not None:
+                    tensors.append(_int_tensor("num_input_tokens", num_input))
+                if count_output:
+                    tensors.append(_int_tensor("num_output_tokens", generated))
+                sender.send(pb_utils.InferenceResponse(tensors))
+            sender.send(flags=FINAL)
+        except Exception as exc:  # the stream must end, whatever failed
+            error = pb_utils.TritonError(f"tensorrt_llm_counts: {exc}", pb_utils.TritonError.INTERNAL)
+            sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
+
+
+def _int_tensor(name, value):
+    return pb_utils.Tensor(name, np.array([[value]], dtype=np.int32))
