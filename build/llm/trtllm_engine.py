@@ -68,7 +68,9 @@ TRTLLM_VERSION = "0.14.0"
 ENGINE_DIR = Path("/engines/smollm2-135m-instruct/trtllm")  # gpt_model_path in tensorrt_llm/config.pbtxt
 EXAMPLES_DIR = Path("/tensorrtllm_backend/tensorrt_llm/examples")  # the backend README's checkout layout
 MAX_NUM_TOKENS_LIMIT = 16384  # trtllm-build warns above: no gain, risks exceeding TensorRT's tensor volume
-# The tensors TensorRT-LLM 0.14's tensorrtllm backend knows: its all_models/inflight_batcher_llm template.
+# The tensors TensorRT-LLM 0.14's tensorrtllm backend knows: tensorrtllm_backend v0.14.0's
+# all_models/inflight_batcher_llm/tensorrt_llm/config.pbtxt, the names inflight_batcher_llm/src/utils.h reads
+# (random_seed and min_length, not 1.x's seed and min_tokens; no token-count tensors).
 BACKEND_INPUTS = frozenset(
     str.split(
         "input_ids input_lengths request_output_len num_return_sequences draft_input_ids decoder_input_ids "
