@@ -176,7 +176,7 @@ class TritonPythonModel:
         stream = bool(_scalar(request, "streaming", False))
         exclude = bool(_scalar(request, "exclude_input_in_output", self.exclude_input))
         prefix = [] if exclude or stream else prompt
-        state = {"last": None, "count": 0}
+        state = {"last": None}
         seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
 
         def emit(tokens, logprobs, reason):
@@ -187,7 +187,6 @@ class TritonPythonModel:
                 self.itl.observe((now - state["last"]) / len(tokens))
             if tokens:
                 state["last"] = now
-                state["count"] += len(tokens)
                 self.tokens.increment(len(tokens))
             flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if reason is not None else 0
             if reason is not None and reason.startswith("error"):
