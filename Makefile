@@ -30,6 +30,7 @@ test: build lint validate
 
 bench: build
 	$(FLEET) bench image_classifier
+	$(FLEET) bench llm
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -61,12 +61,13 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--top-k", type=int, default=5)
     i.set_defaults(handler=cmd_infer)
 
-    r = sub.add_parser("bench", help="perf_analyzer against the served pipeline vs the in-process floor")
-    r.add_argument("pipeline", choices=["image_classifier"])
-    r.add_argument("--concurrency", type=_ints, default=[1, 4, 16])
+    r = sub.add_parser("bench", help="the served pipeline (perf_analyzer/genai-perf) vs its in-process floor")
+    r.add_argument("pipeline", choices=["image_classifier", "llm"])
+    r.add_argument("--concurrency", type=_ints, help="default 1,4,16 (image_classifier), 1,4,8 (llm)")
     r.add_argument("--url", help="benchmark a running server's gRPC endpoint instead of starting one")
     r.add_argument("--output", type=Path, default=Path("reports"))
-    r.add_argument("--measurement-ms", type=int, default=5000)
+    r.add_argument("--measurement-ms", type=int, default=5000, help="image_classifier: perf_analyzer window")
+    r.add_argument("--requests", type=int, default=16, help="llm: requests per level")
     r.set_defaults(handler=cmd_bench)
     return p
 
@@ -190,16 +191,28 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tritonfleet.bench.vision import run_image_classifier_bench
+    if args.pipeline == "llm":
+        from tritonfleet.bench.llm import run_llm_bench
 
-    report = run_image_classifier_bench(
-        args.repository,
-        concurrency=args.concurrency,
-        url=args.url,
-        output=args.output,
-        measurement_ms=args.measurement_ms,
-        console=console,
-    )
+        report = run_llm_bench(
+            args.repository,
+            concurrency=args.concurrency or [1, 4, 8],
+            url=args.url,
+            output=args.output,
+            console=console,
+            requests_per_level=args.requests,
+        )
+    else:
+        from tritonfleet.bench.vision import run_image_classifier_bench
+
+        report = run_image_classifier_bench(
+            args.repository,
+            concurrency=args.concurrency or [1, 4, 16],
+            url=args.url,
+            output=args.output,
+            measurement_ms=args.measurement_ms,
+            console=console,
+        )
     console.print(f"[green]✓[/] report: {report}")
     return 0
 

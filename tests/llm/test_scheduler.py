@@ -136,3 +136,21 @@ def test_cancelled_row_stops_at_once_and_its_wave_ends(make):
     assert other.seq.finish_reason == "length" and len(other.seq.generated) == 40
     scheduler.stop()
     assert scheduler.alive_waves == 0 and scheduler.active == 0
+
+
+def test_idle_engine_gathers_requests_sent_together(make):
+    """Requests that reach an idle engine a few ms apart share one wave instead of splitting 1 + N."""
+    scheduler = make(gather_ms=500, max_wait_ms=0)
+    requests = [Request(PROMPTS[i % 3], 4) for i in range(4)]
+    for request in requests:
+        scheduler.submit(request.seq)
+    assert all(r.done.wait(60) for r in requests)
+    assert scheduler.stats.waves == 1 and scheduler.stats.rows == 4
+    apart = make(gather_ms=0, max_wait_ms=0)  # without the window the first request starts alone
+    first = Request(PROMPTS[0], 40)
+    apart.submit(first.seq)
+    assert first.started.wait(60)
+    second = Request(PROMPTS[1], 4)
+    apart.submit(second.seq)
+    assert second.done.wait(60) and first.done.wait(60)
+    assert apart.stats.waves == 2

@@ -106,6 +106,7 @@ class WaveScheduler:
         max_batch: int = 8,
         bucket_tokens: int = 64,
         max_wait_ms: float = 100,
+        gather_ms: float = 20,
         max_waves: int = 4,
         max_rows: int = 16,
         cancel_check_steps: int = 4,
@@ -116,6 +117,7 @@ class WaveScheduler:
         self.max_batch = max_batch
         self.bucket_tokens = bucket_tokens
         self.max_wait = max_wait_ms / 1e3
+        self.gather = gather_ms / 1e3
         self.max_waves = max_waves
         self.max_rows = max_rows
         self.cancel_check_steps = cancel_check_steps
@@ -159,8 +161,11 @@ class WaveScheduler:
     def _next_wave(self) -> list[Sequence] | None:
         """Requests for a new wave (maybe none); ``None`` once stopping.
 
-        Waits while the engine is idle. A wave starts at once on an idle engine; beside running waves it
-        starts when it is full or its oldest request has waited ``max_wait``, within the wave and row caps.
+        Waits while the engine is idle. On an idle engine a wave starts when it is full or its oldest
+        request has waited ``gather`` (requests sent together arrive a few ms apart, through preprocessing:
+        without it the first would start alone and the wave split 1 + 7 would last as long as the load);
+        beside running waves, when it is full or its oldest request has waited ``max_wait``, within the wave
+        and row caps.
         """
         with self._cv:
             while not self._queue and not self._alive and not self._stopping:
@@ -174,7 +179,10 @@ class WaveScheduler:
             anchor = len(self._queue[0].prompt)
             wave = [s for s in self._queue if abs(len(s.prompt) - anchor) <= self.bucket_tokens][:room]
             waited = time.monotonic() - self._queue[0].arrival
-            if self._alive and len(wave) < room and waited < self.max_wait:
+            patience = self.max_wait if self._alive else self.gather
+            if len(wave) < room and waited < patience:
+                if not self._alive:  # nothing to step meanwhile: sleep until an arrival or the deadline
+                    self._cv.wait(patience - waited)
                 return []
             for s in wave:
                 self._queue.remove(s)

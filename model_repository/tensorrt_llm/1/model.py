@@ -106,6 +106,7 @@ class TritonPythonModel:
             max_batch=int(params.get("max_batch", "8")),
             bucket_tokens=int(params.get("bucket_tokens", "64")),
             max_wait_ms=float(params.get("max_wait_ms", "100")),
+            gather_ms=float(params.get("gather_ms", "20")),
             max_waves=int(params.get("max_waves", "4")),
             max_rows=int(params.get("max_rows", "16")),
             on_step=self._on_step,
