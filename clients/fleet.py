@@ -4,14 +4,19 @@ Any Triton client works against the fleet; these add one helper per pipeline on 
 
     with FleetClient("localhost:8001", protocol="grpc") as fleet:
         fleet.classify_image("cat.jpg", top_k=5)  # [Classification(label="tabby", score=0.61, ...), ...]
+        fleet.generate("What is the capital of France?", max_tokens=16)  # "The capital of France is Paris."
+        for piece in fleet.stream("Write a haiku about the sea.", max_tokens=48):
+            print(piece, end="", flush=True)
 """
 
 from __future__ import annotations
 
+import queue
+from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any, Literal
 
-from tritonfleet.clients import image_classifier
+from tritonfleet.clients import image_classifier, llm
 from tritonfleet.clients.image_classifier import Classification, ImageSource
 
 Protocol = Literal["http", "grpc"]
@@ -34,7 +39,8 @@ class FleetClient:
     def __init__(self, url: str | None = None, protocol: Protocol = "http", **kwargs: Any) -> None:
         self.protocol = protocol
         self.api = _api(protocol)
-        self.triton = self.api.InferenceServerClient(url or DEFAULT_URLS[protocol], **kwargs)
+        self.url = url or DEFAULT_URLS[protocol]
+        self.triton = self.api.InferenceServerClient(self.url, **kwargs)
 
     def is_ready(self) -> bool:
         return bool(self.triton.is_server_ready())
@@ -48,6 +54,58 @@ class FleetClient:
     def classify_image(self, image: ImageSource, top_k: int = 5) -> list[Classification]:
         """Top-k ImageNet classes of one encoded image (path or bytes), best first."""
         return self.classify_images([image], top_k)[0]
+
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 64,
+        *,
+        chat: bool = True,
+        stop_words: list[str] | None = None,
+        **sampling: Any,
+    ) -> str:
+        """One response from the LLM (``tensorrt_llm_bls``). ``chat`` wraps ``prompt`` in the chat template;
+        ``sampling``: temperature, top_k, top_p, seed, min_tokens, ... (see ``llm.PARAMETERS``)."""
+        values = llm.request_values(
+            prompt, max_tokens, stream=False, chat=chat, stop_words=stop_words, **sampling
+        )
+        result = self.triton.infer(llm.UNARY_MODEL, llm.build_inputs(self.api, values))
+        return llm.text_of(result)
+
+    def stream(
+        self,
+        prompt: str,
+        max_tokens: int = 64,
+        *,
+        chat: bool = True,
+        stop_words: list[str] | None = None,
+        timeout: float = 300,
+        **sampling: Any,
+    ) -> Iterator[str]:
+        """The LLM's text as it is generated (``ensemble``): gRPC stream or HTTP Server-Sent Events."""
+        values = llm.request_values(
+            prompt, max_tokens, stream=True, chat=chat, stop_words=stop_words, **sampling
+        )
+        if self.protocol == "http":
+            yield from llm.sse_stream(self.url, values, timeout)
+            return
+        responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        self.triton.start_stream(callback=lambda result, error: responses.put((result, error)))
+        try:
+            self.triton.async_stream_infer(
+                llm.STREAM_MODEL, llm.build_inputs(self.api, values), enable_empty_final_response=True
+            )
+            while True:
+                result, error = responses.get(timeout=timeout)
+                if error is not None:
+                    raise error
+                if piece := llm.text_of(result):
+                    yield piece
+                if result.get_response().parameters["triton_final_response"].bool_param:
+                    return
+        finally:
+            # Cancel what is still running (a consumer that stopped early); a finished stream just closes.
+            self.triton.stop_stream(cancel_requests=True)
 
     def close(self) -> None:
         self.triton.close()
@@ -78,6 +136,34 @@ class AsyncFleetClient:
 
     async def classify_image(self, image: ImageSource, top_k: int = 5) -> list[Classification]:
         return (await self.classify_images([image], top_k))[0]
+
+    async def generate(self, prompt: str, max_tokens: int = 64, *, chat: bool = True, **sampling: Any) -> str:
+        values = llm.request_values(prompt, max_tokens, stream=False, chat=chat, stop_words=None, **sampling)
+        result = await self.triton.infer(llm.UNARY_MODEL, llm.build_inputs(self.api, values))
+        return llm.text_of(result)
+
+    async def stream(
+        self, prompt: str, max_tokens: int = 64, *, chat: bool = True, **sampling: Any
+    ) -> AsyncIterator[str]:
+        """gRPC only (tritonclient's asyncio HTTP client has no streaming)."""
+        if self.protocol != "grpc":
+            raise ValueError("AsyncFleetClient.stream needs protocol='grpc'")
+        values = llm.request_values(prompt, max_tokens, stream=True, chat=chat, stop_words=None, **sampling)
+
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            yield {
+                "model_name": llm.STREAM_MODEL,
+                "inputs": llm.build_inputs(self.api, values),
+                "enable_empty_final_response": True,
+            }
+
+        async for result, error in self.triton.stream_infer(requests()):
+            if error is not None:
+                raise error
+            if piece := llm.text_of(result):
+                yield piece
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                return
 
     async def close(self) -> None:
         await self.triton.close()

@@ -12,9 +12,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from PIL import Image
 from tritonclient.utils import InferenceServerException
-from tritonfleet.clients import FleetClient
 
 from tests.conftest import CAT_CLASSES
+from tritonfleet.clients import FleetClient
 from tritonfleet.server import TritonServer
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from tritonfleet.clients import AsyncFleetClient, FleetClient
 
 from tests.conftest import CAT_CLASSES, COFFEE_CLASSES
+from tritonfleet.clients import AsyncFleetClient, FleetClient
 from tritonfleet.server import TritonServer
 
 PROTOCOLS = ["http", "grpc"]

@@ -54,11 +54,13 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(handler=cmd_serve)
 
     i = sub.add_parser("infer", help="call a pipeline and print the result")
-    i.add_argument("pipeline", choices=["image_classifier"])
-    i.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
+    i.add_argument("pipeline", choices=["image_classifier", "llm"])
+    i.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or the prompt for llm")
     i.add_argument("--url", help="server address (default localhost:8000 for http, :8001 for grpc)")
     i.add_argument("--protocol", choices=["http", "grpc"], default="http")
-    i.add_argument("--top-k", type=int, default=5)
+    i.add_argument("--top-k", type=int, default=5, help="image_classifier: classes to show")
+    i.add_argument("--max-tokens", type=int, default=128, help="llm: tokens to generate at most")
+    i.add_argument("--no-stream", action="store_true", help="llm: one response instead of streaming")
     i.set_defaults(handler=cmd_infer)
 
     r = sub.add_parser("bench", help="the served pipeline (perf_analyzer/genai-perf) vs its in-process floor")
@@ -182,6 +184,15 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from tritonfleet.clients import FleetClient
 
     with FleetClient(args.url, protocol=args.protocol) as fleet:
+        if args.pipeline == "llm":
+            prompt = " ".join(args.inputs)
+            if args.no_stream:
+                print(fleet.generate(prompt, args.max_tokens))
+            else:
+                for piece in fleet.stream(prompt, args.max_tokens):
+                    print(piece, end="", flush=True)
+                print()
+            return 0
         results = fleet.classify_images([Path(p) for p in args.inputs], top_k=args.top_k)
     for path, classes in zip(args.inputs, results, strict=True):
         console.print(f"[bold]{path}[/]")
