@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tritonfleet import artifacts
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.cli import missing_artifacts
 from tritonfleet.repository import Repository
 from tritonfleet.server import TritonServer, free_port
 
@@ -28,7 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """
     only = [n for n in os.environ.get("FLEET_TEST_MODELS", "").split(",") if n]
     models = Repository(REPOSITORY).closure(only) if only else Repository(REPOSITORY).names()
-    missing = missing_artifacts(REPOSITORY, models, "cpu")
+    missing = artifacts.missing(REPOSITORY, models, "cpu")
     if missing:
         pytest.fail("artifacts not built (make test builds them): " + ", ".join(missing))
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"

@@ -106,6 +106,18 @@ RECIPES: dict[str, list[Recipe]] = {
 }
 
 
+def missing(repository: Path, models: list[str], target: str) -> list[str]:
+    """Artifacts the recipes promise for ``models`` that are not in ``repository``, with the build command."""
+    return [
+        f"{recipe.model}/{recipe.version}/{name} (run `fleet build {recipe.family}`)"
+        for recipes in RECIPES.values()
+        for recipe in recipes
+        if recipe.model in models and recipe.target == target
+        for name in recipe.outputs
+        if not (repository / recipe.model / recipe.version / name).exists()
+    ]
+
+
 class BuildError(RuntimeError):
     """A recipe failed; the message carries the tail of its output."""
 

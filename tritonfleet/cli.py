@@ -115,18 +115,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def missing_artifacts(repository: Path, models: list[str], target: str) -> list[str]:
-    """Artifacts the build recipes promise for ``models`` that are not there yet, with the build command."""
-    return [
-        f"{recipe.model}/{recipe.version}/{name} (run `fleet build {recipe.family}`)"
-        for recipes in artifacts.RECIPES.values()
-        for recipe in recipes
-        if recipe.model in models and recipe.target == target
-        for name in recipe.outputs
-        if not (repository / recipe.model / recipe.version / name).exists()
-    ]
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from tritonfleet.server import ServerError, TritonServer
 
@@ -135,7 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     repo = Repository(args.repository)
     models = repo.closure(args.models) if args.models else repo.names()
-    missing = missing_artifacts(args.repository, models, args.target)
+    missing = artifacts.missing(args.repository, models, args.target)
     if missing:
         console.print("[red]✗[/] missing artifacts:\n  " + "\n  ".join(missing))
         return 1
