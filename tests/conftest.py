@@ -12,7 +12,7 @@ import pytest
 from tritonfleet import artifacts
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.repository import Repository
-from tritonfleet.server import TritonServer, free_port
+from tritonfleet.server import TritonServer
 
 # ImageNet-1k indices of the domestic cat classes: tabby, tiger cat, Persian, Siamese, Egyptian cat.
 CAT_CLASSES = {281, 282, 283, 284, 285}
@@ -32,14 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     if missing:
         pytest.fail("artifacts not built (make test builds them): " + ", ".join(missing))
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
-    srv = TritonServer(
-        REPOSITORY,
-        models=only or None,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        log=log,
-    )
+    srv = TritonServer.on_free_ports(REPOSITORY, models=only or None, log=log)
     try:
         srv.start()
     except Exception:

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tritonfleet.repository import Repository
 
@@ -128,6 +128,12 @@ class TritonServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log_file: IO[bytes] | None = None
+
+    @classmethod
+    def on_free_ports(cls, repository: Path, **kwargs: Any) -> TritonServer:
+        """A server on ports nobody uses (tests, benchmarks): beside a running ``fleet serve``."""
+        ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+        return cls(repository, **ports, **kwargs)
 
     @property
     def http_url(self) -> str:

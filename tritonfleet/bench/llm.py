@@ -34,7 +34,7 @@ from tritonfleet.llm.sampling import SamplingParams
 from tritonfleet.llm.scheduler import Sequence as Request
 from tritonfleet.llm.scheduler import WaveScheduler
 from tritonfleet.repository import Repository
-from tritonfleet.server import TritonServer, free_port
+from tritonfleet.server import TritonServer
 
 MODEL = "ensemble"
 GENAI_PERF = "genai-perf==0.0.16"
@@ -400,13 +400,8 @@ def run_llm_bench(
     commands: dict[int, list[str]] = {}
     try:
         if url is None:
-            server = TritonServer(
-                repository,
-                models=[MODEL],
-                http_port=free_port(),
-                grpc_port=free_port(),
-                metrics_port=free_port(),
-                log=output / "tritonserver-llm.log",
+            server = TritonServer.on_free_ports(
+                repository, models=[MODEL], log=output / "tritonserver-llm.log"
             )
             with console.status("starting tritonserver"):
                 server.start()

@@ -25,7 +25,7 @@ from rich.console import Console
 from tritonfleet.bench import perf_analyzer, report
 from tritonfleet.imaging import DEFAULT_MAX_PIXELS, preprocess
 from tritonfleet.repository import Repository
-from tritonfleet.server import TritonServer, free_port
+from tritonfleet.server import TritonServer
 
 PIPELINE = "image_classifier"
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
@@ -110,14 +110,7 @@ def run_image_classifier_bench(
     images = bench_images()
     server = None
     if url is None:
-        server = TritonServer(
-            repository,
-            models=[PIPELINE],
-            http_port=free_port(),
-            grpc_port=free_port(),
-            metrics_port=free_port(),
-            log=output / "tritonserver.log",
-        )
+        server = TritonServer.on_free_ports(repository, models=[PIPELINE], log=output / "tritonserver.log")
         output.mkdir(parents=True, exist_ok=True)
         with console.status("starting tritonserver"):
             server.start()
