@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,14 @@ from tritonfleet.server import TritonServer
 CAT_CLASSES = {281, 282, 283, 284, 285}
 # espresso, cup, coffee mug
 COFFEE_CLASSES = {967, 968, 504}
+
+
+def copy_repository(dest: Path) -> Path:
+    """The repository's committed files (configs, model.py, labels) without built artifacts, which are
+    hundreds of MB (the LLM engine) and would fill the disk when tests copy the repository many times."""
+    built = ("*.onnx", "*.plan", "cpu_engine", "tokenizer", "__pycache__")
+    shutil.copytree(REPOSITORY, dest, ignore=shutil.ignore_patterns(*built))
+    return dest
 
 
 @pytest.fixture(scope="session")

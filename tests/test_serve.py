@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +12,8 @@ from pathlib import Path
 import pytest
 import tritonclient.http as httpclient
 
+from tests.conftest import copy_repository
 from tritonfleet import artifacts
-from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.server import STUB_NAME, free_port, live_processes
 
 
@@ -74,7 +73,7 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
 
 def test_serve_refuses_missing_artifacts_with_the_build_command(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    shutil.copytree(REPOSITORY, repo, ignore=shutil.ignore_patterns("*.onnx", "*.plan"))
+    copy_repository(repo)
     missing = artifacts.missing(repo, ["efficientnet_lite0", "image_classifier"], "cpu")
     assert missing == ["efficientnet_lite0/1/model.onnx (run `fleet build vision`)"]
     out = subprocess.run(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import copy_repository
 from tritonfleet.validate import Problem, validate_repository
 
 REPO = Path(__file__).resolve().parents[1] / "model_repository"
@@ -18,7 +19,7 @@ EFFICIENTNET_FILES = ("efficientnet_lite0/config.pbtxt", "efficientnet_lite0/con
 def copy_repo(tmp_path: Path) -> Path:
     """A copy of the real repository, without built model artifacts."""
     root = tmp_path / "model_repository"
-    shutil.copytree(REPO, root, ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
+    copy_repository(root)
     return root
 
 
