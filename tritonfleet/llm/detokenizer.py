@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-import numpy as np
-
 REPLACEMENT = "\ufffd"
 
 
@@ -54,19 +52,3 @@ class IncrementalDetokenizer:
         text = self._decode(self.ids[self._prefix :])
         self._prefix = self._read = len(self.ids)
         return text[len(before) :]
-
-
-def decode_rows(
-    tokenizer: Decoder, tokens: np.ndarray, lengths: np.ndarray, skip_special_tokens: bool = True
-) -> list[str]:
-    """The text of each row of TensorRT-LLM's ``output_ids`` (``[batch, beams, tokens]``) up to its
-    ``sequence_length`` (``[batch, beams]``), each row decoded on its own: what ``postprocessing`` answers.
-
-    Exact for a streamed piece when the producer never ends one inside a UTF-8 character, which the CPU
-    ``tensorrt_llm`` model guarantees by grouping tokens; an incomplete character shows as U+FFFD."""
-    lengths = np.asarray(lengths).reshape(-1)
-    rows = np.asarray(tokens).reshape(lengths.size, -1)
-    return [
-        tokenizer.decode(row[:n].tolist(), skip_special_tokens=skip_special_tokens)
-        for row, n in zip(rows, lengths, strict=True)
-    ]

@@ -4,21 +4,14 @@ Stateless: it decodes the tokens of each response on their own. That is exact fo
 tokenizer when a response never ends inside a UTF-8 character, which the CPU ``tensorrt_llm`` model
 guarantees by grouping tokens (see tritonfleet/llm/detokenizer.py). A decoded piece that still ends in an
 incomplete character is an error of the producer, and shows as U+FFFD rather than being dropped.
-The decoding is ``tritonfleet.llm.detokenizer.decode_rows``, shared with the CPU ``ensemble`` model.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository's tritonfleet package
-
 from tokenizers import Tokenizer
-
-from tritonfleet.llm.detokenizer import decode_rows
 
 
 class TritonPythonModel:
@@ -36,7 +29,12 @@ class TritonPythonModel:
         for request in requests:
             tokens = pb_utils.get_input_tensor_by_name(request, "TOKENS_BATCH").as_numpy()
             lengths = pb_utils.get_input_tensor_by_name(request, "SEQUENCE_LENGTH").as_numpy()
-            texts = decode_rows(self.tokenizer, tokens, lengths, self.skip_special)
+            lengths = lengths.reshape(-1)
+            tokens = tokens.reshape(lengths.size, tokens.shape[-1])  # [batch * beams, tokens]
+            texts = [
+                self.tokenizer.decode(row[:n].tolist(), skip_special_tokens=self.skip_special)
+                for row, n in zip(tokens, lengths, strict=True)
+            ]
             output = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(1, -1)
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", output)]))
         return responses

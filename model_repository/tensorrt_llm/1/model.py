@@ -4,13 +4,10 @@ This is not TensorRT-LLM. It is a decoupled Python model with the inputs and out
 ``tensorrt_llm`` model (inflight_batcher_llm layout), so the same ensemble and clients work on both targets.
 Requests run on the wave scheduler of ``tritonfleet.llm`` (concurrent requests share decode steps).
 Streaming responses carry the new tokens, grouped so that no UTF-8 character is split across responses.
-A request with ``stop`` true cancels the running requests that have its request id, as tensorrtllm_backend
-v0.14.0 does (the CPU ensemble model stops a dropped stream so: Python BLS cannot cancel its request).
 """
 
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -114,8 +111,6 @@ class TritonPythonModel:
             max_rows=int(params.get("max_rows", "16")),
             on_step=self._on_step,
         )
-        self.running = {}  # request id -> the stop events of its running sequences
-        self.running_lock = threading.Lock()
 
     def _on_step(self, queued, active, rows):
         if rows:
@@ -129,10 +124,6 @@ class TritonPythonModel:
         for request in requests:
             sender = request.get_response_sender()
             try:
-                if _scalar(request, "stop", False):
-                    self._stop(request.request_id())
-                    sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-                    continue
                 seq = self._sequence(request, sender)
             except (ValueError, TypeError) as exc:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
@@ -143,14 +134,6 @@ class TritonPythonModel:
                 continue
             self.scheduler.submit(seq)
         return None
-
-    def _stop(self, request_id):
-        """Cancel the running sequences of ``request_id`` (none running: nothing to do)."""
-        if not request_id:
-            raise ValueError("Trying to stop a request but request ID is not provided")
-        with self.running_lock:
-            for stopped in self.running.get(request_id, ()):
-                stopped.set()
 
     def _sequence(self, request, sender):
         """Validate one request and turn it into a scheduler sequence."""
@@ -195,15 +178,7 @@ class TritonPythonModel:
         exclude = bool(_scalar(request, "exclude_input_in_output", self.exclude_input))
         prefix = [] if exclude or stream else prompt
         state = {"last": None}
-        request_id, stopped = request.request_id(), threading.Event()
-        if request_id:
-            with self.running_lock:
-                self.running.setdefault(request_id, set()).add(stopped)
-
-        def cancelled():
-            return stopped.is_set() or sender.is_cancelled()
-
-        seq = Sequence(prompt, params, emit=None, cancelled=cancelled, stream=stream)
+        seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
 
         def emit(tokens, logprobs, reason):
             now = time.monotonic()
@@ -215,12 +190,6 @@ class TritonPythonModel:
                 state["last"] = now
                 self.tokens.increment(len(tokens))
             flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if reason is not None else 0
-            if reason is not None and request_id:
-                with self.running_lock:
-                    events = self.running.get(request_id, set())
-                    events.discard(stopped)
-                    if not events:
-                        self.running.pop(request_id, None)
             if reason is not None and reason.startswith("error"):
                 error = pb_utils.TritonError(reason, pb_utils.TritonError.INTERNAL)
                 sender.send(pb_utils.InferenceResponse(error=error), flags=flags)
