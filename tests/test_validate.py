@@ -108,6 +108,33 @@ def test_cpu_gpu_interface_mismatch(tmp_path: Path) -> None:
     ]
 
 
+LLM_CPU = "tensorrt_llm/configs/cpu.pbtxt"
+EXTRAS = "return_num_input_tokens,return_num_output_tokens,num_input_tokens,num_output_tokens"
+
+
+def test_extra_tensors_must_be_named(tmp_path: Path) -> None:
+    """The CPU tensorrt_llm adds the token counts; only because its "extra_tensors" parameter says so."""
+    problems = with_edits(tmp_path, (LLM_CPU, EXTRAS, "return_num_input_tokens,num_input_tokens"))
+    assert sorted(str(p) for p in problems) == [
+        f"{LLM_CPU}: tensorrt_llm: configs/cpu.pbtxt and config.pbtxt disagree on "
+        f'{kind} "{name}": {tensor} vs absent'
+        for kind, name, tensor in (
+            ("input", "return_num_output_tokens", "BOOL [1]"),
+            ("output", "num_output_tokens", "INT32 [1]"),
+        )
+    ]
+
+
+def test_extra_inputs_must_be_optional(tmp_path: Path) -> None:
+    old = '"return_num_input_tokens", data_type: TYPE_BOOL, dims: [ 1 ], reshape: { shape: [ ] }, optional: true }'  # noqa: E501
+    new = old.replace(", optional: true", "")
+    problems = with_edits(tmp_path, (LLM_CPU, old, new))
+    assert [str(p) for p in problems] == [
+        f"{LLM_CPU}: tensorrt_llm: configs/cpu.pbtxt and config.pbtxt disagree on "
+        'input "return_num_input_tokens": BOOL [1] vs absent'
+    ]
+
+
 def test_kind_gpu_in_cpu_config(tmp_path: Path) -> None:
     file = PREPROCESS_FILES[1]
     problems = with_edits(tmp_path, (file, "KIND_CPU", "KIND_GPU"))

@@ -152,9 +152,21 @@ def _interface_diff(config: mc.ModelConfig | None, reference: mc.ModelConfig | N
     if config is None or reference is None:
         return []
 
+    # Tensors a target config adds on purpose (parameter "extra_tensors", comma-separated): optional inputs,
+    # and the outputs they ask for. Clients written for the reference target never see them.
+    extras = {n.strip() for n in config.parameters["extra_tensors"].string_value.split(",") if n.strip()}
+
     def interface(c: mc.ModelConfig) -> dict[str, str]:
-        seen = {f'input "{t.name}"': str(_Tensor(t.data_type, tuple(t.dims), False)) for t in c.input}
-        seen |= {f'output "{t.name}"': str(_Tensor(t.data_type, tuple(t.dims), False)) for t in c.output}
+        seen = {
+            f'input "{t.name}"': str(_Tensor(t.data_type, tuple(t.dims), False))
+            for t in c.input
+            if not (c is config and t.name in extras and t.optional)
+        }
+        seen |= {
+            f'output "{t.name}"': str(_Tensor(t.data_type, tuple(t.dims), False))
+            for t in c.output
+            if not (c is config and t.name in extras)
+        }
         return {**seen, "max_batch_size": str(c.max_batch_size)}
 
     mine, theirs = interface(config), interface(reference)

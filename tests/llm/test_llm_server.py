@@ -440,3 +440,41 @@ def test_many_clients_do_not_kill_the_stub(llm_server):
         t.join()
     status, ok = post(url, {"text_input": CHAT.format("Say yes."), "max_tokens": 4})
     assert status == 200 and ok["text_output"]
+
+
+def test_concurrent_streams_with_cancellations_all_finish_and_no_stub_dies(llm_server):
+    """8 streams at once, round after round, a quarter of them dropped after 3 responses: every other
+    stream gets its final response (a decoupled-BLS step crashed its stub so: ensemble/configs/cpu.pbtxt)."""
+    stubs = llm_server.stub_pids()
+
+    def client(i: int) -> list[str]:
+        outcomes = []
+        for r in range(6):
+            got: queue.Queue = queue.Queue()
+            c = grpcclient.InferenceServerClient(llm_server.grpc_url)
+            c.start_stream(callback=lambda result, error, got=got: got.put((result, error)))
+            inputs = tensors({"text_input": CHAT.format(f"Tell me about topic {i}-{r}."), "max_tokens": 24,
+                              "min_tokens": 24, "stream": True})  # fmt: skip
+            c.async_stream_infer("ensemble", inputs, enable_empty_final_response=True)
+            drop, outcome = (i + r) % 4 == 0, "final"
+            for n in range(1, 100):
+                result, error = got.get(timeout=60)
+                assert error is None, error
+                if drop and n == 3:
+                    c.stop_stream(cancel_requests=True)
+                    outcome = "dropped"
+                    break
+                if result.get_response().parameters["triton_final_response"].bool_param:
+                    break
+            else:
+                outcome = "no final response"
+            if outcome == "final":
+                c.stop_stream()
+            c.close()
+            outcomes.append(outcome)
+        return outcomes
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = [o for os_ in pool.map(client, range(8)) for o in os_]
+    assert outcomes.count("final") == 36 and outcomes.count("dropped") == 12
+    assert llm_server.stub_pids() == stubs

@@ -4,6 +4,9 @@ This is not TensorRT-LLM. It is a decoupled Python model with the inputs and out
 ``tensorrt_llm`` model (inflight_batcher_llm layout), so the same ensemble and clients work on both targets.
 Requests run on the wave scheduler of ``tritonfleet.llm`` (concurrent requests share decode steps).
 Streaming responses carry the new tokens, grouped so that no UTF-8 character is split across responses.
+When asked (``return_num_input_tokens`` / ``return_num_output_tokens``, TensorRT-LLM 1.x's names), responses
+carry ``num_input_tokens`` (the prompt) and ``num_output_tokens`` (tokens generated so far), so the CPU
+ensemble needs no ``tensorrt_llm_counts`` step (the v0.14.0 backend on GPU has no such tensors).
 """
 
 import json
@@ -177,6 +180,15 @@ class TritonPythonModel:
         stream = bool(_scalar(request, "streaming", False))
         exclude = bool(_scalar(request, "exclude_input_in_output", self.exclude_input))
         prefix = [] if exclude or stream else prompt
+        # TensorRT-LLM 1.x's token counts, when asked: the prompt length and the tokens generated so far.
+        counts = {
+            name: value
+            for name, value, asked in (
+                ("num_input_tokens", len(prompt), _scalar(request, "return_num_input_tokens", False)),
+                ("num_output_tokens", 0, _scalar(request, "return_num_output_tokens", False)),
+            )
+            if asked
+        }
         state = {"last": None}
         seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
 
@@ -189,6 +201,8 @@ class TritonPythonModel:
             if tokens:
                 state["last"] = now
                 self.tokens.increment(len(tokens))
+            if "num_output_tokens" in counts:
+                counts["num_output_tokens"] += len(tokens)
             flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if reason is not None else 0
             if reason is not None and reason.startswith("error"):
                 error = pb_utils.TritonError(reason, pb_utils.TritonError.INTERNAL)
@@ -196,18 +210,19 @@ class TritonPythonModel:
             elif reason == "cancelled":
                 sender.send(flags=flags)
             else:
-                sender.send(self._response(prefix + tokens, logprobs), flags=flags)
+                sender.send(self._response(prefix + tokens, logprobs, counts), flags=flags)
 
         seq.emit = emit
         return seq
 
-    def _response(self, tokens, logprobs):
+    def _response(self, tokens, logprobs, counts):
         n = len(tokens)
         outputs = {
             "output_ids": np.array(tokens, dtype=np.int32).reshape(1, 1, n),
             "sequence_length": np.array([[n]], dtype=np.int32),
             "cum_log_probs": np.array([[sum(logprobs)]], dtype=np.float32),
             "output_log_probs": np.array(logprobs, dtype=np.float32).reshape(1, 1, -1),
+            **{name: np.array([[value]], dtype=np.int32) for name, value in counts.items()},
         }
         return pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in outputs.items()])
 

@@ -1,11 +1,14 @@
 """tensorrt_llm_bls: the non-streaming path (HTTP /generate, unary gRPC) over the same three models.
 
-Calls the ensemble's steps: preprocessing, then tensorrt_llm_counts (tensorrt_llm plus the token counts;
-decoupled, collecting its single non-streaming response), then postprocessing, and answers once. Inputs and
+Calls the ensemble's steps: preprocessing, then the config's ``llm_model`` (decoupled, collecting its single
+non-streaming response: tensorrt_llm_counts on GPU, which adds the token counts to tensorrt_llm's, and
+tensorrt_llm itself on CPU, which returns them), then postprocessing, and answers once. Inputs and
 outputs are the ensemble's; errors of any step come back as this request's error. Streaming requests are
 rejected here: stream through the decoupled ``ensemble``. Each instance runs one request at a time
 (``execute`` waits for it): the config's instance count is how many BLS requests are in flight together.
 """
+
+import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -59,6 +62,10 @@ def _call(model, inputs, outputs, decoupled=False):
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        params = json.loads(args["model_config"]).get("parameters", {})
+        self.llm_model = params.get("llm_model", {}).get("string_value", "tensorrt_llm_counts")
+
     def execute(self, requests):
         responses = []
         for request in requests:
@@ -80,7 +87,7 @@ class TritonPythonModel:
         llm_inputs += _inputs(request, TENSORRT_LLM)
         llm_inputs.append(pb_utils.Tensor("streaming", np.array([[False]])))
         llm = _call(
-            "tensorrt_llm_counts",
+            self.llm_model,
             llm_inputs,
             ["output_ids", "sequence_length", *PASSED_THROUGH],
             decoupled=True,

@@ -1,0 +1,50 @@
+"""The two targets' LLM ensembles: one pipeline, one step apart."""
+
+from __future__ import annotations
+
+from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.repository import Repository
+
+
+def test_cpu_ensemble_is_the_gpu_ensemble_with_tensorrt_llm_as_its_decoupled_step() -> None:
+    """On GPU, tensorrt_llm_counts adds the token counts that tensorrtllm_backend v0.14.0 lacks; the CPU
+    tensorrt_llm returns them itself, so the CPU ensemble calls it directly and is otherwise the same."""
+    repo = Repository(REPOSITORY)
+    gpu, cpu = repo.config("ensemble", "gpu"), repo.config("ensemble", "cpu")
+    assert [s.model_name for s in gpu.ensemble_scheduling.step] == [
+        "preprocessing",
+        "tensorrt_llm_counts",
+        "postprocessing",
+    ]
+    gpu.ensemble_scheduling.step[1].model_name = "tensorrt_llm"
+    assert cpu == gpu
+
+
+def test_cpu_tensorrt_llm_adds_only_the_count_tensors() -> None:
+    repo = Repository(REPOSITORY)
+    gpu, cpu = repo.config("tensorrt_llm", "gpu"), repo.config("tensorrt_llm", "cpu")
+    counts = repo.config("tensorrt_llm_counts", "gpu")
+    extra_inputs = {t.name for t in cpu.input} - {t.name for t in gpu.input}
+    extra_outputs = {t.name for t in cpu.output} - {t.name for t in gpu.output}
+    assert extra_inputs == {"return_num_input_tokens", "return_num_output_tokens"}
+    assert extra_outputs == {"num_input_tokens", "num_output_tokens"}
+    # ...with the types tensorrt_llm_counts gives them on GPU.
+    for tensors, counted in ((cpu.input, counts.input), (cpu.output, counts.output)):
+        mine = {
+            t.name: (t.data_type, list(t.dims)) for t in tensors if t.name in extra_inputs | extra_outputs
+        }
+        theirs = {t.name: (t.data_type, list(t.dims)) for t in counted if t.name in mine}
+        assert mine == theirs
+
+
+def test_cpu_bls_calls_tensorrt_llm_directly_and_is_otherwise_the_gpu_bls() -> None:
+    repo = Repository(REPOSITORY)
+    gpu, cpu = repo.config("tensorrt_llm_bls", "gpu"), repo.config("tensorrt_llm_bls", "cpu")
+    assert gpu.parameters["llm_model"].string_value == "tensorrt_llm_counts"
+    assert cpu.parameters["llm_model"].string_value == "tensorrt_llm"
+    for key, value in (
+        ("llm_model", "tensorrt_llm"),
+        ("bls_models", "preprocessing,tensorrt_llm,postprocessing"),
+    ):
+        gpu.parameters[key].string_value = value
+    assert cpu == gpu
