@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Build the TensorRT plans this GPU lacks, then exec tritonserver on /models with the GPU configs
-# (config.pbtxt: no --model-config-name).
+# Build the TensorRT plans and TensorRT-LLM engines this GPU lacks, then exec tritonserver on /models with
+# the GPU configs (config.pbtxt: no --model-config-name).
 #
-# Plans are specific to the GPU model and the TensorRT version, so they are built here, on the serving
-# GPU, and cached under $PLAN_CACHE (a volume shared by replicas) keyed by GPU, TensorRT version and the
-# hash of the ONNX model, config and build script. Extra arguments are passed on to tritonserver.
+# Plans and engines are specific to the GPU model and the TensorRT (-LLM) version, so they are built here,
+# on the serving GPU, and cached under $PLAN_CACHE / $ENGINE_CACHE (volumes shared by replicas) keyed by
+# GPU, version and the hash of their inputs, config and build script. A TensorRT-LLM engine is built from
+# $LLM_CHECKPOINT (the image's fp32 checkpoint) into the cache, and the model's gpt_model_path becomes a link
+# to it. Extra arguments are passed on to tritonserver.
 set -euo pipefail
 
 MODEL_REPOSITORY="${MODEL_REPOSITORY:-/models}"
 PLAN_CACHE="${PLAN_CACHE:-/plans}"
 BUILD_SCRIPT="${BUILD_SCRIPT:-/opt/tritonfleet/build/vision/tensorrt_plan.py}"
+ENGINE_CACHE="${ENGINE_CACHE:-/engines/cache}"
+LLM_BUILD_SCRIPT="${LLM_BUILD_SCRIPT:-/opt/tritonfleet/build/llm/trtllm_engine.py}"
+LLM_CHECKPOINT="${LLM_CHECKPOINT:-/opt/tritonfleet/checkpoints/smollm2-135m-instruct}"
 
 # The GPU's name fixes its architecture (compute_cap is not queryable on the older drivers 24.10 allows).
 gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader -i 0 | tr -c 'A-Za-z0-9.\n' '_')"
@@ -32,6 +37,31 @@ for config in "$MODEL_REPOSITORY"/*/config.pbtxt; do
         python3 "$BUILD_SCRIPT" --model-dir "$model_dir" --output "$(dirname "$plan")"
     fi
     cp -f "$plan" "$model_dir/1/model.plan"
+done
+
+for config in "$MODEL_REPOSITORY"/*/config.pbtxt; do
+    grep -Eq '^\s*backend:\s*"tensorrtllm"' "$config" || continue
+    model="$(basename "$(dirname "$config")")"
+    # parameters { key: "gpt_model_path", value: { string_value: "..." } } on one line, as in our configs.
+    target="$(sed -nE 's/.*key:\s*"gpt_model_path".*string_value:\s*"([^"]+)".*/\1/p' "$config")"
+    if [[ -z "$target" || ! -s "$LLM_CHECKPOINT/config.json" ]]; then
+        echo "tritonfleet: $model: needs gpt_model_path in its config and a checkpoint in $LLM_CHECKPOINT" >&2
+        exit 1
+    fi
+    version="$(python3 -c 'import tensorrt_llm; print(tensorrt_llm.__version__)' 2>/dev/null | tail -n 1)"
+    key="$(cat "$LLM_CHECKPOINT"/config.json "$LLM_CHECKPOINT"/*.safetensors "$config" "$LLM_BUILD_SCRIPT" \
+        | sha256sum | cut -c1-16)"
+    engine="$ENGINE_CACHE/$model/${gpu}-trtllm${version}-${key}"
+    if [[ -d "$engine" ]]; then
+        echo "tritonfleet: $model: cached engine $engine"
+    else
+        echo "tritonfleet: $model: building a TensorRT-LLM engine for $gpu (first start on this GPU)"
+        rm -rf "$engine.tmp"
+        python3 "$LLM_BUILD_SCRIPT" --checkpoint "$LLM_CHECKPOINT" --output "$engine.tmp"
+        mv "$engine.tmp" "$engine"  # only a finished build is ever found in the cache
+    fi
+    mkdir -p "$(dirname "$target")"
+    ln -sfn "$engine" "$target"
 done
 
 exec tritonserver \

@@ -234,3 +234,81 @@ def test_entrypoint_stops_without_the_onnx_export(fake_image: dict[str, str]) ->
     assert result.returncode != 0
     assert "model.onnx is missing" in result.stderr
     assert not (Path(fake_image["FAKE_LOG"]) / "tritonserver").exists()
+
+
+def add_llm(env: dict[str, str]) -> tuple[Path, Path]:
+    """Put tensorrt_llm (GPU config, gpt_model_path moved under the test folder) and a checkpoint into the
+    fake image; returns the gpt_model_path and the checkpoint."""
+    tmp = Path(env["FAKE_LOG"])
+    target, checkpoint = tmp / "engines" / "smollm2" / "trtllm", tmp / "checkpoint"
+    model = Path(env["MODEL_REPOSITORY"]) / "tensorrt_llm"
+    (model / "1").mkdir(parents=True)
+    config = (ROOT / "model_repository" / "tensorrt_llm" / "config.pbtxt").read_text()
+    (model / "config.pbtxt").write_text(config.replace("/engines/smollm2-135m-instruct/trtllm", str(target)))
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    env.update(
+        LLM_CHECKPOINT=str(checkpoint),
+        ENGINE_CACHE=str(tmp / "engines" / "cache"),
+        LLM_BUILD_SCRIPT=str(ROOT / "build" / "llm" / "trtllm_engine.py"),
+    )
+    return target, checkpoint
+
+
+def test_entrypoint_builds_the_llm_engine_once_and_links_gpt_model_path(fake_image: dict[str, str]) -> None:
+    target, checkpoint = add_llm(fake_image)
+    log = Path(fake_image["FAKE_LOG"])
+    for _ in range(2):  # the second start finds the engine in the cache
+        result = run_entrypoint(fake_image)
+        assert result.returncode == 0, result.stderr
+    builds = [b for b in (log / "builds").read_text().splitlines() if "trtllm_engine.py" in b]
+    assert len(builds) == 1 and f"--checkpoint {checkpoint}" in builds[0]
+    (cached,) = Path(fake_image["ENGINE_CACHE"], "tensorrt_llm").iterdir()  # no unfinished .tmp left
+    assert re.fullmatch(r"NVIDIA_H100_80GB_HBM3-trtllm10\.5\.0-[0-9a-f]{16}", cached.name)
+    assert target.is_symlink() and target.resolve() == cached.resolve()
+
+    (checkpoint / "model.safetensors").write_bytes(b"other weights")
+    assert run_entrypoint(fake_image).returncode == 0
+    builds = [b for b in (log / "builds").read_text().splitlines() if "trtllm_engine.py" in b]
+    assert len(builds) == 2  # new weights are a new engine, and the link follows it
+    assert target.resolve() != cached.resolve() and target.resolve().parent == cached.parent
+
+
+def test_entrypoint_stops_without_the_llm_checkpoint(fake_image: dict[str, str]) -> None:
+    _, checkpoint = add_llm(fake_image)
+    (checkpoint / "config.json").unlink()
+    result = run_entrypoint(fake_image)
+    assert result.returncode != 0
+    assert f"a checkpoint in {checkpoint}" in result.stderr
+    assert not (Path(fake_image["FAKE_LOG"]) / "tritonserver").exists()
+
+
+def test_image_ships_what_the_llm_engine_build_needs() -> None:
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    entrypoint = (DOCKER / "entrypoint.sh").read_text()
+    checkpoint = re.search(r'LLM_CHECKPOINT="\$\{LLM_CHECKPOINT:-([^}]+)\}"', entrypoint).group(1)
+    script = re.search(r'LLM_BUILD_SCRIPT="\$\{LLM_BUILD_SCRIPT:-([^}]+)\}"', entrypoint).group(1)
+    assert checkpoint.startswith("/opt/tritonfleet/checkpoints/")
+    assert "--checkpoint-only /src/checkpoints/" + checkpoint.rsplit("/", 1)[1] in dockerfile
+    assert "COPY --from=export /src/checkpoints /opt/tritonfleet/checkpoints" in dockerfile
+    assert f"COPY build/llm/trtllm_engine.py {script}" in dockerfile
+    assert (
+        "--branch v0.14.0" in dockerfile and "TRTLLM_EXAMPLES=/opt/tritonfleet/trtllm-examples" in dockerfile
+    )
+    # gpt_model_path lies on the /engines volume, where the entrypoint may link it
+    assert (
+        '"/engines/smollm2-135m-instruct/trtllm"'
+        in (ROOT / "model_repository/tensorrt_llm/config.pbtxt").read_text()
+    )
+    assert "VOLUME /plans /engines" in dockerfile
+
+
+def test_engine_cache_shares_the_plan_cache_volume(
+    deployment: dict[str, Any], container: dict[str, Any]
+) -> None:
+    (plans,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/plans"]
+    (engines,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/engines"]
+    assert engines["name"] == plans["name"] and engines["subPath"] == "engines" and "subPath" not in plans
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["ENGINE_CACHE"].startswith("/engines/")

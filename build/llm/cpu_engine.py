@@ -114,19 +114,28 @@ def engine_info(engine_dir: Path, precision: str) -> dict:
 
 def install(engine_dir: Path, repository: Path) -> None:
     """Hard-link the engine and tokenizer files where the models load them."""
-    targets = {repository / "tensorrt_llm" / "1" / "cpu_engine": [p.name for p in engine_dir.iterdir()]}
+    _link(
+        engine_dir, repository / "tensorrt_llm" / "1" / "cpu_engine", [p.name for p in engine_dir.iterdir()]
+    )
+    install_tokenizers(engine_dir, repository)
+
+
+def install_tokenizers(source: Path, repository: Path) -> None:
+    """The tokenizer files (from the engine or the checkpoint) into preprocessing and postprocessing."""
     for model in ("preprocessing", "postprocessing"):
-        targets[repository / model / "1" / "tokenizer"] = list(TOKENIZER_FILES)
-    for dest, names in targets.items():
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
-        for name in names:
-            src = engine_dir / name
-            if src.is_file():
-                try:
-                    os.link(src, dest / name)
-                except OSError:
-                    shutil.copy2(src, dest / name)
+        _link(source, repository / model / "1" / "tokenizer", list(TOKENIZER_FILES))
+
+
+def _link(source: Path, dest: Path, names: list[str]) -> None:
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for name in names:
+        src = source / name
+        if src.is_file():
+            try:
+                os.link(src, dest / name)
+            except OSError:
+                shutil.copy2(src, dest / name)
 
 
 def chat_prompts(tokenizer_dir: Path) -> list[list[int]]:
@@ -222,8 +231,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-eval", action="store_true", help="skip the quality and speed report")
     parser.add_argument("--force-eval", action="store_true", help="re-measure even if the report is current")
+    parser.add_argument(
+        "--checkpoint-only",
+        type=Path,
+        metavar="DIR",
+        help="copy the fp32 Hugging Face checkpoint to DIR, install the tokenizers and stop (the GPU image)",
+    )
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.checkpoint_only:
+        ckpt = checkpoint(gguf_path())
+        shutil.copytree(ckpt, args.checkpoint_only, dirs_exist_ok=True)
+        install_tokenizers(ckpt, args.repository)
+        print(f"checkpoint: {args.checkpoint_only}; tokenizers installed in {args.repository}")
+        return
 
     t0 = time.perf_counter()
     ckpt = checkpoint(gguf_path())
