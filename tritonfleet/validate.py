@@ -154,7 +154,8 @@ def _interface_diff(config: mc.ModelConfig | None, reference: mc.ModelConfig | N
 
     # Tensors a target config adds on purpose (parameter "extra_tensors", comma-separated): optional inputs,
     # and the outputs they ask for. Clients written for the reference target never see them.
-    extras = {n.strip() for n in config.parameters["extra_tensors"].string_value.split(",") if n.strip()}
+    named = config.parameters.get("extra_tensors")  # .get: indexing a protobuf map would insert the key
+    extras = {n.strip() for n in named.string_value.split(",") if n.strip()} if named else set()
 
     def interface(c: mc.ModelConfig) -> dict[str, str]:
         seen = {
