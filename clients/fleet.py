@@ -11,7 +11,10 @@ Any Triton client works against the fleet; these add one helper per pipeline on 
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any, Literal
@@ -82,30 +85,51 @@ class FleetClient:
         timeout: float = 300,
         **sampling: Any,
     ) -> Iterator[str]:
-        """The LLM's text as it is generated (``ensemble``): gRPC stream or HTTP Server-Sent Events."""
+        """The LLM's text as it is generated (``ensemble``): gRPC stream or HTTP Server-Sent Events.
+
+        Leaving the loop early (``break``, an exception, closing the generator) stops the generation."""
         values = llm.request_values(
             prompt, max_tokens, stream=True, chat=chat, stop_words=stop_words, **sampling
         )
+        request_id = uuid.uuid4().hex
         if self.protocol == "http":
-            yield from llm.sse_stream(self.url, values, timeout)
+            yield from llm.sse_stream(self.url, values, timeout, request_id)
             return
         responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
         self.triton.start_stream(callback=lambda result, error: responses.put((result, error)))
+        ended = False
         try:
             self.triton.async_stream_infer(
-                llm.STREAM_MODEL, llm.build_inputs(self.api, values), enable_empty_final_response=True
+                llm.STREAM_MODEL,
+                llm.build_inputs(self.api, values),
+                request_id=request_id,
+                enable_empty_final_response=True,
             )
             while True:
                 result, error = responses.get(timeout=timeout)
                 if error is not None:
+                    ended = True
                     raise error
                 if piece := llm.text_of(result):
                     yield piece
                 if result.get_response().parameters["triton_final_response"].bool_param:
+                    ended = True
                     return
         finally:
-            # Cancel what is still running (a consumer that stopped early); a finished stream just closes.
+            if not ended:
+                self._stop(request_id, responses)
             self.triton.stop_stream(cancel_requests=True)
+
+    def _stop(self, request_id: str, responses: queue.Queue[tuple[Any, Any]], wait: float = 10) -> None:
+        """Stop a stream left early, on the same gRPC stream, and wait for the stop's (empty) response."""
+        stop = llm.build_inputs(self.api, llm.stop_values())
+        deadline = time.monotonic() + wait
+        with contextlib.suppress(Exception):  # the stream may be broken already: nothing left to stop then
+            self.triton.async_stream_infer(llm.STOP_MODEL, stop, request_id=request_id)
+            while True:
+                result, _ = responses.get(timeout=max(deadline - time.monotonic(), 0))
+                if result is not None and result.get_response().model_name == llm.STOP_MODEL:
+                    return
 
     def close(self) -> None:
         self.triton.close()
@@ -145,25 +169,35 @@ class AsyncFleetClient:
     async def stream(
         self, prompt: str, max_tokens: int = 64, *, chat: bool = True, **sampling: Any
     ) -> AsyncIterator[str]:
-        """gRPC only (tritonclient's asyncio HTTP client has no streaming)."""
+        """gRPC only (tritonclient's asyncio HTTP client has no streaming). Leaving early stops the
+        generation when the generator is closed (``contextlib.aclosing``, or when it is collected)."""
         if self.protocol != "grpc":
             raise ValueError("AsyncFleetClient.stream needs protocol='grpc'")
         values = llm.request_values(prompt, max_tokens, stream=True, chat=chat, stop_words=None, **sampling)
+        request_id = uuid.uuid4().hex
+        ended = False
+        try:
+            async for result, error in self.triton.stream_infer(
+                _one(llm.STREAM_MODEL, llm.build_inputs(self.api, values), request_id)
+            ):
+                if error is not None:
+                    ended = True
+                    raise error
+                if piece := llm.text_of(result):
+                    yield piece
+                if result.get_response().parameters["triton_final_response"].bool_param:
+                    ended = True
+                    return
+        finally:
+            if not ended:
+                await self._stop(request_id)
 
-        async def requests() -> AsyncIterator[dict[str, Any]]:
-            yield {
-                "model_name": llm.STREAM_MODEL,
-                "inputs": llm.build_inputs(self.api, values),
-                "enable_empty_final_response": True,
-            }
-
-        async for result, error in self.triton.stream_infer(requests()):
-            if error is not None:
-                raise error
-            if piece := llm.text_of(result):
-                yield piece
-            if result.get_response().parameters["triton_final_response"].bool_param:
-                return
+    async def _stop(self, request_id: str, wait: float = 10) -> None:
+        """Stop a stream left early (a stream of its own) and wait for the stop's response."""
+        stop = _one(llm.STOP_MODEL, llm.build_inputs(self.api, llm.stop_values()), request_id)
+        with contextlib.suppress(Exception):
+            async for _ in self.triton.stream_infer(stop, stream_timeout=wait):
+                break
 
     async def close(self) -> None:
         await self.triton.close()
@@ -173,3 +207,13 @@ class AsyncFleetClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def _one(model: str, inputs: list[Any], request_id: str) -> AsyncIterator[dict[str, Any]]:
+    """A request iterator of one request (tritonclient.grpc.aio's ``stream_infer``)."""
+    yield {
+        "model_name": model,
+        "inputs": inputs,
+        "request_id": request_id,
+        "enable_empty_final_response": True,
+    }

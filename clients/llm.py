@@ -1,11 +1,14 @@
 """Requests and responses of the LLM pipeline (TensorRT-LLM's ``inflight_batcher_llm`` interface).
 
 One response: ``tensorrt_llm_bls`` (HTTP or gRPC). Streaming: ``ensemble``, over a gRPC stream or HTTP
-``generate_stream`` (Server-Sent Events).
+``generate_stream`` (Server-Sent Events). A stream that its reader leaves early is ended with TensorRT-LLM's
+stop request (``stop`` to ``tensorrt_llm`` with the stream's request id): Triton 24.10 does not pass a
+cancelled ensemble request on to its running ``tensorrt_llm`` step, which would otherwise generate on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ import numpy as np
 
 UNARY_MODEL = "tensorrt_llm_bls"
 STREAM_MODEL = "ensemble"
+STOP_MODEL = "tensorrt_llm"  # the ensemble's steps carry the ensemble request's id
 OUTPUT = "text_output"
 
 # The optional inputs a caller may set, with their Triton data types.
@@ -55,6 +59,29 @@ def request_values(
     return values
 
 
+def stop_values() -> dict[str, tuple[np.ndarray, str]]:
+    """TensorRT-LLM's stop request: send it to ``STOP_MODEL`` with the id of the request to end."""
+    zero = np.zeros((1, 1), dtype=np.int32)
+    return {
+        "input_ids": (zero, "INT32"),
+        "input_lengths": (zero, "INT32"),
+        "request_output_len": (zero, "INT32"),
+        "stop": (np.ones((1, 1), dtype=np.bool_), "BOOL"),
+    }
+
+
+def http_stop(http_url: str, request_id: str, timeout: float = 10) -> None:
+    """Send the stop request over HTTP (``POST /v2/models/tensorrt_llm/generate``)."""
+    body = {name: _json(value) for name, (value, _) in stop_values().items()}
+    request = urllib.request.Request(
+        f"http://{http_url}/v2/models/{STOP_MODEL}/generate",
+        json.dumps({"id": request_id, **body}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout):
+        pass
+
+
 def build_inputs(api: ModuleType, values: dict[str, tuple[np.ndarray, str]]) -> list[Any]:
     """tritonclient ``InferInput`` objects; ``api`` is tritonclient.http or tritonclient.grpc."""
     inputs = []
@@ -71,25 +98,35 @@ def text_of(result: Any) -> str:
     return "" if out is None else "".join(t.decode() for t in out.reshape(-1))
 
 
-def sse_stream(http_url: str, values: dict[str, tuple[np.ndarray, str]], timeout: float) -> Iterator[str]:
-    """Stream over HTTP: ``POST /v2/models/ensemble/generate_stream``, one JSON event per response."""
+def sse_stream(
+    http_url: str, values: dict[str, tuple[np.ndarray, str]], timeout: float, request_id: str
+) -> Iterator[str]:
+    """Stream over HTTP: ``POST /v2/models/ensemble/generate_stream``, one JSON event per response; a stream
+    left before its end is stopped (:func:`http_stop`)."""
     body = {name: _json(value) for name, (value, _) in values.items()}
     if "stop_words" in body:
         body["stop_words"] = _json(values["stop_words"][0], many=True)
     request = urllib.request.Request(
         f"http://{http_url}/v2/models/{STREAM_MODEL}/generate_stream",
-        json.dumps(body).encode(),
+        json.dumps({"id": request_id, **body}).encode(),
         {"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        for raw in response:
-            line = raw.decode().strip()
-            if not line.startswith("data:"):
-                continue
-            event = json.loads(line[5:])
-            if "error" in event:
-                raise RuntimeError(event["error"])
-            yield event.get(OUTPUT, "")
+    ended = False
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            for raw in response:
+                line = raw.decode().strip()
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:])
+                if "error" in event:
+                    raise RuntimeError(event["error"])
+                yield event.get(OUTPUT, "")
+        ended = True
+    finally:
+        if not ended:
+            with contextlib.suppress(OSError):
+                http_stop(http_url, request_id)
 
 
 def _json(value: np.ndarray, many: bool = False) -> Any:

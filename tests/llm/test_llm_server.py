@@ -258,7 +258,7 @@ LONG = {
 ENSEMBLE_CANCEL = (
     "Triton 24.10 does not pass a client's cancellation to the ensemble's in-flight tensorrt_llm step (core "
     "cancels only steps scheduled after it), so the generation runs to max_tokens (~30 s); not run: it "
-    "would hold the scheduler that long"
+    "would hold the scheduler that long. A stop request ends it: test_stop_request_ends_streams_by_request_id"
 )
 
 
@@ -332,6 +332,94 @@ def test_dropped_stream_stops_generating_and_frees_its_slot(llm_server, model, t
     start = time.monotonic()
     assert grpc_stream(llm_server.grpc_url, CHAT.format("Say hi."), 8)
     assert time.monotonic() - start < 10  # the next request is not queued behind the dropped one
+
+
+STOP = {"input_ids": [0], "input_lengths": 0, "request_output_len": 0, "stop": True}
+
+
+def stop_inputs() -> list[grpcclient.InferInput]:
+    """The stop request as TensorRT-LLM's inflight_batcher_llm_client.py (--stop-after-ms) builds it."""
+    inputs = tensors(STOP)
+    inputs[0].set_data_from_numpy(np.empty([1, 1], dtype=np.int32))  # garbage ids, as that client sends
+    return inputs
+
+
+def http_stop(server, request_id: str) -> tuple[int, dict]:
+    return post(f"http://{server.http_url}/v2/models/tensorrt_llm/generate", {"id": request_id, **STOP})
+
+
+def wait_idle(server, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while metric(server, "tritonfleet_llm_active_sequences") > 0:
+        assert time.monotonic() < deadline, "a stopped request still holds its slot"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("model", ["tensorrt_llm", "ensemble"])
+def test_stop_request_ends_streams_by_request_id(llm_server, model):
+    """TensorRT-LLM's stop request (``stop`` to tensorrt_llm with the request's id) ends a stream: one to
+    tensorrt_llm on the same gRPC stream, as TensorRT-LLM's client sends it, and an ensemble stream from
+    another connection over HTTP (its tensorrt_llm step carries the ensemble request's id)."""
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+    got: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: got.put((result, error)))
+    client.async_stream_infer(model, tensors(LONG[model]), request_id=f"long-{model}")
+    for _ in range(3):
+        result, error = got.get(timeout=60)
+        assert error is None, error
+    if model == "tensorrt_llm":
+        client.async_stream_infer("tensorrt_llm", stop_inputs(), request_id="long-tensorrt_llm")
+        expected = [("tensorrt_llm", False), ("tensorrt_llm", True)]  # the stop's answer, the stream's end
+    else:
+        answer = {"id": "long-ensemble", "model_name": "tensorrt_llm", "model_version": "1"}
+        assert http_stop(llm_server, "long-ensemble") == (200, answer)
+        expected = [("ensemble", True)]
+    start, responses, finals = time.monotonic(), 3, []
+    try:
+        while len(finals) < len(expected):
+            result, error = got.get(timeout=10)
+            assert error is None, error
+            response = result.get_response()
+            responses += 1
+            if response.parameters["triton_final_response"].bool_param:
+                finals.append((response.model_name, bool(response.outputs)))
+    finally:
+        client.stop_stream()
+    assert time.monotonic() - start < 5  # measured: 0.01-0.05 s
+    assert sorted(finals) == expected
+    assert responses < 100  # far short of its 1000 tokens
+    wait_idle(llm_server)
+
+
+def test_stop_request_needs_an_id_and_ignores_finished_ones(llm_server):
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+    got: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: got.put((result, error)))
+    client.async_stream_infer("tensorrt_llm", stop_inputs())
+    result, error = got.get(timeout=30)
+    assert result is None and "needs the request id" in str(error)
+    client.async_stream_infer("tensorrt_llm", stop_inputs(), request_id="finished-long-ago")
+    result, error = got.get(timeout=30)
+    client.stop_stream()
+    assert error is None and result.get_response().parameters["triton_final_response"].bool_param
+    assert not result.get_response().outputs
+
+
+def test_stopped_bls_request_answers_with_what_it_generated(llm_server):
+    """A stop request with a non-streaming request's id ends it early with the text generated so far."""
+    url = f"http://{llm_server.http_url}/v2/models/tensorrt_llm_bls/generate"
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(post, url, {"id": "bls-long", **LONG["ensemble"], "stream": False, **COUNTS})
+        deadline = time.monotonic() + 30
+        while metric(llm_server, "tritonfleet_llm_active_sequences") == 0:
+            assert time.monotonic() < deadline, "the request never started"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert http_stop(llm_server, "bls-long")[0] == 200
+        status, out = answer.result(timeout=10)
+    assert status == 200, out
+    assert 0 < out["num_output_tokens"] < 1000 and out["text_output"].strip()
+    wait_idle(llm_server)
 
 
 def test_long_stream_through_the_ensemble_starts_at_once(llm_server):

@@ -138,6 +138,24 @@ def test_cancelled_row_stops_at_once_and_its_wave_ends(make):
     assert scheduler.alive_waves == 0 and scheduler.active == 0
 
 
+def test_halted_rows_finish_with_what_they_generated(make):
+    """halt (a stop request) ends a running row at its next step and a queued one at once, as "stopped"."""
+    scheduler = make(max_wait_ms=10_000, max_waves=1)  # a second wave waits while the first runs
+    running, queued, other = Request(PROMPTS[0], 500), Request(PROMPTS[1], 500), Request(PROMPTS[2], 8)
+    scheduler.submit(running.seq)
+    assert running.started.wait(60)
+    scheduler.submit(queued.seq)
+    scheduler.halt(queued.seq)
+    assert queued.done.is_set() and queued.seq.finish_reason == "stopped" and not queued.seq.generated
+    scheduler.halt(running.seq)
+    assert running.done.wait(60) and running.seq.finish_reason == "stopped"
+    assert 3 <= len(running.seq.generated) < 500
+    scheduler.submit(other.seq)  # the slot is free again
+    assert other.done.wait(60) and other.seq.finish_reason == "length"
+    scheduler.stop()
+    assert scheduler.alive_waves == 0 and scheduler.active == 0
+
+
 def test_idle_engine_gathers_requests_sent_together(make):
     """Requests that reach an idle engine a few ms apart share one wave instead of splitting 1 + N."""
     scheduler = make(gather_ms=500, max_wait_ms=0)

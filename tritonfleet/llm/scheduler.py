@@ -9,7 +9,9 @@ drain. Waiting requests start a wave at once on an idle engine, and beside runni
 waves: a step of 8 rows costs about twice a step of 1, two waves of 1 and 7 rows about three times). A wave
 takes the oldest request and up to ``max_batch - 1`` others whose context lengths lie within
 ``bucket_tokens`` of it (the difference is fed one token per step, see :mod:`tritonfleet.llm.engine`).
-Finished and cancelled rows stop emitting at once; a wave ends when all its rows are done.
+Finished and cancelled rows stop emitting at once; a wave ends when all its rows are done. A caller ends a
+sequence early with :meth:`WaveScheduler.halt` (TensorRT-LLM's ``stop`` request): it finishes at its next
+step with reason ``"stopped"``, keeping what it generated.
 
 Measured 2026-11-28 in process (SmolLM2-135M int8, 2 threads, 2 cores shared with other runs at load 2-5, so
 wall-clock numbers vary 2x between runs; old = one wave at a time, max_batch 8; new = 100 ms, 4 waves, 16
@@ -59,6 +61,7 @@ class Sequence:
     logprobs: list[float] = field(default_factory=list)
     first_token_time: float | None = None
     finish_reason: str | None = None
+    halted: bool = False  # set by WaveScheduler.halt: finish at the next step
     _sent: int = 0
     _detok: IncrementalDetokenizer | None = None
 
@@ -150,6 +153,17 @@ class WaveScheduler:
         """Live rows over all waves in flight."""
         return sum(w.live for w in self._alive)
 
+    def halt(self, seq: Sequence) -> None:
+        """End ``seq`` early: at once while it waits, else at its wave's next step (reason ``"stopped"``)."""
+        with self._cv:
+            queued = seq in self._queue
+            if queued:
+                self._queue.remove(seq)
+            else:
+                seq.halted = True
+        if queued:
+            self._finish(seq, "stopped")
+
     def stop(self) -> None:
         with self._cv:
             self._stopping = True
@@ -234,10 +248,14 @@ class WaveScheduler:
     def _step(self, wave: _Running) -> bool:
         """One decode step of ``wave``; whether the wave is over."""
         batch = wave.batch
-        if wave.steps % self.cancel_check_steps == 0:
-            for s in wave.seqs:
-                if not s.done and s.cancelled():
-                    self._finish(s, "cancelled")
+        check_cancelled = wave.steps % self.cancel_check_steps == 0
+        for s in wave.seqs:
+            if s.done:
+                continue
+            if s.halted:
+                self._finish(s, "stopped")
+            elif check_cancelled and s.cancelled():
+                self._finish(s, "cancelled")
         live = wave.live
         if not live:
             return True

@@ -7,10 +7,16 @@ Streaming responses carry the new tokens, grouped so that no UTF-8 character is 
 When asked (``return_num_input_tokens`` / ``return_num_output_tokens``, TensorRT-LLM 1.x's names), responses
 carry ``num_input_tokens`` (the prompt) and ``num_output_tokens`` (tokens generated so far), so the CPU
 ensemble needs no ``tensorrt_llm_counts`` step (the v0.14.0 backend on GPU has no such tensors).
+
+A request with ``stop`` true is TensorRT-LLM's stop request: it ends the running requests that carry its
+request id (an ensemble's steps carry the ensemble request's id), which finish with what they generated, and
+gets an empty final response itself. That is how a client stops an ensemble stream: Triton 24.10 does not pass
+a cancelled ensemble request on to this running step.
 """
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +56,9 @@ def _word_lists(request, name):
         words.append([int(t) for t in ids[start:end]])
         start = int(end)
     return [w for w in words if w]
+
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
 class TritonPythonModel:
@@ -114,6 +123,8 @@ class TritonPythonModel:
             max_rows=int(params.get("max_rows", "16")),
             on_step=self._on_step,
         )
+        self.running = {}  # request id -> its sequences not yet finished (for stop requests)
+        self.running_lock = threading.Lock()
 
     def _on_step(self, queued, active, rows):
         if rows:
@@ -127,16 +138,26 @@ class TritonPythonModel:
         for request in requests:
             sender = request.get_response_sender()
             try:
+                if _scalar(request, "stop", False):
+                    self._stop(request.request_id())
+                    sender.send(pb_utils.InferenceResponse([]), flags=FINAL)
+                    continue
                 seq = self._sequence(request, sender)
             except (ValueError, TypeError) as exc:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                sender.send(
-                    pb_utils.InferenceResponse(error=error),
-                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-                )
+                sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
                 continue
             self.scheduler.submit(seq)
         return None
+
+    def _stop(self, request_id):
+        """End the running requests with this id (none running is no error: they may have finished)."""
+        if not request_id:
+            raise ValueError("a stop request needs the request id of the request to stop")
+        with self.running_lock:
+            seqs = list(self.running.get(request_id, ()))
+        for seq in seqs:
+            self.scheduler.halt(seq)
 
     def _sequence(self, request, sender):
         """Validate one request and turn it into a scheduler sequence."""
@@ -191,6 +212,10 @@ class TritonPythonModel:
         }
         state = {"last": None}
         seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
+        request_id = request.request_id()
+        if request_id:
+            with self.running_lock:
+                self.running.setdefault(request_id, set()).add(seq)
 
         def emit(tokens, logprobs, reason):
             now = time.monotonic()
@@ -203,7 +228,13 @@ class TritonPythonModel:
                 self.tokens.increment(len(tokens))
             if "num_output_tokens" in counts:
                 counts["num_output_tokens"] += len(tokens)
-            flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if reason is not None else 0
+            flags = FINAL if reason is not None else 0
+            if reason is not None and request_id:
+                with self.running_lock:
+                    same_id = self.running.get(request_id, set())
+                    same_id.discard(seq)
+                    if not same_id:
+                        self.running.pop(request_id, None)
             if reason is not None and reason.startswith("error"):
                 error = pb_utils.TritonError(reason, pb_utils.TritonError.INTERNAL)
                 sender.send(pb_utils.InferenceResponse(error=error), flags=flags)

@@ -50,8 +50,10 @@ def _inputs(request, mapping):
     return tensors
 
 
-def _call(model, inputs, outputs, decoupled=False):
-    request = pb_utils.InferenceRequest(model_name=model, inputs=inputs, requested_output_names=outputs)
+def _call(model, inputs, outputs, decoupled=False, request_id=""):
+    request = pb_utils.InferenceRequest(
+        model_name=model, inputs=inputs, requested_output_names=outputs, request_id=request_id
+    )
     responses = request.exec(decoupled=True) if decoupled else [request.exec()]
     for response in responses:
         if response.has_error():
@@ -91,6 +93,7 @@ class TritonPythonModel:
             llm_inputs,
             ["output_ids", "sequence_length", *PASSED_THROUGH],
             decoupled=True,
+            request_id=request.request_id(),  # a stop request with this id ends the generation early
         )
         ids = pb_utils.get_output_tensor_by_name(llm, "output_ids")
         lengths = pb_utils.get_output_tensor_by_name(llm, "sequence_length")

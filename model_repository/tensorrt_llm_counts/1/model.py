@@ -41,8 +41,11 @@ class TritonPythonModel:
                 tensor = pb_utils.get_input_tensor_by_name(request, name)
                 if tensor is not None:  # copied: the request is released when execute returns
                     inputs.append(pb_utils.Tensor(name, tensor.as_numpy().copy()))
-            llm_request = pb_utils.InferenceRequest(
-                model_name="tensorrt_llm", inputs=inputs, requested_output_names=self.outputs
+            llm_request = pb_utils.InferenceRequest(  # its id, so that a stop request reaches tensorrt_llm
+                model_name="tensorrt_llm",
+                inputs=inputs,
+                requested_output_names=self.outputs,
+                request_id=request.request_id(),
             )
             num_input = int(_value(request, "input_lengths", 0))
             # A non-streaming response repeats the prompt when exclude_input_in_output is false (default true,
