@@ -117,6 +117,57 @@ def test_legacy_names_and_seeded_sampling(llm_server):
     assert status == 200 and short["num_output_tokens"] >= 12
 
 
+def typed(values: dict) -> list[grpcclient.InferInput]:
+    """gRPC inputs from (value, Triton dtype) pairs, each shaped [1, n]."""
+    numpy = {"BYTES": np.object_, "INT32": np.int32, "FP32": np.float32, "BOOL": bool}
+    inputs = []
+    for name, (value, dtype) in values.items():
+        array = np.array([value if isinstance(value, list) else [value]], dtype=numpy[dtype])
+        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
+@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls", "tensorrt_llm"])
+def test_requests_as_tensorrt_llm_clients_send_them(llm_server, model):
+    """The inputs TensorRT-LLM v0.14.0's own clients always send (end_to_end_grpc_client.py to the ensemble,
+    inflight_batcher_llm_client.py to tensorrt_llm), num_return_sequences and beam_width included."""
+    prompt = CHAT.format("What is the capital of France?")
+    tokenizer = Tokenizer.from_file(str(TOKENIZER / "tokenizer.json"))
+    if model == "tensorrt_llm":
+        ids = tokenizer.encode(prompt, add_special_tokens=False).ids
+        inputs = typed({"input_ids": (ids, "INT32"), "input_lengths": (len(ids), "INT32"),
+                        "request_output_len": (16, "INT32"), "num_return_sequences": (1, "INT32"),
+                        "beam_width": (1, "INT32"), "temperature": (1.0, "FP32"), "streaming": (True, "BOOL"),
+                        "end_id": (2, "INT32"), "pad_id": (2, "INT32"), "runtime_top_k": (1, "INT32"),
+                        "runtime_top_p": (0.0, "FP32")})  # fmt: skip
+    else:
+        inputs = typed({"text_input": (prompt.encode(), "BYTES"), "max_tokens": (16, "INT32"),
+                        "stream": (model == "ensemble", "BOOL"), "num_return_sequences": (1, "INT32"),
+                        "beam_width": (1, "INT32"), "temperature": (1.0, "FP32")})  # fmt: skip
+    client = grpcclient.InferenceServerClient(llm_server.grpc_url)
+    if model == "tensorrt_llm_bls":
+        results = [client.infer(model, inputs)]
+    else:
+        got: queue.Queue = queue.Queue()
+        client.start_stream(callback=lambda result, error: got.put((result, error)))
+        client.async_stream_infer(model, inputs, enable_empty_final_response=True)
+        results = []
+        while not results or not results[-1].get_response().parameters["triton_final_response"].bool_param:
+            result, error = got.get(timeout=60)
+            assert error is None, error
+            results.append(result)
+        client.stop_stream()
+    name = "output_ids" if model == "tensorrt_llm" else "text_output"
+    outputs = [r.as_numpy(name).reshape(-1) for r in results if r.as_numpy(name) is not None]
+    if model == "tensorrt_llm":
+        text = tokenizer.decode([int(t) for out in outputs for t in out])
+    else:
+        text = "".join(t.decode() for out in outputs for t in out)
+    assert "Paris" in text
+
+
 def prompt_tokens(prompt: str) -> int:
     tokenizer = Tokenizer.from_file(str(TOKENIZER / "tokenizer.json"))
     return len(tokenizer.encode(prompt, add_special_tokens=False))
@@ -481,6 +532,7 @@ def test_short_stream_finishes_while_a_long_one_runs(llm_server):
         ({"text_input": "hi", "max_tokens": 100000}, "max_tokens"),
         ({"text_input": "hi " * 3000, "max_tokens": 8}, "exceeds the context"),
         ({"text_input": "hi", "max_tokens": 8, "beam_width": 2}, "beam_width"),
+        ({"text_input": "hi", "max_tokens": 8, "num_return_sequences": 2}, "num_return_sequences"),
         ({"text_input": "hi", "max_tokens": "eight"}, ""),
     ],
 )

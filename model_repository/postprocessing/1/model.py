@@ -35,6 +35,7 @@ class TritonPythonModel:
                 self.tokenizer.decode(row[:n].tolist(), skip_special_tokens=self.skip_special)
                 for row, n in zip(tokens, lengths, strict=True)
             ]
-            output = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(1, -1)
+            # Shape [batch * beams] as TensorRT-LLM's postprocessing returns it: clients read text_output[0].
+            output = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", output)]))
         return responses

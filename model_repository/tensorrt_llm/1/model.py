@@ -177,9 +177,10 @@ class TritonPythonModel:
                 f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the context of "
                 f"{self.max_seq_len} tokens"
             )
-        beam_width = int(_scalar(request, "beam_width", 1))
-        if beam_width != 1:
-            raise ValueError(f"beam_width {beam_width} is not supported on the CPU engine (only 1)")
+        for name in ("beam_width", "num_return_sequences"):
+            value = int(_scalar(request, name, 1))
+            if value != 1:
+                raise ValueError(f"{name} {value} is not supported on the CPU engine (only 1)")
         end_id = int(_scalar(request, "end_id", -1))
         end_ids = (end_id,) if end_id >= 0 else self.engine.info.end_ids
         params = SamplingParams(

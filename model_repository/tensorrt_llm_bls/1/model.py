@@ -33,7 +33,8 @@ TENSORRT_LLM = {"top_k": "runtime_top_k", "top_p": "runtime_top_p", "temperature
                 "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
                 "return_log_probs": "return_log_probs", "return_num_input_tokens": "return_num_input_tokens",
                 "return_num_output_tokens": "return_num_output_tokens",
-                "exclude_input_in_output": "exclude_input_in_output", "beam_width": "beam_width"}  # fmt: skip
+                "exclude_input_in_output": "exclude_input_in_output", "beam_width": "beam_width",
+                "num_return_sequences": "num_return_sequences"}  # fmt: skip
 PASSED_THROUGH = ("cum_log_probs", "output_log_probs", "num_input_tokens", "num_output_tokens")
 
 
