@@ -129,13 +129,25 @@ def typed(values: dict) -> list[grpcclient.InferInput]:
     return inputs
 
 
-@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls", "tensorrt_llm"])
-def test_requests_as_tensorrt_llm_clients_send_them(llm_server, model):
+@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls", "tensorrt_llm", "openai_frontend"])
+def test_requests_as_existing_clients_send_them(llm_server, model):
     """The inputs TensorRT-LLM v0.14.0's own clients always send (end_to_end_grpc_client.py to the ensemble,
-    inflight_batcher_llm_client.py to tensorrt_llm), num_return_sequences and beam_width included."""
+    inflight_batcher_llm_client.py to tensorrt_llm), num_return_sequences and beam_width included, and those
+    of the Triton OpenAI frontend's TensorRT-LLM mapping (a chat completion with its usual options)."""
     prompt = CHAT.format("What is the capital of France?")
     tokenizer = Tokenizer.from_file(str(TOKENIZER / "tokenizer.json"))
-    if model == "tensorrt_llm":
+    if model == "openai_frontend":
+        model = "ensemble"
+        inputs = typed({"text_input": (prompt.encode(), "BYTES"), "stream": (True, "BOOL"),
+                        "max_tokens": (16, "INT32"), "stop_words": ([b"London"], "BYTES"),
+                        "top_p": (0.0, "FP32"), "frequency_penalty": (0.0, "FP32"),
+                        "presence_penalty": (0.0, "FP32"), "temperature": (0.0, "FP32"),
+                        "exclude_input_in_output": (True, "BOOL"), "return_num_input_tokens": (True, "BOOL"),
+                        "return_num_output_tokens": (True, "BOOL")})  # fmt: skip
+        seed = grpcclient.InferInput("seed", [1, 1], "UINT64")
+        seed.set_data_from_numpy(np.array([[0]], dtype=np.uint64))
+        inputs.append(seed)
+    elif model == "tensorrt_llm":
         ids = tokenizer.encode(prompt, add_special_tokens=False).ids
         inputs = typed({"input_ids": (ids, "INT32"), "input_lengths": (len(ids), "INT32"),
                         "request_output_len": (16, "INT32"), "num_return_sequences": (1, "INT32"),
