@@ -105,16 +105,10 @@ class FleetClient:
                 request_id=request_id,
                 enable_empty_final_response=True,
             )
-            while True:
-                result, error = responses.get(timeout=timeout)
-                if error is not None:
-                    ended = True
-                    raise error
-                if piece := llm.text_of(result):
+            while not ended:
+                piece, ended = llm.stream_piece(*responses.get(timeout=timeout))
+                if piece:
                     yield piece
-                if result.get_response().parameters["triton_final_response"].bool_param:
-                    ended = True
-                    return
         finally:
             if not ended:
                 self._stop(request_id, responses)
@@ -180,13 +174,10 @@ class AsyncFleetClient:
             async for result, error in self.triton.stream_infer(
                 _one(llm.STREAM_MODEL, llm.build_inputs(self.api, values), request_id)
             ):
-                if error is not None:
-                    ended = True
-                    raise error
-                if piece := llm.text_of(result):
+                piece, ended = llm.stream_piece(result, error)
+                if piece:
                     yield piece
-                if result.get_response().parameters["triton_final_response"].bool_param:
-                    ended = True
+                if ended:
                     return
         finally:
             if not ended:

@@ -98,6 +98,13 @@ def text_of(result: Any) -> str:
     return "" if out is None else "".join(t.decode() for t in out.reshape(-1))
 
 
+def stream_piece(result: Any, error: Any) -> tuple[str, bool]:
+    """The text of one gRPC stream response and whether it is the last; raises the error it carries."""
+    if error is not None:
+        raise error
+    return text_of(result), result.get_response().parameters["triton_final_response"].bool_param
+
+
 def sse_stream(
     http_url: str, values: dict[str, tuple[np.ndarray, str]], timeout: float, request_id: str
 ) -> Iterator[str]:
