@@ -115,14 +115,16 @@ class FleetClient:
             self.triton.stop_stream(cancel_requests=True)
 
     def _stop(self, request_id: str, responses: queue.Queue[tuple[Any, Any]], wait: float = 10) -> None:
-        """Stop a stream left early, on the same gRPC stream, and wait for the stop's (empty) response."""
+        """Stop a stream left early, on the same gRPC stream, and wait for the stop's (empty) response or an
+        error (the stream's responses carry no error once it runs, so that is the stop's: say a server
+        without the stop input)."""
         stop = llm.build_inputs(self.api, llm.stop_values())
         deadline = time.monotonic() + wait
         with contextlib.suppress(Exception):  # the stream may be broken already: nothing left to stop then
             self.triton.async_stream_infer(llm.STOP_MODEL, stop, request_id=request_id)
             while True:
-                result, _ = responses.get(timeout=max(deadline - time.monotonic(), 0))
-                if result is not None and result.get_response().model_name == llm.STOP_MODEL:
+                result, error = responses.get(timeout=max(deadline - time.monotonic(), 0))
+                if error is not None or result.get_response().model_name == llm.STOP_MODEL:
                     return
 
     def close(self) -> None:
