@@ -8,30 +8,41 @@ from tritonfleet.repository import Repository
 
 def test_cpu_ensemble_is_the_gpu_ensemble_with_tensorrt_llm_as_its_decoupled_step() -> None:
     """On GPU, tensorrt_llm_counts adds the token counts that tensorrtllm_backend v0.14.0 lacks; the CPU
-    tensorrt_llm returns them itself, so the CPU ensemble calls it directly and is otherwise the same."""
+    tensorrt_llm returns them itself, so the CPU ensemble calls it directly, and passes each sequence's
+    stop_request_id to postprocessing (cancellation); otherwise the same."""
     repo = Repository(REPOSITORY)
     gpu, cpu = repo.config("ensemble", "gpu"), repo.config("ensemble", "cpu")
-    assert [s.model_name for s in gpu.ensemble_scheduling.step] == [
-        "preprocessing",
-        "tensorrt_llm_counts",
-        "postprocessing",
-    ]
-    gpu.ensemble_scheduling.step[1].model_name = "tensorrt_llm"
+    steps = gpu.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["preprocessing", "tensorrt_llm_counts", "postprocessing"]
+    steps[1].model_name = "tensorrt_llm"
+    steps[1].output_map["stop_request_id"] = "_STOP_REQUEST_ID"
+    steps[2].input_map["STOP_REQUEST_ID"] = "_STOP_REQUEST_ID"
     assert cpu == gpu
 
 
-def test_cpu_tensorrt_llm_adds_only_the_count_tensors() -> None:
+def test_cpu_postprocessing_is_the_gpu_one_without_dynamic_batching() -> None:
+    """A dynamic batcher would drop the cancelled steps that postprocessing turns into stop requests."""
+    repo = Repository(REPOSITORY)
+    gpu, cpu = repo.config("postprocessing", "gpu"), repo.config("postprocessing", "cpu")
+    assert gpu.HasField("dynamic_batching") and not cpu.HasField("dynamic_batching")
+    gpu.ClearField("dynamic_batching")
+    assert cpu == gpu
+
+
+def test_cpu_tensorrt_llm_adds_only_the_count_and_stop_tensors() -> None:
     repo = Repository(REPOSITORY)
     gpu, cpu = repo.config("tensorrt_llm", "gpu"), repo.config("tensorrt_llm", "cpu")
     counts = repo.config("tensorrt_llm_counts", "gpu")
     extra_inputs = {t.name for t in cpu.input} - {t.name for t in gpu.input}
     extra_outputs = {t.name for t in cpu.output} - {t.name for t in gpu.output}
     assert extra_inputs == {"return_num_input_tokens", "return_num_output_tokens"}
-    assert extra_outputs == {"num_input_tokens", "num_output_tokens"}
-    # ...with the types tensorrt_llm_counts gives them on GPU.
+    assert extra_outputs == {"num_input_tokens", "num_output_tokens", "stop_request_id"}
+    # ...the counts with the types tensorrt_llm_counts gives them on GPU.
     for tensors, counted in ((cpu.input, counts.input), (cpu.output, counts.output)):
         mine = {
-            t.name: (t.data_type, list(t.dims)) for t in tensors if t.name in extra_inputs | extra_outputs
+            t.name: (t.data_type, list(t.dims))
+            for t in tensors
+            if t.name in extra_inputs | extra_outputs - {"stop_request_id"}
         }
         theirs = {t.name: (t.data_type, list(t.dims)) for t in counted if t.name in mine}
         assert mine == theirs

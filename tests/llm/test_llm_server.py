@@ -318,11 +318,6 @@ LONG = {
     "ensemble": {"text_input": CHAT.format("Write a very long essay about rivers."), "max_tokens": 1000,
                  "min_tokens": 1000, "stream": True},
 }  # fmt: skip
-ENSEMBLE_CANCEL = (
-    "Triton 24.10 does not pass a client's cancellation to the ensemble's in-flight tensorrt_llm step (core "
-    "cancels only steps scheduled after it), so the generation runs to max_tokens (~30 s); not run: it "
-    "would hold the scheduler that long. A stop request ends it: test_stop_request_ends_streams_by_request_id"
-)
 
 
 def tensors(values: dict) -> list[grpcclient.InferInput]:
@@ -377,10 +372,7 @@ def stream_then_drop(server, model: str, transport: str) -> float:
 
 
 @pytest.mark.parametrize("transport", ["grpc", "sse"])
-@pytest.mark.parametrize(
-    "model",
-    ["tensorrt_llm", pytest.param("ensemble", marks=pytest.mark.xfail(run=False, reason=ENSEMBLE_CANCEL))],
-)
+@pytest.mark.parametrize("model", ["tensorrt_llm", "ensemble"])
 def test_dropped_stream_stops_generating_and_frees_its_slot(llm_server, model, transport):
     tokens, active = "tritonfleet_llm_generated_tokens_total", "tritonfleet_llm_active_sequences"
     before = metric(llm_server, tokens)

@@ -211,15 +211,14 @@ def test_gpu_config_tensors_are_known_to_the_pinned_backend() -> None:
     assert te.unsupported_tensors(te.load_config(GPU_CONFIG)) == []
 
 
-def test_cpu_config_has_the_gpu_interface_plus_the_counts() -> None:
-    """The CPU model returns the token counts itself (the GPU ensemble adds them with tensorrt_llm_counts)."""
+def test_cpu_config_has_the_gpu_interface_plus_the_counts_and_stop_id() -> None:
+    """The CPU model returns the token counts itself (the GPU ensemble adds them with tensorrt_llm_counts),
+    and each sequence's stop_request_id (for postprocessing to stop it when the client cancels)."""
     cpu, gpu = te.load_config(CPU_CONFIG), te.load_config(GPU_CONFIG)
     n_in, n_out = len(gpu.input), len(gpu.output)
     assert list(cpu.input)[:n_in] == list(gpu.input) and list(cpu.output)[:n_out] == list(gpu.output)
-    counts = te.load_config(COUNTS_CONFIG)
-    assert [t.name for t in list(cpu.input)[n_in:] + list(cpu.output)[n_out:]] == te.unsupported_tensors(
-        counts
-    )
+    counts = te.unsupported_tensors(te.load_config(COUNTS_CONFIG))
+    assert [t.name for t in list(cpu.input)[n_in:] + list(cpu.output)[n_out:]] == [*counts, "stop_request_id"]
 
 
 def test_counts_step_forwards_only_tensors_the_backend_knows() -> None:

@@ -10,11 +10,15 @@ ensemble needs no ``tensorrt_llm_counts`` step (the v0.14.0 backend on GPU has n
 
 A request with ``stop`` true is TensorRT-LLM's stop request: it ends the running requests that carry its
 request id (an ensemble's steps carry the ensemble request's id), which finish with what they generated, and
-gets an empty final response itself. That is how a client stops an ensemble stream: Triton 24.10 does not pass
-a cancelled ensemble request on to this running step.
+gets an empty final response itself. Triton 24.10 does not pass a cancelled ensemble request on to this
+running step, so each sequence also has a request id of its own, ``stop_request_id``, sent with its responses
+when asked: the CPU ensemble hands it to postprocessing, which stops the sequence when Triton gives it a
+cancelled step (see postprocessing).
 """
 
+import itertools
 import json
+import os
 import sys
 import threading
 import time
@@ -123,8 +127,9 @@ class TritonPythonModel:
             max_rows=int(params.get("max_rows", "16")),
             on_step=self._on_step,
         )
-        self.running = {}  # request id -> its sequences not yet finished (for stop requests)
+        self.running = {}  # request id or stop_request_id -> its sequences not yet finished
         self.running_lock = threading.Lock()
+        self.stop_ids = (f"tritonfleet-{os.getpid()}-{n}" for n in itertools.count())
 
     def _on_step(self, queued, active, rows):
         if rows:
@@ -213,10 +218,12 @@ class TritonPythonModel:
         }
         state = {"last": None}
         seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
-        request_id = request.request_id()
-        if request_id:
-            with self.running_lock:
-                self.running.setdefault(request_id, set()).add(seq)
+        stop_id = next(self.stop_ids)
+        ids = [i for i in (request.request_id(), stop_id) if i]
+        with self.running_lock:
+            for i in ids:
+                self.running.setdefault(i, set()).add(seq)
+        key = stop_id if "stop_request_id" in request.requested_output_names() else None
 
         def emit(tokens, logprobs, reason):
             now = time.monotonic()
@@ -230,24 +237,25 @@ class TritonPythonModel:
             if "num_output_tokens" in counts:
                 counts["num_output_tokens"] += len(tokens)
             flags = FINAL if reason is not None else 0
-            if reason is not None and request_id:
+            if reason is not None:
                 with self.running_lock:
-                    same_id = self.running.get(request_id, set())
-                    same_id.discard(seq)
-                    if not same_id:
-                        self.running.pop(request_id, None)
+                    for i in ids:
+                        same_id = self.running.get(i, set())
+                        same_id.discard(seq)
+                        if not same_id:
+                            self.running.pop(i, None)
             if reason is not None and reason.startswith("error"):
                 error = pb_utils.TritonError(reason, pb_utils.TritonError.INTERNAL)
                 sender.send(pb_utils.InferenceResponse(error=error), flags=flags)
             elif reason == "cancelled":
                 sender.send(flags=flags)
             else:
-                sender.send(self._response(prefix + tokens, logprobs, counts), flags=flags)
+                sender.send(self._response(prefix + tokens, logprobs, counts, key), flags=flags)
 
         seq.emit = emit
         return seq
 
-    def _response(self, tokens, logprobs, counts):
+    def _response(self, tokens, logprobs, counts, stop_id):
         n = len(tokens)
         outputs = {
             "output_ids": np.array(tokens, dtype=np.int32).reshape(1, 1, n),
@@ -256,6 +264,8 @@ class TritonPythonModel:
             "output_log_probs": np.array(logprobs, dtype=np.float32).reshape(1, 1, -1),
             **{name: np.array([[value]], dtype=np.int32) for name, value in counts.items()},
         }
+        if stop_id is not None:
+            outputs["stop_request_id"] = np.array([[stop_id.encode()]], dtype=np.object_)
         return pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in outputs.items()])
 
     def finalize(self):
