@@ -3,7 +3,8 @@
 One response: ``tensorrt_llm_bls`` (HTTP or gRPC). Streaming: ``ensemble``, over a gRPC stream or HTTP
 ``generate_stream`` (Server-Sent Events). A stream that its reader leaves early is ended with TensorRT-LLM's
 stop request (``stop`` to ``tensorrt_llm`` with the stream's request id): Triton 24.10 does not pass a
-cancelled ensemble request on to its running ``tensorrt_llm`` step, which would otherwise generate on.
+cancelled ensemble request on to its running ``tensorrt_llm`` step, which on GPU would generate on (the CPU
+ensemble stops it by itself, see postprocessing).
 """
 
 from __future__ import annotations

@@ -14,17 +14,22 @@ import tritonclient.http as httpclient
 
 from tests.conftest import copy_repository
 from tritonfleet import artifacts
-from tritonfleet.server import STUB_NAME, free_port, live_processes
+from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.server import SHM_PREFIX, STUB_NAME, TritonServer, free_port, live_processes
 
 
 def stub_pids() -> set[int]:
     return {pid for pid, p in live_processes().items() if STUB_NAME.startswith(p.comm)}
 
 
+def shm_regions() -> set[Path]:
+    return set(Path(SHM_PREFIX).parent.glob(Path(SHM_PREFIX).name + "*"))
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int) -> None:
     ports = [free_port() for _ in range(3)]
-    before = stub_pids()
+    before, shm_before = stub_pids(), shm_regions()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -60,6 +65,8 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
         assert loaded == {"image_classifier", "image_preprocess", "efficientnet_lite0"}
         started = stub_pids() - before
         assert len(started) >= 2  # image_preprocess + the onnxruntime Python-based backend
+        shm = shm_regions() - shm_before
+        assert shm  # one region a stub
         proc.send_signal(stop_signal)
         assert proc.wait(timeout=60) == 0
     finally:
@@ -69,6 +76,22 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
     while started & stub_pids() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not started & stub_pids(), "stub processes outlived the server"
+    assert not shm & shm_regions(), "shared memory outlived the server"
+
+
+def test_stop_removes_the_shared_memory_a_killed_server_leaves(tmp_path: Path) -> None:
+    """A server that dies without unloading (or past its exit timeout) leaves its stubs' /dev/shm regions,
+    16 MB each, until reboot; stop() removes them."""
+    server = TritonServer.on_free_ports(REPOSITORY, models=["image_preprocess"], log=tmp_path / "server.log")
+    server.start()
+    regions = server.shm_regions()
+    assert regions and all(r.exists() for r in regions)
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGKILL)  # a crash: no unload, nothing cleaned up
+    server.process.wait()
+    assert all(r.exists() for r in regions)  # left behind
+    server.stop()
+    assert not any(r.exists() for r in regions)
 
 
 def test_serve_refuses_missing_artifacts_with_the_build_command(tmp_path: Path) -> None:

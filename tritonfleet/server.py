@@ -28,6 +28,8 @@ from tritonfleet.repository import Repository
 
 BACKENDS_SOURCE = Path(__file__).parent / "backends"
 STUB_NAME = "triton_python_backend_stub"
+EXIT_TIMEOUT_S = 60
+SHM_PREFIX = "/dev/shm/triton_"  # the Python backend's shared memory regions, one per stub
 
 
 class ServerError(RuntimeError):
@@ -128,6 +130,7 @@ class TritonServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log_file: IO[bytes] | None = None
+        self._shm: set[Path] = set()  # shared memory regions seen mapped by the server's processes
 
     @classmethod
     def on_free_ports(cls, repository: Path, **kwargs: Any) -> TritonServer:
@@ -162,7 +165,9 @@ class TritonServer:
             "--disable-auto-complete-config",
             f"--backend-config=python,shm-default-byte-size={self.shm_byte_size}",
             "--log-info=true",
-            "--exit-timeout-secs=10",
+            # Unloading takes a while: tensorrt_llm_bls stops its 16 stubs one by one (~1 s each). Past the
+            # timeout tritonserver exits at once and the stubs' shared memory stays behind in /dev/shm.
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
         ]
         if self.target == "cpu":
             cmd.append("--model-config-name=cpu")
@@ -201,6 +206,7 @@ class TritonServer:
         except BaseException:
             self.stop()
             raise
+        self._shm = self.shm_regions()  # models load at start: stop() removes what survives the server
         return self
 
     def wait_ready(self, timeout: float) -> None:
@@ -231,10 +237,23 @@ class TritonServer:
         """PIDs of the Python backend stubs this server started (the kernel truncates their name)."""
         return {pid for pid, comm in self.session_processes().items() if STUB_NAME.startswith(comm)}
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM the server (it unloads models and stops stubs), then kill whatever is left of its group."""
+    def shm_regions(self) -> set[Path]:
+        """The shared memory regions (/dev/shm) that the server and its stubs have mapped."""
+        regions = set()
+        for pid in self.session_processes():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+                    path = line.split(maxsplit=5)[-1]
+                    if path.startswith(SHM_PREFIX):
+                        regions.add(Path(path))
+        return regions
+
+    def stop(self, timeout: float = EXIT_TIMEOUT_S + 15) -> int | None:
+        """SIGTERM the server (it unloads models and stops stubs), then kill whatever is left of its group,
+        and remove the shared memory it leaves behind (a server killed or past its exit timeout does)."""
         code = None
         if self.process is not None:
+            regions = self._shm | self.shm_regions()
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGTERM)
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -245,6 +264,8 @@ class TritonServer:
             deadline = time.monotonic() + 5
             while self.session_processes() and time.monotonic() < deadline:
                 time.sleep(0.05)
+            for region in regions:  # the processes that mapped them are gone: nobody else knows these names
+                region.unlink(missing_ok=True)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

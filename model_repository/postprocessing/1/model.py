@@ -60,6 +60,9 @@ def _stop(request_id):
     request = pb_utils.InferenceRequest(
         model_name="tensorrt_llm", inputs=inputs, requested_output_names=[], request_id=request_id
     )
-    for response in request.exec(decoupled=True):  # one empty final response: no tensors to load
-        if response.has_error():
-            pb_utils.Logger.log_warn(f"stopping {request_id}: {response.error().message()}")
+    try:
+        for response in request.exec(decoupled=True):  # one empty final response: no tensors to load
+            if response.has_error():
+                raise pb_utils.TritonModelException(response.error().message())
+    except Exception as exc:  # the client is gone: nobody reads this request's answer, so say it in the log
+        pb_utils.Logger.log_warn(f"postprocessing: stopping {request_id} failed: {exc}")
