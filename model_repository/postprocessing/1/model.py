@@ -5,10 +5,10 @@ tokenizer when a response never ends inside a UTF-8 character, which the CPU ``t
 guarantees by grouping tokens (see tritonfleet/llm/detokenizer.py). A decoded piece that still ends in an
 incomplete character is an error of the producer, and shows as U+FFFD rather than being dropped.
 
-Cancellation (CPU ensemble): a request that comes with ``STOP_REQUEST_ID`` and is already cancelled is a
-step Triton scheduled after the client cancelled the ensemble request (Triton 24.10 cancels those, never the
-running tensorrt_llm step). It sends tensorrt_llm TensorRT-LLM's stop request with that id, so the generation
-ends and frees its slot, and answers CANCELLED.
+Cancellation (CPU ensemble): a request that comes with ``STOP_REQUEST_ID`` (tensorrt_llm adds it to every
+4th response) and is already cancelled is a step Triton scheduled after the client cancelled the ensemble
+request (Triton 24.10 cancels those, never the running tensorrt_llm step). It sends tensorrt_llm
+TensorRT-LLM's stop request with that id, so the generation ends and frees its slot, and answers CANCELLED.
 """
 
 import json

@@ -11,9 +11,9 @@ ensemble needs no ``tensorrt_llm_counts`` step (the v0.14.0 backend on GPU has n
 A request with ``stop`` true is TensorRT-LLM's stop request: it ends the running requests that carry its
 request id (an ensemble's steps carry the ensemble request's id), which finish with what they generated, and
 gets an empty final response itself. Triton 24.10 does not pass a cancelled ensemble request on to this
-running step, so each sequence also has a request id of its own, ``stop_request_id``, sent with its responses
-when asked: the CPU ensemble hands it to postprocessing, which stops the sequence when Triton gives it a
-cancelled step (see postprocessing).
+running step, so each sequence also has a request id of its own, ``stop_request_id``, sent with every
+``STOP_ID_EVERY``-th response when asked: the CPU ensemble hands it to postprocessing, which stops the
+sequence when Triton gives it a cancelled step (see postprocessing).
 """
 
 import gc
@@ -64,6 +64,7 @@ def _word_lists(request, name):
 
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+STOP_ID_EVERY = 4
 
 
 class TritonPythonModel:
@@ -217,7 +218,7 @@ class TritonPythonModel:
             )
             if asked
         }
-        state = {"last": None}
+        state = {"last": None, "responses": 0}
         seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
         stop_id = next(self.stop_ids)
         ids = [i for i in (request.request_id(), stop_id) if i]
@@ -251,7 +252,12 @@ class TritonPythonModel:
             elif reason == "cancelled":
                 sender.send(flags=flags)
             else:
-                sender.send(self._response(prefix + tokens, logprobs, counts, key), flags=flags)
+                # stop_request_id on every STOP_ID_EVERY-th response only: postprocessing checks for a cancel
+                # (an IPC round trip, ~0.5 ms) when it comes, so a dropped stream stops within that many.
+                every = key is not None and state["responses"] % STOP_ID_EVERY == 0
+                state["responses"] += 1
+                response = self._response(prefix + tokens, logprobs, counts, key if every else None)
+                sender.send(response, flags=flags)
 
         seq.emit = emit
         return seq
