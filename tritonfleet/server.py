@@ -165,8 +165,8 @@ class TritonServer:
             "--disable-auto-complete-config",
             f"--backend-config=python,shm-default-byte-size={self.shm_byte_size}",
             "--log-info=true",
-            # Unloading takes a while: tensorrt_llm_bls stops its 16 stubs one by one (~1 s each). Past the
-            # timeout tritonserver exits at once and the stubs' shared memory stays behind in /dev/shm.
+            # Unloading takes a while: a model's Python stubs stop one by one, ~1 s each (tensorrt_llm_bls has
+            # 8). Past the timeout tritonserver exits at once and the stubs' shared memory stays in /dev/shm.
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
         ]
         if self.target == "cpu":

@@ -49,10 +49,14 @@ def test_cpu_tensorrt_llm_adds_only_the_count_and_stop_tensors() -> None:
 
 
 def test_cpu_bls_calls_tensorrt_llm_directly_and_is_otherwise_the_gpu_bls() -> None:
+    """...with as many instances as a wave of the CPU scheduler has rows."""
     repo = Repository(REPOSITORY)
     gpu, cpu = repo.config("tensorrt_llm_bls", "gpu"), repo.config("tensorrt_llm_bls", "cpu")
     assert gpu.parameters["llm_model"].string_value == "tensorrt_llm_counts"
     assert cpu.parameters["llm_model"].string_value == "tensorrt_llm"
+    wave = repo.config("tensorrt_llm", "cpu").parameters["max_batch"].string_value
+    assert cpu.instance_group[0].count == int(wave) < gpu.instance_group[0].count
+    gpu.instance_group[0].count = cpu.instance_group[0].count
     for key, value in (
         ("llm_model", "tensorrt_llm"),
         ("bls_models", "preprocessing,tensorrt_llm,postprocessing"),
