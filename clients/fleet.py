@@ -4,7 +4,7 @@ Any Triton client works against the fleet; these add one helper per pipeline on 
 
     with FleetClient("localhost:8001", protocol="grpc") as fleet:
         fleet.classify_image("cat.jpg", top_k=5)  # [Classification(label="tabby", score=0.61, ...), ...]
-        fleet.generate("What is the capital of France?", max_tokens=16)  # "The capital of France is Paris."
+        fleet.generate("Name three primary colors.", max_tokens=24)  # "The primary colors are:\n\nRed (R)..."
         for piece in fleet.stream("Write a haiku about the sea.", max_tokens=48):
             print(piece, end="", flush=True)
 """
