@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from tritonfleet.artifacts import cache_root, sha256
+from tritonfleet.llm.engine import EngineInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = cache_root() / "llm"
@@ -298,7 +299,7 @@ def main() -> None:
         prompts = chat_prompts(ckpt)
         refs = reference(ckpt, prompts)
         report.update(evaluate(eng, prompts, refs, args.threads))
-        end_ids = tuple(json.loads((eng / "engine.json").read_text())["end_ids"])
+        end_ids = EngineInfo.load(eng).end_ids
         report["llama_cpp"] = llama_cpp_agreement(prompts, refs, end_ids, args.threads)
     report["total_s"] = round(time.perf_counter() - t0, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
