@@ -8,10 +8,10 @@ import contextlib
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
+from tests.llm.conftest import metric, wait_idle
 from tritonfleet.clients import AsyncFleetClient, FleetClient
 from tritonfleet.server import TritonServer
 
@@ -53,11 +53,6 @@ def test_asyncio_generate_and_stream(llm_server: TritonServer) -> None:
     assert "Red" in whole and "".join(pieces) == whole
 
 
-def metric(server: TritonServer, name: str) -> float:
-    text = urllib.request.urlopen(server.metrics_url).read().decode()
-    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name)))
-
-
 @pytest.mark.parametrize("how", ["http", "grpc", "asyncio"])
 def test_leaving_a_stream_early_stops_its_generation(llm_server: TritonServer, how: str) -> None:
     """A reader that leaves after three pieces of a 1000-token stream (~10 s of generation): the client stops
@@ -84,10 +79,7 @@ def test_leaving_a_stream_early_stops_its_generation(llm_server: TritonServer, h
                 if n == 2:
                     break
             pieces.close()
-    left = time.monotonic()
-    while metric(llm_server, "tritonfleet_llm_active_sequences") > 0:
-        assert time.monotonic() - left < 3, "the left stream still generates"  # measured: 0.03 s
-        time.sleep(0.02)
+    wait_idle(llm_server, 3)  # measured: 0.03 s
     generated = metric(llm_server, tokens)
     time.sleep(0.5)
     assert metric(llm_server, tokens) == generated < before + 100

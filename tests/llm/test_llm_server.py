@@ -17,6 +17,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tokenizers import Tokenizer
 
+from tests.llm.conftest import metric, wait_idle
+
 CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 TOKENIZER = Path(__file__).resolve().parents[2] / "model_repository" / "preprocessing" / "1" / "tokenizer"
 COUNTS = {"return_num_input_tokens": True, "return_num_output_tokens": True}
@@ -337,11 +339,6 @@ def tensors(values: dict) -> list[grpcclient.InferInput]:
     return inputs
 
 
-def metric(server, name: str) -> float:
-    text = urllib.request.urlopen(server.metrics_url).read().decode()
-    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name)))
-
-
 def stream_then_drop(server, model: str, transport: str) -> float:
     """Stream LONG[model], read three responses, then cancel (gRPC) or disconnect (HTTP SSE).
 
@@ -374,13 +371,10 @@ def stream_then_drop(server, model: str, transport: str) -> float:
 @pytest.mark.parametrize("transport", ["grpc", "sse"])
 @pytest.mark.parametrize("model", ["tensorrt_llm", "ensemble"])
 def test_dropped_stream_stops_generating_and_frees_its_slot(llm_server, model, transport):
-    tokens, active = "tritonfleet_llm_generated_tokens_total", "tritonfleet_llm_active_sequences"
+    tokens = "tritonfleet_llm_generated_tokens_total"
     before = metric(llm_server, tokens)
     assert stream_then_drop(llm_server, model, transport) < 10  # measured: 0.05-0.3 s
-    deadline = time.monotonic() + 10
-    while metric(llm_server, active) > 0:
-        assert time.monotonic() < deadline, "the dropped stream still holds its slot"
-        time.sleep(0.2)
+    wait_idle(llm_server)
     generated = metric(llm_server, tokens) - before
     time.sleep(1)
     assert metric(llm_server, tokens) - before == generated < 500  # stopped, far short of its 1000 tokens
@@ -401,13 +395,6 @@ def stop_inputs() -> list[grpcclient.InferInput]:
 
 def http_stop(server, request_id: str) -> tuple[int, dict]:
     return post(f"http://{server.http_url}/v2/models/tensorrt_llm/generate", {"id": request_id, **STOP})
-
-
-def wait_idle(server, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while metric(server, "tritonfleet_llm_active_sequences") > 0:
-        assert time.monotonic() < deadline, "a stopped request still holds its slot"
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("model", ["tensorrt_llm", "ensemble"])
