@@ -8,7 +8,7 @@ STAMP := $(VENV)/.setup-done
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml scripts/setup.sh $(wildcard tritonfleet/pipelines/*.py)
 	VENV=$(VENV) scripts/setup.sh
 	touch $@
 
@@ -29,8 +29,7 @@ test: build lint validate
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: build
-	$(FLEET) bench image_classifier
-	$(FLEET) bench llm
+	$(FLEET) bench all
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -1,26 +1,33 @@
 """Typed clients for the fleet's pipelines over tritonclient: HTTP or gRPC, sync or asyncio.
 
-Any Triton client works against the fleet; these add one helper per pipeline on top::
+Any Triton client works against the fleet; these add the helpers that the pipelines declare
+(``tritonfleet.pipelines``: one per pipeline task, e.g. ``classify_image``, ``generate``) and LLM streaming::
 
     with FleetClient("localhost:8001", protocol="grpc") as fleet:
         fleet.classify_image("cat.jpg", top_k=5)  # [Classification(label="tabby", score=0.61, ...), ...]
-        fleet.generate("Name three primary colors.", max_tokens=24)  # "The primary colors are:\n\nRed (R)..."
+        fleet.generate("Name three primary colors.", max_tokens=24)  # "The primary colors are: ..."
         for piece in fleet.stream("Write a haiku about the sea.", max_tokens=48):
             print(piece, end="", flush=True)
+
+A helper builds a :class:`~tritonfleet.clients.call.Call`; the client sends it, casting each input to the
+data type the model's config declares (read from the server once per model), and parses the answer.
+``api_key`` (default ``$TRITONFLEET_API_KEY``) is sent as ``Authorization: Bearer KEY`` with every request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import queue
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import ModuleType
 from typing import Any, Literal
 
-from tritonfleet.clients import image_classifier, llm
-from tritonfleet.clients.image_classifier import Classification, ImageSource
+from tritonfleet.clients import llm
+from tritonfleet.clients.call import Call, config_datatypes, infer_inputs, requested_outputs
 
 Protocol = Literal["http", "grpc"]
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
@@ -36,44 +43,79 @@ def _api(protocol: Protocol) -> ModuleType:
     return api
 
 
-class FleetClient:
-    """Blocking client."""
+def _helper(name: str) -> Callable[..., Call]:
+    from tritonfleet import pipelines
 
-    def __init__(self, url: str | None = None, protocol: Protocol = "http", **kwargs: Any) -> None:
+    if name.startswith("_") or name not in pipelines.helpers():
+        raise AttributeError(name)
+    return pipelines.helpers()[name]
+
+
+def _auth(api_key: str | None) -> dict[str, str] | None:
+    key = api_key if api_key is not None else os.environ.get("TRITONFLEET_API_KEY")
+    return {"authorization": f"Bearer {key}"} if key else None
+
+
+class _Client:
+    """What the blocking and the asyncio client share: protocol, address, key, the pipelines' helpers."""
+
+    def __init__(self, url: str | None, protocol: Protocol, api_key: str | None) -> None:
         self.protocol = protocol
         self.api = _api(protocol)
         self.url = url or DEFAULT_URLS[protocol]
+        self.headers = _auth(api_key)
+        self._datatypes: dict[str, dict[str, str]] = {}
+
+    def __dir__(self) -> list[str]:
+        from tritonfleet import pipelines
+
+        return sorted({*super().__dir__(), *pipelines.helpers()})
+
+    def _request(self, model: str, values: dict[str, Any], datatypes: dict[str, str]) -> list[Any]:
+        return infer_inputs(self.api, Call(model, values, lambda r: r), datatypes)
+
+
+class FleetClient(_Client):
+    """Blocking client. Every helper a pipeline declares is a method: ``fleet.classify_image(path)``."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: Protocol = "http",
+        *,
+        api_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(url, protocol, api_key)
         self.triton = self.api.InferenceServerClient(self.url, **kwargs)
 
-    def is_ready(self) -> bool:
-        return bool(self.triton.is_server_ready())
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        helper = _helper(name)
 
-    def classify_images(self, images: list[ImageSource], top_k: int = 5) -> list[list[Classification]]:
-        """Top-k classes for each image, sent as one batch."""
-        inputs, outputs = image_classifier.build_request(self.api, images, top_k)
-        result = self.triton.infer(image_classifier.MODEL, inputs, outputs=outputs)
-        return image_classifier.parse_response(result)
+        @functools.wraps(helper)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return self.call(helper(*args, **kwargs))
 
-    def classify_image(self, image: ImageSource, top_k: int = 5) -> list[Classification]:
-        """Top-k ImageNet classes of one encoded image (path or bytes), best first."""
-        return self.classify_images([image], top_k)[0]
+        return run
 
-    def generate(
-        self,
-        prompt: str,
-        max_tokens: int = 64,
-        *,
-        chat: bool = True,
-        stop_words: list[str] | None = None,
-        **sampling: Any,
-    ) -> str:
-        """One response from the LLM (``tensorrt_llm_bls``). ``chat`` wraps ``prompt`` in the chat template;
-        ``sampling``: temperature, top_k, top_p, seed, min_tokens, ... (see ``llm.PARAMETERS``)."""
-        values = llm.request_values(
-            prompt, max_tokens, stream=False, chat=chat, stop_words=stop_words, **sampling
+    def call(self, call: Call) -> Any:
+        """Send one helper's request and parse its answer."""
+        inputs = infer_inputs(self.api, call, self.datatypes(call.model))
+        result = self.triton.infer(
+            call.model, inputs, outputs=requested_outputs(self.api, call), headers=self.headers
         )
-        result = self.triton.infer(llm.UNARY_MODEL, llm.build_inputs(self.api, values))
-        return llm.text_of(result)
+        return call.parse(result)
+
+    def datatypes(self, model: str) -> dict[str, str]:
+        """The model's input data types, from its config on the server (asked once)."""
+        if model not in self._datatypes:
+            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+            config = self.triton.get_model_config(model, headers=self.headers, **kwargs)
+            self._datatypes[model] = config_datatypes(config)
+        return self._datatypes[model]
+
+    def is_ready(self) -> bool:
+        return bool(self.triton.is_server_ready(headers=self.headers))
 
     def stream(
         self,
@@ -83,9 +125,11 @@ class FleetClient:
         chat: bool = True,
         stop_words: list[str] | None = None,
         timeout: float = 300,
+        model: str = llm.STREAM_MODEL,
         **sampling: Any,
     ) -> Iterator[str]:
-        """The LLM's text as it is generated (``ensemble``): gRPC stream or HTTP Server-Sent Events.
+        """The LLM's text as it is generated (``ensemble``, or any model with its interface such as ``rag``):
+        gRPC stream or HTTP Server-Sent Events.
 
         Leaving the loop early (``break``, an exception, closing the generator) stops the generation."""
         values = llm.request_values(
@@ -93,17 +137,17 @@ class FleetClient:
         )
         request_id = uuid.uuid4().hex
         if self.protocol == "http":
-            yield from llm.sse_stream(self.url, values, timeout, request_id)
+            yield from llm.sse_stream(self.url, values, timeout, request_id, model, self.headers)
             return
+        inputs = self._request(model, values, self.datatypes(model))
         responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
-        self.triton.start_stream(callback=lambda result, error: responses.put((result, error)))
+        self.triton.start_stream(
+            callback=lambda result, error: responses.put((result, error)), headers=self.headers
+        )
         ended = False
         try:
             self.triton.async_stream_infer(
-                llm.STREAM_MODEL,
-                llm.build_inputs(self.api, values),
-                request_id=request_id,
-                enable_empty_final_response=True,
+                model, inputs, request_id=request_id, enable_empty_final_response=True
             )
             while not ended:
                 piece, ended = llm.stream_piece(*responses.get(timeout=timeout))
@@ -118,9 +162,9 @@ class FleetClient:
         """Stop a stream left early, on the same gRPC stream, and wait for the stop's (empty) response or an
         error (the stream's responses carry no error once it runs, so that is the stop's: say a server
         without the stop input)."""
-        stop = llm.build_inputs(self.api, llm.stop_values())
         deadline = time.monotonic() + wait
         with contextlib.suppress(Exception):  # the stream may be broken already: nothing left to stop then
+            stop = self._request(llm.STOP_MODEL, llm.stop_values(), self.datatypes(llm.STOP_MODEL))
             self.triton.async_stream_infer(llm.STOP_MODEL, stop, request_id=request_id)
             while True:
                 result, error = responses.get(timeout=max(deadline - time.monotonic(), 0))
@@ -137,44 +181,70 @@ class FleetClient:
         self.close()
 
 
-class AsyncFleetClient:
-    """asyncio client (tritonclient's ``http.aio`` / ``grpc.aio``)."""
+class AsyncFleetClient(_Client):
+    """asyncio client (tritonclient's ``http.aio`` / ``grpc.aio``): ``await fleet.classify_image(path)``."""
 
-    def __init__(self, url: str | None = None, protocol: Protocol = "http", **kwargs: Any) -> None:
-        self.protocol = protocol
-        self.api = _api(protocol)
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: Protocol = "http",
+        *,
+        api_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(url, protocol, api_key)
         if protocol == "http":
             import tritonclient.http.aio as aio
         else:
             import tritonclient.grpc.aio as aio
-        self.triton = aio.InferenceServerClient(url or DEFAULT_URLS[protocol], **kwargs)
+        self.triton = aio.InferenceServerClient(self.url, **kwargs)
 
-    async def classify_images(self, images: list[ImageSource], top_k: int = 5) -> list[list[Classification]]:
-        inputs, outputs = image_classifier.build_request(self.api, images, top_k)
-        result = await self.triton.infer(image_classifier.MODEL, inputs, outputs=outputs)
-        return image_classifier.parse_response(result)
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        helper = _helper(name)
 
-    async def classify_image(self, image: ImageSource, top_k: int = 5) -> list[Classification]:
-        return (await self.classify_images([image], top_k))[0]
+        @functools.wraps(helper)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            return await self.call(helper(*args, **kwargs))
 
-    async def generate(self, prompt: str, max_tokens: int = 64, *, chat: bool = True, **sampling: Any) -> str:
-        values = llm.request_values(prompt, max_tokens, stream=False, chat=chat, stop_words=None, **sampling)
-        result = await self.triton.infer(llm.UNARY_MODEL, llm.build_inputs(self.api, values))
-        return llm.text_of(result)
+        return run
+
+    async def call(self, call: Call) -> Any:
+        inputs = infer_inputs(self.api, call, await self.datatypes(call.model))
+        result = await self.triton.infer(
+            call.model, inputs, outputs=requested_outputs(self.api, call), headers=self.headers
+        )
+        return call.parse(result)
+
+    async def datatypes(self, model: str) -> dict[str, str]:
+        if model not in self._datatypes:
+            kwargs = {"as_json": True} if self.protocol == "grpc" else {}
+            config = await self.triton.get_model_config(model, headers=self.headers, **kwargs)
+            self._datatypes[model] = config_datatypes(config)
+        return self._datatypes[model]
 
     async def stream(
-        self, prompt: str, max_tokens: int = 64, *, chat: bool = True, **sampling: Any
+        self,
+        prompt: str,
+        max_tokens: int = 64,
+        *,
+        chat: bool = True,
+        stop_words: list[str] | None = None,
+        model: str = llm.STREAM_MODEL,
+        **sampling: Any,
     ) -> AsyncIterator[str]:
         """gRPC only (tritonclient's asyncio HTTP client has no streaming). Leaving early stops the
         generation when the generator is closed (``contextlib.aclosing``, or when it is collected)."""
         if self.protocol != "grpc":
             raise ValueError("AsyncFleetClient.stream needs protocol='grpc'")
-        values = llm.request_values(prompt, max_tokens, stream=True, chat=chat, stop_words=None, **sampling)
+        values = llm.request_values(
+            prompt, max_tokens, stream=True, chat=chat, stop_words=stop_words, **sampling
+        )
+        inputs = self._request(model, values, await self.datatypes(model))
         request_id = uuid.uuid4().hex
         ended = False
         try:
             async for result, error in self.triton.stream_infer(
-                _one(llm.STREAM_MODEL, llm.build_inputs(self.api, values), request_id)
+                _one(model, inputs, request_id), headers=self.headers
             ):
                 piece, ended = llm.stream_piece(result, error)
                 if piece:
@@ -187,9 +257,10 @@ class AsyncFleetClient:
 
     async def _stop(self, request_id: str, wait: float = 10) -> None:
         """Stop a stream left early (a stream of its own) and wait for the stop's response."""
-        stop = _one(llm.STOP_MODEL, llm.build_inputs(self.api, llm.stop_values()), request_id)
         with contextlib.suppress(Exception):
-            async for _ in self.triton.stream_infer(stop, stream_timeout=wait):
+            types = await self.datatypes(llm.STOP_MODEL)
+            stop = _one(llm.STOP_MODEL, self._request(llm.STOP_MODEL, llm.stop_values(), types), request_id)
+            async for _ in self.triton.stream_infer(stop, stream_timeout=wait, headers=self.headers):
                 break
 
     async def close(self) -> None:

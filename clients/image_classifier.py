@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from tritonfleet.clients.call import Call
 
 MODEL = "image_classifier"
 INPUT = "IMAGE"
@@ -28,15 +30,18 @@ def read_image(image: ImageSource) -> bytes:
     return image if isinstance(image, bytes) else Path(image).read_bytes()
 
 
-def build_request(api: ModuleType, images: list[ImageSource], top_k: int) -> tuple[list[Any], list[Any]]:
-    """Inputs and requested outputs for ``images`` as one batch; ``api`` is tritonclient.http or .grpc."""
+def classify_images(images: list[ImageSource], top_k: int = 5) -> Call:
+    """Top-k ImageNet classes (best first) of each encoded image (paths or bytes), sent as one batch."""
     if top_k < 1:
         raise ValueError("top_k must be at least 1")
     data = np.array([[read_image(i)] for i in images], dtype=np.object_)
-    tensor = api.InferInput(INPUT, list(data.shape), "BYTES")
-    tensor.set_data_from_numpy(data)
     # Triton's classification extension: the server returns the top-k as "score:index:label".
-    return [tensor], [api.InferRequestedOutput(OUTPUT, class_count=top_k)]
+    return Call(MODEL, {INPUT: data}, parse_response, outputs={OUTPUT: top_k})
+
+
+def classify_image(image: ImageSource, top_k: int = 5) -> Call:
+    """Top-k ImageNet classes of one encoded image (path or bytes), best first."""
+    return dataclasses.replace(classify_images([image], top_k), parse=lambda r: parse_response(r)[0])
 
 
 def parse_response(result: Any) -> list[list[Classification]]:

@@ -13,84 +13,92 @@ import contextlib
 import json
 import urllib.request
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from tritonfleet.clients.call import Call
 
 UNARY_MODEL = "tensorrt_llm_bls"
 STREAM_MODEL = "ensemble"
 STOP_MODEL = "tensorrt_llm"  # the ensemble's steps carry the ensemble request's id
 OUTPUT = "text_output"
 
-# The optional inputs a caller may set, with their Triton data types.
-PARAMETERS = {
-    "temperature": "FP32",
-    "top_k": "INT32",
-    "top_p": "FP32",
-    "repetition_penalty": "FP32",
-    "presence_penalty": "FP32",
-    "frequency_penalty": "FP32",
-    "min_tokens": "INT32",
-    "seed": "UINT64",
-    "end_id": "INT32",
-    "pad_id": "INT32",
-}
-NUMPY = {"FP32": np.float32, "INT32": np.int32, "UINT64": np.uint64, "BOOL": np.bool_}
+# The optional inputs a caller may set (their data types come from the model's config).
+PARAMETERS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "min_tokens",
+    "seed",
+    "end_id",
+    "pad_id",
+)
+
+Values = dict[str, np.ndarray]
 
 
 def request_values(
     prompt: str, max_tokens: int, *, stream: bool, chat: bool, stop_words: list[str] | None, **params: Any
-) -> dict[str, tuple[np.ndarray, str]]:
-    """name -> (value shaped [1, n], Triton data type) for one prompt."""
+) -> Values:
+    """Input name -> value shaped [1, n] for one prompt."""
     unknown = set(params) - set(PARAMETERS)
     if unknown:
         raise TypeError(f"unknown sampling parameter(s) {sorted(unknown)}; known: {sorted(PARAMETERS)}")
     values = {
-        "text_input": (np.array([[prompt.encode()]], dtype=np.object_), "BYTES"),
-        "max_tokens": (np.array([[max_tokens]], dtype=np.int32), "INT32"),
-        "stream": (np.array([[stream]], dtype=np.bool_), "BOOL"),
-        "apply_chat_template": (np.array([[chat]], dtype=np.bool_), "BOOL"),
+        "text_input": np.array([[prompt.encode()]], dtype=np.object_),
+        "max_tokens": np.array([[max_tokens]]),
+        "stream": np.array([[stream]]),
+        "apply_chat_template": np.array([[chat]]),
     }
     if stop_words:
-        values["stop_words"] = (np.array([[w.encode() for w in stop_words]], dtype=np.object_), "BYTES")
+        values["stop_words"] = np.array([[w.encode() for w in stop_words]], dtype=np.object_)
     for name, value in params.items():
-        dtype = PARAMETERS[name]
-        values[name] = (np.array([[value]], dtype=NUMPY[dtype]), dtype)
+        values[name] = np.array([[value]])
     return values
 
 
-def stop_values() -> dict[str, tuple[np.ndarray, str]]:
+def generate(
+    prompt: str,
+    max_tokens: int = 64,
+    *,
+    chat: bool = True,
+    stop_words: list[str] | None = None,
+    model: str = UNARY_MODEL,
+    **sampling: Any,
+) -> Call:
+    """One response from the LLM (``tensorrt_llm_bls``). ``chat`` wraps ``prompt`` in the chat template;
+    ``sampling``: temperature, top_k, top_p, seed, min_tokens, ... (see ``PARAMETERS``)."""
+    values = request_values(prompt, max_tokens, stream=False, chat=chat, stop_words=stop_words, **sampling)
+    return Call(model, values, text_of)
+
+
+def stop_values() -> Values:
     """TensorRT-LLM's stop request: send it to ``STOP_MODEL`` with the id of the request to end."""
     zero = np.zeros((1, 1), dtype=np.int32)
     return {
-        "input_ids": (zero, "INT32"),
-        "input_lengths": (zero, "INT32"),
-        "request_output_len": (zero, "INT32"),
-        "stop": (np.ones((1, 1), dtype=np.bool_), "BOOL"),
+        "input_ids": zero,
+        "input_lengths": zero,
+        "request_output_len": zero,
+        "stop": np.ones((1, 1), bool),
     }
 
 
-def http_stop(http_url: str, request_id: str, timeout: float = 10) -> None:
+def http_stop(
+    http_url: str, request_id: str, timeout: float = 10, headers: dict[str, str] | None = None
+) -> None:
     """Send the stop request over HTTP (``POST /v2/models/tensorrt_llm/generate``)."""
-    body = {name: _json(value) for name, (value, _) in stop_values().items()}
+    body = {name: _json(value) for name, value in stop_values().items()}
     request = urllib.request.Request(
         f"http://{http_url}/v2/models/{STOP_MODEL}/generate",
         json.dumps({"id": request_id, **body}).encode(),
-        {"Content-Type": "application/json"},
+        {"Content-Type": "application/json", **(headers or {})},
     )
     with urllib.request.urlopen(request, timeout=timeout):
         pass
-
-
-def build_inputs(api: ModuleType, values: dict[str, tuple[np.ndarray, str]]) -> list[Any]:
-    """tritonclient ``InferInput`` objects; ``api`` is tritonclient.http or tritonclient.grpc."""
-    inputs = []
-    for name, (value, dtype) in values.items():
-        tensor = api.InferInput(name, list(value.shape), dtype)
-        tensor.set_data_from_numpy(value)
-        inputs.append(tensor)
-    return inputs
 
 
 def text_of(result: Any) -> str:
@@ -107,17 +115,22 @@ def stream_piece(result: Any, error: Any) -> tuple[str, bool]:
 
 
 def sse_stream(
-    http_url: str, values: dict[str, tuple[np.ndarray, str]], timeout: float, request_id: str
+    http_url: str,
+    values: Values,
+    timeout: float,
+    request_id: str,
+    model: str = STREAM_MODEL,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """Stream over HTTP: ``POST /v2/models/ensemble/generate_stream``, one JSON event per response; a stream
+    """Stream over HTTP: ``POST /v2/models/<model>/generate_stream``, one JSON event per response; a stream
     left before its end is stopped (:func:`http_stop`)."""
-    body = {name: _json(value) for name, (value, _) in values.items()}
+    body = {name: _json(value) for name, value in values.items()}
     if "stop_words" in body:
         body["stop_words"] = _json(values["stop_words"][0], many=True)
     request = urllib.request.Request(
-        f"http://{http_url}/v2/models/{STREAM_MODEL}/generate_stream",
+        f"http://{http_url}/v2/models/{model}/generate_stream",
         json.dumps({"id": request_id, **body}).encode(),
-        {"Content-Type": "application/json"},
+        {"Content-Type": "application/json", **(headers or {})},
     )
     ended = False
     try:
@@ -134,7 +147,7 @@ def sse_stream(
     finally:
         if not ended:
             with contextlib.suppress(OSError):
-                http_stop(http_url, request_id)
+                http_stop(http_url, request_id, headers=headers)
 
 
 def _json(value: np.ndarray, many: bool = False) -> Any:

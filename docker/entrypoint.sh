@@ -11,7 +11,7 @@ set -euo pipefail
 
 MODEL_REPOSITORY="${MODEL_REPOSITORY:-/models}"
 PLAN_CACHE="${PLAN_CACHE:-/plans}"
-BUILD_SCRIPT="${BUILD_SCRIPT:-/opt/tritonfleet/build/vision/tensorrt_plan.py}"
+BUILD_SCRIPT="${BUILD_SCRIPT:-/opt/tritonfleet/build/tensorrt_plan.py}"
 ENGINE_CACHE="${ENGINE_CACHE:-/engines/cache}"
 LLM_BUILD_SCRIPT="${LLM_BUILD_SCRIPT:-/opt/tritonfleet/build/llm/trtllm_engine.py}"
 LLM_CHECKPOINT="${LLM_CHECKPOINT:-/opt/tritonfleet/checkpoints/smollm2-135m-instruct}"

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(relative: str) -> ModuleType:
-    """``load("build/vision/tensorrt_plan.py")`` -> the module, registered under its file stem."""
+    """``load("build/tensorrt_plan.py")`` -> the module, registered under its file stem."""
     path = ROOT / relative
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None

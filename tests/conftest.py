@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonfleet import artifacts
+from tritonfleet import artifacts, pipelines
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.repository import Repository
 from tritonfleet.server import TritonServer
@@ -22,21 +22,37 @@ COFFEE_CLASSES = {967, 968, 504}
 
 
 def copy_repository(dest: Path) -> Path:
-    """The repository's committed files (configs, model.py, labels) without built artifacts, which are
-    hundreds of MB (the LLM engine) and would fill the disk when tests copy the repository many times."""
-    built = ("*.onnx", "*.plan", "cpu_engine", "tokenizer", "__pycache__")
-    shutil.copytree(REPOSITORY, dest, ignore=shutil.ignore_patterns(*built))
+    """The repository's committed files (configs, model.py, labels) without built artifacts (everything in a
+    version folder but model.py, as .gitignore says), which are hundreds of MB (the LLM engine) and would
+    fill the disk when tests copy the repository many times."""
+
+    def built(folder: str, names: list[str]) -> list[str]:
+        in_version = Path(folder).parent.parent == REPOSITORY and Path(folder).name.isdigit()
+        return [n for n in names if n == "__pycache__" or (in_version and n not in ("model.py", ".gitkeep"))]
+
+    shutil.copytree(REPOSITORY, dest, ignore=built)
     return dest
+
+
+SERVER_FIXTURES = {"server", "llm_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the session's tritonserver carry the ``server`` marker (``pytest -m "not server"`` runs the
+    rest in seconds); tests that start servers of their own mark themselves."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """tritonserver 2.51.0 serving the whole repository with its CPU configs.
 
-    ``FLEET_TEST_MODELS=a,b`` loads only those models (and their steps), for a quick local run.
+    ``FLEET_TEST_MODELS=a,b`` loads only those pipelines or models (and their steps), for a quick local run.
     """
     only = [n for n in os.environ.get("FLEET_TEST_MODELS", "").split(",") if n]
-    models = Repository(REPOSITORY).closure(only) if only else Repository(REPOSITORY).names()
+    models = Repository(REPOSITORY).closure(pipelines.expand(only or list(pipelines.registry())))
     missing = artifacts.missing(REPOSITORY, models, "cpu")
     if missing:
         pytest.fail("artifacts not built (make test builds them): " + ", ".join(missing))

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tritonfleet import artifacts
-from tritonfleet.artifacts import BuildError, Recipe
+from tritonfleet import artifacts, pipelines
+from tritonfleet.artifacts import REPOSITORY, BuildError, Recipe
+from tritonfleet.repository import Repository
 
 COUNTING_RECIPE = """
 import argparse, pathlib
@@ -37,7 +38,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def recipe(script: str = "build/recipe.py") -> Recipe:
     return Recipe(
-        family="toy", script=script, model="toy", outputs=("model.bin",), sources=("build/weights.txt",)
+        script=script,
+        outputs=("toy/1/model.bin",),
+        args=("--output", "{output}/toy/1"),
+        sources=("build/weights.txt",),
     )
 
 
@@ -48,21 +52,23 @@ def runs(project: Path) -> int:
 
 def test_build_then_current_then_reinstalled_from_cache(project: Path) -> None:
     installed = project / "model_repository" / "toy" / "1" / "model.bin"
-    assert artifacts.build(recipe(), log=lambda _: None) == "built"
+    repository = project / "model_repository"
+    assert artifacts.build(recipe(), repository, log=lambda _: None) == "built"
     assert installed.read_text() == "v1"
-    assert artifacts.build(recipe(), log=lambda _: None) == "current"
+    assert artifacts.build(recipe(), repository, log=lambda _: None) == "current"
     installed.unlink()  # a fresh clone: the repository is empty, the cache outside it is not
-    assert artifacts.build(recipe(), log=lambda _: None) == "cached"
+    assert artifacts.build(recipe(), repository, log=lambda _: None) == "cached"
     assert installed.read_text() == "v1"
     assert runs(project) == 1
 
 
 def test_changed_source_changes_the_key_and_rebuilds(project: Path) -> None:
     first = recipe().key()
-    artifacts.build(recipe(), log=lambda _: None)
+    repository = project / "model_repository"
+    artifacts.build(recipe(), repository, log=lambda _: None)
     (project / "build" / "weights.txt").write_text("v2")
     assert recipe().key() != first
-    assert artifacts.build(recipe(), log=lambda _: None) == "built"
+    assert artifacts.build(recipe(), repository, log=lambda _: None) == "built"
     assert (project / "model_repository" / "toy" / "1" / "model.bin").read_text() == "v2"
     assert runs(project) == 2
 
@@ -72,28 +78,56 @@ def test_failing_recipe_reports_its_output_and_caches_nothing(project: Path) -> 
         "print('checking export'); raise SystemExit('diff 0.3 > 1e-4')"
     )
     with pytest.raises(BuildError, match=r"(?s)exit 1.*checking export.*diff 0.3 > 1e-4"):
-        artifacts.build(recipe("build/broken.py"), log=lambda _: None)
+        artifacts.build(recipe("build/broken.py"), project / "model_repository", log=lambda _: None)
     assert not recipe("build/broken.py").cache_dir().exists()
 
 
 def test_recipe_that_writes_nothing_is_an_error(project: Path) -> None:
     (project / "build" / "lazy.py").write_text("import sys")
-    with pytest.raises(BuildError, match=r"did not write \['model.bin'\]"):
-        artifacts.build(recipe("build/lazy.py"), log=lambda _: None)
+    with pytest.raises(BuildError, match=r"did not write \['toy/1/model.bin'\]"):
+        artifacts.build(recipe("build/lazy.py"), project / "model_repository", log=lambda _: None)
 
 
-def test_vision_export_is_current_after_make_build() -> None:
-    """`make test` builds first: the repository holds exactly the cached, checked export."""
-    onnx_recipe = artifacts.recipes_for(["vision"], "cpu")[0]
-    assert onnx_recipe.outputs == ("model.onnx",)
-    assert onnx_recipe.is_current()
+def test_build_installs_into_the_repository_it_is_given(project: Path, tmp_path: Path) -> None:
+    """`fleet --repository X build` builds into X, not into the project's own repository."""
+    other = tmp_path / "elsewhere"
+    assert artifacts.build(recipe(), other, log=lambda _: None) == "built"
+    assert (other / "toy" / "1" / "model.bin").read_text() == "v1"
+    assert not (project / "model_repository").exists()
 
 
-def test_unknown_family_is_a_clear_error() -> None:
+def test_cli_build_uses_the_repository_option(tmp_path: Path) -> None:
+    """The CLI hands --repository to the recipes (an unbuilt copy: only the cheap image export is built)."""
+    from tests.conftest import copy_repository
+
+    repo = copy_repository(tmp_path / "repo")
+    out = subprocess.run(
+        [sys.executable, "-m", "tritonfleet.cli", "--repository", str(repo), "build", "image_classifier"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (repo / "efficientnet_lite0" / "1" / "model.onnx").is_file()
+
+
+def test_cached_recipes_are_current_after_make_build() -> None:
+    """`make test` builds first: the repository holds exactly the cached, checked exports."""
+    cached = [r for r in pipelines.recipes("cpu") if r.cached]
+    assert "efficientnet_lite0/1/model.onnx" in [o for r in cached for o in r.outputs]
+    assert all(r.is_current(REPOSITORY) for r in cached)
+
+
+def test_every_served_artifact_has_a_recipe_and_nothing_is_missing() -> None:
+    """What `fleet serve` checks before it starts: no built file of any loaded model is missing."""
+    models = Repository(REPOSITORY).closure(pipelines.expand(list(pipelines.registry())))
+    assert artifacts.missing(REPOSITORY, models, "cpu") == []
+
+
+def test_unknown_pipeline_is_a_clear_error() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tritonfleet.cli", "build", "audio"], capture_output=True, text=True
     )
     assert out.returncode == 2
     message = out.stdout.replace("\n", "")
-    assert "unknown build family ['audio']; choose from [" in message and "'vision'" in message
+    assert "unknown pipeline 'audio'; choose from [" in message and "'image_classifier'" in message
     assert "Traceback" not in out.stderr

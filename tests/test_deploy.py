@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tritonfleet import pipelines
+
 yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +162,7 @@ def test_entrypoint_serves_the_gpu_configs() -> None:
     dockerfile = (DOCKER / "Dockerfile").read_text()
     assert "/models" in dockerfile and "docker/entrypoint.sh" in dockerfile
     assert '"/opt/tritonfleet/entrypoint.sh"]' in dockerfile
-    assert "build/vision/tensorrt_plan.py" in (DOCKER / "entrypoint.sh").read_text()
+    assert "build/tensorrt_plan.py" in (DOCKER / "entrypoint.sh").read_text()
 
 
 # Stand-ins for the GPU image's tools: a GPU, TensorRT's version, the plan builder and tritonserver.
@@ -197,7 +199,7 @@ def fake_image(tmp_path: Path) -> dict[str, str]:
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "MODEL_REPOSITORY": str(models),
         "PLAN_CACHE": str(tmp_path / "plans"),
-        "BUILD_SCRIPT": str(ROOT / "build" / "vision" / "tensorrt_plan.py"),
+        "BUILD_SCRIPT": str(ROOT / "build" / "tensorrt_plan.py"),
         "FAKE_LOG": str(tmp_path),
     }
 
@@ -290,7 +292,17 @@ def test_image_ships_what_the_llm_engine_build_needs() -> None:
     checkpoint = re.search(r'LLM_CHECKPOINT="\$\{LLM_CHECKPOINT:-([^}]+)\}"', entrypoint).group(1)
     script = re.search(r'LLM_BUILD_SCRIPT="\$\{LLM_BUILD_SCRIPT:-([^}]+)\}"', entrypoint).group(1)
     assert checkpoint.startswith("/opt/tritonfleet/checkpoints/")
-    assert "--checkpoint-only /src/checkpoints/" + checkpoint.rsplit("/", 1)[1] in dockerfile
+    # The export stage (WORKDIR /src) runs every image recipe; the LLM's writes the checkpoint there.
+    assert (
+        re.search(r"^WORKDIR /src$", dockerfile, re.MULTILINE)
+        and "RUN fleet build --target image" in dockerfile
+    )
+    image_args = [r.args for r in pipelines.recipes("image")]
+    assert any(
+        args[args.index("--checkpoint-only") + 1] == "checkpoints/" + checkpoint.rsplit("/", 1)[1]
+        for args in image_args
+        if "--checkpoint-only" in args
+    )
     assert "COPY --from=export /src/checkpoints /opt/tritonfleet/checkpoints" in dockerfile
     assert f"COPY build/llm/trtllm_engine.py {script}" in dockerfile
     assert (

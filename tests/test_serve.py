@@ -18,6 +18,9 @@ from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.server import SHM_PREFIX, STUB_NAME, TritonServer, free_port, live_processes
 
 
+pytestmark = pytest.mark.server
+
+
 def stub_pids() -> set[int]:
     return {pid for pid, p in live_processes().items() if STUB_NAME.startswith(p.comm)}
 
@@ -98,7 +101,7 @@ def test_serve_refuses_missing_artifacts_with_the_build_command(tmp_path: Path) 
     repo = tmp_path / "repo"
     copy_repository(repo)
     missing = artifacts.missing(repo, ["efficientnet_lite0", "image_classifier"], "cpu")
-    assert missing == ["efficientnet_lite0/1/model.onnx (run `fleet build vision`)"]
+    assert missing == ["efficientnet_lite0/1/model.onnx (run `fleet build image_classifier`)"]
     out = subprocess.run(
         [
             sys.executable,
@@ -117,4 +120,4 @@ def test_serve_refuses_missing_artifacts_with_the_build_command(tmp_path: Path) 
         env={**os.environ, "COLUMNS": "200"},
     )
     assert out.returncode == 1
-    assert "fleet build vision" in out.stdout
+    assert "fleet build image_classifier" in out.stdout

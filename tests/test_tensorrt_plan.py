@@ -1,4 +1,4 @@
-"""build/vision/tensorrt_plan.py: the profile it derives from the GPU config, and how it runs here."""
+"""build/tensorrt_plan.py: the profile it derives from the GPU config, and how it runs here."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import pytest
 from tests import build_scripts
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "build" / "vision" / "tensorrt_plan.py"
+SCRIPT = ROOT / "build" / "tensorrt_plan.py"
 MODEL_DIR = ROOT / "model_repository" / "efficientnet_lite0"
 ITEM = (3, 224, 224)
 
 
-plan = build_scripts.load("build/vision/tensorrt_plan.py")
+plan = build_scripts.load("build/tensorrt_plan.py")
 
 
 @pytest.fixture
@@ -134,14 +134,17 @@ def test_output_names_a_folder(tmp_path: Path) -> None:
 
 
 def test_fleet_build_recipe_calls_the_script_as_it_expects(tmp_path: Path) -> None:
-    """``fleet build --target gpu`` runs the script with ``--output DIR`` and collects ``DIR/model.plan``."""
-    from tritonfleet import artifacts
+    """``fleet build --target gpu`` runs the script so that it writes the plan its recipe promises."""
+    from tritonfleet import pipelines
 
-    (recipe,) = [r for r in artifacts.recipes_for(["vision"], "gpu") if r.script.endswith("tensorrt_plan.py")]
-    assert recipe.outputs == ("model.plan",)
-    result = run_script("--output", str(tmp_path), *recipe.args, "--print-command")
-    assert result.returncode == 0, result.stderr
-    assert f"--saveEngine={tmp_path / 'model.plan'}" in result.stdout.split()
+    plans = [r for r in pipelines.recipes("gpu") if r.script == "build/tensorrt_plan.py"]
+    assert "efficientnet_lite0/1/model.plan" in [o for r in plans for o in r.outputs]
+    for recipe in plans:
+        cmd = recipe.command(tmp_path, MODEL_DIR.parent)
+        result = subprocess.run([*cmd, "--print-command"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        (plan,) = recipe.outputs
+        assert f"--saveEngine={tmp_path / plan}" in result.stdout.split()
 
 
 def test_onnx_export_fits_the_profile() -> None:

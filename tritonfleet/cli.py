@@ -1,10 +1,13 @@
 """``fleet``: build, validate, serve, call and benchmark the model fleet.
 
-fleet build [FAMILY ...] [--target cpu|gpu]
+fleet build [PIPELINE ...] [--target cpu|image|gpu]
 fleet validate
 fleet serve [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--models NAME,...]
-fleet infer PIPELINE INPUT... [--url URL] [--protocol http|grpc]
-fleet bench PIPELINE [--concurrency 1,4,16]
+fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
+fleet bench PIPELINE|all ... [--url URL]
+
+The pipelines and their ``infer`` / ``bench`` arguments come from their declarations
+(``tritonfleet.pipelines``).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import argparse
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
-from tritonfleet import artifacts
+from tritonfleet import artifacts, pipelines
 from tritonfleet.repository import Repository
 
 console = Console(highlight=False)
@@ -36,9 +40,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repository", type=Path, default=artifacts.REPOSITORY, help="model repository")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
+    names = sorted(pipelines.registry())
     b = sub.add_parser("build", help="build serving artifacts (cached by content hash)")
-    b.add_argument("families", nargs="*", metavar="FAMILY", help=f"one of {sorted(artifacts.RECIPES)}")
-    b.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
+    b.add_argument("pipelines", nargs="*", metavar="PIPELINE", help=f"default all: {', '.join(names)}")
+    b.add_argument(
+        "--target",
+        choices=["cpu", "image", "gpu"],
+        default="cpu",
+        help="cpu: what fleet serve needs; image: the GPU image's export stage; gpu: image + TensorRT plans",
+    )
     b.set_defaults(handler=cmd_build)
 
     v = sub.add_parser("validate", help="check every config against Triton's schema and ensemble wiring")
@@ -49,51 +59,74 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--http-port", type=int, default=8000)
     s.add_argument("--grpc-port", type=int, default=8001)
     s.add_argument("--metrics-port", type=int, default=8002)
-    s.add_argument("--models", type=_names, help="comma-separated models to load (plus their steps)")
+    s.add_argument(
+        "--models", type=_names, help="comma-separated pipelines or models to load (plus their steps)"
+    )
     s.add_argument("--verbose", action="store_true", help="stream the server log to the console")
     s.set_defaults(handler=cmd_serve)
 
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--url", help="server address (default localhost:8000 for http, :8001 for grpc)")
+    client.add_argument("--protocol", choices=["http", "grpc"], default="http")
     i = sub.add_parser("infer", help="call a pipeline and print the result")
-    i.add_argument("pipeline", choices=["image_classifier", "llm"])
-    i.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, or the prompt for llm")
-    i.add_argument("--url", help="server address (default localhost:8000 for http, :8001 for grpc)")
-    i.add_argument("--protocol", choices=["http", "grpc"], default="http")
-    i.add_argument("--top-k", type=int, default=5, help="image_classifier: classes to show")
-    i.add_argument("--max-tokens", type=int, default=128, help="llm: tokens to generate at most")
-    i.add_argument("--no-stream", action="store_true", help="llm: one response instead of streaming")
-    i.set_defaults(handler=cmd_infer)
+    per_pipeline = i.add_subparsers(required=True, metavar="PIPELINE")
+    for pipe in pipelines.registry().values():
+        if pipe.infer is not None:
+            sp = per_pipeline.add_parser(pipe.name, help=pipe.infer.help, parents=[client])
+            pipe.infer.arguments(sp)
+            sp.set_defaults(handler=_run(pipe.infer))
 
-    r = sub.add_parser("bench", help="the served pipeline (perf_analyzer/genai-perf) vs its in-process floor")
-    r.add_argument("pipeline", choices=["image_classifier", "llm"])
-    r.add_argument("--concurrency", type=_ints, help="default 1,4,16 (image_classifier), 1,4,8 (llm)")
-    r.add_argument("--url", help="benchmark a running server's gRPC endpoint instead of starting one")
-    r.add_argument("--output", type=Path, default=Path("reports"))
-    r.add_argument("--measurement-ms", type=int, default=5000, help="image_classifier: perf_analyzer window")
-    r.add_argument("--requests", type=int, default=16, help="llm: requests per level")
-    r.set_defaults(handler=cmd_bench)
+    bench = argparse.ArgumentParser(add_help=False)
+    bench.add_argument("--url", help="benchmark a running server's gRPC endpoint instead of starting one")
+    bench.add_argument("--output", type=Path, default=Path("reports"))
+    r = sub.add_parser("bench", help="a served pipeline against its baseline, side by side in one run")
+    per_pipeline = r.add_subparsers(required=True, metavar="PIPELINE")
+    benched = [pipe for pipe in pipelines.registry().values() if pipe.bench is not None]
+    for pipe in benched:
+        sp = per_pipeline.add_parser(pipe.name, help=pipe.bench.help, parents=[bench])
+        pipe.bench.arguments(sp)
+        sp.set_defaults(handler=_run(pipe.bench))
+    every = per_pipeline.add_parser(
+        "all", help="every pipeline's benchmark with its defaults", parents=[bench]
+    )
+    every.set_defaults(handler=lambda args: _bench_all(args, benched))
     return p
+
+
+def _run(command: pipelines.Command) -> Callable[[argparse.Namespace], int]:
+    return lambda args: command.run(args, console)
+
+
+def _bench_all(args: argparse.Namespace, benched: list[pipelines.Pipeline]) -> int:
+    for p in benched:
+        assert p.bench is not None
+        sub = argparse.ArgumentParser()
+        p.bench.arguments(sub)
+        defaults = sub.parse_args([])
+        code = p.bench.run(argparse.Namespace(**{**vars(defaults), **vars(args)}), console)
+        if code:
+            return code
+    return 0
 
 
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
 
-def _ints(text: str) -> list[int]:
-    return [int(n) for n in _names(text)]
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     try:
-        recipes = artifacts.recipes_for(args.families, args.target)
+        recipes = pipelines.recipes(args.target, args.pipelines)
     except KeyError as exc:
         console.print(f"[red]✗[/] {exc.args[0]}")
         return 2
     for recipe in recipes:
-        label = f"{recipe.model}/{recipe.version}: {', '.join(recipe.outputs)} ({recipe.target})"
+        label = f"{', '.join(recipe.models)}: {len(recipe.outputs)} file(s) for {args.target}"
         start = time.monotonic()
         with console.status(f"[bold]building[/] {label} with {recipe.script}"):
             try:
-                state = artifacts.build(recipe, log=lambda line: console.print(f"  [dim]$ {line}[/]"))
+                state = artifacts.build(
+                    recipe, args.repository, log=lambda line: console.print(f"  [dim]$ {line}[/]")
+                )
             except artifacts.BuildError as exc:
                 console.print(f"[red]✗[/] {label}\n{exc}")
                 return 1
@@ -122,7 +155,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print("[red]✗[/] the GPU target runs in the NGC image: see `docker/Dockerfile`")
         return 2
     repo = Repository(args.repository)
-    models = repo.closure(args.models) if args.models else repo.names()
+    models = repo.closure(pipelines.expand(args.models or list(pipelines.registry())))
     missing = artifacts.missing(args.repository, models, args.target)
     if missing:
         console.print("[red]✗[/] missing artifacts:\n  " + "\n  ".join(missing))
@@ -166,54 +199,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def cmd_infer(args: argparse.Namespace) -> int:
-    from tritonfleet.clients import FleetClient
-
-    with FleetClient(args.url, protocol=args.protocol) as fleet:
-        if args.pipeline == "llm":
-            prompt = " ".join(args.inputs)
-            if args.no_stream:
-                print(fleet.generate(prompt, args.max_tokens))
-            else:
-                for piece in fleet.stream(prompt, args.max_tokens):
-                    print(piece, end="", flush=True)
-                print()
-            return 0
-        results = fleet.classify_images([Path(p) for p in args.inputs], top_k=args.top_k)
-    for path, classes in zip(args.inputs, results, strict=True):
-        console.print(f"[bold]{path}[/]")
-        for c in classes:
-            console.print(f"  {c.score:7.2%}  {c.label}  [dim]({c.index})[/]")
-    return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.pipeline == "llm":
-        from tritonfleet.bench.llm import run_llm_bench
-
-        report = run_llm_bench(
-            args.repository,
-            concurrency=args.concurrency or [1, 4, 8],
-            url=args.url,
-            output=args.output,
-            console=console,
-            requests_per_level=args.requests,
-        )
-    else:
-        from tritonfleet.bench.vision import run_image_classifier_bench
-
-        report = run_image_classifier_bench(
-            args.repository,
-            concurrency=args.concurrency or [1, 4, 16],
-            url=args.url,
-            output=args.output,
-            measurement_ms=args.measurement_ms,
-            console=console,
-        )
-    console.print(f"[green]✓[/] report: {report}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -103,8 +103,9 @@ def free_port() -> int:
 class TritonServer:
     """A tritonserver process serving ``repository`` on the CPU (or with GPU configs, ``target="gpu"``).
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``models`` loads only those models
-    and every model they depend on (explicit model control); ``None`` loads the whole repository.
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``models`` (pipeline or model names)
+    loads only those models and every model they depend on; ``None`` loads every pipeline. Model control is
+    always explicit, so that a model can be reloaded.
     """
 
     def __init__(
@@ -121,7 +122,10 @@ class TritonServer:
         extra_args: list[str] | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
-        self.models = Repository(self.repository).closure(models, target) if models else None
+        from tritonfleet import pipelines
+
+        wanted = pipelines.expand(models or list(pipelines.registry()))
+        self.models = Repository(self.repository).closure(wanted, target)
         self.target = target
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
         self.log = log
@@ -171,9 +175,8 @@ class TritonServer:
         ]
         if self.target == "cpu":
             cmd.append("--model-config-name=cpu")
-        if self.models is not None:
-            cmd.append("--model-control-mode=explicit")
-            cmd += [f"--load-model={name}" for name in self.models]
+        cmd.append("--model-control-mode=explicit")
+        cmd += [f"--load-model={name}" for name in self.models]
         return cmd + self.extra_args
 
     def environment(self) -> dict[str, str]:

@@ -209,29 +209,14 @@ def parse_genai_perf_export(path: Path, concurrency: int) -> LlmPoint:
 
 
 def warm_up(url: str, prompt: str, max_tokens: int = 4) -> None:
-    """One non-streamed request over a gRPC stream, so that no measured request pays for warm-up."""
-    import queue
+    """One streamed request, so that no measured request pays for warm-up."""
+    from tritonfleet.clients import FleetClient
 
-    import tritonclient.grpc as grpcclient
-
-    def tensor(name: str, dtype: str, value: Any) -> grpcclient.InferInput:
-        t = grpcclient.InferInput(name, [1, 1], dtype)
-        t.set_data_from_numpy(np.array([[value]], dtype=object if dtype == "BYTES" else None))
-        return t
-
-    done: queue.Queue[Any] = queue.Queue()
-    inputs = [
-        tensor("text_input", "BYTES", prompt.encode()),
-        tensor("max_tokens", "INT32", np.int32(max_tokens)),
-        tensor("stream", "BOOL", False),
-    ]
-    with grpcclient.InferenceServerClient(url) as client:
-        client.start_stream(callback=lambda result, error: done.put(error))
-        client.async_stream_infer(MODEL, inputs)
-        error = done.get(timeout=120)
-        client.stop_stream()
-    if error is not None:
-        raise RuntimeError(f"warm-up request to {MODEL} failed: {error}")
+    with FleetClient(url, protocol="grpc") as fleet:
+        try:
+            list(fleet.stream(prompt, max_tokens, chat=False, model=MODEL, timeout=120))
+        except Exception as exc:
+            raise RuntimeError(f"warm-up request to {MODEL} failed: {exc}") from exc
 
 
 # --- floor: the engine in this process ------------------------------------------------------------------

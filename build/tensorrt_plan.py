@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build ``model.plan`` from ``<model-dir>/1/model.onnx`` with the TensorRT Python API.
 
-    python build/vision/tensorrt_plan.py --model-dir model_repository/efficientnet_lite0 [--output DIR]
+    python build/tensorrt_plan.py --model-dir model_repository/efficientnet_lite0 [--output DIR]
 
 writes ``DIR/model.plan`` (default DIR: ``<model-dir>/1``), the recipe convention of ``fleet build``.
 

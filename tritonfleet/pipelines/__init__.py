@@ -1,0 +1,141 @@
+"""The fleet's pipelines, discovered: each module in this package declares one as ``PIPELINE``.
+
+A pipeline is its model folders in ``model_repository/`` plus one declaration here. The declaration names
+the models clients call (``public``; the steps those depend on come from the repository's configs), the
+build recipes that make its artifacts, the client helpers ``FleetClient`` offers, its ``fleet infer`` and
+``fleet bench`` commands, a probe (one real request whose answer is checked, for tests and the
+supervisor), its pip requirements, and the OpenAI-API models it serves. The CLI, the clients, ``fleet
+serve``, the Docker build and the tests read this registry; adding a pipeline adds a module here, its model
+folders and its build script, and edits nothing else.
+
+Declarations are imported whenever the registry is read, by clients too: keep them light (heavy imports
+go inside the hooks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tritonfleet.artifacts import Recipe
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tritonfleet.clients.fleet import Call, FleetClient
+
+
+@dataclass(frozen=True)
+class Command:
+    """A pipeline's ``fleet infer`` or ``fleet bench`` sub-command."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Console], int]
+
+
+@dataclass(frozen=True)
+class OpenAIModel:
+    """A model the OpenAI-compatible API serves under ``id`` (``/v1/models``).
+
+    ``kind`` is "chat" (chat and text completions through the LLM interface of ``stream_model`` and
+    ``unary_model``) or "embedding" (``/v1/embeddings`` through ``unary_model``). ``tokenizer`` is the
+    model folder whose version folder holds the tokenizer files (chat template, context length).
+    """
+
+    id: str
+    kind: str
+    unary_model: str
+    stream_model: str | None = None
+    tokenizer: str | None = None
+    owned_by: str = "tritonfleet"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One pipeline of the fleet (see the module docstring)."""
+
+    name: str
+    summary: str
+    public: tuple[str, ...]  # models clients may call; the front door exposes these and no other
+    recipes: tuple[Recipe, ...] = ()
+    helpers: tuple[Callable[..., Call], ...] = ()  # FleetClient.<function name>(...)
+    infer: Command | None = None
+    bench: Command | None = None
+    probe: Callable[[FleetClient], None] | None = None  # raises AssertionError on a wrong answer
+    requires: tuple[str, ...] = ()  # pip requirements of its serving-time models (CPU venv, GPU image)
+    build_requires: tuple[str, ...] = ()  # pip requirements of its build recipes
+    openai: tuple[OpenAIModel, ...] = ()
+
+
+@functools.cache
+def registry() -> dict[str, Pipeline]:
+    """Every declared pipeline by name, in module order."""
+    found: dict[str, Pipeline] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        pipeline = getattr(module, "PIPELINE", None)
+        if not isinstance(pipeline, Pipeline):
+            raise TypeError(f"{module.__name__} declares no PIPELINE = Pipeline(...)")
+        if pipeline.name in found:
+            raise ValueError(f"two pipelines are named {pipeline.name!r}")
+        found[pipeline.name] = pipeline
+    return found
+
+
+def get(name: str) -> Pipeline:
+    try:
+        return registry()[name]
+    except KeyError:
+        raise KeyError(f"unknown pipeline {name!r}; choose from {sorted(registry())}") from None
+
+
+def public_models() -> dict[str, Pipeline]:
+    """Each public model and the pipeline that declares it."""
+    return {model: p for p in registry().values() for model in p.public}
+
+
+def expand(names: list[str]) -> list[str]:
+    """Pipeline names replaced by their public models; model names kept (``fleet serve --models``)."""
+    out: list[str] = []
+    for name in names:
+        for model in registry()[name].public if name in registry() else (name,):
+            if model not in out:
+                out.append(model)
+    return out
+
+
+def helpers() -> dict[str, Callable[..., Call]]:
+    """Every client helper by name; two pipelines offering the same name is an error."""
+    found: dict[str, Callable[..., Call]] = {}
+    for pipeline in registry().values():
+        for helper in pipeline.helpers:
+            if helper.__name__ in found:
+                raise ValueError(f"two pipelines offer a client helper named {helper.__name__!r}")
+            found[helper.__name__] = helper
+    return found
+
+
+def recipes(target: str, names: list[str] | None = None) -> list[Recipe]:
+    """The recipes that make ``target``'s artifacts, for the named pipelines (default: all)."""
+    chosen = [get(n) for n in names] if names else list(registry().values())
+    return [r for p in chosen for r in p.recipes if r.builds_for(target)]
+
+
+def requirements(kinds: tuple[str, ...] = ("serve", "build")) -> list[str]:
+    """The pip requirements the pipelines declare, deduplicated (``python -m tritonfleet.pipelines``)."""
+    out: list[str] = []
+    for pipeline in registry().values():
+        for kind in kinds:
+            for requirement in pipeline.requires if kind == "serve" else pipeline.build_requires:
+                if requirement not in out:
+                    out.append(requirement)
+    return out
