@@ -17,7 +17,6 @@ from tritonfleet import artifacts
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.server import SHM_PREFIX, STUB_NAME, TritonServer, free_port, live_processes
 
-
 pytestmark = pytest.mark.server
 
 
