@@ -5,6 +5,7 @@ fleet validate
 fleet serve [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--models NAME,...]
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
 fleet bench PIPELINE|all ... [--url URL]
+fleet status [--url localhost:8000]
 
 The pipelines and their ``infer`` / ``bench`` arguments come from their declarations
 (``tritonfleet.pipelines``).
@@ -65,6 +66,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--verbose", action="store_true", help="stream the server log to the console")
     s.set_defaults(handler=cmd_serve)
 
+    st = sub.add_parser("status", help="what a running server serves: models, load, memory (like ollama ps)")
+    st.add_argument("--url", default="localhost:8000", help="the server's HTTP address")
+    st.set_defaults(handler=cmd_status)
+
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--url", help="server address (default localhost:8000 for http, :8001 for grpc)")
     client.add_argument("--protocol", choices=["http", "grpc"], default="http")
@@ -80,12 +85,14 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--url", help="benchmark a running server's gRPC endpoint instead of starting one")
     bench.add_argument("--output", type=Path, default=Path("reports"))
     r = sub.add_parser("bench", help="a served pipeline against its baseline, side by side in one run")
-    per_pipeline = r.add_subparsers(required=True, metavar="PIPELINE")
-    benched = [pipe for pipe in pipelines.registry().values() if pipe.bench is not None]
-    for pipe in benched:
-        sp = per_pipeline.add_parser(pipe.name, help=pipe.bench.help, parents=[bench])
-        pipe.bench.arguments(sp)
-        sp.set_defaults(handler=_run(pipe.bench))
+    per_pipeline = r.add_subparsers(required=True, metavar="PIPELINE|BENCH")
+    from tritonfleet.bench import BENCHES
+
+    benched = {p.name: p.bench for p in pipelines.registry().values() if p.bench is not None} | BENCHES
+    for name, command in benched.items():
+        sp = per_pipeline.add_parser(name, help=command.help, parents=[bench])
+        command.arguments(sp)
+        sp.set_defaults(handler=_run(command))
     every = per_pipeline.add_parser(
         "all", help="every pipeline's benchmark with its defaults", parents=[bench]
     )
@@ -97,13 +104,12 @@ def _run(command: pipelines.Command) -> Callable[[argparse.Namespace], int]:
     return lambda args: command.run(args, console)
 
 
-def _bench_all(args: argparse.Namespace, benched: list[pipelines.Pipeline]) -> int:
-    for p in benched:
-        assert p.bench is not None
+def _bench_all(args: argparse.Namespace, benched: dict[str, pipelines.Command]) -> int:
+    for command in benched.values():
         sub = argparse.ArgumentParser()
-        p.bench.arguments(sub)
+        command.arguments(sub)
         defaults = sub.parse_args([])
-        code = p.bench.run(argparse.Namespace(**{**vars(defaults), **vars(args)}), console)
+        code = command.run(argparse.Namespace(**{**vars(defaults), **vars(args)}), console)
         if code:
             return code
     return 0
@@ -195,6 +201,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     finally:
         server.stop()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from tritonfleet import status
+    from tritonfleet.clients.fleet import _auth
+
+    try:
+        fleet = status.collect(args.url, headers=_auth(None))
+    except Exception as exc:  # connection refused, HTTP errors: say which server and why
+        console.print(f"[red]✗[/] no status from {args.url}: {exc}")
+        return 1
+    table = Table(box=None, header_style="bold")
+    for column in ("MODEL", "STATE", "INSTANCES", "EXECUTIONS", "INFERENCES", "AVG BATCH", "QUEUE ms"):
+        table.add_column(column, justify="left" if column in ("MODEL", "STATE") else "right")
+    table.add_column("COMPUTE ms", justify="right")
+    table.add_column("MEMORY (PSS)", justify="right")
+    for m in fleet.models:
+        memory = "" if m.pss_mb is None or not m.instances else f"{m.pss_mb:.0f} MB"
+        table.add_row(
+            m.name,
+            m.state,
+            "ensemble" if m.instances is None else str(m.instances or "-"),
+            str(m.executions),
+            str(m.inferences),
+            f"{m.avg_batch:.1f}",
+            f"{m.queue_ms:.2f}",
+            f"{m.compute_ms:.2f}",
+            memory,
+        )
+    console.print(table)
+    if fleet.total_pss_mb is not None:
+        console.print(
+            f"tritonserver (pid {fleet.server_pid}) {fleet.server_pss_mb:.0f} MB + stubs: "
+            f"[bold]{fleet.total_pss_mb / 1024:.2f} GB[/] in all (PSS)"
+        )
+    return 0
 
 
 def _interrupt(signum: int, frame: object) -> None:

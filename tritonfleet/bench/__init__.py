@@ -1,1 +1,13 @@
-"""Benchmarks: the served pipeline measured by perf_analyzer, side by side with its in-process floor."""
+"""Benchmarks. Each pipeline declares its own (``fleet bench <pipeline>``); the ones of the whole system
+are listed here (``fleet bench <name>``)."""
+
+from __future__ import annotations
+
+from tritonfleet.bench import fleet
+from tritonfleet.pipelines import Command
+
+BENCHES = {
+    "fleet": Command(
+        "the whole fleet: time to ready and memory over fresh starts", fleet.arguments, fleet.run
+    ),
+}
