@@ -221,14 +221,6 @@ def llm_api_options(params: EngineParams) -> dict[str, Any]:
     }
 
 
-def load_config(path: Path) -> Any:
-    """A ``config.pbtxt`` parsed with Triton's schema (tritonclient)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    return text_format.Parse(path.read_text(), mc.ModelConfig())
-
-
 def config_problems(config: Any, params: EngineParams) -> list[str]:
     """Where a parsed GPU ``tensorrt_llm`` config disagrees with the engine ``params`` build."""
     problems = []

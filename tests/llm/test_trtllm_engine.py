@@ -9,10 +9,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
+
+from tests import build_scripts
+from tritonfleet.repository import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "build" / "llm" / "trtllm_engine.py"
@@ -22,17 +24,7 @@ COUNTS_CONFIG = ROOT / "model_repository" / "tensorrt_llm_counts" / "config.pbtx
 CACHE = Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet")) / "llm"
 
 
-def load_script() -> ModuleType:
-    """Import the script by path: ``build/`` is not a package."""
-    spec = importlib.util.spec_from_file_location("trtllm_engine", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
-te = load_script()
+te = build_scripts.load("build/llm/trtllm_engine.py")
 CKPT = Path("/ckpt")
 EX = "/tensorrtllm_backend/tensorrt_llm/examples"
 HF = "/engines/smollm2-135m-instruct/trtllm.work/hf"
@@ -184,7 +176,7 @@ def test_build_flow_with_stand_in_tools(tmp_path: Path) -> None:
 
 
 def test_committed_gpu_config_agrees_with_the_default_engine() -> None:
-    config = te.load_config(GPU_CONFIG)
+    config = parse_config(GPU_CONFIG)
     params = te.EngineParams(checkpoint=CKPT)
     assert te.config_problems(config, params) == []
     expected = te.triton_parameters(params)
@@ -193,7 +185,7 @@ def test_committed_gpu_config_agrees_with_the_default_engine() -> None:
 
 
 def test_config_problems_are_found() -> None:
-    config = te.load_config(GPU_CONFIG)
+    config = parse_config(GPU_CONFIG)
     small = te.EngineParams(
         checkpoint=CKPT, max_batch_size=8, output=Path("/elsewhere"), paged_context_fmha=False
     )
@@ -208,26 +200,26 @@ def test_config_problems_are_found() -> None:
 
 
 def test_gpu_config_tensors_are_known_to_the_pinned_backend() -> None:
-    assert te.unsupported_tensors(te.load_config(GPU_CONFIG)) == []
+    assert te.unsupported_tensors(parse_config(GPU_CONFIG)) == []
 
 
 def test_cpu_config_has_the_gpu_interface_plus_the_counts_and_stop_id() -> None:
     """The CPU model returns the token counts itself (the GPU ensemble adds them with tensorrt_llm_counts),
     and each sequence's stop_request_id (for postprocessing to stop it when the client cancels)."""
-    cpu, gpu = te.load_config(CPU_CONFIG), te.load_config(GPU_CONFIG)
+    cpu, gpu = parse_config(CPU_CONFIG), parse_config(GPU_CONFIG)
     n_in, n_out = len(gpu.input), len(gpu.output)
     assert list(cpu.input)[:n_in] == list(gpu.input) and list(cpu.output)[:n_out] == list(gpu.output)
-    counts = te.unsupported_tensors(te.load_config(COUNTS_CONFIG))
+    counts = te.unsupported_tensors(parse_config(COUNTS_CONFIG))
     assert [t.name for t in list(cpu.input)[n_in:] + list(cpu.output)[n_out:]] == [*counts, "stop_request_id"]
 
 
 def test_counts_step_forwards_only_tensors_the_backend_knows() -> None:
     """tensorrt_llm_counts adds the token-count tensors; everything else it forwards to tensorrt_llm."""
-    counts = te.load_config(COUNTS_CONFIG)
+    counts = parse_config(COUNTS_CONFIG)
     assert te.unsupported_tensors(counts) == [
         "return_num_input_tokens", "return_num_output_tokens", "num_input_tokens", "num_output_tokens",
     ]  # fmt: skip
-    gpu = te.load_config(GPU_CONFIG)
+    gpu = parse_config(GPU_CONFIG)
     assert {t.name for t in counts.input} - {t.name for t in gpu.input} == {
         "return_num_input_tokens",
         "return_num_output_tokens",
@@ -238,7 +230,7 @@ def test_llm_api_yaml_has_the_same_limits() -> None:
     options = yaml.safe_load((ROOT / "build" / "llm" / "llm_api.yaml").read_text())
     params = te.EngineParams(checkpoint=CKPT)
     assert {k: options[k] for k in te.llm_api_options(params)} == te.llm_api_options(params)
-    config = te.load_config(GPU_CONFIG)
+    config = parse_config(GPU_CONFIG)
     kv = options["kv_cache_config"]
     assert kv["free_gpu_memory_fraction"] == float(
         config.parameters["kv_cache_free_gpu_mem_fraction"].string_value
