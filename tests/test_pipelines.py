@@ -3,6 +3,7 @@ declared pipeline answers on the real server, alone and all at once."""
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -72,8 +73,12 @@ def test_a_new_declaration_reaches_every_consumer(toy: pipelines.Pipeline) -> No
     assert "toy-runtime==1.0" in pipelines.requirements(("serve",))
     assert "toy-builder==2.0" in pipelines.requirements(("build",))
     assert "toy-builder==2.0" not in pipelines.requirements(("serve",))
+
     # the clients: its helper is a method of both clients
-    for client in (FleetClient("localhost:1"), AsyncFleetClient("localhost:1", protocol="grpc")):
+    async def async_client() -> AsyncFleetClient:  # grpc.aio wants a running event loop
+        return AsyncFleetClient("localhost:1", protocol="grpc")
+
+    for client in (FleetClient("localhost:1"), asyncio.run(async_client())):
         assert "toy_double" in dir(client)
         assert client.toy_double.__doc__ == "Double the values (FEATURES) of the toy model."
 

@@ -51,8 +51,11 @@ def command(
     input_data: Path | None = None,
     shapes: dict[str, list[int]] | None = None,
     measurement_ms: int = 5000,
+    stability_percentage: int = 50,
     extra: list[str] | None = None,
 ) -> list[str]:
+    """The perf_analyzer command for one concurrency level. It measures until three windows agree within
+    ``stability_percentage`` (50: two shared cores are noisy), at most 10 windows."""
     cmd = [
         binary(),
         "-m", model,
@@ -60,7 +63,7 @@ def command(
         "-i", protocol,
         "--concurrency-range", f"{concurrency}:{concurrency}",
         "--measurement-interval", str(measurement_ms),
-        "--stability-percentage", "50",  # 2 shared cores are noisy
+        "--stability-percentage", str(stability_percentage),
         "--max-trials", "10",
         "--percentile", "99",
         "-f", str(csv_path),

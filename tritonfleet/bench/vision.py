@@ -101,6 +101,7 @@ def run_image_classifier_bench(
     output: Path,
     measurement_ms: int,
     console: Console,
+    stability_percentage: int = 50,
 ) -> Path:
     repo = Repository(repository)
     model_file = repository / "efficientnet_lite0" / "1" / "model.onnx"
@@ -129,6 +130,7 @@ def run_image_classifier_bench(
                     input_data=data_file,
                     shapes={"IMAGE": [1]},
                     measurement_ms=measurement_ms,
+                    stability_percentage=stability_percentage,
                 )
                 before = executed_batches(url, "efficientnet_lite0")
                 with console.status(f"perf_analyzer: concurrency {c}"):
