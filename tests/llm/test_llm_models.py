@@ -1,0 +1,300 @@
+"""The LLM pipeline's model code without a server (tests/python_models.py, the fake pb_utils): preprocessing
+and postprocessing with the real tokenizer, tensorrt_llm's request validation and generation on the real CPU
+engine, and the BLS models, whose calls are answered by those models or by a scripted tensorrt_llm."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from tests import fake_pb_utils as pb_utils
+from tests.python_models import PythonModel, bls, load, row
+from tritonfleet.artifacts import REPOSITORY
+
+TOKENIZER = REPOSITORY / "preprocessing/1/tokenizer/tokenizer.json"
+ENGINE = REPOSITORY / "tensorrt_llm/1/cpu_engine/engine.json"
+CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+# "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n" in SmolLM2's vocabulary.
+SAY_HI = [1, 4093, 198, 36218, 15876, 30, 2, 198, 1, 520, 9531, 198]
+INVALID = pb_utils.TritonError.INVALID_ARG
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    if not TOKENIZER.is_file():
+        pytest.skip(f"no tokenizer at {TOKENIZER} (fleet build llm)")
+    return Tokenizer.from_file(str(TOKENIZER))
+
+
+@pytest.fixture(scope="module")
+def preprocessing(tokenizer) -> PythonModel:
+    return load("preprocessing")
+
+
+@pytest.fixture(scope="module")
+def postprocessing(tokenizer) -> PythonModel:
+    return load("postprocessing")
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[PythonModel]:
+    """The CPU tensorrt_llm on the real engine; no gathering window (requests here come one at a time)."""
+    if not ENGINE.is_file():
+        pytest.skip(f"no CPU engine at {ENGINE} (fleet build llm)")
+    pytest.importorskip("onnxruntime_genai")
+    model = load("tensorrt_llm", parameters={"gather_ms": "0"})
+    yield model
+    model.finalize()
+
+
+def ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False).ids
+
+
+# preprocessing
+
+
+def test_preprocessing_tokenizes_and_applies_the_chat_template(preprocessing, tokenizer) -> None:
+    plain = preprocessing.infer(row(QUERY=CHAT.format("Say hi."), REQUEST_OUTPUT_LEN=8)).outputs
+    assert plain["INPUT_ID"].tolist() == [SAY_HI] and plain["REQUEST_INPUT_LEN"].tolist() == [[12]]
+    assert plain["REQUEST_OUTPUT_LEN"].tolist() == [[8]]
+    assert (
+        plain["OUT_END_ID"].tolist() == [[2]] == plain["OUT_PAD_ID"].tolist()
+    )  # <|im_end|>, from the config
+    templated = preprocessing.infer(
+        row(QUERY="Say hi.", REQUEST_OUTPUT_LEN=8, APPLY_CHAT_TEMPLATE=True)
+    ).outputs
+    system = tokenizer.decode(templated["INPUT_ID"][0].tolist(), skip_special_tokens=False)
+    assert system.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    assert templated["INPUT_ID"][0, -12:].tolist() == SAY_HI  # the user's message last, then the reply starts
+
+
+def test_preprocessing_folds_legacy_names(preprocessing) -> None:
+    base = {"QUERY": "hi", "REQUEST_OUTPUT_LEN": 4}
+    for names in (("SEED", "MIN_TOKENS"), ("RANDOM_SEED", "MIN_LENGTH")):
+        out = preprocessing.infer(row(**base, **{names[0]: 7, names[1]: 3})).outputs
+        assert (out["OUT_SEED"].tolist(), out["OUT_MIN_TOKENS"].tolist()) == ([[7]], [[3]])
+        assert out["OUT_SEED"].dtype == np.uint64
+    defaults = preprocessing.infer(row(**base)).outputs
+    assert (defaults["OUT_SEED"].tolist(), defaults["OUT_MIN_TOKENS"].tolist()) == ([[0]], [[0]])
+
+
+def test_preprocessing_word_lists(preprocessing, tokenizer) -> None:
+    out = preprocessing.infer(
+        row(QUERY="hi", REQUEST_OUTPUT_LEN=4, STOP_WORDS_DICT=["Paris", " London"])
+    ).outputs
+    words = ids(tokenizer, "Paris") + ids(tokenizer, " London")
+    offsets = [len(ids(tokenizer, "Paris")), len(words)]
+    assert out["STOP_WORDS_IDS"].tolist() == [[words, offsets + [-1] * (len(words) - 2)]]
+    assert out["BAD_WORDS_IDS"].tolist() == [[[0], [-1]]]  # none: TensorRT-LLM's empty list
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("   ", "empty prompt"), (b"\xff\xfe", "not valid UTF-8")],
+)
+def test_preprocessing_rejects_bad_text(preprocessing, query, message) -> None:
+    error = preprocessing.infer(
+        {"QUERY": np.array([[query]], dtype=object), "REQUEST_OUTPUT_LEN": [[4]]}
+    ).error
+    assert error.code() == INVALID and message in error.message()
+
+
+# postprocessing
+
+
+def test_postprocessing_detokenizes(postprocessing, tokenizer) -> None:
+    tokens = [*ids(tokenizer, "The capital of France is Paris."), 2, 2]  # padded with <|im_end|>
+    out = postprocessing.infer({"TOKENS_BATCH": [[tokens]], "SEQUENCE_LENGTH": [[len(tokens) - 1]]}).outputs
+    assert out["OUTPUT"].tolist() == [b"The capital of France is Paris."]  # special tokens skipped
+
+
+def test_postprocessing_stops_a_cancelled_sequence(postprocessing) -> None:
+    """A step Triton hands over already cancelled sends tensorrt_llm the stop request for its id."""
+    calls = []
+
+    def tensorrt_llm(request, decoupled):
+        calls.append((request.request_id(), {t.name(): t.as_numpy().tolist() for t in request.inputs()}))
+        return [pb_utils.InferenceResponse()]  # the stop's empty final response
+
+    inputs = {"TOKENS_BATCH": [[[504]]], "SEQUENCE_LENGTH": [[1]], "STOP_REQUEST_ID": [["seq-7"]]}
+    request = postprocessing.request(inputs)
+    request.cancelled = True
+    with bls({"tensorrt_llm": tensorrt_llm}):
+        [answer] = postprocessing.execute([request])
+        assert postprocessing.infer(inputs).outputs["OUTPUT"].tolist() == [b"The"]  # not cancelled: decoded
+    assert answer.error.code() == pb_utils.TritonError.CANCELLED
+    assert calls == [("seq-7", {"input_ids": [[0]], "input_lengths": [[0]], "request_output_len": [[0]],
+                                "stop": [[True]]})]  # fmt: skip
+
+
+# tensorrt_llm (CPU)
+
+
+def test_tensorrt_llm_generates_greedily(llm, tokenizer) -> None:
+    prompt = ids(tokenizer, CHAT.format("What is the capital of France?"))
+    answer = llm.infer(row(input_ids=prompt, input_lengths=len(prompt), request_output_len=8))
+    [response] = answer.stream  # not streaming: one response, then the final flag
+    assert tokenizer.decode(response["output_ids"][0, 0].tolist()) == "The capital of France is Paris."
+    n = int(response["sequence_length"][0, 0])
+    assert response["output_ids"].shape == (1, 1, n) and response["output_log_probs"].shape == (1, 1, n)
+    assert response["cum_log_probs"][0, 0] == pytest.approx(response["output_log_probs"].sum(), rel=1e-5)
+
+
+def test_tensorrt_llm_streams_and_counts(llm, tokenizer) -> None:
+    prompt = ids(tokenizer, CHAT.format("What is the capital of France?"))
+    inputs = row(input_ids=prompt, input_lengths=len(prompt), request_output_len=8, streaming=True,
+                 return_num_input_tokens=True, return_num_output_tokens=True)  # fmt: skip
+    stream = llm.infer(inputs).stream
+    assert len(stream) > 3
+    text = tokenizer.decode([t for r in stream for t in r["output_ids"].reshape(-1).tolist()])
+    assert text == "The capital of France is Paris."
+    assert {int(r["num_input_tokens"][0, 0]) for r in stream} == {len(prompt)}
+    running = [int(r["num_output_tokens"][0, 0]) for r in stream]
+    assert running == sorted(running) and running[-1] == sum(int(r["sequence_length"].sum()) for r in stream)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (
+            {"input_ids": [[1, 2]], "input_lengths": [[2]], "request_output_len": [[0]]},
+            "max_tokens must be in",
+        ),
+        (
+            {"input_ids": [[1, 2]], "input_lengths": [[2]], "request_output_len": [[5000]]},
+            "max_tokens must be",
+        ),
+        (
+            {"input_ids": [[1, 99999]], "input_lengths": [[2]], "request_output_len": [[4]]},
+            "input_ids must lie",
+        ),
+        ({"input_ids": [[-1]], "input_lengths": [[1]], "request_output_len": [[4]]}, "input_ids must lie"),
+        (
+            {"input_ids": [[1] * 2000], "input_lengths": [[2000]], "request_output_len": [[100]]},
+            "exceeds the",
+        ),
+        ({"input_lengths": [[2]], "request_output_len": [[4]]}, "empty prompt"),
+        (
+            {"input_ids": [[1]], "input_lengths": [[1]], "request_output_len": [[4]], "beam_width": [[2]]},
+            "beam_width 2 is not supported",
+        ),
+        (
+            {
+                "input_ids": [[1]],
+                "input_lengths": [[1]],
+                "request_output_len": [[4]],
+                "num_return_sequences": [[3]],
+            },
+            "num_return_sequences 3",
+        ),
+        (
+            {
+                "input_ids": [[1]],
+                "input_lengths": [[1]],
+                "request_output_len": [[4]],
+                "temperature": [[-1.0]],
+            },
+            "temperature must be >= 0",
+        ),
+        (
+            {
+                "input_ids": [[1]],
+                "input_lengths": [[1]],
+                "request_output_len": [[4]],
+                "runtime_top_p": [[1.5]],
+            },
+            "top_p in [0, 1]",
+        ),
+    ],
+)
+def test_tensorrt_llm_rejects_bad_requests(llm, inputs, message) -> None:
+    error = llm.infer(inputs).error
+    assert error.code() == INVALID and message in error.message()
+
+
+def test_tensorrt_llm_stop_request_needs_an_id(llm) -> None:
+    stop = row(input_ids=0, input_lengths=0, request_output_len=0, stop=True)
+    error = llm.infer(stop).error
+    assert error.code() == INVALID and "needs the request id" in error.message()
+    answer = llm.infer(stop, request_id="nothing-running")
+    assert answer.error is None and answer.stream == []  # the stop's empty final response
+
+
+# tensorrt_llm_bls and tensorrt_llm_counts: their BLS calls
+
+
+class ScriptedLLM:
+    """A tensorrt_llm that answers every request with ``tokens`` (one response, or one per token when
+    streaming) and records what it was sent."""
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens = tokens
+        self.requests: list[tuple[str, dict[str, np.ndarray]]] = []
+
+    def __call__(self, request, decoupled):
+        assert decoupled, "tensorrt_llm is decoupled"
+        inputs = {t.name(): t.as_numpy() for t in request.inputs()}
+        self.requests.append((request.request_id(), inputs))
+        pieces = [[t] for t in self.tokens] if inputs["streaming"].any() else [self.tokens]
+        responses = []
+        for piece in pieces:
+            tensors = {
+                "output_ids": np.array([[piece]], np.int32),
+                "sequence_length": np.array([[len(piece)]], np.int32),
+                "cum_log_probs": np.array([[-1.0]], np.float32),
+                "output_log_probs": np.full((1, 1, len(piece)), -0.5, np.float32),
+            }
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in tensors.items()]))
+        return [*responses, pb_utils.InferenceResponse()]  # then the empty final response
+
+
+def test_bls_calls_the_three_steps(preprocessing, postprocessing, tokenizer) -> None:
+    model = load("tensorrt_llm_bls")
+    llm = ScriptedLLM(ids(tokenizer, "Paris."))
+    inputs = row(text_input="Capital of France?", max_tokens=8, apply_chat_template=True, seed=5, top_k=3,
+                 min_length=2)  # fmt: skip
+    with bls({"preprocessing": preprocessing, "tensorrt_llm": llm, "postprocessing": postprocessing}):
+        out = model.infer(inputs, request_id="req-1").outputs
+    assert out["text_output"].tolist() == [b"Paris."]
+    assert out["cum_log_probs"].tolist() == [[-1.0]] and out["output_log_probs"].shape == (1, 1, 2)
+    [(request_id, sent)] = llm.requests
+    assert request_id == "req-1"  # a stop request with the client's id reaches the generation
+    assert sent["streaming"].tolist() == [[False]] and sent["request_output_len"].tolist() == [[8]]
+    assert sent["random_seed"].tolist() == [[5]] and sent["runtime_top_k"].tolist() == [[3]]
+    assert sent["min_length"].tolist() == [[2]] and sent["end_id"].tolist() == [[2]]
+    prompt = tokenizer.decode(sent["input_ids"][0].tolist(), skip_special_tokens=False)
+    assert prompt.endswith("<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n")
+    assert sent["input_lengths"].tolist() == [[sent["input_ids"].shape[1]]]
+
+
+def test_bls_errors_name_their_step(preprocessing, postprocessing) -> None:
+    model = load("tensorrt_llm_bls")
+    with bls(
+        {"preprocessing": preprocessing, "tensorrt_llm": ScriptedLLM([1]), "postprocessing": postprocessing}
+    ):
+        empty = model.infer(row(text_input="", max_tokens=8)).error
+        streamed = model.infer(row(text_input="hi", max_tokens=8, stream=True)).error
+    assert empty.code() == INVALID and empty.message().startswith("preprocessing: empty prompt")
+    assert streamed.code() == INVALID and "send stream=true to the 'ensemble' model" in streamed.message()
+
+
+def test_counts_adds_token_counts_to_tensorrt_llm() -> None:
+    model = load("tensorrt_llm_counts", target="gpu")
+    llm = ScriptedLLM([10, 11, 12])
+    inputs = row(input_ids=[5, 6, 7, 8], input_lengths=4, request_output_len=3, streaming=True,
+                 return_num_input_tokens=True, return_num_output_tokens=True)  # fmt: skip
+    with bls({"tensorrt_llm": llm}):
+        stream = model.infer(inputs, request_id="r").stream
+        plain = model.infer({**inputs, "streaming": [[False]], "return_num_input_tokens": [[False]]}).stream
+    assert [r["output_ids"].tolist() for r in stream] == [[[[10]]], [[[11]]], [[[12]]]]
+    assert [(int(r["num_input_tokens"][0, 0]), int(r["num_output_tokens"][0, 0])) for r in stream] == [
+        (4, 1), (4, 2), (4, 3)
+    ]  # fmt: skip
+    [plain_response] = plain
+    assert "num_input_tokens" not in plain_response  # not asked for
+    assert plain_response["num_output_tokens"].tolist() == [[3]]
+    assert llm.requests[0][0] == "r" and "return_num_input_tokens" not in llm.requests[0][1]
