@@ -20,16 +20,12 @@ import gc
 import itertools
 import json
 import os
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository's tritonfleet package
-
 from tokenizers import Tokenizer
 
 from tritonfleet.llm.engine import CpuEngine
