@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,27 +42,38 @@ Values = dict[str, np.ndarray]
 
 
 def request_values(
-    prompt: str, max_tokens: int, *, stream: bool, chat: bool, stop_words: list[str] | None, **params: Any
+    prompt: str | Sequence[str],
+    max_tokens: int,
+    *,
+    stream: bool,
+    chat: bool,
+    stop_words: list[str] | None,
+    **params: Any,
 ) -> Values:
-    """Input name -> value shaped [1, n] for one prompt."""
+    """Input name -> value shaped [rows, n]: one row for a prompt, one row each for a list of prompts (a
+    batched request; every row gets the same parameters)."""
     unknown = set(params) - set(PARAMETERS)
     if unknown:
         raise TypeError(f"unknown sampling parameter(s) {sorted(unknown)}; known: {sorted(PARAMETERS)}")
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts:
+        raise ValueError("no prompt")
+    rows = len(prompts)
     values = {
-        "text_input": np.array([[prompt.encode()]], dtype=np.object_),
-        "max_tokens": np.array([[max_tokens]]),
-        "stream": np.array([[stream]]),
-        "apply_chat_template": np.array([[chat]]),
+        "text_input": np.array([[p.encode()] for p in prompts], dtype=np.object_),
+        "max_tokens": np.array([[max_tokens]] * rows),
+        "stream": np.array([[stream]] * rows),
+        "apply_chat_template": np.array([[chat]] * rows),
     }
     if stop_words:
-        values["stop_words"] = np.array([[w.encode() for w in stop_words]], dtype=np.object_)
+        values["stop_words"] = np.array([[w.encode() for w in stop_words]] * rows, dtype=np.object_)
     for name, value in params.items():
-        values[name] = np.array([[value]])
+        values[name] = np.array([[value]] * rows)
     return values
 
 
 def generate(
-    prompt: str,
+    prompt: str | Sequence[str],
     max_tokens: int = 64,
     *,
     chat: bool = True,
@@ -71,9 +82,10 @@ def generate(
     **sampling: Any,
 ) -> Call:
     """One response from the LLM (``tensorrt_llm_bls``). ``chat`` wraps ``prompt`` in the chat template;
-    ``sampling``: temperature, top_k, top_p, seed, min_tokens, ... (see ``PARAMETERS``)."""
+    ``sampling``: temperature, top_k, top_p, seed, min_tokens, ... (see ``PARAMETERS``). A list of prompts is
+    one batched request (each prompt its own sequence): its answer is the list of their texts, in order."""
     values = request_values(prompt, max_tokens, stream=False, chat=chat, stop_words=stop_words, **sampling)
-    return Call(model, values, text_of)
+    return Call(model, values, text_of if isinstance(prompt, str) else texts_of)
 
 
 def stop_values() -> Values:
@@ -105,6 +117,11 @@ def text_of(result: Any) -> str:
     """The text of one response ("" for the empty final response of a stream)."""
     out = result.as_numpy(OUTPUT)
     return "" if out is None else "".join(t.decode() for t in out.reshape(-1))
+
+
+def texts_of(result: Any) -> list[str]:
+    """The text of each row of a batched response."""
+    return [t.decode() for t in result.as_numpy(OUTPUT).reshape(-1)]
 
 
 def stream_piece(result: Any, error: Any) -> tuple[str, bool]:

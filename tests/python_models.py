@@ -170,8 +170,9 @@ class Answer:
         return tensors
 
     def as_bls(self) -> list[pb_utils.InferenceResponse]:
-        """What a BLS caller's ``exec`` gets: each response, a final flag sent alone as an empty response."""
-        return [r if r is not None else pb_utils.InferenceResponse() for r, _ in self.sender.wait(60)]
+        """What a BLS caller's ``exec`` gets: each response, a final flag sent alone as an empty response, and
+        every error as INTERNAL (python_backend r24.10's request_executor.cc keeps only the message)."""
+        return [_bls_response(r) for r, _ in self.sender.wait(60)]
 
 
 @dataclass
@@ -298,6 +299,14 @@ def _encoded(value: Any) -> Any:
     return value
 
 
+def _bls_response(response: pb_utils.InferenceResponse | None) -> pb_utils.InferenceResponse:
+    if response is None:
+        return pb_utils.InferenceResponse()
+    if response.has_error():
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(response.error().message()))
+    return response
+
+
 def _output(config: dict[str, Any], name: str) -> dict[str, Any]:
     return next(o for o in config["output"] if o["name"] == name)
 
@@ -312,7 +321,8 @@ Handler = Callable[[pb_utils.InferenceRequest, bool], list[pb_utils.InferenceRes
 
 def bls_router(models: Mapping[str, PythonModel | Handler]) -> Handler:
     """A :data:`fake_pb_utils.bls_handler` that sends each BLS request to the named loaded model (checked
-    and reshaped as Triton would, its responses crossing back) or test callable; other names are errors."""
+    and reshaped as Triton would, its responses crossing back, errors as INTERNAL) or test callable; other
+    names are errors."""
 
     def handle(request: pb_utils.InferenceRequest, decoupled: bool) -> list[pb_utils.InferenceResponse]:
         target = models.get(request.model_name)
@@ -326,12 +336,8 @@ def bls_router(models: Mapping[str, PythonModel | Handler]) -> Handler:
             incoming = target.request(
                 inputs, request_id=request.request_id(), outputs=request.requested_output_names() or None
             )
-        except InvalidRequest as exc:
-            return [
-                pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                )
-            ]
+        except InvalidRequest as exc:  # Triton refuses it; the caller gets the message as INTERNAL
+            return [pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))]
         return target.execute([incoming])[0].as_bls()
 
     return handle

@@ -89,7 +89,7 @@ def test_config_json_prints_int64_as_numbers() -> None:
         Repository(Path(__file__).resolve().parents[1] / "model_repository").config("ensemble")
     )
     dims = [t["dims"] for t in config["output"]]
-    assert dims == [[-1], [-1], [-1, -1], [1], [1]]
+    assert dims == [[-1], [-1], [-1, -1], [1], [1], [1]]
     assert all(step["model_version"] == -1 for step in config["ensemble_scheduling"]["step"])
 
 
@@ -177,7 +177,8 @@ def test_bls_exec_is_routed_to_loaded_models(tmp_path: Path) -> None:
     assert pb_utils.get_output_tensor_by_name(response, "LENGTH") is None  # not requested
     assert not streamed.has_error()
     assert "not found" in unknown.error().message()
-    assert bad.error().code() == pb_utils.TritonError.INVALID_ARG  # Triton checks BLS requests too
+    assert "missing required input" in bad.error().message()  # Triton checks BLS requests too...
+    assert bad.error().code() == pb_utils.TritonError.INTERNAL  # ...and the BLS caller gets no error code
     with pytest.raises(pb_utils.TritonModelException, match="no model answers BLS"):
         call.exec()
 

@@ -32,6 +32,17 @@ def test_generate_and_stream_agree(llm_server: TritonServer, protocol: str) -> N
     assert "".join(pieces) == whole  # greedy: the same text either way
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_generate_a_batch(llm_server: TritonServer, protocol: str) -> None:
+    """A list of prompts is one batched request; each text is the prompt's alone (prompts of equal length in
+    tokens: see test_llm_models.SAME_LENGTH)."""
+    questions = ["What is the capital of France?", "What is the capital of Japan?"]
+    with FleetClient(url(llm_server, protocol), protocol=protocol) as fleet:
+        alone = [fleet.generate(q, max_tokens=16) for q in questions]
+        assert fleet.generate(questions, max_tokens=16) == alone
+    assert alone[0] != alone[1] and all(alone)  # each row answered its own prompt
+
+
 def test_sampling_parameters_and_stop_words(llm_server: TritonServer) -> None:
     with FleetClient(llm_server.grpc_url, protocol="grpc") as fleet:
         sampled = [fleet.generate(PROMPT, 16, temperature=1.0, top_k=50, seed=7) for _ in range(2)]
@@ -79,10 +90,10 @@ def test_leaving_a_stream_early_stops_its_generation(llm_server: TritonServer, h
                 if n == 2:
                     break
             pieces.close()
-    wait_idle(llm_server, 3)  # measured: 0.03 s
+    wait_idle(llm_server)
     generated = metric(llm_server, tokens)
     time.sleep(0.5)
-    assert metric(llm_server, tokens) == generated < before + 100
+    assert metric(llm_server, tokens) == generated < before + 100  # stopped, far short of its 1000 tokens
 
 
 async def _aenumerate(items):  # type: ignore[no-untyped-def]

@@ -92,6 +92,21 @@ def test_preprocessing_word_lists(preprocessing, tokenizer) -> None:
     assert out["BAD_WORDS_IDS"].tolist() == [[[0], [-1]]]  # none: TensorRT-LLM's empty list
 
 
+def test_preprocessing_batch_rows_are_prompts_of_their_own(preprocessing) -> None:
+    inputs = {"QUERY": [[CHAT.format("What is the capital of France?")], [CHAT.format("Say hi.")]],
+              "REQUEST_OUTPUT_LEN": [[8], [4]], "END_ID": [[2], [7]], "PAD_ID": [[0], [9]],
+              "STOP_WORDS_DICT": [["Paris", "."], ["", ""]], "SEED": [[1], [2]]}  # fmt: skip
+    out = preprocessing.infer(inputs).outputs
+    assert out["REQUEST_INPUT_LEN"].tolist() == [[16], [12]]
+    assert out["INPUT_ID"].shape == (2, 16) and out["INPUT_ID"][1].tolist() == SAY_HI + [9] * 4  # its pad id
+    assert out["REQUEST_OUTPUT_LEN"].tolist() == [[8], [4]] and out["OUT_END_ID"].tolist() == [[2], [7]]
+    assert out["OUT_SEED"].tolist() == [[1], [2]] and out["OUT_MIN_TOKENS"].tolist() == [[0], [0]]
+    stop = out["STOP_WORDS_IDS"]
+    assert stop.shape == (2, 2, 2) and stop[1].tolist() == [[0, 0], [-1, -1]]  # row 1: no words
+    error = preprocessing.infer({**inputs, "QUERY": [["hi"], [" "]]}).error
+    assert error.code() == INVALID and error.message() == "row 1: empty prompt: text_input has no text"
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [("   ", "empty prompt"), (b"\xff\xfe", "not valid UTF-8")],
@@ -216,6 +231,52 @@ def test_tensorrt_llm_rejects_bad_requests(llm, inputs, message) -> None:
     assert error.code() == INVALID and message in error.message()
 
 
+# Three prompts of 16 tokens each: rows of equal length share one prefill, so greedy rows are computed as
+# the prompts alone are. (Rows of different lengths share a wave too, the longer ones fed their last prompt
+# tokens one per step; the int8 engine's prefill and decode kernels round differently, so such a row may part
+# from its lone run at a near-tie.)
+SAME_LENGTH = ["What is the capital of France?", "What is the capital of Japan?", "Write a haiku about rain."]
+
+
+def prompt_rows(tokenizer, questions):
+    prompts = [ids(tokenizer, CHAT.format(q)) for q in questions]
+    assert len({len(p) for p in prompts}) == 1
+    return prompts
+
+
+def test_tensorrt_llm_batch_rows_are_sequences_of_their_own(llm, tokenizer) -> None:
+    """A request of batch 3: each row its own sequence with its own inputs, one response per row tagged with
+    batch_index, the final flag with the last; greedy rows equal the prompts alone."""
+    prompts = prompt_rows(tokenizer, SAME_LENGTH)
+    limits = [24, 24, 4]
+    alone = [
+        llm.infer(row(input_ids=p, input_lengths=len(p), request_output_len=n)).stream[0]["output_ids"][0, 0]
+        for p, n in zip(prompts, limits, strict=True)
+    ]
+    assert (
+        "batch_index"
+        not in llm.infer(row(input_ids=prompts[0], input_lengths=16, request_output_len=2)).stream[0]
+    )
+    inputs = {"input_ids": prompts, "input_lengths": [[16]] * 3, "request_output_len": [[n] for n in limits]}
+    answer = llm.infer(inputs)
+    assert [flags for _, flags in answer.sender.sent] == [0, 0, pb_utils.FINAL]
+    by_row = {int(r["batch_index"][0, 0]): r["output_ids"][0, 0].tolist() for r in answer.stream}
+    assert by_row == {i: a.tolist() for i, a in enumerate(alone)}
+    assert len(by_row[2]) == 4  # its own max_tokens
+    assert tokenizer.decode(by_row[1]) == "The capital of Japan is Tokyo."
+    streamed = llm.infer({**inputs, "streaming": [[True]] * 3}).stream
+    pieces: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    for response in streamed:
+        pieces[int(response["batch_index"][0, 0])] += response["output_ids"].reshape(-1).tolist()
+    assert pieces == by_row
+
+
+def test_tensorrt_llm_a_bad_row_fails_its_request(llm) -> None:
+    inputs = {"input_ids": [[1, 2], [3, 4]], "input_lengths": [[2], [2]], "request_output_len": [[4], [0]]}
+    error = llm.infer(inputs).error
+    assert error.code() == INVALID and error.message().startswith("row 1: max_tokens must be in [1, 1024]")
+
+
 def test_tensorrt_llm_stop_request_needs_an_id(llm) -> None:
     stop = row(input_ids=0, input_lengths=0, request_output_len=0, stop=True)
     error = llm.infer(stop).error
@@ -228,8 +289,8 @@ def test_tensorrt_llm_stop_request_needs_an_id(llm) -> None:
 
 
 class ScriptedLLM:
-    """A tensorrt_llm that answers every request with ``tokens`` (one response, or one per token when
-    streaming) and records what it was sent."""
+    """A tensorrt_llm that answers row b of every request with ``tokens[b:]`` (one response, or one per token
+    when streaming; tagged with batch_index for a batch) and records what it was sent."""
 
     def __init__(self, tokens: list[int]) -> None:
         self.tokens = tokens
@@ -239,16 +300,22 @@ class ScriptedLLM:
         assert decoupled, "tensorrt_llm is decoupled"
         inputs = {t.name(): t.as_numpy() for t in request.inputs()}
         self.requests.append((request.request_id(), inputs))
-        pieces = [[t] for t in self.tokens] if inputs["streaming"].any() else [self.tokens]
+        batch = len(inputs["input_ids"])
         responses = []
-        for piece in pieces:
-            tensors = {
-                "output_ids": np.array([[piece]], np.int32),
-                "sequence_length": np.array([[len(piece)]], np.int32),
-                "cum_log_probs": np.array([[-1.0]], np.float32),
-                "output_log_probs": np.full((1, 1, len(piece)), -0.5, np.float32),
-            }
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in tensors.items()]))
+        for b in range(batch):  # row b answers tokens[b:]
+            tokens = self.tokens[b:]
+            for piece in [[t] for t in tokens] if inputs["streaming"][b].any() else [tokens]:
+                tensors = {
+                    "output_ids": np.array([[piece]], np.int32),
+                    "sequence_length": np.array([[len(piece)]], np.int32),
+                    "cum_log_probs": np.array([[-1.0 - b]], np.float32),
+                    "output_log_probs": np.full((1, 1, len(piece)), -0.5, np.float32),
+                }
+                if batch > 1:
+                    tensors["batch_index"] = np.array([[b]], np.int32)
+                responses.append(
+                    pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in tensors.items()])
+                )
         return [*responses, pb_utils.InferenceResponse()]  # then the empty final response
 
 
@@ -298,3 +365,42 @@ def test_counts_adds_token_counts_to_tensorrt_llm() -> None:
     assert "num_input_tokens" not in plain_response  # not asked for
     assert plain_response["num_output_tokens"].tolist() == [[3]]
     assert llm.requests[0][0] == "r" and "return_num_input_tokens" not in llm.requests[0][1]
+
+
+def test_bls_batch_is_one_response_of_its_rows_in_order(
+    preprocessing, postprocessing, llm, tokenizer
+) -> None:
+    """Through the real chain (preprocessing, the CPU tensorrt_llm, postprocessing): text_output [B], each row
+    the text of its prompt alone."""
+    model = load("tensorrt_llm_bls")
+    prompts = [CHAT.format(q) for q in SAME_LENGTH]
+    with bls({"preprocessing": preprocessing, "tensorrt_llm": llm, "postprocessing": postprocessing}):
+        alone = [
+            model.infer(row(text_input=p, max_tokens=24)).outputs["text_output"].tolist() for p in prompts
+        ]
+        out = model.infer({"text_input": [[p] for p in prompts], "max_tokens": [[24], [24], [3]],
+                           "return_num_output_tokens": [[True]] * 3}).outputs  # fmt: skip
+    assert out["text_output"].tolist()[:2] == [a[0] for a in alone[:2]]
+    assert alone[2][0].startswith(out["text_output"][2])  # the same text, cut at its own max_tokens
+    counts = out["num_output_tokens"].reshape(-1).tolist()
+    assert counts[2] == 3 and out["output_log_probs"].shape == (3, 1, max(counts))
+    assert (out["output_log_probs"][2, 0, 3:] == 0).all()  # padding past its length
+    assert "num_input_tokens" not in out  # not asked for
+
+
+def test_counts_counts_each_row_of_a_batch() -> None:
+    model = load("tensorrt_llm_counts", target="gpu")
+    flags = {"streaming": [[True], [True]], "return_num_input_tokens": [[True], [True]],
+             "return_num_output_tokens": [[True], [True]]}  # fmt: skip
+    inputs = {
+        "input_ids": [[5, 6, 7], [8, 9, 0]],
+        "input_lengths": [[3], [2]],
+        "request_output_len": [[3], [3]],
+    }
+    with bls({"tensorrt_llm": ScriptedLLM([10, 11, 12])}):
+        stream = model.infer({**inputs, **flags}).stream
+    counts = [
+        (int(r["batch_index"][0, 0]), int(r["num_input_tokens"][0, 0]), int(r["num_output_tokens"][0, 0]))
+        for r in stream
+    ]
+    assert counts == [(0, 3, 1), (0, 3, 2), (0, 3, 3), (1, 2, 1), (1, 2, 2)]

@@ -3,7 +3,12 @@
 Tensor names are those of TensorRT-LLM's inflight_batcher_llm ``preprocessing`` model. It also normalizes
 the names older clients send (``random_seed`` for ``seed``, ``min_length`` for ``min_tokens``) into
 ``OUT_SEED`` and ``OUT_MIN_TOKENS``, and applies the model's chat template when ``APPLY_CHAT_TEMPLATE`` is
-true (the text is then the user message). Bad requests get their own error; the rest of the batch goes on.
+true (the text is then the user message).
+
+A request holds a batch of rows (``QUERY`` shaped ``[batch, 1]``), each its own prompt with its own optional
+values, as in TensorRT-LLM: ``INPUT_ID`` is ``[batch, longest]`` padded with each row's pad id, word lists
+``[batch, 2, longest]``. Output data types are read from the config. A bad row fails its request with
+INVALID_ARG (naming the row when there are several); the other requests of a dynamic batch go on.
 """
 
 import json
@@ -14,25 +19,16 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 
-def _get(request, name):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy().reshape(-1)
+class ClientError(ValueError):
+    """A request the client got wrong: INVALID_ARG with this message."""
 
 
-def _first(request, names, default):
-    for name in names:
-        value = _get(request, name)
-        if value is not None and value.size:
-            return value[0].item()
-    return default
-
-
-def _text(value):
+def _text(value, what):
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"text is not valid UTF-8: {exc}") from None
+            raise ClientError(f"{what} is not valid UTF-8: {exc}") from None
     return str(value)
 
 
@@ -40,6 +36,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
         tokenizer_dir = (
             Path(args["model_repository"]) / args["model_version"] / params.get("tokenizer_dir", "tokenizer")
         )
@@ -58,51 +55,94 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                responses.append(pb_utils.InferenceResponse(self._preprocess(request)))
-            except ValueError as exc:
+                tensors = self._preprocess(request)
+                responses.append(
+                    pb_utils.InferenceResponse([pb_utils.Tensor(n, v) for n, v in tensors.items()])
+                )
+            except ClientError as exc:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
                 responses.append(pb_utils.InferenceResponse(error=error))
         return responses
 
     def _preprocess(self, request):
-        query = _get(request, "QUERY")
-        text = _text(query[0]) if query is not None and query.size else ""
-        if not text.strip():
-            raise ValueError("empty prompt: text_input has no text")
-        if _first(request, ["APPLY_CHAT_TEMPLATE"], False):
-            if self.chat_template is None:
-                raise ValueError("this model has no chat template")
-            text = self.chat_template.render(
-                messages=[{"role": "user", "content": text}], add_generation_prompt=True
-            )
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-        output_len = _get(request, "REQUEST_OUTPUT_LEN")
-        if output_len is None or output_len.size == 0:
-            raise ValueError("max_tokens is required")
-        end_id = int(_first(request, ["END_ID"], self.end_id))
-        pad_id = int(_first(request, ["PAD_ID"], self.pad_id))
-        tensors = {
-            "INPUT_ID": np.array([ids], dtype=np.int32),
-            "REQUEST_INPUT_LEN": np.array([[len(ids)]], dtype=np.int32),
-            "REQUEST_OUTPUT_LEN": output_len.astype(np.int32).reshape(1, 1),
-            "BAD_WORDS_IDS": self._word_list(_get(request, "BAD_WORDS_DICT")),
-            "STOP_WORDS_IDS": self._word_list(_get(request, "STOP_WORDS_DICT")),
-            "OUT_END_ID": np.array([[end_id]], dtype=np.int32),
-            "OUT_PAD_ID": np.array([[pad_id]], dtype=np.int32),
-            "OUT_SEED": np.array([[_first(request, ["SEED", "RANDOM_SEED"], 0)]], dtype=np.uint64),
-            "OUT_MIN_TOKENS": np.array([[_first(request, ["MIN_TOKENS", "MIN_LENGTH"], 0)]], dtype=np.int32),
+        queries = _rows(request, "QUERY")
+        batch = len(queries)
+        lengths = _column(request, ["REQUEST_OUTPUT_LEN"], None, batch)
+        end_ids = _column(request, ["END_ID"], self.end_id, batch)
+        pad_ids = _column(request, ["PAD_ID"], self.pad_id, batch)
+        chat = _column(request, ["APPLY_CHAT_TEMPLATE"], False, batch)
+        stop_words, bad_words = (
+            _rows(request, "STOP_WORDS_DICT", batch),
+            _rows(request, "BAD_WORDS_DICT", batch),
+        )
+        prompts, stops, bads = [], [], []
+        for i in range(batch):
+            where = f"row {i}: " if batch > 1 else ""
+            text = _text(queries[i][0], f"{where}text_input") if queries[i].size else ""
+            if not text.strip():
+                raise ClientError(f"{where}empty prompt: text_input has no text")
+            if chat[i]:
+                if self.chat_template is None:
+                    raise ClientError("this model has no chat template")
+                text = self.chat_template.render(
+                    messages=[{"role": "user", "content": text}], add_generation_prompt=True
+                )
+            prompts.append(self._encode(text))
+            stops.append(self._word_list(stop_words[i], f"{where}stop_words"))
+            bads.append(self._word_list(bad_words[i], f"{where}bad_words"))
+        longest = max(len(p) for p in prompts)
+        input_ids = np.array(
+            [p + [pad] * (longest - len(p)) for p, pad in zip(prompts, pad_ids, strict=True)]
+        )
+        values = {
+            "INPUT_ID": input_ids,
+            "REQUEST_INPUT_LEN": [[len(p)] for p in prompts],
+            "BAD_WORDS_IDS": _word_lists(bads),
+            "STOP_WORDS_IDS": _word_lists(stops),
+            "REQUEST_OUTPUT_LEN": [[n] for n in lengths],
+            "OUT_END_ID": [[n] for n in end_ids],
+            "OUT_PAD_ID": [[n] for n in pad_ids],
+            "OUT_SEED": [[n] for n in _column(request, ["SEED", "RANDOM_SEED"], 0, batch)],
+            "OUT_MIN_TOKENS": [[n] for n in _column(request, ["MIN_TOKENS", "MIN_LENGTH"], 0, batch)],
         }
-        return [pb_utils.Tensor(name, value) for name, value in tensors.items()]
+        return {name: np.asarray(value, dtype=self.dtypes[name]) for name, value in values.items()}
 
-    def _word_list(self, words):
-        """TensorRT-LLM's ``[1, 2, N]`` layout: flat ids, then end offsets padded with -1."""
+    def _encode(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def _word_list(self, words, what):
+        """One row's words as ``(flat ids, end offsets)``; empty words are skipped."""
         ids, offsets = [], []
-        for word in [] if words is None else words:
-            text = _text(word)
+        for word in words:
+            text = _text(word, what)
             if text:
-                ids += self.tokenizer.encode(text, add_special_tokens=False).ids
+                ids += self._encode(text)
                 offsets.append(len(ids))
-        if not ids:
-            return np.array([[[0], [-1]]], dtype=np.int32)
-        offsets += [-1] * (len(ids) - len(offsets))
-        return np.array([[ids, offsets]], dtype=np.int32)
+        return ids, offsets
+
+
+def _rows(request, name, batch=None):
+    """An input as one array per row (``batch`` empty rows when the input is absent)."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return [np.empty(0, dtype=np.object_)] * (batch or 0)
+    value = tensor.as_numpy()
+    return list(value if value.ndim == 2 else value.reshape(len(value), -1))
+
+
+def _column(request, names, default, batch):
+    """One value per row: the first of ``names`` that is present (an alias each), else ``default``."""
+    for name in names:
+        rows = _rows(request, name)
+        if rows:
+            return [row[0].item() if row.size else default for row in rows]
+    return [default] * batch
+
+
+def _word_lists(rows):
+    """TensorRT-LLM's ``[batch, 2, N]`` layout: flat ids, then end offsets, both padded (ids with 0, offsets
+    with -1) to the longest row; a batch without words is ``[[0], [-1]]`` per row."""
+    width = max([1] + [len(ids) for ids, _ in rows])
+    return [
+        [ids + [0] * (width - len(ids)), offsets + [-1] * (width - len(offsets))] for ids, offsets in rows
+    ]

@@ -4,6 +4,9 @@ This is not TensorRT-LLM. It is a decoupled Python model with the inputs and out
 ``tensorrt_llm`` model (inflight_batcher_llm layout), so the same ensemble and clients work on both targets.
 Requests run on the wave scheduler of ``tritonfleet.llm`` (concurrent requests share decode steps).
 Streaming responses carry the new tokens, grouped so that no UTF-8 character is split across responses.
+A request of batch B is B sequences, each validated and sampled with its own row of every input, as in
+TensorRT-LLM v0.14: each row sends its own responses (batch dim 1), tagged with ``batch_index`` when B > 1,
+and the request's final flag comes with the last row to finish. Output data types come from the config.
 When asked (``return_num_input_tokens`` / ``return_num_output_tokens``, TensorRT-LLM 1.x's names), responses
 carry ``num_input_tokens`` (the prompt) and ``num_output_tokens`` (tokens generated so far), so the CPU
 ensemble needs no ``tensorrt_llm_counts`` step (the v0.14.0 backend on GPU has no such tensors).
@@ -11,14 +14,15 @@ ensemble needs no ``tensorrt_llm_counts`` step (the v0.14.0 backend on GPU has n
 A request with ``stop`` true is TensorRT-LLM's stop request: it ends the running requests that carry its
 request id (an ensemble's steps carry the ensemble request's id), which finish with what they generated, and
 gets an empty final response itself. Triton 24.10 does not pass a cancelled ensemble request on to this
-running step, so each sequence also has a request id of its own, ``stop_request_id``, sent with every
-``STOP_ID_EVERY``-th response when asked: the CPU ensemble hands it to postprocessing, which stops the
-sequence when Triton gives it a cancelled step (see postprocessing).
+running step, so each request also has a request id of its own, ``stop_request_id``, sent with every
+``STOP_ID_EVERY``-th response of each row when asked: the CPU ensemble hands it to postprocessing, which stops
+the request (all its rows) when Triton gives it a cancelled step (see postprocessing).
 """
 
 import gc
 import itertools
 import json
+import math
 import os
 import threading
 import time
@@ -29,34 +33,52 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 from tritonfleet.llm.engine import CpuEngine
+from tritonfleet.llm.errors import ENGINE_FAILURE
 from tritonfleet.llm.sampling import SamplingParams
 from tritonfleet.llm.scheduler import Sequence, WaveScheduler
 
 
-def _get(request, name, default=None):
-    """An input as a flat numpy array; ``default`` when absent."""
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return default if tensor is None else tensor.as_numpy().reshape(-1)
-
-
-def _scalar(request, name, default):
-    value = _get(request, name)
-    return default if value is None or value.size == 0 else value[0].item()
-
-
-def _word_lists(request, name):
-    """TensorRT-LLM's ``[2, N]`` word lists (flat ids, end offsets padded with -1) as lists of ids."""
+def _rows(request, name, batch):
+    """An input as ``[batch, n]`` (one flat row per sequence of the request), or None when absent."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
+        return None
+    value = tensor.as_numpy()
+    if value.ndim == 0 or len(value) != batch:
+        raise ValueError(f"{name} has {len(value) if value.ndim else 0} rows, the request {batch}")
+    return value.reshape(batch, -1) if value.size else value.reshape(batch, 0)
+
+
+def _value(rows, i, default):
+    """Row ``i``'s scalar of an input read with :func:`_rows`; ``default`` when absent or empty."""
+    return default if rows is None or rows[i].size == 0 else rows[i][0].item()
+
+
+def _word_lists(rows, i, vocab):
+    """Row ``i`` of TensorRT-LLM's ``[batch, 2, N]`` word lists (flat ids, end offsets padded with -1) as
+    lists of ids."""
+    if rows is None:
         return []
-    ids, offsets = tensor.as_numpy().reshape(2, -1)
+    ids, offsets = rows[i].reshape(2, -1)
     words, start = [], 0
     for end in offsets:
         if end < 0:
             break
         words.append([int(t) for t in ids[start:end]])
-        start = int(end)
-    return [w for w in words if w]
+        start = max(start, int(end))
+    words = [w for w in words if w]
+    if any(not 0 <= t < vocab for w in words for t in w):
+        raise ValueError(f"word list ids must lie in [0, {vocab})")
+    return words
+
+
+def _batch_size(request):
+    """The request's rows: the batch dim of its inputs (Triton checks that they agree)."""
+    for name in ("input_ids", "input_lengths", "request_output_len"):
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is not None and tensor.as_numpy().ndim:
+            return len(tensor.as_numpy())
+    return 1
 
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -67,6 +89,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
         version_dir = Path(args["model_repository"]) / args["model_version"]
         engine_dir = version_dir / params.get("engine_dir", "cpu_engine")
         self.engine = CpuEngine(engine_dir, int(params.get("intra_op_threads", "2")))
@@ -141,16 +164,19 @@ class TritonPythonModel:
         for request in requests:
             sender = request.get_response_sender()
             try:
-                if _scalar(request, "stop", False):
+                batch = _batch_size(request)
+                stop = _rows(request, "stop", batch)
+                if stop is not None and stop.any():
                     self._stop(request.request_id())
                     sender.send(pb_utils.InferenceResponse([]), flags=FINAL)
                     continue
-                seq = self._sequence(request, sender)
-            except (ValueError, TypeError) as exc:
+                rows = [self._row(request, i, batch) for i in range(batch)]
+            except (ValueError, TypeError, OverflowError) as exc:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
                 sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
                 continue
-            self.scheduler.submit(seq)
+            for seq in self._sequences(request, sender, rows):
+                self.scheduler.submit(seq)
         return None
 
     def _stop(self, request_id):
@@ -162,17 +188,26 @@ class TritonPythonModel:
         for seq in seqs:
             self.scheduler.halt(seq)
 
-    def _sequence(self, request, sender):
-        """Validate one request and turn it into a scheduler sequence."""
-        ids = _get(request, "input_ids")
-        if ids is None or ids.size == 0:
+    def _row(self, request, i, batch):
+        """Validate row ``i`` of a request: what its sequence needs."""
+        try:
+            return self._validated(request, i, batch)
+        except ValueError as exc:
+            raise ValueError(f"row {i}: {exc}" if batch > 1 else str(exc)) from None
+
+    def _validated(self, request, i, batch):
+        def value(name, default):
+            return _value(_rows(request, name, batch), i, default)
+
+        ids = _rows(request, "input_ids", batch)
+        if ids is None or ids[i].size == 0:
             raise ValueError("empty prompt: input_ids has no tokens")
-        length = int(_scalar(request, "input_lengths", ids.size))
-        prompt = [int(t) for t in ids[: max(length, 1)]]
+        length = int(value("input_lengths", ids[i].size))
+        prompt = [int(t) for t in ids[i][: max(length, 1)]]
         vocab = self.engine.info.vocab_size
         if min(prompt) < 0 or max(prompt) >= vocab:
             raise ValueError(f"input_ids must lie in [0, {vocab})")
-        max_tokens = int(_scalar(request, "request_output_len", 0))
+        max_tokens = int(value("request_output_len", 0))
         if not 0 < max_tokens <= self.max_tokens:
             raise ValueError(f"max_tokens must be in [1, {self.max_tokens}], got {max_tokens}")
         if len(prompt) + max_tokens > self.max_seq_len:
@@ -181,47 +216,78 @@ class TritonPythonModel:
                 f"{self.max_seq_len} tokens"
             )
         for name in ("beam_width", "num_return_sequences"):
-            value = int(_scalar(request, name, 1))
-            if value != 1:
-                raise ValueError(f"{name} {value} is not supported on the CPU engine (only 1)")
-        end_id = int(_scalar(request, "end_id", -1))
-        end_ids = (end_id,) if end_id >= 0 else self.engine.info.end_ids
+            count = int(value(name, 1))
+            if count != 1:
+                raise ValueError(f"{name} {count} is not supported on the CPU engine (only 1)")
+        end_id = int(value("end_id", -1))
+        if end_id >= vocab:
+            raise ValueError(f"end_id must be below the vocabulary size {vocab} (or negative: the model's)")
         params = SamplingParams(
             max_tokens=max_tokens,
-            end_ids=end_ids,
-            temperature=float(_scalar(request, "temperature", 1.0)),
-            top_k=int(_scalar(request, "runtime_top_k", 0)),
-            top_p=float(_scalar(request, "runtime_top_p", 0.0)),
-            repetition_penalty=float(_scalar(request, "repetition_penalty", 1.0)),
-            presence_penalty=float(_scalar(request, "presence_penalty", 0.0)),
-            frequency_penalty=float(_scalar(request, "frequency_penalty", 0.0)),
-            min_tokens=int(_scalar(request, "min_length", 0)),
-            seed=int(_scalar(request, "random_seed", 0)),
-            stop_words=_word_lists(request, "stop_words_list"),
-            bad_words=_word_lists(request, "bad_words_list"),
+            end_ids=(end_id,) if end_id >= 0 else self.engine.info.end_ids,
+            temperature=float(value("temperature", 1.0)),
+            top_k=int(value("runtime_top_k", 0)),
+            top_p=float(value("runtime_top_p", 0.0)),
+            repetition_penalty=float(value("repetition_penalty", 1.0)),
+            presence_penalty=float(value("presence_penalty", 0.0)),
+            frequency_penalty=float(value("frequency_penalty", 0.0)),
+            min_tokens=int(value("min_length", 0)),
+            seed=int(value("random_seed", 0)),
+            stop_words=_word_lists(_rows(request, "stop_words_list", batch), i, vocab),
+            bad_words=_word_lists(_rows(request, "bad_words_list", batch), i, vocab),
         )
+        floats = (params.temperature, params.top_p, params.repetition_penalty, params.presence_penalty,
+                  params.frequency_penalty)  # fmt: skip
+        if not all(math.isfinite(f) for f in floats):
+            raise ValueError("temperature, top_p and the penalties must be finite numbers")
         if params.temperature < 0 or not 0 <= params.top_p <= 1 or params.top_k < 0:
             raise ValueError("temperature must be >= 0, top_p in [0, 1], top_k >= 0")
-        stream = bool(_scalar(request, "streaming", False))
-        exclude = bool(_scalar(request, "exclude_input_in_output", self.exclude_input))
-        prefix = [] if exclude or stream else prompt
+        if params.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be > 0")
+        stream = bool(value("streaming", False))
+        exclude = bool(value("exclude_input_in_output", self.exclude_input))
         # TensorRT-LLM 1.x's token counts, when asked: the prompt length and the tokens generated so far.
         counts = {
-            name: value
-            for name, value, asked in (
-                ("num_input_tokens", len(prompt), _scalar(request, "return_num_input_tokens", False)),
-                ("num_output_tokens", 0, _scalar(request, "return_num_output_tokens", False)),
+            name: count
+            for name, count, asked in (
+                ("num_input_tokens", len(prompt), value("return_num_input_tokens", False)),
+                ("num_output_tokens", 0, value("return_num_output_tokens", False)),
             )
             if asked
         }
-        state = {"last": None, "responses": 0}
-        seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
-        stop_id = next(self.stop_ids)
+        return prompt, params, stream, [] if exclude or stream else prompt, counts
+
+    def _sequences(self, request, sender, rows):
+        """One scheduler sequence per row. Each row streams its own responses, tagged with ``batch_index``
+        when the request has several rows (as TensorRT-LLM's model does); the last row to finish sends the
+        request's final flag."""
+        requested = request.requested_output_names()
+        tag = len(rows) > 1 and "batch_index" in requested
+        stop_id = next(self.stop_ids)  # stops every row: a cancelled ensemble may pass only one row's on
+        want_stop_id = "stop_request_id" in requested
         ids = [i for i in (request.request_id(), stop_id) if i]
-        with self.running_lock:
-            for i in ids:
-                self.running.setdefault(i, set()).add(seq)
-        key = stop_id if "stop_request_id" in request.requested_output_names() else None
+        left = [len(rows)]  # rows still generating
+        seqs = []
+        for index, (prompt, params, stream, prefix, counts) in enumerate(rows):
+            seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
+            with self.running_lock:
+                for i in ids:
+                    self.running.setdefault(i, set()).add(seq)
+            seq.emit = self._emitter(
+                seq,
+                sender,
+                ids,
+                left,
+                prefix,
+                counts,
+                stop_id if want_stop_id else None,
+                index if tag else None,
+            )
+            seqs.append(seq)
+        return seqs
+
+    def _emitter(self, seq, sender, ids, left, prefix, counts, stop_id, batch_index):
+        state = {"last": None, "responses": 0}
 
         def emit(tokens, logprobs, reason):
             now = time.monotonic()
@@ -234,7 +300,7 @@ class TritonPythonModel:
                 self.tokens.increment(len(tokens))
             if "num_output_tokens" in counts:
                 counts["num_output_tokens"] += len(tokens)
-            flags = FINAL if reason is not None else 0
+            last_row = False
             if reason is not None:
                 with self.running_lock:
                     for i in ids:
@@ -242,34 +308,44 @@ class TritonPythonModel:
                         same_id.discard(seq)
                         if not same_id:
                             self.running.pop(i, None)
+                    left[0] -= 1
+                    last_row = left[0] == 0
+            flags = FINAL if last_row else 0
             if reason is not None and reason.startswith("error"):
-                error = pb_utils.TritonError(reason, pb_utils.TritonError.INTERNAL)
+                message = f"{ENGINE_FAILURE}: {reason.removeprefix('error: ')}"
+                error = pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL)
                 sender.send(pb_utils.InferenceResponse(error=error), flags=flags)
             elif reason == "cancelled":
-                sender.send(flags=flags)
+                if last_row:
+                    sender.send(flags=FINAL)
             else:
                 # stop_request_id on every STOP_ID_EVERY-th response only: postprocessing checks for a cancel
                 # (an IPC round trip, ~0.5 ms) when it comes, so a dropped stream stops within that many.
-                every = key is not None and state["responses"] % STOP_ID_EVERY == 0
+                every = stop_id is not None and state["responses"] % STOP_ID_EVERY == 0
                 state["responses"] += 1
-                response = self._response(prefix + tokens, logprobs, counts, key if every else None)
+                response = self._response(
+                    prefix + tokens, logprobs, counts, stop_id if every else None, batch_index
+                )
                 sender.send(response, flags=flags)
 
-        seq.emit = emit
-        return seq
+        return emit
 
-    def _response(self, tokens, logprobs, counts, stop_id):
-        n = len(tokens)
-        outputs = {
-            "output_ids": np.array(tokens, dtype=np.int32).reshape(1, 1, n),
-            "sequence_length": np.array([[n]], dtype=np.int32),
-            "cum_log_probs": np.array([[sum(logprobs)]], dtype=np.float32),
-            "output_log_probs": np.array(logprobs, dtype=np.float32).reshape(1, 1, -1),
-            **{name: np.array([[value]], dtype=np.int32) for name, value in counts.items()},
+    def _response(self, tokens, logprobs, counts, stop_id, batch_index):
+        """One response: batch dim 1, one beam."""
+        values = {
+            "output_ids": [[tokens]],
+            "sequence_length": [[len(tokens)]],
+            "cum_log_probs": [[sum(logprobs)]],
+            "output_log_probs": [[logprobs]],
+            **{name: [[count]] for name, count in counts.items()},
         }
+        if batch_index is not None:
+            values["batch_index"] = [[batch_index]]
         if stop_id is not None:
-            outputs["stop_request_id"] = np.array([[stop_id.encode()]], dtype=np.object_)
-        return pb_utils.InferenceResponse([pb_utils.Tensor(k, v) for k, v in outputs.items()])
+            values["stop_request_id"] = [[stop_id.encode()]]
+        return pb_utils.InferenceResponse(
+            [pb_utils.Tensor(name, np.array(v, dtype=self.dtypes[name])) for name, v in values.items()]
+        )
 
     def finalize(self):
         self.scheduler.stop()

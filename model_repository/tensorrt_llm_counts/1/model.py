@@ -10,7 +10,9 @@ So this decoupled step sits where tensorrt_llm was: it forwards each request to 
 decoupled) and each response back, adding when asked ``num_input_tokens`` (``input_lengths``: the prompt
 length preprocessing counted) and ``num_output_tokens`` (tokens generated so far: the running sum of
 ``sequence_length``, less the prompt when a non-streaming response echoes it). Each request is forwarded on
-its own thread, so concurrent streams reach tensorrt_llm's in-flight batching together.
+its own thread, so concurrent streams reach tensorrt_llm's in-flight batching together. A request of batch B
+is forwarded whole; tensorrt_llm's responses are each one row's (``batch_index``, passed on, says which when
+B > 1), and each row is counted on its own.
 """
 
 import json
@@ -19,13 +21,19 @@ import threading
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from tritonfleet.llm.errors import is_fault
+
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 COUNT_FLAGS = ("return_num_input_tokens", "return_num_output_tokens")
 
 
-def _value(request, name, default):
+def _column(request, name, default):
+    """One value per row of the request (``None`` when the input is absent)."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return default if tensor is None else tensor.as_numpy().reshape(-1)[0].item()
+    if tensor is None:
+        return None
+    value = tensor.as_numpy()
+    return [row[0].item() if row.size else default for row in value.reshape(len(value), -1)]
 
 
 class TritonPythonModel:
@@ -33,6 +41,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.forwarded = [t["name"] for t in config["input"] if t["name"] not in COUNT_FLAGS]
         self.outputs = [t["name"] for t in config["output"] if not t["name"].startswith("num_")]
+        self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
 
     def execute(self, requests):
         for request in requests:
@@ -47,46 +56,62 @@ class TritonPythonModel:
                 requested_output_names=self.outputs,
                 request_id=request.request_id(),
             )
-            num_input = int(_value(request, "input_lengths", 0))
+            num_input = _column(request, "input_lengths", 0)
+            batch = len(num_input)
+            streaming = _column(request, "streaming", False) or [False] * batch
+            exclude = _column(request, "exclude_input_in_output", True) or [True] * batch
+            asked_input = _column(request, "return_num_input_tokens", False) or [False] * batch
+            asked_output = _column(request, "return_num_output_tokens", False) or [False] * batch
             # A non-streaming response repeats the prompt when exclude_input_in_output is false (default true,
             # as tensorrt_llm's exclude_input_in_output parameter): the count is of generated tokens only.
-            echoes_prompt = not _value(request, "streaming", False) and not _value(
-                request, "exclude_input_in_output", True
-            )
-            args = (
-                llm_request,
-                request.get_response_sender(),
-                num_input if _value(request, "return_num_input_tokens", False) else None,
-                -num_input if echoes_prompt else 0,
-                bool(_value(request, "return_num_output_tokens", False)),
-            )
+            rows = [
+                (
+                    n if asked_input[b] else None,
+                    -n if not streaming[b] and not exclude[b] else 0,
+                    asked_output[b],
+                )
+                for b, n in enumerate(num_input)
+            ]
+            args = (llm_request, request.get_response_sender(), rows)
             threading.Thread(target=self._forward, args=args, daemon=True).start()
         return None
 
-    def _forward(self, llm_request, sender, num_input, generated, count_output):
-        """Send tensorrt_llm's responses on, with the counts asked for (``num_input`` None: not asked); then
-        the final flag. ``generated`` starts at minus the prompt length when the responses repeat it."""
+    def _forward(self, llm_request, sender, rows):
+        """Send tensorrt_llm's responses on, with the counts asked for, then the final flag. ``rows`` holds
+        per row: the prompt length (None: not asked), the tokens generated so far (minus the prompt length
+        when the responses repeat it) and whether that count is asked."""
+        generated = [start for _, start, _ in rows]
         try:
             for response in llm_request.exec(decoupled=True):
-                if response.has_error():
-                    sender.send(pb_utils.InferenceResponse(error=response.error()), flags=FINAL)
+                if response.has_error():  # its code is lost through BLS: tell faults by their message
+                    message = response.error().message()
+                    code = (
+                        pb_utils.TritonError.INTERNAL
+                        if is_fault(message)
+                        else pb_utils.TritonError.INVALID_ARG
+                    )
+                    sender.send(
+                        pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code)), flags=FINAL
+                    )
                     return
                 tensors = response.output_tensors()
                 if not tensors:  # tensorrt_llm's empty final response
                     continue
-                generated += int(
+                index = pb_utils.get_output_tensor_by_name(response, "batch_index")
+                b = 0 if index is None else int(index.as_numpy().reshape(-1)[0])
+                generated[b] += int(
                     pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy().sum()
                 )
+                num_input, _, count_output = rows[b]
                 if num_input is not None:
-                    tensors.append(_int_tensor("num_input_tokens", num_input))
+                    tensors.append(self._int_tensor("num_input_tokens", num_input))
                 if count_output:
-                    tensors.append(_int_tensor("num_output_tokens", generated))
+                    tensors.append(self._int_tensor("num_output_tokens", generated[b]))
                 sender.send(pb_utils.InferenceResponse(tensors))
             sender.send(flags=FINAL)
         except Exception as exc:  # the stream must end, whatever failed
             error = pb_utils.TritonError(f"tensorrt_llm_counts: {exc}", pb_utils.TritonError.INTERNAL)
             sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
 
-
-def _int_tensor(name, value):
-    return pb_utils.Tensor(name, np.array([[value]], dtype=np.int32))
+    def _int_tensor(self, name, value):
+        return pb_utils.Tensor(name, np.array([[value]], dtype=self.dtypes[name]))
