@@ -5,12 +5,16 @@
 
 writes ``DIR/model.plan`` (default DIR: ``<model-dir>/1``), the recipe convention of ``fleet build``.
 
-The optimization profile is derived from the model's GPU config (``config.pbtxt``): batch 1 up to
-``max_batch_size``, optimized for the largest ``dynamic_batching.preferred_batch_size`` (or
-``max_batch_size`` when there is none). Plans are specific to the GPU and the TensorRT version, so this
-runs on the serving GPU inside the image from ``docker/Dockerfile`` (its entrypoint calls it at start).
-After building, the plan is deserialized and its tensors checked against the config before it is moved
-into place. Targets TensorRT 10 (the GPU image has 10.4, TensorRT-LLM 0.14's); 8.6 works too.
+The optimization profile is derived from the model's GPU config (``config.pbtxt``), for every input: the
+batch dimension from 1 up to ``max_batch_size``, optimized for the largest
+``dynamic_batching.preferred_batch_size`` (or ``max_batch_size`` when there is none); the variable dims
+(``-1``) from the parameters ``tensorrt_min_shapes``, ``tensorrt_opt_shapes`` and ``tensorrt_max_shapes``,
+which give each such input's shape without the batch dimension in trtexec's syntax
+(``input_ids:1,attention_mask:1``; ``x`` between dims: ``image:3x64x64``). Plans are specific to the GPU
+and the TensorRT version, so this runs on the serving GPU inside the image from ``docker/Dockerfile`` (its
+entrypoint calls it at start). After building, the plan is deserialized and its tensors checked against the
+config before it is moved into place. Targets TensorRT 10 (the GPU image has 10.4, TensorRT-LLM 0.14's); 8.6
+works too for models without INT64 inputs.
 
 Standalone script: ``build/`` is not a package, and it runs on the serving image's Python 3.10.
 """
@@ -49,7 +53,7 @@ class PlanError(RuntimeError):
 
 @dataclass(frozen=True)
 class Profile:
-    """An optimization profile for one input: its name and min/opt/max shapes, batch first."""
+    """One input's shapes in the optimization profile: its name and min/opt/max shapes, batch first."""
 
     name: str
     min: Shape
@@ -76,42 +80,86 @@ def load_config(model_dir: Path) -> mc.ModelConfig:
         raise PlanError(f"{path}: {exc}") from exc
 
 
-def profile_from_config(config: mc.ModelConfig) -> Profile:
-    """The optimization profile a TensorRT model's config implies."""
+SHAPE_PARAMETERS = ("tensorrt_min_shapes", "tensorrt_opt_shapes", "tensorrt_max_shapes")
+
+
+def profiles_from_config(config: mc.ModelConfig) -> tuple[Profile, ...]:
+    """The optimization profile a TensorRT model's config implies, one entry per input in config order."""
     if config.platform != TRT_PLATFORM and config.backend != "tensorrt":
         kind = config.platform or config.backend
         raise PlanError(f"{config.name}: {kind!r} is not a TensorRT model (platform {TRT_PLATFORM!r})")
-    if len(config.input) != 1:
-        raise PlanError(f"{config.name}: expected one input, found {len(config.input)}")
+    if not config.input:
+        raise PlanError(f"{config.name}: the config declares no input")
     if config.max_batch_size < 1:
         raise PlanError(f"{config.name}: max_batch_size must be >= 1 to derive a batch profile")
-    (tensor,) = config.input
-    dims = tuple(tensor.dims)
-    if not dims or min(dims) < 1:
-        raise PlanError(f"{config.name}: input {tensor.name!r} needs fixed dims, got {list(dims)}")
     largest = config.max_batch_size
     opt = max(config.dynamic_batching.preferred_batch_size, default=largest)
     if not 1 <= opt <= largest:
         raise PlanError(f"{config.name}: preferred_batch_size {opt} is outside 1..{largest}")
-    return Profile(tensor.name, (1, *dims), (opt, *dims), (largest, *dims))
+    given = [_shapes_parameter(config, key) for key in SHAPE_PARAMETERS]
+    unknown = set().union(*given) - {t.name for t in config.input}
+    if unknown:
+        raise PlanError(f"{config.name}: {', '.join(SHAPE_PARAMETERS)} name unknown inputs {sorted(unknown)}")
+    profiles = []
+    for tensor in config.input:
+        dims = tuple(tensor.dims)
+        if not dims or 0 in dims or min(dims) < -1:
+            raise PlanError(f"{config.name}: input {tensor.name!r} has invalid dims {list(dims)}")
+        low, best, high = (shapes.get(tensor.name, dims) for shapes in given)
+        if -1 in dims and any(tensor.name not in shapes for shapes in given):
+            raise PlanError(
+                f"{config.name}: input {tensor.name!r} has variable dims {list(dims)}: give its range in "
+                f"the parameters {', '.join(SHAPE_PARAMETERS)} (e.g. {tensor.name}:1)"
+            )
+        for shape in (low, best, high):
+            fits = len(shape) == len(dims) and all(d in (-1, s) for d, s in zip(dims, shape, strict=True))
+            if not fits or min(shape) < 1:
+                where = f"{config.name}: input {tensor.name!r}"
+                raise PlanError(f"{where}: shape {list(shape)} does not fit dims {list(dims)}")
+        if not all(a <= b <= c for a, b, c in zip(low, best, high, strict=True)):
+            raise PlanError(
+                f"{config.name}: input {tensor.name!r}: need min <= opt <= max, got {low} {best} {high}"
+            )
+        profiles.append(Profile(tensor.name, (1, *low), (opt, *best), (largest, *high)))
+    return tuple(profiles)
+
+
+def _shapes_parameter(config: mc.ModelConfig, key: str) -> dict[str, Shape]:
+    """``name:AxB,name2:C`` (a config parameter, trtexec's syntax without the batch dim) as shapes by name."""
+    parameter = config.parameters.get(key)  # .get: indexing a protobuf map would insert the key
+    shapes: dict[str, Shape] = {}
+    for entry in (parameter.string_value if parameter else "").split(","):
+        if not entry.strip():
+            continue
+        name, _, spec = entry.strip().rpartition(":")
+        try:
+            shapes[name] = tuple(int(d) for d in spec.split("x"))
+        except ValueError:
+            raise PlanError(f"{config.name}: parameter {key}: {entry.strip()!r} is not NAME:AxB") from None
+        if not name:
+            raise PlanError(f"{config.name}: parameter {key}: {entry.strip()!r} is not NAME:AxB")
+    return shapes
 
 
 def trtexec_command(
-    onnx: Path, plan: Path, profile: Profile, fp16: bool, workspace_gib: float | None = None
+    onnx: Path, plan: Path, profiles: tuple[Profile, ...], fp16: bool, workspace_gib: float | None = None
 ) -> list[str]:
     """The ``trtexec`` command that builds the same plan."""
 
-    def spec(shape: Shape) -> str:
-        name = f"'{profile.name}'" if ":" in profile.name else profile.name
-        return f"{name}:{'x'.join(map(str, shape))}"
+    def spec(which: str) -> str:
+        def one(p: Profile) -> str:
+            name = f"'{p.name}'" if ":" in p.name else p.name
+            return f"{name}:{'x'.join(map(str, getattr(p, which)))}"
+
+        return ",".join(one(p) for p in profiles)
 
     command = [
         "trtexec",
         f"--onnx={onnx}",
         f"--saveEngine={plan}",
-        f"--minShapes={spec(profile.min)}",
-        f"--optShapes={spec(profile.opt)}",
-        f"--maxShapes={spec(profile.max)}",
+        f"--minShapes={spec('min')}",
+        f"--optShapes={spec('opt')}",
+        f"--maxShapes={spec('max')}",
     ]
     if workspace_gib is not None:
         command.append(f"--memPoolSize=workspace:{round(workspace_gib * 1024)}")  # MiB
@@ -120,10 +168,12 @@ def trtexec_command(
     return command
 
 
-def check_tensors(tensors: dict[str, Tensor], config: mc.ModelConfig, profile: Profile) -> list[str]:
+def check_tensors(
+    tensors: dict[str, Tensor], config: mc.ModelConfig, profiles: tuple[Profile, ...]
+) -> list[str]:
     """What differs between a built engine's I/O tensors and the config; empty when they match."""
     expected = [(t, True) for t in config.input] + [(t, False) for t in config.output]
-    wanted = (profile.min, profile.opt, profile.max)
+    wanted = {p.name: (p.min, p.opt, p.max) for p in profiles}
     problems = []
     names = {t.name for t, _ in expected}
     if set(tensors) != names:
@@ -140,13 +190,13 @@ def check_tensors(tensors: dict[str, Tensor], config: mc.ModelConfig, profile: P
             problems.append(f"{t.name}: dtype {found.dtype}, config wants {dtype}")
         if found.shape != shape:
             problems.append(f"{t.name}: shape {list(found.shape)}, config wants {list(shape)}")
-        if t.name == profile.name and found.profile != wanted:
-            problems.append(f"{t.name}: profile {found.profile}, config implies {wanted}")
+        if t.name in wanted and found.profile != wanted[t.name]:
+            problems.append(f"{t.name}: profile {found.profile}, config implies {wanted[t.name]}")
     return problems
 
 
-def build_plan(onnx: Path, profile: Profile, fp16: bool, workspace_gib: float) -> bytes:
-    """Parse ``onnx`` and build a serialized engine with one optimization profile."""
+def build_plan(onnx: Path, profiles: tuple[Profile, ...], fp16: bool, workspace_gib: float) -> bytes:
+    """Parse ``onnx`` and build a serialized engine with one optimization profile over its inputs."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -160,15 +210,16 @@ def build_plan(onnx: Path, profile: Profile, fp16: bool, workspace_gib: float) -
         errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise PlanError(f"{onnx}: TensorRT could not parse it:\n{errors}")
     inputs = [network.get_input(i).name for i in range(network.num_inputs)]
-    if inputs != [profile.name]:
-        raise PlanError(f"{onnx}: inputs {inputs}, config has [{profile.name!r}]")
+    if sorted(inputs) != sorted(p.name for p in profiles):
+        raise PlanError(f"{onnx}: inputs {inputs}, config has {[p.name for p in profiles]}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)  # inner layers only: I/O stays as the ONNX declares it
     optimization_profile = builder.create_optimization_profile()
-    optimization_profile.set_shape(profile.name, profile.min, profile.opt, profile.max)
+    for p in profiles:
+        optimization_profile.set_shape(p.name, p.min, p.opt, p.max)
     config.add_optimization_profile(optimization_profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -209,11 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     plan = (args.output or args.model_dir / "1") / "model.plan"
     try:
         config = load_config(args.model_dir)
-        profile = profile_from_config(config)
+        profiles = profiles_from_config(config)
     except (OSError, PlanError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    command = shlex.join(trtexec_command(onnx, plan, profile, args.fp16, args.workspace_gib))
+    command = shlex.join(trtexec_command(onnx, plan, profiles, args.fp16, args.workspace_gib))
     if args.print_command:
         print(command)
         return 0
@@ -230,10 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {onnx} is missing: export the model to ONNX first", file=sys.stderr)
         return 2
 
-    print(f"TensorRT {trt.__version__}: {onnx} -> {plan} (fp16={args.fp16}, profile {profile})")
+    print(f"TensorRT {trt.__version__}: {onnx} -> {plan} (fp16={args.fp16}, profile {profiles})")
     try:
-        serialized = build_plan(onnx, profile, args.fp16, args.workspace_gib)
-        problems = check_tensors(plan_tensors(serialized), config, profile)
+        serialized = build_plan(onnx, profiles, args.fp16, args.workspace_gib)
+        problems = check_tensors(plan_tensors(serialized), config, profiles)
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

