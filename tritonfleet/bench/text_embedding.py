@@ -65,10 +65,10 @@ def write_input_data(texts: tuple[str, ...], path: Path) -> Path:
     return path
 
 
-def measure_floor(embedder: OnnxEmbedder, batch: int, seconds: float) -> dict[str, float]:
-    """Texts/s and batch latency of tokenizer + onnxruntime in this process, batch by batch."""
+def measure_floor(embedder: OnnxEmbedder, batch: int, seconds: float) -> list[float]:
+    """Latencies of tokenizer + onnxruntime on batches of ``batch`` texts in this process, for ``seconds``."""
     work = [SENTENCES[i % len(SENTENCES)] for i in range(batch)]
-    latencies = []
+    latencies: list[float] = []
 
     def once() -> float:
         start = time.perf_counter()
@@ -77,8 +77,12 @@ def measure_floor(embedder: OnnxEmbedder, batch: int, seconds: float) -> dict[st
 
     once()  # warm-up
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(latencies) < 5:
+    while time.perf_counter() < deadline or len(latencies) < 3:
         latencies.append(once())
+    return latencies
+
+
+def floor_summary(batch: int, latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
         "throughput": batch * len(latencies) / sum(latencies),
@@ -129,14 +133,20 @@ def run_text_embedding_bench(
                     # three windows, and the floor is measured beside each level anyway.
                     extra=["--stability-percentage", STABILITY_PERCENTAGE],
                 )
+                # Half the floor just before the served run and half just after, so that the machine's load
+                # drifting during a level weighs on both sides alike.
+                batch = min(c, config.max_batch_size)
+                half = measurement_ms / 2e3
+                with console.status(f"in-process floor: batch {batch}"):
+                    latencies = measure_floor(embedder, batch, half)
                 before = executed_batches(url, MODEL)
                 with console.status(f"perf_analyzer: concurrency {c}"):
                     served = perf_analyzer.run(cmd, csv_path, c)
                 after = executed_batches(url, MODEL)
                 avg_batch = (after[0] - before[0]) / max(1, after[1] - before[1])
-                batch = min(c, config.max_batch_size)
                 with console.status(f"in-process floor: batch {batch}"):
-                    floor = measure_floor(embedder, batch, measurement_ms / 1e3)
+                    latencies += measure_floor(embedder, batch, half)
+                floor = floor_summary(batch, latencies)
                 ratio = served.throughput / floor["throughput"]
                 console.print(
                     f"  c={c:>3}: served {served.throughput:7.1f}/s p99 {served.p99_ms:6.1f} ms | "
@@ -201,7 +211,8 @@ def _write_report(output: Path, levels: list[dict[str, Any]], intra: int) -> Pat
         "Served: perf_analyzer over gRPC against tritonserver 2.51.0 (ensemble tokenizer -> minilm_l6, CPU "
         f"configs), one real sentence per request ({len(SENTENCES)} sentences in turn).\n"
         "Floor: the same tokenizer and ONNX model in one process, batched as large as the concurrency, no "
-        f"server (onnxruntime intra-op threads {intra}).\n\n" + report.markdown_table(headers, rows)
+        f"server (onnxruntime intra-op threads {intra}), half just before and half just after each served "
+        "level.\n\n" + report.markdown_table(headers, rows)
     )
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     xs = [lv["concurrency"] for lv in levels]
