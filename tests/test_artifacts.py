@@ -131,3 +131,90 @@ def test_unknown_pipeline_is_a_clear_error() -> None:
     message = out.stdout.replace("\n", "")
     assert "unknown pipeline 'audio'; choose from [" in message and "'image_classifier'" in message
     assert "Traceback" not in out.stderr
+
+
+CONCAT_RECIPE = """
+import argparse, pathlib
+from tritonfleet.artifacts import BuildOption
+parser = argparse.ArgumentParser()
+parser.add_argument("--docs")
+parser.add_argument("--model", type=pathlib.Path)
+parser.add_argument("--output", type=pathlib.Path)
+args = parser.parse_args()
+texts = [p.read_text() for p in BuildOption("docs", "", "").paths(args.docs)]
+(args.output / "index.txt").write_text(args.model.read_text() + "|" + "+".join(texts))
+"""
+
+
+def index_recipe() -> Recipe:
+    """A recipe that reads another recipe's output and a corpus named by a build option."""
+    return Recipe(
+        script="build/index.py",
+        outputs=("toy_index/1/index.txt",),
+        args=(
+            "--docs",
+            "{docs}",
+            "--model",
+            "{repository}/toy/1/model.bin",
+            "--output",
+            "{output}/toy_index/1",
+        ),
+        needs=("toy/1/model.bin",),
+        options=(artifacts.BuildOption("docs", "docs/*.md", "documents", files=True),),
+    )
+
+
+def test_a_files_option_and_the_needed_artifacts_are_in_the_key(project: Path, tmp_path: Path) -> None:
+    (project / "build" / "index.py").write_text(CONCAT_RECIPE)
+    (project / "docs").mkdir()
+    (project / "docs" / "a.md").write_text("alpha")
+    (project / "docs" / "skip.txt").write_text("not matched by the glob")
+    repository = project / "model_repository"
+    artifacts.build(recipe(), repository, log=lambda _: None)
+    index = repository / "toy_index" / "1" / "index.txt"
+    assert artifacts.build(index_recipe(), repository, log=lambda _: None) == "built"
+    assert index.read_text() == "v1|alpha"
+    assert artifacts.build(index_recipe(), repository, log=lambda _: None) == "current"
+
+    (project / "docs" / "a.md").write_text("alpha, edited")  # the corpus changes: rebuilt
+    assert artifacts.build(index_recipe(), repository, log=lambda _: None) == "built"
+    assert index.read_text() == "v1|alpha, edited"
+
+    (project / "build" / "weights.txt").write_text("v2")  # the artifact it needs changes: rebuilt
+    artifacts.build(recipe(), repository, log=lambda _: None)
+    assert artifacts.build(index_recipe(), repository, log=lambda _: None) == "built"
+    assert index.read_text() == "v2|alpha, edited"
+
+    other = tmp_path / "notes"  # another corpus, given as the option: a folder of .md and .txt files
+    (other / "deep").mkdir(parents=True)
+    (other / "deep" / "n.txt").write_text("note")
+    options = {"docs": str(other)}
+    assert artifacts.build(index_recipe(), repository, log=lambda _: None, options=options) == "built"
+    assert index.read_text() == "v2|note"
+    assert index_recipe().key(repository, options) != index_recipe().key(repository)
+
+
+def test_a_needed_artifact_that_is_not_built_is_a_clear_error(project: Path) -> None:
+    (project / "build" / "index.py").write_text(CONCAT_RECIPE)
+    with pytest.raises(BuildError, match=r"needs toy/1/model.bin, which is not built"):
+        artifacts.build(index_recipe(), project / "model_repository", log=lambda _: None)
+
+
+def test_recipes_come_after_those_whose_outputs_they_need() -> None:
+    """rag's index needs the text_embedding artifacts: `fleet build rag` builds those first, and so does
+    `fleet build` (registry order would put rag first)."""
+    names = [r.script for r in pipelines.recipes("cpu", ["rag"])]
+    assert names == ["build/text_embedding/export_onnx.py", "build/rag/build_index.py"]
+    every = [r.script for r in pipelines.recipes("cpu")]
+    assert every.index("build/text_embedding/export_onnx.py") < every.index("build/rag/build_index.py")
+    assert len(every) == len(set(every))
+
+
+def test_fleet_build_offers_the_recipes_options() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "tritonfleet.cli", "build", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--corpus" in out and "README.md,docs/*.md" in out

@@ -281,3 +281,39 @@ def test_garbage_config_never_raises(tmp_path: Path, text: str) -> None:
     root = copy_repo(tmp_path)
     (root / CLASSIFIER).write_bytes(text.encode("latin-1"))
     assert any(p.model == "image_classifier" for p in new_problems(root))
+
+
+RAG_FILES = ("rag/config.pbtxt", "rag/configs/cpu.pbtxt")
+OPTIONAL_NUM_SOURCES = '"num_sources", data_type: TYPE_INT32, dims: [ 1 ], optional: true'
+
+
+def test_a_model_that_speaks_an_interface_keeps_all_of_it(tmp_path: Path) -> None:
+    """rag declares that it speaks ensemble's interface: dropping one of ensemble's outputs, changing an
+    input's type or making an input rag adds required are each caught, on both targets."""
+    changes = [
+        ('  { name: "cum_log_probs", data_type: TYPE_FP32, dims: [ -1 ] },\n', ""),
+        ('"max_tokens", data_type: TYPE_INT32', '"max_tokens", data_type: TYPE_INT64'),
+        (OPTIONAL_NUM_SOURCES, OPTIONAL_NUM_SOURCES.removesuffix(", optional: true")),
+    ]
+    problems = with_edits(tmp_path, *((file, old, new) for file in RAG_FILES for old, new in changes))
+    interface = sorted(str(p) for p in problems if "ensemble" in str(p) and "step" not in str(p))
+    assert interface == [
+        f"{file}: rag [{target}]: {message}"
+        for file, target in ((RAG_FILES[0], "gpu"), (RAG_FILES[1], "cpu"))
+        for message in sorted(
+            [
+                'input "max_tokens" is INT64 [1], "ensemble" has INT32 [1]',
+                'input "num_sources" is not in "ensemble", so it must be optional',
+                'speaks "ensemble" but has no output "cum_log_probs"',
+            ]
+        )
+    ]
+
+
+def test_interface_naming_an_unknown_model(tmp_path: Path) -> None:
+    edits = [(f, 'string_value: "ensemble" }', 'string_value: "ensembel" }') for f in RAG_FILES]
+    problems = with_edits(tmp_path, *edits)
+    assert sorted(str(p) for p in problems) == [
+        'rag/config.pbtxt: rag [gpu]: interface names unknown model "ensembel"',
+        'rag/configs/cpu.pbtxt: rag [cpu]: interface names unknown model "ensembel"',
+    ]

@@ -9,6 +9,7 @@ re-exporting. The cache lives in ``$TRITONFLEET_CACHE`` or ``~/.cache/tritonflee
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib.metadata
 import os
@@ -16,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,47 @@ def cache_root() -> Path:
 
 
 @dataclass(frozen=True)
+class BuildOption:
+    """A value a recipe takes from the command line: ``fleet build --<name> VALUE``, ``{name}`` in its args.
+
+    With ``files``, the value is a comma-separated list of files, folders (their ``*.md`` and ``*.txt``
+    files, recursively) or glob patterns, relative to the project root unless absolute; what they hold is
+    part of the cache key, so editing a file rebuilds."""
+
+    name: str
+    default: str
+    help: str
+    files: bool = False
+
+    def absolute(self, value: str) -> str:
+        """A ``files`` option's value with each part made absolute (against the project root)."""
+        parts = (p.strip() for p in value.split(","))
+        return ",".join(p if Path(p).is_absolute() else str(PROJECT_ROOT / p) for p in parts if p)
+
+    def paths(self, value: str) -> list[Path]:
+        """The files a ``files`` option's value names, sorted, without duplicates."""
+        found: set[Path] = set()
+        for part in self.absolute(value).split(","):
+            path = Path(part)
+            if not part:
+                continue
+            if path.is_dir():
+                found |= {f for f in path.rglob("*") if f.suffix in (".md", ".txt") and f.is_file()}
+            else:
+                found |= {Path(f) for f in glob.glob(str(path)) if Path(f).is_file()}
+        return sorted(found)
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One build step: ``script`` run with ``args`` writes ``outputs`` (paths relative to the repository).
 
     ``args`` may name ``{output}``, the folder laid out like the repository that the script writes into
-    (a staging folder for cached recipes, the repository itself otherwise), and ``{repository}``. The
-    cache key hashes the arguments before substitution, so it does not depend on where the repository is.
+    (a staging folder for cached recipes, the repository itself otherwise), ``{repository}``, and each of
+    its ``options`` by name. The cache key hashes the arguments before substitution, so it does not depend
+    on where the repository is, and the options' values (a ``files`` option's files by content).
+    ``needs`` are files other recipes write (repository-relative) that this one reads: they are built first
+    and their content is part of the key.
     """
 
     script: str  # relative to the project root
@@ -42,6 +78,8 @@ class Recipe:
     args: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()  # other project files whose content shapes the output
     packages: tuple[str, ...] = ()  # distributions whose version shapes the output
+    needs: tuple[str, ...] = ()  # other recipes' outputs it reads, relative to the repository root
+    options: tuple[BuildOption, ...] = ()
     # "cpu": the CPU server needs it; "image": the GPU image's export stage builds it (docker/Dockerfile);
     # "gpu": built on a GPU (TensorRT), after the image's artifacts.
     targets: tuple[str, ...] = ("cpu", "image")
@@ -59,7 +97,12 @@ class Recipe:
         wanted = {"cpu": ("cpu",), "image": ("image",), "gpu": ("image", "gpu")}[target]
         return any(t in wanted for t in self.targets)
 
-    def key(self) -> str:
+    def values(self, options: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Each option's value: the one given, else its default."""
+        given = options or {}
+        return {o.name: given.get(o.name) or o.default for o in self.options}
+
+    def key(self, repository: Path | None = None, options: Mapping[str, str] | None = None) -> str:
         digest = hashlib.sha256()
         for rel in (self.script, *self.sources):
             digest.update(rel.encode())
@@ -67,19 +110,35 @@ class Recipe:
         for dist in self.packages:
             digest.update(f"{dist}=={_version(dist)}".encode())
         digest.update(f"{sys.version_info[:2]} {self.args} {self.outputs}".encode())
+        for rel in self.needs:
+            path = (repository or REPOSITORY) / rel
+            if not path.is_file():
+                raise BuildError(f"{self.script} needs {rel}, which is not built")
+            digest.update(f"{rel} {sha256(path)}".encode())
+        values = self.values(options)
+        for option in self.options:
+            digest.update(f"{option.name}={values[option.name]}".encode())
+            if option.files:
+                for path in option.paths(values[option.name]):
+                    digest.update(f"{path} {sha256(path)}".encode())
         return digest.hexdigest()[:20]
 
-    def cache_dir(self) -> Path:
+    def cache_dir(self, repository: Path | None = None, options: Mapping[str, str] | None = None) -> Path:
         name = Path(self.script).with_suffix("").as_posix().replace("/", "_")
-        return cache_root() / "artifacts" / f"{name}-{self.key()}"
+        return cache_root() / "artifacts" / f"{name}-{self.key(repository, options)}"
 
-    def command(self, output: Path, repository: Path) -> list[str]:
-        args = [a.format(output=output, repository=repository) for a in self.args]
+    def command(self, output: Path, repository: Path, options: Mapping[str, str] | None = None) -> list[str]:
+        values = self.values(options)
+        for option in self.options:  # the script gets absolute paths, wherever it runs
+            if option.files:
+                values[option.name] = option.absolute(values[option.name])
+        fields = {"output": output, "repository": repository, **values}
+        args = [a.format(**fields) for a in self.args]
         return [sys.executable, str(PROJECT_ROOT / self.script), *args]
 
-    def is_current(self, repository: Path) -> bool:
+    def is_current(self, repository: Path, options: Mapping[str, str] | None = None) -> bool:
         """The repository already holds this recipe's cached outputs, byte for byte."""
-        cached = self.cache_dir()
+        cached = self.cache_dir(repository, options)
         return all(
             (cached / name).is_file()
             and (repository / name).is_file()
@@ -106,24 +165,30 @@ class BuildError(RuntimeError):
     """A recipe failed; the message carries the tail of its output."""
 
 
-def build(recipe: Recipe, repository: Path = REPOSITORY, log: Callable[[str], None] = print) -> str:
-    """Run ``recipe`` unless the cache has its outputs; install them into ``repository``.
+def build(
+    recipe: Recipe,
+    repository: Path = REPOSITORY,
+    log: Callable[[str], None] = print,
+    options: Mapping[str, str] | None = None,
+) -> str:
+    """Run ``recipe`` (with the build ``options`` given, by name) unless the cache has its outputs; install
+    them into ``repository``.
 
     Returns "current", "cached" or "built".
     """
     if not recipe.cached:
-        _run(recipe, repository, repository, log)
+        _run(recipe, repository, repository, log, options)
         return "built"
-    if recipe.is_current(repository):
+    if recipe.is_current(repository, options):
         return "current"
-    cached = recipe.cache_dir()
+    cached = recipe.cache_dir(repository, options)
     state = "cached"
     if not all((cached / n).is_file() for n in recipe.outputs):
         state = "built"
         cached.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="staging-", dir=cached.parent))
         try:
-            _run(recipe, staging, repository, log)
+            _run(recipe, staging, repository, log, options)
             shutil.rmtree(cached, ignore_errors=True)
             staging.rename(cached)  # atomic: a half-written cache entry is never seen
         finally:
@@ -134,10 +199,16 @@ def build(recipe: Recipe, repository: Path = REPOSITORY, log: Callable[[str], No
     return state
 
 
-def _run(recipe: Recipe, out: Path, repository: Path, log: Callable[[str], None]) -> None:
+def _run(
+    recipe: Recipe,
+    out: Path,
+    repository: Path,
+    log: Callable[[str], None],
+    options: Mapping[str, str] | None = None,
+) -> None:
     for name in recipe.outputs:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
-    cmd = recipe.command(out, repository)
+    cmd = recipe.command(out, repository, options)
     log(" ".join(cmd))
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:

@@ -50,6 +50,12 @@ def parser() -> argparse.ArgumentParser:
         default="cpu",
         help="cpu: what fleet serve needs; image: the GPU image's export stage; gpu: image + TensorRT plans",
     )
+    for option in pipelines.build_options().values():
+        b.add_argument(
+            f"--{option.name}",
+            dest=f"option_{option.name}",
+            help=f"{option.help} (default: {option.default})",
+        )
     b.set_defaults(handler=cmd_build)
 
     v = sub.add_parser("validate", help="check every config against Triton's schema and ensemble wiring")
@@ -115,6 +121,11 @@ def _bench_all(args: argparse.Namespace, benched: dict[str, pipelines.Command]) 
     return 0
 
 
+def _absolute(paths: str) -> str:
+    """Comma-separated paths (globs too) made absolute against the working directory."""
+    return ",".join(str(Path(p.strip()).expanduser().absolute()) for p in paths.split(",") if p.strip())
+
+
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -125,13 +136,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     except KeyError as exc:
         console.print(f"[red]✗[/] {exc.args[0]}")
         return 2
+    options = {}
+    for option in pipelines.build_options().values():
+        value = getattr(args, f"option_{option.name}", None)
+        if value is not None:  # files given on the command line are relative to where it runs
+            options[option.name] = _absolute(value) if option.files else value
     for recipe in recipes:
         label = f"{', '.join(recipe.models)}: {len(recipe.outputs)} file(s) for {args.target}"
         start = time.monotonic()
         with console.status(f"[bold]building[/] {label} with {recipe.script}"):
             try:
                 state = artifacts.build(
-                    recipe, args.repository, log=lambda line: console.print(f"  [dim]$ {line}[/]")
+                    recipe, args.repository, lambda line: console.print(f"  [dim]$ {line}[/]"), options
                 )
             except artifacts.BuildError as exc:
                 console.print(f"[red]✗[/] {label}\n{exc}")

@@ -93,10 +93,12 @@ def validate_repository(root: Path) -> list[Problem]:
         configs = {d.name: parsed[config_path(d, target)] for d in model_dirs}
         for model_dir in model_dirs:
             config = configs[model_dir.name]
+            path = config_path(model_dir, target)
             if config is not None and config.platform == "ensemble":
-                path = config_path(model_dir, target)
                 for message in _check_ensemble(config, configs):
                     found.setdefault((model_dir.name, path, message), []).append(target)
+            for message in _check_interface(config, configs):
+                found.setdefault((model_dir.name, path, message), []).append(target)
     for (model, path, message), targets in found.items():
         report(model, path, f"{model} [{','.join(targets)}]: {message}")
     return problems
@@ -176,6 +178,49 @@ def _interface_diff(config: mc.ModelConfig | None, reference: mc.ModelConfig | N
         for key in sorted(mine.keys() | theirs.keys())
         if mine.get(key) != theirs.get(key)
     ]
+
+
+def _check_interface(config: mc.ModelConfig | None, configs: dict[str, mc.ModelConfig | None]) -> list[str]:
+    """A model whose ``interface`` parameter names another model speaks that model's interface: it has
+    every input and output of it, with the same data type, dims and optional flag, and every input it
+    adds is optional. So a client written for the other model calls this one unchanged."""
+    named = config.parameters.get("interface") if config is not None else None
+    if config is None or named is None:
+        return []
+    other = named.string_value
+    if other not in configs:
+        return [f'interface names unknown model "{other}"']
+    reference = configs[other]
+    if reference is None:
+        return []
+
+    def tensors(c: mc.ModelConfig, inputs: bool) -> dict[str, tuple[str, bool]]:
+        return {
+            t.name: (str(_Tensor(t.data_type, tuple(t.dims), False)), bool(inputs and t.optional))
+            for t in (c.input if inputs else c.output)
+        }
+
+    errors = []
+    if config.max_batch_size != reference.max_batch_size:
+        errors.append(
+            f'max_batch_size {config.max_batch_size} differs from "{other}"\'s {reference.max_batch_size}'
+        )
+    for inputs, kind in ((True, "input"), (False, "output")):
+        mine, theirs = tensors(config, inputs), tensors(reference, inputs)
+        for name, (tensor, optional) in theirs.items():
+            if name not in mine:
+                errors.append(f'speaks "{other}" but has no {kind} "{name}"')
+            elif mine[name] != (tensor, optional):
+                flag = lambda o: " optional" if o else ""  # noqa: E731
+                ours = f"{mine[name][0]}{flag(mine[name][1])}"
+                errors.append(f'{kind} "{name}" is {ours}, "{other}" has {tensor}{flag(optional)}')
+        if inputs:
+            errors += [
+                f'input "{name}" is not in "{other}", so it must be optional'
+                for name, (_, optional) in mine.items()
+                if name not in theirs and not optional
+            ]
+    return errors
 
 
 def _check_ensemble(ensemble: mc.ModelConfig, configs: dict[str, mc.ModelConfig | None]) -> list[str]:

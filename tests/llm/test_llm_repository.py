@@ -35,9 +35,9 @@ def test_cpu_tensorrt_llm_adds_only_the_count_and_stop_tensors() -> None:
     counts = repo.config("tensorrt_llm_counts", "gpu")
     extra_inputs = {t.name for t in cpu.input} - {t.name for t in gpu.input}
     extra_outputs = {t.name for t in cpu.output} - {t.name for t in gpu.output}
-    assert extra_inputs == {"return_num_input_tokens", "return_num_output_tokens"}
-    assert extra_outputs == {"num_input_tokens", "num_output_tokens", "stop_request_id"}
-    # ...the counts with the types tensorrt_llm_counts gives them on GPU.
+    assert extra_inputs == {"return_num_input_tokens", "return_num_output_tokens", "passthrough_in"}
+    assert extra_outputs == {"num_input_tokens", "num_output_tokens", "stop_request_id", "passthrough_out"}
+    # ...the counts and the pass-through with the types tensorrt_llm_counts gives them on GPU.
     for tensors, counted in ((cpu.input, counts.input), (cpu.output, counts.output)):
         mine = {
             t.name: (t.data_type, list(t.dims))

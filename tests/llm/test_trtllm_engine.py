@@ -204,25 +204,30 @@ def test_gpu_config_tensors_are_known_to_the_pinned_backend() -> None:
 
 
 def test_cpu_config_has_the_gpu_interface_plus_the_counts_and_stop_id() -> None:
-    """The CPU model returns the token counts itself (the GPU ensemble adds them with tensorrt_llm_counts),
-    and each sequence's stop_request_id (for postprocessing to stop it when the client cancels)."""
+    """The CPU model returns the token counts and the pass-through tensor itself (on GPU tensorrt_llm_counts
+    adds them), and each sequence's stop_request_id (for postprocessing to stop it when the client
+    cancels)."""
     cpu, gpu = parse_config(CPU_CONFIG), parse_config(GPU_CONFIG)
     n_in, n_out = len(gpu.input), len(gpu.output)
     assert list(cpu.input)[:n_in] == list(gpu.input) and list(cpu.output)[:n_out] == list(gpu.output)
     counts = te.unsupported_tensors(parse_config(COUNTS_CONFIG))
-    assert [t.name for t in list(cpu.input)[n_in:] + list(cpu.output)[n_out:]] == [*counts, "stop_request_id"]
+    extra = [t.name for t in list(cpu.input)[n_in:] + list(cpu.output)[n_out:]]
+    assert sorted(extra) == sorted([*counts, "stop_request_id"])
 
 
 def test_counts_step_forwards_only_tensors_the_backend_knows() -> None:
-    """tensorrt_llm_counts adds the token-count tensors; everything else it forwards to tensorrt_llm."""
+    """tensorrt_llm_counts adds the token-count tensors and the pass-through; everything else it forwards to
+    tensorrt_llm."""
     counts = parse_config(COUNTS_CONFIG)
     assert te.unsupported_tensors(counts) == [
-        "return_num_input_tokens", "return_num_output_tokens", "num_input_tokens", "num_output_tokens",
+        "passthrough_in", "return_num_input_tokens", "return_num_output_tokens",
+        "num_input_tokens", "num_output_tokens", "passthrough_out",
     ]  # fmt: skip
     gpu = parse_config(GPU_CONFIG)
     assert {t.name for t in counts.input} - {t.name for t in gpu.input} == {
         "return_num_input_tokens",
         "return_num_output_tokens",
+        "passthrough_in",
     }
 
 

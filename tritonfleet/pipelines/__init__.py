@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tritonfleet.artifacts import Recipe
+from tritonfleet.artifacts import BuildOption, Recipe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -125,9 +125,37 @@ def helpers() -> dict[str, Callable[..., Call]]:
 
 
 def recipes(target: str, names: list[str] | None = None) -> list[Recipe]:
-    """The recipes that make ``target``'s artifacts, for the named pipelines (default: all)."""
-    chosen = [get(n) for n in names] if names else list(registry().values())
-    return [r for p in chosen for r in p.recipes if r.builds_for(target)]
+    """The recipes that make ``target``'s artifacts, for the named pipelines (default: all), each after the
+    recipes that write the files it ``needs`` (those are included when their pipeline is not named)."""
+    every = [r for p in registry().values() for r in p.recipes if r.builds_for(target)]
+    writer = {output: r for r in every for output in r.outputs}
+    chosen = [r for n in names for r in get(n).recipes if r.builds_for(target)] if names else every
+    ordered: list[Recipe] = []
+
+    def add(recipe: Recipe, path: tuple[str, ...]) -> None:
+        if recipe in ordered:
+            return
+        if recipe.script in path:
+            raise ValueError(f"recipes need each other's outputs: {' -> '.join((*path, recipe.script))}")
+        for need in recipe.needs:
+            if need in writer:
+                add(writer[need], (*path, recipe.script))
+        ordered.append(recipe)
+
+    for recipe in chosen:
+        add(recipe, ())
+    return ordered
+
+
+def build_options() -> dict[str, BuildOption]:
+    """Every build option of every recipe by name (``fleet build --NAME``); one name, one meaning."""
+    found: dict[str, BuildOption] = {}
+    for pipeline in registry().values():
+        for recipe in pipeline.recipes:
+            for option in recipe.options:
+                if found.setdefault(option.name, option) != option:
+                    raise ValueError(f"two recipes declare the build option {option.name!r} differently")
+    return found
 
 
 def requirements(kinds: tuple[str, ...] = ("serve", "build")) -> list[str]:

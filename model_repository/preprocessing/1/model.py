@@ -60,7 +60,7 @@ class TritonPythonModel:
                     pb_utils.InferenceResponse([pb_utils.Tensor(n, v) for n, v in tensors.items()])
                 )
             except ClientError as exc:
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                error = pb_utils.TritonError(f"preprocessing: {exc}", pb_utils.TritonError.INVALID_ARG)
                 responses.append(pb_utils.InferenceResponse(error=error))
         return responses
 

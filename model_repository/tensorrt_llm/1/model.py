@@ -17,6 +17,9 @@ gets an empty final response itself. Triton 24.10 does not pass a cancelled ense
 running step, so each request also has a request id of its own, ``stop_request_id``, sent with every
 ``STOP_ID_EVERY``-th response of each row when asked: the CPU ensemble hands it to postprocessing, which stops
 the request (all its rows) when Triton gives it a cancelled step (see postprocessing).
+
+``passthrough_in`` (optional, strings) comes back unchanged as ``passthrough_out`` on each row's first
+response (how the ``rag`` ensemble returns its sources beside the streamed text).
 """
 
 import gc
@@ -172,7 +175,7 @@ class TritonPythonModel:
                     continue
                 rows = [self._row(request, i, batch) for i in range(batch)]
             except (ValueError, TypeError, OverflowError) as exc:
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                error = pb_utils.TritonError(f"tensorrt_llm: {exc}", pb_utils.TritonError.INVALID_ARG)
                 sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
                 continue
             for seq in self._sequences(request, sender, rows):
@@ -267,6 +270,7 @@ class TritonPythonModel:
         want_stop_id = "stop_request_id" in requested
         ids = [i for i in (request.request_id(), stop_id) if i]
         left = [len(rows)]  # rows still generating
+        passthrough = _rows(request, "passthrough_in", len(rows))
         seqs = []
         for index, (prompt, params, stream, prefix, counts) in enumerate(rows):
             seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
@@ -282,12 +286,13 @@ class TritonPythonModel:
                 counts,
                 stop_id if want_stop_id else None,
                 index if tag else None,
+                None if passthrough is None else passthrough[index],
             )
             seqs.append(seq)
         return seqs
 
-    def _emitter(self, seq, sender, ids, left, prefix, counts, stop_id, batch_index):
-        state = {"last": None, "responses": 0}
+    def _emitter(self, seq, sender, ids, left, prefix, counts, stop_id, batch_index, passthrough):
+        state = {"last": None, "responses": 0, "passthrough": passthrough}
 
         def emit(tokens, logprobs, reason):
             now = time.monotonic()
@@ -324,13 +329,19 @@ class TritonPythonModel:
                 every = stop_id is not None and state["responses"] % STOP_ID_EVERY == 0
                 state["responses"] += 1
                 response = self._response(
-                    prefix + tokens, logprobs, counts, stop_id if every else None, batch_index
+                    prefix + tokens,
+                    logprobs,
+                    counts,
+                    stop_id if every else None,
+                    batch_index,
+                    state["passthrough"],
                 )
+                state["passthrough"] = None  # on the first response only
                 sender.send(response, flags=flags)
 
         return emit
 
-    def _response(self, tokens, logprobs, counts, stop_id, batch_index):
+    def _response(self, tokens, logprobs, counts, stop_id, batch_index, passthrough=None):
         """One response: batch dim 1, one beam."""
         values = {
             "output_ids": [[tokens]],
@@ -343,6 +354,8 @@ class TritonPythonModel:
             values["batch_index"] = [[batch_index]]
         if stop_id is not None:
             values["stop_request_id"] = [[stop_id.encode()]]
+        if passthrough is not None:
+            values["passthrough_out"] = [list(passthrough)]
         return pb_utils.InferenceResponse(
             [pb_utils.Tensor(name, np.array(v, dtype=self.dtypes[name])) for name, v in values.items()]
         )

@@ -73,7 +73,10 @@ def _responses(model, inputs, outputs, decoupled=False, request_id=""):
         if response.has_error():
             message = response.error().message()
             code = pb_utils.TritonError.INTERNAL if is_fault(message) else pb_utils.TritonError.INVALID_ARG
-            raise StepError(f"{model}: {message}", code)
+            named = (
+                message if message.startswith(f"{model}:") else f"{model}: {message}"
+            )  # steps name themselves
+            raise StepError(named, code)
         if response.output_tensors():
             found.append({t.name(): t.as_numpy() for t in response.output_tensors()})
     if not found:

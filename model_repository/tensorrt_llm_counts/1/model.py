@@ -12,7 +12,8 @@ length preprocessing counted) and ``num_output_tokens`` (tokens generated so far
 ``sequence_length``, less the prompt when a non-streaming response echoes it). Each request is forwarded on
 its own thread, so concurrent streams reach tensorrt_llm's in-flight batching together. A request of batch B
 is forwarded whole; tensorrt_llm's responses are each one row's (``batch_index``, passed on, says which when
-B > 1), and each row is counted on its own.
+B > 1), and each row is counted on its own. ``passthrough_in`` is not forwarded (the backend has no such
+input): it comes back as ``passthrough_out`` on each row's first response (rag's sources).
 """
 
 import json
@@ -25,6 +26,10 @@ from tritonfleet.llm.errors import is_fault
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 COUNT_FLAGS = ("return_num_input_tokens", "return_num_output_tokens")
+PASSTHROUGH = (
+    "passthrough_in",
+    "passthrough_out",
+)  # not the backend's: held back, added on the first response
 
 
 def _column(request, name, default):
@@ -39,8 +44,13 @@ def _column(request, name, default):
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        self.forwarded = [t["name"] for t in config["input"] if t["name"] not in COUNT_FLAGS]
-        self.outputs = [t["name"] for t in config["output"] if not t["name"].startswith("num_")]
+        held_back = (*COUNT_FLAGS, *PASSTHROUGH)
+        self.forwarded = [t["name"] for t in config["input"] if t["name"] not in held_back]
+        self.outputs = [
+            t["name"]
+            for t in config["output"]
+            if not t["name"].startswith("num_") and t["name"] not in held_back
+        ]
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
 
     def execute(self, requests):
@@ -72,14 +82,17 @@ class TritonPythonModel:
                 )
                 for b, n in enumerate(num_input)
             ]
-            args = (llm_request, request.get_response_sender(), rows)
+            passthrough = pb_utils.get_input_tensor_by_name(request, "passthrough_in")
+            passed = None if passthrough is None else list(passthrough.as_numpy().reshape(batch, -1).copy())
+            args = (llm_request, request.get_response_sender(), rows, passed)
             threading.Thread(target=self._forward, args=args, daemon=True).start()
         return None
 
-    def _forward(self, llm_request, sender, rows):
+    def _forward(self, llm_request, sender, rows, passthrough):
         """Send tensorrt_llm's responses on, with the counts asked for, then the final flag. ``rows`` holds
         per row: the prompt length (None: not asked), the tokens generated so far (minus the prompt length
-        when the responses repeat it) and whether that count is asked."""
+        when the responses repeat it) and whether that count is asked. ``passthrough`` (None: not given) is
+        each row's pass-through tensor, added to that row's first response."""
         generated = [start for _, start, _ in rows]
         try:
             for response in llm_request.exec(decoupled=True):
@@ -107,6 +120,9 @@ class TritonPythonModel:
                     tensors.append(self._int_tensor("num_input_tokens", num_input))
                 if count_output:
                     tensors.append(self._int_tensor("num_output_tokens", generated[b]))
+                if passthrough is not None and passthrough[b] is not None:
+                    tensors.append(pb_utils.Tensor("passthrough_out", passthrough[b].reshape(1, -1)))
+                    passthrough[b] = None
                 sender.send(pb_utils.InferenceResponse(tensors))
             sender.send(flags=FINAL)
         except Exception as exc:  # the stream must end, whatever failed

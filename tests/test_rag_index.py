@@ -1,0 +1,94 @@
+"""tritonfleet.rag without a server: Markdown chunking, BM25, the index round trip, the prompt, labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonfleet.rag import Bm25, Chunk, Index, chunk_document, is_hit, prompt
+
+DOC = """# Guide
+
+Intro paragraph about the guide.
+
+## Install
+
+Run `make setup` first.
+
+```bash
+# this is a comment, not a heading
+make serve
+```
+
+## Tuning
+
+### Threads
+
+one two three four five six seven eight nine ten
+
+eleven twelve thirteen
+"""
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_sections_follow_headings_and_code_fences_stay_whole() -> None:
+    chunks = chunk_document("docs/guide.md", DOC, words, limit=30)
+    assert [(c.number, c.heading) for c in chunks] == [
+        (1, "Guide"),
+        (2, "Guide > Install"),
+        (3, "Guide > Tuning > Threads"),
+    ]
+    assert "# this is a comment, not a heading\nmake serve" in chunks[1].text
+    assert chunks[1].source == "docs/guide.md#2"
+    assert chunks[2].embedded_text.startswith("Guide > Tuning > Threads\none two")
+
+
+def test_paragraphs_are_packed_up_to_the_limit_and_long_ones_split() -> None:
+    chunks = chunk_document("g.md", DOC, words, limit=12)
+    threads = [c.text for c in chunks if c.heading.endswith("Threads")]
+    # The heading trail takes 5 of the 12 words: 7 are left for the text. The 10-word paragraph is cut at
+    # 7 words, and its rest is packed with the next paragraph.
+    assert threads == ["one two three four five six seven", "eight nine ten\n\neleven twelve thirteen"]
+    assert all(words(c.embedded_text) <= 12 for c in chunks)
+
+
+def test_bm25_ranks_the_rare_word_first() -> None:
+    bm25 = Bm25(["the server starts", "set TRITONFLEET_API_KEY for the key", "the server stops"])
+    scores = bm25.scores("Which variable holds the API key?")
+    assert int(np.argmax(scores)) == 1 and scores[0] == scores[2] == 0
+
+
+def test_index_round_trip_and_hybrid_search(tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    chunks = [
+        Chunk("a.md", i + 1, "A", text) for i, text in enumerate(["red apples", "green pears", "blue sky"])
+    ]
+    vectors = np.eye(3, 4, dtype=np.float32)  # unit vectors: chunk i is along axis i
+    Index.build(chunks, vectors).save(tmp_path)
+    index = Index.load(tmp_path)
+    (hits,) = index.search(np.array([[0.1, 0.9, 0.0, 0.0]], np.float32), ["green"], 2)
+    assert [h.chunk.source for h in hits] == ["a.md#2", "a.md#1"]
+    assert hits[0].score == pytest.approx(0.9)
+    (hits,) = index.search(np.array([[0.0, 0.0, 0.0, 1.0]], np.float32), ["sky"], 1)  # words break the tie
+    assert hits[0].chunk.source == "a.md#3"
+
+
+def test_prompt_numbers_the_sources_before_the_question() -> None:
+    hits = Index.build(
+        [Chunk("a.md", 1, "A > B", "first"), Chunk("b.md", 4, "", "second")], np.eye(2, dtype=np.float32)
+    ).search(np.eye(2, dtype=np.float32)[:1], ["q"], 2)[0]
+    text = prompt("What?", hits)
+    assert text.index("[1] a.md#1 (A > B):\nfirst") < text.index("[2] b.md#4 (b.md):\nsecond")
+    assert text.endswith("Question: What?")
+
+
+def test_labels_match_file_and_phrase_whatever_the_line_breaks() -> None:
+    chunk = Chunk("README.md", 2, "T", "Send `Authorization: Bearer\n  $TRITONFLEET_API_KEY` when set.")
+    assert is_hit(chunk, "README.md", "bearer $tritonfleet_api_key")
+    assert not is_hit(chunk, "docs/other.md", "Bearer $TRITONFLEET_API_KEY")
+    assert not is_hit(chunk, "README.md", "Bearer token")
