@@ -104,7 +104,10 @@ def test_preprocessing_batch_rows_are_prompts_of_their_own(preprocessing) -> Non
     stop = out["STOP_WORDS_IDS"]
     assert stop.shape == (2, 2, 2) and stop[1].tolist() == [[0, 0], [-1, -1]]  # row 1: no words
     error = preprocessing.infer({**inputs, "QUERY": [["hi"], [" "]]}).error
-    assert error.code() == INVALID and error.message() == "row 1: empty prompt: text_input has no text"
+    assert (
+        error.code() == INVALID
+        and error.message() == "preprocessing: row 1: empty prompt: text_input has no text"
+    )
 
 
 @pytest.mark.parametrize(
@@ -274,7 +277,9 @@ def test_tensorrt_llm_batch_rows_are_sequences_of_their_own(llm, tokenizer) -> N
 def test_tensorrt_llm_a_bad_row_fails_its_request(llm) -> None:
     inputs = {"input_ids": [[1, 2], [3, 4]], "input_lengths": [[2], [2]], "request_output_len": [[4], [0]]}
     error = llm.infer(inputs).error
-    assert error.code() == INVALID and error.message().startswith("row 1: max_tokens must be in [1, 1024]")
+    assert error.code() == INVALID and error.message().startswith(
+        "tensorrt_llm: row 1: max_tokens must be in [1, 1024]"
+    )
 
 
 def test_tensorrt_llm_stop_request_needs_an_id(llm) -> None:
