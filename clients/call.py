@@ -26,9 +26,25 @@ class Call:
     outputs: Mapping[str, int] | None = None
 
 
+@dataclass(frozen=True)
+class ConfiguredCall:
+    """A helper's request that depends on the model's config on the server, where the interface is written
+    (``parameters`` such as feature names, dims): the client reads the config of ``model`` (once per model,
+    as JSON, see :func:`model_config`) and sends ``make(config)``."""
+
+    model: str
+    make: Callable[[Mapping[str, Any]], Call]
+
+
+def model_config(response: Mapping[str, Any]) -> dict[str, Any]:
+    """A model config as JSON from either protocol's ``get_model_config`` (gRPC's ``as_json=True`` wraps it in
+    "config" and writes 64-bit integers such as dims as strings: ``int()`` them)."""
+    return dict(response.get("config", response))
+
+
 def config_datatypes(config: Mapping[str, Any]) -> dict[str, str]:
     """Input name -> Triton data type ("INT32", "BYTES", ...) of a model config as JSON (either protocol)."""
-    config = config.get("config", config)  # gRPC's get_model_config(as_json=True) wraps it
+    config = model_config(config)
     return {t["name"]: _datatype(t.get("data_type", "TYPE_FP32")) for t in config.get("input", [])}
 
 

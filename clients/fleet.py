@@ -9,8 +9,9 @@ Any Triton client works against the fleet; these add the helpers that the pipeli
         for piece in fleet.stream("Write a haiku about the sea.", max_tokens=48):
             print(piece, end="", flush=True)
 
-A helper builds a :class:`~tritonfleet.clients.call.Call`; the client sends it, casting each input to the
-data type the model's config declares (read from the server once per model), and parses the answer.
+A helper builds a :class:`~tritonfleet.clients.call.Call` (or a ``ConfiguredCall``, which builds it from the
+model's config on the server: feature names, say); the client sends it, casting each input to the data type
+the model's config declares (read from the server once per model), and parses the answer.
 ``api_key`` (default ``$TRITONFLEET_API_KEY``) is sent as ``Authorization: Bearer KEY`` with every request.
 """
 
@@ -27,7 +28,14 @@ from types import ModuleType
 from typing import Any, Literal
 
 from tritonfleet.clients import llm
-from tritonfleet.clients.call import Call, config_datatypes, infer_inputs, requested_outputs
+from tritonfleet.clients.call import (
+    Call,
+    ConfiguredCall,
+    config_datatypes,
+    infer_inputs,
+    model_config,
+    requested_outputs,
+)
 
 Protocol = Literal["http", "grpc"]
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
@@ -43,7 +51,7 @@ def _api(protocol: Protocol) -> ModuleType:
     return api
 
 
-def _helper(name: str) -> Callable[..., Call]:
+def _helper(name: str) -> Callable[..., Call | ConfiguredCall]:
     from tritonfleet import pipelines
 
     if name.startswith("_") or name not in pipelines.helpers():
@@ -64,7 +72,7 @@ class _Client:
         self.api = _api(protocol)
         self.url = url or DEFAULT_URLS[protocol]
         self.headers = _auth(api_key)
-        self._datatypes: dict[str, dict[str, str]] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
 
     def __dir__(self) -> list[str]:
         from tritonfleet import pipelines
@@ -98,8 +106,10 @@ class FleetClient(_Client):
 
         return run
 
-    def call(self, call: Call) -> Any:
+    def call(self, call: Call | ConfiguredCall) -> Any:
         """Send one helper's request and parse its answer."""
+        if isinstance(call, ConfiguredCall):
+            call = call.make(self.model_config(call.model))
         inputs = infer_inputs(self.api, call, self.datatypes(call.model))
         result = self.triton.infer(
             call.model, inputs, outputs=requested_outputs(self.api, call), headers=self.headers
@@ -107,12 +117,17 @@ class FleetClient(_Client):
         return call.parse(result)
 
     def datatypes(self, model: str) -> dict[str, str]:
-        """The model's input data types, from its config on the server (asked once)."""
-        if model not in self._datatypes:
+        """The model's input data types, from its config on the server."""
+        return config_datatypes(self.model_config(model))
+
+    def model_config(self, model: str) -> dict[str, Any]:
+        """The model's config on the server as JSON (asked once)."""
+        if model not in self._configs:
             kwargs = {"as_json": True} if self.protocol == "grpc" else {}
-            config = self.triton.get_model_config(model, headers=self.headers, **kwargs)
-            self._datatypes[model] = config_datatypes(config)
-        return self._datatypes[model]
+            self._configs[model] = model_config(
+                self.triton.get_model_config(model, headers=self.headers, **kwargs)
+            )
+        return self._configs[model]
 
     def is_ready(self) -> bool:
         return bool(self.triton.is_server_ready(headers=self.headers))
@@ -208,7 +223,9 @@ class AsyncFleetClient(_Client):
 
         return run
 
-    async def call(self, call: Call) -> Any:
+    async def call(self, call: Call | ConfiguredCall) -> Any:
+        if isinstance(call, ConfiguredCall):
+            call = call.make(await self.model_config(call.model))
         inputs = infer_inputs(self.api, call, await self.datatypes(call.model))
         result = await self.triton.infer(
             call.model, inputs, outputs=requested_outputs(self.api, call), headers=self.headers
@@ -216,11 +233,14 @@ class AsyncFleetClient(_Client):
         return call.parse(result)
 
     async def datatypes(self, model: str) -> dict[str, str]:
-        if model not in self._datatypes:
+        return config_datatypes(await self.model_config(model))
+
+    async def model_config(self, model: str) -> dict[str, Any]:
+        if model not in self._configs:
             kwargs = {"as_json": True} if self.protocol == "grpc" else {}
-            config = await self.triton.get_model_config(model, headers=self.headers, **kwargs)
-            self._datatypes[model] = config_datatypes(config)
-        return self._datatypes[model]
+            response = await self.triton.get_model_config(model, headers=self.headers, **kwargs)
+            self._configs[model] = model_config(response)
+        return self._configs[model]
 
     async def stream(
         self,

@@ -27,7 +27,8 @@ from tritonfleet.artifacts import BuildOption, Recipe
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from tritonfleet.clients.fleet import Call, FleetClient
+    from tritonfleet.clients.call import Call, ConfiguredCall
+    from tritonfleet.clients.fleet import FleetClient
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Pipeline:
     summary: str
     public: tuple[str, ...]  # models clients may call; the front door exposes these and no other
     recipes: tuple[Recipe, ...] = ()
-    helpers: tuple[Callable[..., Call], ...] = ()  # FleetClient.<function name>(...)
+    helpers: tuple[Callable[..., Call | ConfiguredCall], ...] = ()  # FleetClient.<function name>(...)
     infer: Command | None = None
     bench: Command | None = None
     probe: Callable[[FleetClient], None] | None = None  # raises AssertionError on a wrong answer
@@ -113,9 +114,9 @@ def expand(names: list[str]) -> list[str]:
     return out
 
 
-def helpers() -> dict[str, Callable[..., Call]]:
+def helpers() -> dict[str, Callable[..., Call | ConfiguredCall]]:
     """Every client helper by name; two pipelines offering the same name is an error."""
-    found: dict[str, Callable[..., Call]] = {}
+    found: dict[str, Callable[..., Call | ConfiguredCall]] = {}
     for pipeline in registry().values():
         for helper in pipeline.helpers:
             if helper.__name__ in found:
