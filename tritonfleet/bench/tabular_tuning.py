@@ -105,14 +105,40 @@ def write_input_data(rows: np.ndarray, path: Path) -> Path:
     return path
 
 
-def executed(grpc_url: str, model: str) -> tuple[int, int, int]:
-    """(inferences, executions, failed requests) so far."""
+STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def server_stats(grpc_url: str, model: str) -> dict[str, int]:
+    """The model's cumulative statistics: inferences, executions, failed and successful requests, and the
+    nanoseconds its requests spent in each stage (queue, compute input / infer / output)."""
     import tritonclient.grpc as grpcclient
 
     with grpcclient.InferenceServerClient(grpc_url) as c:
         stats = c.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    failed = int(stats["inference_stats"].get("fail", {}).get("count", 0))
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0)), failed
+    infer = stats["inference_stats"]
+    out = {
+        "inferences": int(stats.get("inference_count", 0)),
+        "executions": int(stats.get("execution_count", 0)),
+        "failed": int(infer.get("fail", {}).get("count", 0)),
+        "succeeded": int(infer.get("success", {}).get("count", 0)),
+    }
+    return out | {f"{stage}_ns": int(infer.get(stage, {}).get("ns", 0)) for stage in STAGES}
+
+
+def served(before: dict[str, int], after: dict[str, int], model: str) -> dict[str, float]:
+    """What the server did between two ``server_stats``: the average batch it ran and the microseconds a
+    request spent in each stage. Raises if a request failed."""
+    if after["failed"] != before["failed"]:
+        raise RuntimeError(f"{model}: {after['failed'] - before['failed']} requests failed under load")
+    requests = max(1, after["succeeded"] - before["succeeded"])
+    out = {
+        "avg_batch": (after["inferences"] - before["inferences"])
+        / max(1, after["executions"] - before["executions"])
+    }
+    return out | {
+        f"server_{stage}_us": (after[f"{stage}_ns"] - before[f"{stage}_ns"]) / requests / 1e3
+        for stage in STAGES
+    }
 
 
 def measure_grpc(
@@ -134,16 +160,14 @@ def measure_grpc(
         # show the spread of the rounds instead.
         extra=["--stability-percentage", "100000", "--max-trials", "3"],
     )
-    before = executed(grpc_url, model)
+    before = server_stats(grpc_url, model)
     point = perf_analyzer.run(cmd, csv_path, concurrency)
-    after = executed(grpc_url, model)
-    if after[2] != before[2]:
-        raise RuntimeError(f"{model}: {after[2] - before[2]} of perf_analyzer's requests failed")
+    after = server_stats(grpc_url, model)
     return {
         "requests_per_s": point.throughput,
         "p50_ms": point.p50_ms,
         "p99_ms": point.p99_ms,
-        "avg_batch": (after[0] - before[0]) / max(1, after[1] - before[1]),
+        **served(before, after, model),
     }
 
 

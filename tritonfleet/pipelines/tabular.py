@@ -190,9 +190,6 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
     if args.url:
         console.print("[red]✗[/] fleet bench tabular starts each server itself (one at a time): no --url")
         return 2
-    if not args.tune:
-        console.print("[red]✗[/] the peer benchmark is not there yet: --tune compares batching settings")
-        return 2
     if args.tune:
         from tritonfleet.bench.tabular_tuning import run_tuning
 
@@ -202,6 +199,24 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
             concurrency=args.concurrency or [1, 32],
             rounds=args.rounds,
             measurement_ms=int(args.seconds * 1000 / 3),
+            output=args.output,
+            console=console,
+        )
+    else:
+        from tritonfleet.bench.tabular import SYSTEMS, run_peer_bench
+
+        systems = args.systems or list(SYSTEMS)
+        unknown = sorted(set(systems) - set(SYSTEMS))
+        if unknown:
+            console.print(f"[red]✗[/] unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
+            return 2
+        path = run_peer_bench(
+            args.repository,
+            models=args.models,
+            systems=systems,
+            concurrency=args.concurrency or [1, 8, 32],
+            rounds=args.rounds,
+            seconds=args.seconds,
             output=args.output,
             console=console,
         )
