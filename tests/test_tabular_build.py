@@ -3,9 +3,7 @@ client's row handling, ``fleet infer``'s row formats, and the onnxruntime backen
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,13 @@ from onnx import TensorProto, helper
 
 from tests.build_scripts import load
 from tests.conftest import copy_repository
+from tests.fake_pb_utils import TritonError
+from tests.python_models import ONNXRUNTIME_BACKEND, PythonModel
+from tests.python_models import load as load_model
 from tritonfleet import artifacts, pipelines
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.clients import tabular as client
 from tritonfleet.pipelines.tabular import PROBE_ROWS, parse_row, read_rows
-from tritonfleet.server import BACKENDS_SOURCE
 
 train = load("build/tabular/train.py")
 
@@ -117,114 +117,116 @@ def test_infer_row_formats() -> None:
     assert read_rows('{"a": 1}') == [{"a": 1}]
 
 
-# --- the onnxruntime backend: one failing request of a batch fails alone --------------------------------
+# --- the onnxruntime backend (tests/python_models.py): one failing request of a batch fails alone ---------
 
 
-class _Error(Exception):
-    INTERNAL, INVALID_ARG = 13, 3
-
-    def __init__(self, message: str, code: int = 13) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _fake_pb_utils() -> types.ModuleType:
-    """Just what tritonfleet/backends/onnxruntime/model.py uses of triton_python_backend_utils."""
-    pb = types.ModuleType("triton_python_backend_utils")
-    pb.TritonError = _Error
-    pb.Tensor = lambda name, array: (name, array)
-    pb.InferenceResponse = lambda tensors=None, error=None: types.SimpleNamespace(
-        tensors=tensors, error=error
-    )
-    pb.get_input_tensor_by_name = lambda request, name: types.SimpleNamespace(as_numpy=lambda: request[name])
-    pb.triton_string_to_numpy = {"TYPE_INT64": np.int64, "TYPE_FP32": np.float32}.__getitem__
-    return pb
-
-
-@pytest.fixture
-def gather_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The backend serving a real ONNX graph, VALUES[INDEX] + OFFSET: an index out of range is onnxruntime's
-    INVALID_ARGUMENT; an OFFSET row that does not broadcast is its FAIL."""
-    values = helper.make_tensor("values", TensorProto.FLOAT, [4], [10, 20, 30, 40])
+def _serve(repository: Path, name: str, nodes: list[Any], initializer: Any) -> PythonModel:
+    """The backend serving a real ONNX graph: INDEX (INT64 [1]) and OFFSET (FP32 [-1]) in, OUT out."""
     graph = helper.make_graph(
-        [
-            helper.make_node("Gather", ["values", "INDEX"], ["g"]),
-            helper.make_node("Add", ["g", "OFFSET"], ["OUT"]),
-        ],
-        "gather",
+        nodes,
+        name,
         [
             helper.make_tensor_value_info("INDEX", TensorProto.INT64, [None, 1]),
             helper.make_tensor_value_info("OFFSET", TensorProto.FLOAT, [None, None]),
         ],
         [helper.make_tensor_value_info("OUT", TensorProto.FLOAT, [None, None])],
-        [values],
+        [initializer],
     )
-    version = tmp_path / "1"
-    version.mkdir()
-    (version / "model.onnx").write_bytes(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]).SerializeToString()
-    )
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
-    source = BACKENDS_SOURCE / "onnxruntime" / "model.py"  # what make_backends_dir gives the server
-    spec = importlib.util.spec_from_file_location("ort_backend_under_test", source)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = {
-        "max_batch_size": 8,
-        "input": [{"name": "INDEX", "data_type": "TYPE_INT64"}, {"name": "OFFSET", "data_type": "TYPE_FP32"}],
-        "output": [{"name": "OUT", "data_type": "TYPE_FP32"}],
-        "parameters": {"reject_non_finite": {"string_value": "true"}},
-    }
-    model = module.TritonPythonModel()
-    model.initialize(
-        {"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1"}
-    )
-    return model
+    folder = repository / name
+    (folder / "1").mkdir(parents=True)
+    (folder / "config.pbtxt").write_text(f"""
+name: "{name}"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  {{ name: "INDEX", data_type: TYPE_INT64, dims: [ 1 ] }},
+  {{ name: "OFFSET", data_type: TYPE_FP32, dims: [ -1 ] }}
+]
+output [ {{ name: "OUT", data_type: TYPE_FP32, dims: [ -1 ] }} ]
+parameters {{ key: "reject_non_finite", value: {{ string_value: "true" }} }}
+""")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    (folder / "1" / "model.onnx").write_bytes(model.SerializeToString())
+    return load_model(name, model_file=ONNXRUNTIME_BACKEND, repository=repository)
 
 
-def _request(index: int, offset: list[float]) -> dict[str, np.ndarray]:
-    return {"INDEX": np.array([[index]], np.int64), "OFFSET": np.array([offset], np.float32)}
+@pytest.fixture
+def gather(tmp_path: Path) -> PythonModel:
+    """OUT = VALUES[INDEX] + OFFSET: an index out of range is onnxruntime's INVALID_ARGUMENT."""
+    values = helper.make_tensor("values", TensorProto.FLOAT, [4], [10, 20, 30, 40])
+    nodes = [
+        helper.make_node("Gather", ["values", "INDEX"], ["g"]),
+        helper.make_node("Add", ["g", "OFFSET"], ["OUT"]),
+    ]
+    return _serve(tmp_path, "gather", nodes, values)
 
 
-def _outputs(responses: list[Any]) -> list[Any]:
-    """Each response's OUT as a list, or its error's code."""
-    return [r.tensors[0][1].tolist() if r.error is None else r.error.code for r in responses]
+def _request(model: PythonModel, index: int, offset: list[float]) -> Any:
+    return model.request({"INDEX": [[index]], "OFFSET": [offset]})
 
 
-def test_backend_runs_a_clean_batch_once(gather_model: Any) -> None:
+def _outputs(answers: list[Any]) -> list[Any]:
+    """Each answer's OUT as a list, or its error's code."""
+    return [a.error.code() if a.error else a.outputs["OUT"].tolist() for a in answers]
+
+
+def test_backend_runs_a_clean_batch_once(gather: PythonModel) -> None:
     runs = []
-    run = gather_model.session.run
-    gather_model.session = types.SimpleNamespace(run=lambda *a: runs.append(1) or run(*a))
-    responses = gather_model.execute([_request(i, [float(i)]) for i in range(4)])
-    assert _outputs(responses) == [[[10.0]], [[21.0]], [[32.0]], [[43.0]]]
+    session = gather.instance.session
+    gather.instance.session = types.SimpleNamespace(run=lambda *a: runs.append(1) or session.run(*a))
+    answers = gather.execute([_request(gather, i, [float(i)]) for i in range(4)])
+    assert _outputs(answers) == [[[10.0]], [[21.0]], [[32.0]], [[43.0]]]
     assert len(runs) == 1
 
 
-def test_backend_fails_only_the_bad_requests_of_a_batch(gather_model: Any) -> None:
+def test_backend_fails_only_the_bad_requests_of_a_batch(gather: PythonModel) -> None:
     # An index out of range fails the batch's run (onnxruntime's INVALID_ARGUMENT): each runs alone.
-    responses = gather_model.execute([_request(1, [0.5]), _request(9, [0.0]), _request(0, [0.25])])
-    assert _outputs(responses) == [[[20.5]], _Error.INVALID_ARG, [[10.25]]]
-    assert str(responses[1].error).startswith("onnxruntime: ") and "out of data bounds" in str(
-        responses[1].error
+    answers = gather.execute(
+        [_request(gather, 1, [0.5]), _request(gather, 9, [0.0]), _request(gather, 0, [0.25])]
     )
-    # NaN fails the batch's check.
-    responses = gather_model.execute(
-        [_request(1, [0.5]), _request(2, [float("nan")]), _request(3, [-np.inf])]
+    assert _outputs(answers) == [[[20.5]], TritonError.INVALID_ARG, [[10.25]]]
+    message = answers[1].error.message()
+    assert message.startswith("onnxruntime: ") and "out of data bounds" in message
+    # NaN and infinity fail the batch's check.
+    nan, inf = float("nan"), float("-inf")
+    answers = gather.execute(
+        [_request(gather, 1, [0.5]), _request(gather, 2, [nan]), _request(gather, 3, [inf])]
     )
-    assert _outputs(responses) == [[[20.5]], _Error.INVALID_ARG, _Error.INVALID_ARG]
-    assert str(responses[1].error) == (
+    assert _outputs(answers) == [[[20.5]], TritonError.INVALID_ARG, TritonError.INVALID_ARG]
+    assert answers[1].error.message() == (
         "OFFSET: non-finite value nan at index [0, 0]; this model accepts finite numbers only"
     )
     # Requests whose shapes do not concatenate each run alone, and both succeed.
-    responses = gather_model.execute([_request(1, [0.5]), _request(3, [1.0, 2.0])])
-    assert _outputs(responses) == [[[20.5]], [[41.0, 42.0]]]
+    answers = gather.execute([_request(gather, 1, [0.5]), _request(gather, 3, [1.0, 2.0])])
+    assert _outputs(answers) == [[[20.5]], [[41.0, 42.0]]]
 
 
-def test_backend_answers_an_onnxruntime_fault_with_a_500(gather_model: Any) -> None:
-    # Two gathered rows plus three rows of offsets do not broadcast: onnxruntime's FAIL, not a client error
-    # it can name.
-    bad = {"INDEX": np.array([[1], [2]], np.int64), "OFFSET": np.ones((3, 2), np.float32)}
-    responses = gather_model.execute([bad, _request(0, [1.0])])
-    assert _outputs(responses) == [_Error.INTERNAL, [[11.0]]]
-    assert str(responses[0].error).startswith("onnxruntime: ")
+def test_backend_answers_other_onnxruntime_errors_with_a_500(tmp_path: Path) -> None:
+    """OUT = OFFSET + [0, 0, 0]: two offsets do not broadcast with three, onnxruntime's FAIL. This backend
+    reads only INVALID_ARGUMENT as the client's mistake; any other error is a 500 for that request alone."""
+    zeros = helper.make_tensor("zeros", TensorProto.FLOAT, [3], [0, 0, 0])
+    model = _serve(tmp_path, "broadcast", [helper.make_node("Add", ["OFFSET", "zeros"], ["OUT"])], zeros)
+    answers = model.execute([_request(model, 0, [1.0, 2.0]), _request(model, 0, [1.0, 2.0, 3.0])])
+    assert _outputs(answers) == [TritonError.INTERNAL, [[1.0, 2.0, 3.0]]]
+    assert answers[0].error.message().startswith("onnxruntime: ")
+
+
+@pytest.mark.parametrize("model", client.MODELS)
+def test_served_model_code_answers_rows_of_a_mixed_batch_as_the_trained_model(model: str) -> None:
+    """The repository's model and config in the backend, in process: a dynamic batch of good rows and rows
+    with NaN; the good ones get the trained model's answers."""
+    served = load_model(model, model_file=ONNXRUNTIME_BACKEND)
+    t = train.train(model)
+    rows = t.features[:6].copy()
+    rows[[1, 4], 0] = np.nan
+    answers = served.execute([served.request({client.INPUT: rows[i : i + 1]}) for i in range(len(rows))])
+    for i, answer in enumerate(answers):
+        if i in (1, 4):
+            assert answer.error.code() == TritonError.INVALID_ARG
+            continue
+        np.testing.assert_array_equal(
+            answer.outputs[client.LABEL], t.estimator.predict(rows[i : i + 1])[:, None]
+        )
+        np.testing.assert_allclose(
+            answer.outputs[client.PROBABILITIES], t.estimator.predict_proba(rows[i : i + 1]), atol=1e-5
+        )
