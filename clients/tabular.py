@@ -60,10 +60,8 @@ class Schema:
 
     def matrix(self, rows: Rows) -> np.ndarray:
         """``rows`` as a [rows, features] array in the model's feature order, or a ValueError that says
-        what is wrong. A row is a mapping of feature name to value, or the values in feature order; a
-        pandas DataFrame's columns are feature names."""
-        if hasattr(rows, "columns") and hasattr(rows, "to_dict"):
-            rows = rows.to_dict("records")
+        what is wrong. A row is a mapping of feature name to value (a pandas DataFrame's
+        ``to_dict("records")``), or the values in feature order."""
         if isinstance(rows, Mapping):
             rows = [rows]
         if isinstance(rows, np.ndarray):
