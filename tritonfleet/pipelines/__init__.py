@@ -133,14 +133,15 @@ def recipes(target: str, names: list[str] | None = None) -> list[Recipe]:
     chosen = [r for n in names for r in get(n).recipes if r.builds_for(target)] if names else every
     ordered: list[Recipe] = []
 
-    def add(recipe: Recipe, path: tuple[str, ...]) -> None:
+    def add(recipe: Recipe, path: tuple[Recipe, ...]) -> None:
         if recipe in ordered:
             return
-        if recipe.script in path:
-            raise ValueError(f"recipes need each other's outputs: {' -> '.join((*path, recipe.script))}")
+        if recipe in path:  # recipes, not scripts: two recipes may run one script (tabular's, per model)
+            cycle = " -> ".join(r.script for r in (*path, recipe))
+            raise ValueError(f"recipes need each other's outputs: {cycle}")
         for need in recipe.needs:
             if need in writer:
-                add(writer[need], (*path, recipe.script))
+                add(writer[need], (*path, recipe))
         ordered.append(recipe)
 
     for recipe in chosen:
