@@ -2,7 +2,8 @@
 
 fleet build [PIPELINE ...] [--target cpu|image|gpu]
 fleet validate
-fleet serve [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--models NAME,...]
+fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--models NAME,...]
+fleet keys add NAME [--rpm N] [--tpm N] [--admin] | list | revoke NAME
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
 fleet bench PIPELINE|all ... [--url URL]
 fleet status [--url localhost:8000]
@@ -61,20 +62,45 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check every config against Triton's schema and ensemble wiring")
     v.set_defaults(handler=cmd_validate)
 
-    s = sub.add_parser("serve", help="run tritonserver on the repository (CPU target)")
+    s = sub.add_parser("serve", help="serve the fleet: tritonserver behind the front door, supervised")
     s.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
+    s.add_argument(
+        "--host", default="127.0.0.1", help="the front door's address (other than localhost needs keys)"
+    )
     s.add_argument("--http-port", type=int, default=8000)
     s.add_argument("--grpc-port", type=int, default=8001)
     s.add_argument("--metrics-port", type=int, default=8002)
     s.add_argument(
         "--models", type=_names, help="comma-separated pipelines or models to load (plus their steps)"
     )
+    s.add_argument("--keys", type=Path, help="API keys file (default $TRITONFLEET_HOME/keys.json)")
+    s.add_argument(
+        "--insecure", action="store_true", help="serve a non-local address without API keys (not advised)"
+    )
+    s.add_argument("--max-body-mb", type=int, default=64, help="largest request body accepted")
+    s.add_argument("--probe-interval", type=float, default=30.0, help="seconds between pipeline probes")
     s.add_argument("--verbose", action="store_true", help="stream the server log to the console")
     s.set_defaults(handler=cmd_serve)
 
     st = sub.add_parser("status", help="what a running server serves: models, load, memory (like ollama ps)")
     st.add_argument("--url", default="localhost:8000", help="the server's HTTP address")
     st.set_defaults(handler=cmd_status)
+
+    k = sub.add_parser("keys", help="API keys of the front door (hashed in $TRITONFLEET_HOME/keys.json)")
+    k.add_argument("--keys", type=Path, help="keys file (default $TRITONFLEET_HOME/keys.json)")
+    ksub = k.add_subparsers(required=True, metavar="ACTION")
+    ka = ksub.add_parser("add", help="make a key and print it (once)")
+    ka.add_argument("name")
+    ka.add_argument("--rpm", type=int, default=0, help="requests per minute (0: no limit)")
+    ka.add_argument("--tpm", type=int, default=0, help="tokens per minute on /v1 (0: no limit)")
+    ka.add_argument("--admin", action="store_true", help="may use the admin APIs")
+    ka.set_defaults(handler=cmd_keys_add)
+    ksub.add_parser("list", help="the keys (names and limits; never the keys)").set_defaults(
+        handler=cmd_keys_list
+    )
+    kr = ksub.add_parser("revoke", help="remove a key (a running server stops accepting it)")
+    kr.add_argument("name")
+    kr.set_defaults(handler=cmd_keys_revoke)
 
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--url", help="server address (default localhost:8000 for http, :8001 for grpc)")
@@ -171,7 +197,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tritonfleet.server import ServerError, TritonServer
+    from tritonfleet.frontdoor.validation import Limits
+    from tritonfleet.server import ServerError
+    from tritonfleet.supervisor import Fleet, FleetError
 
     if args.target == "gpu":
         console.print("[red]✗[/] the GPU target runs in the NGC image: see `docker/Dockerfile`")
@@ -185,38 +213,94 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log = None if args.verbose else artifacts.cache_root() / "logs" / "tritonserver.log"
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)
-    server = TritonServer(
+    body = args.max_body_mb << 20
+    fleet = Fleet(
         args.repository,
         models=args.models,
+        host=args.host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
+        keys_path=args.keys,
+        insecure=args.insecure,
+        limits=Limits(max_body_bytes=body, max_tensor_bytes=body),
         log=log,
+        probe_interval=args.probe_interval,
+        say=lambda line: console.print(f"[dim]{line}[/]"),
     )
     signal.signal(signal.SIGTERM, _interrupt)
-    with console.status(f"starting tritonserver with {len(models)} models"):
+    try:
+        fleet.check_secure()
+    except FleetError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        return 2
+    with console.status(f"starting tritonserver with {len(models)} models behind the front door"):
         try:
-            server.start()
-        except ServerError as exc:
+            fleet.start()
+        except (ServerError, FleetError, OSError) as exc:
             console.print(f"[red]✗[/] {exc}")
             return 1
     try:
         console.print(f"[green]✓[/] serving {len(models)} models: {', '.join(models)}")
-        console.print(f"  HTTP    http://{server.http_url}   (KServe v2: /v2/models/<name>/infer)")
-        console.print(f"  gRPC    {server.grpc_url}")
-        console.print(f"  metrics {server.metrics_url}")
+        console.print(f"  public  {', '.join(fleet.public)}")
+        console.print(f"  HTTP    http://{fleet.http_url}   (KServe v2: /v2/models/<name>/infer)")
+        console.print(f"  gRPC    {fleet.grpc_url}")
+        console.print(f"  metrics {fleet.metrics_url}")
+        if fleet.keys.enabled:
+            console.print(f"  keys    {fleet.keys.file.path} (send Authorization: Bearer <key>)")
+        elif fleet.insecure:
+            console.print(f"  [yellow]no API keys: anyone who reaches {args.host} may call the fleet[/]")
+        else:
+            console.print(
+                f"  no API keys: listening on {args.host} only (`fleet keys add NAME` to serve other hosts)"
+            )
         if log:
             console.print(f"  log     {log}")
         console.print("Ctrl-C stops the server and every model process.")
-        assert server.process is not None
-        code = server.process.wait()
-        console.print(f"[red]tritonserver exited with code {code}[/]")
-        return 1
+        signal.pause() if hasattr(signal, "pause") else time.sleep(1e9)
+        return 0
     except KeyboardInterrupt:
         console.print("stopping ...")
         return 0
     finally:
-        server.stop()
+        fleet.stop()
+
+
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    from tritonfleet.keys import KeyFile, KeysError
+
+    try:
+        secret = KeyFile(args.keys).add(args.name, rpm=args.rpm, tpm=args.tpm, admin=args.admin)
+    except KeysError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        return 2
+    print(secret)
+    console.print(f"[dim]key {args.name!r} added; it is shown this once (clients: TRITONFLEET_API_KEY)[/]")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from tritonfleet.keys import KeyFile
+
+    keys = KeyFile(args.keys).load()
+    if not keys:
+        console.print(f"no keys in {KeyFile(args.keys).path}")
+    for k in keys:
+        limits = f"rpm {k.rpm or '-'}  tpm {k.tpm or '-'}"
+        console.print(f"{k.name:24} {limits:24} {'admin' if k.admin else '':6} {k.created}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from tritonfleet.keys import KeyFile, KeysError
+
+    try:
+        KeyFile(args.keys).revoke(args.name)
+    except KeysError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        return 2
+    console.print(f"key {args.name!r} revoked")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -120,6 +120,8 @@ class TritonServer:
         log: IO[bytes] | Path | None = None,
         shm_byte_size: int = 16 * 1024 * 1024,
         extra_args: list[str] | None = None,
+        address: str | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         from tritonfleet import pipelines
@@ -131,6 +133,10 @@ class TritonServer:
         self.log = log
         self.shm_byte_size = shm_byte_size
         self.extra_args = extra_args or []
+        self.address = address  # listen on this address only (127.0.0.1 behind the front door)
+        # RLIMIT_DATA of the server and its stubs: a runaway allocation fails in tritonserver (which then
+        # aborts) instead of waking the kernel's OOM killer, which could pick another process (tests).
+        self.memory_limit = memory_limit
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log_file: IO[bytes] | None = None
@@ -173,6 +179,8 @@ class TritonServer:
             # 8). Past the timeout tritonserver exits at once and the stubs' shared memory stays in /dev/shm.
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
         ]
+        if self.address:
+            cmd += [f"--{api}-address={self.address}" for api in ("http", "grpc", "metrics")]
         if self.target == "cpu":
             cmd.append("--model-config-name=cpu")
         cmd.append("--model-control-mode=explicit")
@@ -203,6 +211,7 @@ class TritonServer:
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
             start_new_session=True,  # its own process group: stopping it reaches every stub
+            preexec_fn=self._limit_memory if self.memory_limit else None,
         )
         try:
             self.wait_ready(timeout)
@@ -211,6 +220,12 @@ class TritonServer:
             raise
         self._shm = self.shm_regions()  # models load at start: stop() removes what survives the server
         return self
+
+    def _limit_memory(self) -> None:
+        import resource
+
+        assert self.memory_limit is not None
+        resource.setrlimit(resource.RLIMIT_DATA, (self.memory_limit, self.memory_limit))
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -250,6 +265,22 @@ class TritonServer:
                     if path.startswith(SHM_PREFIX):
                         regions.add(Path(path))
         return regions
+
+    def remember_shm(self) -> None:
+        """Note the regions mapped now (after a model reload), so that :meth:`stop` removes them too."""
+        self._shm |= self.shm_regions()
+
+    def stub_models(self) -> dict[int, tuple[str, Path | None]]:
+        """Each stub's PID -> (the model it serves, its shared memory region), from its command line:
+        ``stub <repository>/<model>/<version>/<file> <region> ...``."""
+        found = {}
+        for pid in self.stub_pids():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                model = Path(argv[1].decode()).relative_to(self.repository).parts[0]
+                region = Path("/dev/shm") / argv[2].decode() if len(argv) > 2 else None
+                found[pid] = (model, region)
+        return found
 
     def stop(self, timeout: float = EXIT_TIMEOUT_S + 15) -> int | None:
         """SIGTERM the server (it unloads models and stops stubs), then kill whatever is left of its group,

@@ -1,0 +1,624 @@
+"""The front door's HTTP server: KServe v2 (JSON and the binary extension), Triton's generate extension, the
+admin APIs behind an admin key, and ``/v1`` (the OpenAI app), in front of Triton's HTTP port on 127.0.0.1.
+
+Raw asyncio protocols with httptools' parser, on uvloop: the measured fastest Python front door (see
+docs/frontdoor.md). A request is read whole (up to the body limit; chunked bodies are decoded here), checked
+(route, key, rate, validation) and only then sent on, with a Content-Length, a normal content type and none
+of the client's other headers, over a pool of keep-alive connections. Answers with a Content-Length are
+passed back whole, streamed ones (Server-Sent Events) piece by piece; error messages are cleaned of internal
+names on the way. A client that disconnects closes its upstream connection, which cancels its request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httptools
+
+from tritonfleet.frontdoor.gate import ANONYMOUS, Gate, Refused
+from tritonfleet.frontdoor.validation import (
+    ClientError,
+    check_generate,
+    check_infer,
+    clean_message,
+    json_infer,
+    parse_json,
+)
+
+log = logging.getLogger("tritonfleet.frontdoor")
+IDLE_TIMEOUT_S = 120.0
+MODEL = r"([A-Za-z0-9_.\-]{1,128})"
+MODEL_ROUTE = re.compile(
+    rf"^/v2/models/{MODEL}(?:/versions/([0-9]{{1,18}}))?"
+    r"(?:/(ready|config|stats|infer|generate|generate_stream|trace/setting))?$"
+)
+REPOSITORY_ROUTE = re.compile(rf"^/v2/repository/models/{MODEL}/(load|unload)$")
+ADMIN_PATHS = {"/v2/models/stats", "/v2/repository/index", "/v2/trace/setting", "/v2/logging"}
+SHARED_MEMORY = ("/v2/systemsharedmemory", "/v2/cudasharedmemory")
+FILE_SETTINGS = {"trace_file", "log_file"}  # settings that write files on the server: never remote
+STATUS_TEXT = {
+    200: b"OK", 100: b"Continue", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
+    404: b"Not Found", 405: b"Method Not Allowed", 411: b"Length Required", 413: b"Payload Too Large",
+    415: b"Unsupported Media Type", 429: b"Too Many Requests", 500: b"Internal Server Error",
+    501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
+}  # fmt: skip
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
+    refused: ClientError | None = None  # found while reading (compressed body, too many headers)
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Forward:
+    """Where and what to send upstream once a request passed every check."""
+
+    upstream: str  # "triton" or "openai"
+    path: str
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+    route: str
+    model: str
+    key: str
+
+
+class Reply(Exception):
+    """An answer made by the front door itself."""
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or []
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
+class Router:
+    """Decides what happens to a request: a :class:`Forward`, or a :class:`Reply` raised."""
+
+    def __init__(self, gate: Gate, *, openai: bool = False, only_openai: bool = False) -> None:
+        self.gate = gate
+        self.openai = openai
+        self.only_openai = only_openai
+
+    def route(self, req: Request) -> Forward:
+        path = req.path
+        if path in ("/v2/health/live", "/v2/health/ready"):
+            raise self._health(path)
+        if path == "/v1" or path.startswith("/v1/"):
+            return self._openai(req)
+        if self.only_openai:
+            raise ClientError(404, f"no route {path}: this port serves /v1", "no_route")
+        if "%" in path or "//" in path or "/../" in path:
+            raise ClientError(400, "the path may not hold escapes or empty parts", "bad_path")
+        if path.startswith(SHARED_MEMORY):
+            raise Refused(403, "shared memory is not available through the front door", "shared_memory")
+        match = MODEL_ROUTE.match(path)
+        if match:
+            return self._model(req, *match.groups())
+        if path in ADMIN_PATHS or REPOSITORY_ROUTE.match(path):
+            return self._admin(req)
+        if path == "/v2":
+            key = self._auth(req)
+            return self._forward(req, "metadata", "", key)
+        raise ClientError(404, f"no route {path}", "no_route")
+
+    def _auth(self, req: Request, *, admin: bool = False, tokens: bool = False) -> str:
+        key = self.gate.authorize(req.headers.get("authorization"), admin=admin, tokens=tokens)
+        self.gate.check_up()
+        return key.name if key else ANONYMOUS
+
+    def _health(self, path: str) -> Reply:
+        state = self.gate.state
+        ok = path.endswith("live") or (state.up and state.ready)
+        return Reply(200 if ok else 503, b"" if ok else error_body(f"not ready: {state.reason}"))
+
+    def _model(self, req: Request, model: str, version: str | None, action: str | None) -> Forward:
+        key = self._auth(req, admin=action in ("stats", "trace/setting"))
+        spec = self.gate.catalog.model(model, version or "")
+        route = action or "metadata"
+        if action in ("infer", "generate", "generate_stream"):
+            self._method(req, "POST")
+            if action == "infer":
+                self._check_infer(req, spec)
+            elif spec.decoupled and action == "generate":
+                raise ClientError(400, f"{model} streams: use generate_stream", "invalid")
+            else:
+                check_generate(spec, req.body, self.gate.catalog.limits)
+            return self._forward(req, route, model, key)
+        if action == "trace/setting":
+            self._no_file_settings(req)
+            return self._forward(req, "admin", model, key)
+        self._method(req, "GET")
+        return self._forward(req, route, model, key)
+
+    def _check_infer(self, req: Request, spec: Any) -> None:
+        header = req.headers.get("inference-header-content-length")
+        length = None
+        if header is not None:
+            if not header.isdigit():
+                raise ClientError(400, "Inference-Header-Content-Length must be a number")
+            length = int(header)
+        _, inputs, outputs = json_infer(req.body, length)
+        check_infer(spec, inputs, outputs, self.gate.catalog.limits)
+
+    def _admin(self, req: Request) -> Forward:
+        key = self._auth(req, admin=True)
+        if req.method == "POST" and req.body:
+            settings = parse_json(req.body)
+            if not isinstance(settings, dict):
+                raise ClientError(400, "the request must be a JSON object")
+            params = settings.get("parameters") or {}
+            if isinstance(params, dict) and any(str(k).startswith("file:") for k in params):
+                raise ClientError(400, "model files cannot be uploaded through the front door", "invalid")
+            self._no_file_settings(req, settings)
+        return self._forward(req, "admin", "", key)
+
+    def _no_file_settings(self, req: Request, settings: Any = None) -> None:
+        if req.method != "POST":
+            return
+        settings = parse_json(req.body) if settings is None else settings
+        if isinstance(settings, dict) and FILE_SETTINGS & set(settings):
+            raise ClientError(400, "trace and log files cannot be set through the front door", "invalid")
+
+    def _openai(self, req: Request) -> Forward:
+        if not self.openai:
+            raise ClientError(404, "the OpenAI API is not served here", "no_route")
+        tokens = req.method == "POST"
+        key = self._auth(req, tokens=tokens)
+        headers = [(b"x-tritonfleet-key", key.encode())]
+        for name in ("content-type", "accept"):
+            if name in req.headers:
+                headers.append((name.encode(), req.headers[name].encode()))
+        return Forward("openai", req.path, req.body, headers, "openai", "", key)
+
+    @staticmethod
+    def _method(req: Request, method: str) -> None:
+        if req.method != method:
+            raise ClientError(405, f"{req.path} takes {method}", "bad_method")
+
+    @staticmethod
+    def _forward(req: Request, route: str, model: str, key: str) -> Forward:
+        headers = []
+        if req.method == "POST":
+            binary = req.headers.get("inference-header-content-length")
+            if binary is not None:
+                headers.append((b"inference-header-content-length", binary.encode()))
+                headers.append((b"content-type", b"application/octet-stream"))
+            else:
+                headers.append((b"content-type", b"application/json"))
+        return Forward("triton", req.path, req.body, headers, route, model, key)
+
+
+class MetricsRouter(Router):
+    """The metrics port: ``/metrics`` (Triton's, then the front door's), no key; health probes."""
+
+    def route(self, req: Request) -> Forward:
+        if req.path in ("/v2/health/live", "/v2/health/ready"):
+            raise self._health(req.path)
+        if req.path != "/metrics":
+            raise ClientError(404, "this port serves /metrics", "no_route")
+        if not self.gate.state.up:
+            raise Reply(200, self.gate.metrics.text(), [(b"content-type", b"text/plain; version=0.0.4")])
+        return Forward("metrics", "/metrics", b"", [], "metrics", "", ANONYMOUS)
+
+
+class Upstream(asyncio.Protocol):
+    """One keep-alive connection to an upstream HTTP server, answering one request at a time."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client: Connection | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.streaming = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.abort()
+
+    def send(self, client: Connection, method: str, fwd: Forward) -> None:
+        self.client = client
+        head = [f"{method} {fwd.path} HTTP/1.1\r\nhost: {self.pool.host}\r\n".encode()]
+        for name, value in fwd.headers:
+            head.append(name + b": " + value + b"\r\n")
+        head.append(b"content-length: %d\r\n\r\n" % len(fwd.body))
+        assert self.transport is not None
+        self.transport.write(b"".join(head) + fwd.body if len(fwd.body) < 65536 else b"".join(head))
+        if len(fwd.body) >= 65536:
+            self.transport.write(fwd.body)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        names = {n for n, _ in self.headers}
+        self.streaming = b"content-length" not in names
+        if self.streaming and self.client is not None:
+            self.client.stream_start(self.parser.get_status_code(), self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        if self.streaming:
+            if self.client is not None:
+                self.client.stream_piece(body)
+        else:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        client, self.client = self.client, None
+        status, headers, body = self.parser.get_status_code(), self.headers, b"".join(self.body)
+        streaming = self.streaming
+        self.headers, self.body, self.streaming = [], [], False
+        keep = self.parser.should_keep_alive()
+        if keep:
+            self.pool.release(self)
+        else:
+            self.abort()
+        if client is not None:
+            if streaming:
+                client.stream_end()
+            else:
+                client.upstream_reply(status, headers, body)
+
+    def abort(self) -> None:
+        """Close this connection (a request cancelled by its client, a broken answer)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        client, self.client = self.client, None
+        if client is not None:
+            client.upstream_lost()
+
+
+class Pool:
+    """Idle keep-alive connections to one upstream."""
+
+    def __init__(self, host: str, port: int, max_idle: int = 256) -> None:
+        self.host, self.port, self.max_idle = host, port, max_idle
+        self.idle: list[Upstream] = []
+
+    async def get(self) -> Upstream:
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:
+                return conn
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: Upstream(self), self.host, self.port)
+        return conn
+
+    def release(self, conn: Upstream) -> None:
+        if len(self.idle) < self.max_idle and not conn.closed:
+            self.idle.append(conn)
+        else:
+            conn.abort()
+
+    def forget(self, conn: Upstream) -> None:
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.abort()
+        self.idle.clear()
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parses requests, answers them in order."""
+
+    def __init__(self, server: HttpFrontDoor) -> None:
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[Request] = deque()
+        self.busy = False
+        self.upstream: Upstream | None = None
+        self.current: Request | None = None
+        self.fwd: Forward | None = None
+        self.last = time.monotonic()
+        self.streaming = False
+        self.sending: asyncio.Future[None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.size = 0
+        self.refused: ClientError | None = None
+
+    # --- reading requests ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last = time.monotonic()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "protocol upgrades are not supported")
+        except httptools.HttpParserCallbackError:
+            raise
+        except httptools.HttpParserError as exc:
+            self._fail(400, f"malformed HTTP request: {exc}")
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= 100:
+            self.refused = self.refused or ClientError(400, "too many headers", "bad_http")
+            return
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        limit = self.server.gate.catalog.limits.max_body_bytes
+        length = self.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            self._fail(413, f"the body is over the limit of {limit} bytes", "too_large")
+            return
+        if self.headers.get("content-encoding", "identity").lower() != "identity":
+            self.refused = ClientError(415, "compressed request bodies are not accepted", "bad_http")
+        if self.headers.get("expect", "").lower() == "100-continue" and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        limit = self.server.gate.catalog.limits.max_body_bytes
+        if self.size > limit:
+            self._fail(413, f"the body is over the limit of {limit} bytes", "too_large")
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        method = self.parser.get_method().decode("latin-1")
+        keep = self.parser.should_keep_alive()
+        req = Request(method, path, self.headers, b"".join(self.body), keep, self.refused)
+        self._reset()
+        self.queue.append(req)
+        if not self.busy:
+            self._next()
+
+    def _fail(self, status: int, message: str, reason: str = "bad_http") -> None:
+        """Answer and close: the connection cannot be read on (bad framing, a body over the limit)."""
+        self.server.gate.reject(reason)
+        self.server.count("http", "-", "-", ANONYMOUS, status)
+        if self.transport is not None and not self.transport.is_closing():
+            self._write(status, error_body(message), [], close=True)
+            self.transport.close()
+
+    # --- answering ---
+
+    def _next(self) -> None:
+        while self.queue and not self.busy:
+            req = self.queue.popleft()
+            self.current = req
+            try:
+                if req.refused is not None:
+                    raise req.refused
+                fwd = self.server.router.route(req)
+            except Reply as r:
+                self._answer(req, r.status, r.body, r.headers, "health", "", ANONYMOUS)
+                continue
+            except ClientError as exc:
+                self._refuse(req, exc)
+                continue
+            except Exception:  # a bug here must cost one answer, not the connection
+                log.exception("front door: routing %s %s failed", req.method, req.path)
+                self._answer(req, 500, error_body("front door error"), [], "error", "", ANONYMOUS)
+                continue
+            self.busy = True
+            self.fwd = fwd
+            self.sending = asyncio.ensure_future(self._send(req, fwd))
+
+    def _refuse(self, req: Request, exc: ClientError) -> None:
+        self.server.gate.reject(exc.reason)
+        headers = []
+        retry = getattr(exc, "retry_after", None)
+        if retry:
+            headers.append((b"retry-after", retry.encode()))
+        if exc.status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        self._answer(req, exc.status, error_body(exc.message), headers, "refused", "", ANONYMOUS)
+
+    async def _send(self, req: Request, fwd: Forward) -> None:
+        pool = self.server.pools.get(fwd.upstream)
+        try:
+            assert pool is not None
+            conn = await pool.get()
+        except (OSError, AssertionError):
+            self.busy = False
+            self._refuse(req, Refused(503, "the server is not available; retry", "unavailable", 2))
+            self._next()
+            return
+        if self.transport is None or self.transport.is_closing():
+            pool.release(conn)
+            return
+        self.upstream = conn
+        conn.send(self, req.method, fwd)
+
+    def upstream_reply(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        req, fwd = self.current, self.fwd
+        self.upstream = None
+        self.busy = False
+        assert req is not None and fwd is not None
+        keep = [(n, v) for n, v in headers if n in (b"content-type", b"inference-header-content-length")]
+        if fwd.upstream == "metrics":
+            body += self.server.gate.metrics.text()
+        elif status >= 400:
+            status, body, extra = self.server.clean_error(fwd, status, body)
+            keep += extra
+        self._answer(req, status, body, keep, fwd.route, fwd.model, fwd.key)
+        self._next()
+
+    def upstream_lost(self) -> None:
+        """The upstream connection closed before its answer was complete."""
+        req = self.current
+        self.upstream = None
+        if self.busy and req is not None and self.transport is not None and not self.transport.is_closing():
+            if self.streaming:
+                self.transport.close()
+                return
+            self.busy = False
+            self._refuse(req, Refused(503, "the server is not available; retry", "unavailable", 2))
+            self._next()
+
+    def stream_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.streaming = True
+        keep = [(n, v) for n, v in headers if n in (b"content-type", b"cache-control")]
+        req, fwd = self.current, self.fwd
+        assert req is not None and fwd is not None and self.transport is not None
+        self.server.observe(req, fwd.route)
+        self.server.count("http", fwd.route, fwd.model, fwd.key, status)
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, STATUS_TEXT.get(status, b"Unknown"))]
+        head += [n + b": " + v + b"\r\n" for n, v in keep]
+        head.append(b"transfer-encoding: chunked\r\n\r\n")
+        self.transport.write(b"".join(head))
+
+    def stream_piece(self, data: bytes) -> None:
+        if self.transport is not None and data:
+            if b"error" in data:
+                data = clean_message(data.decode("utf-8", "replace"), self.server.hidden).encode()
+            self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def stream_end(self) -> None:
+        self.streaming = False
+        self.upstream = None
+        self.busy = False
+        req = self.current
+        if self.transport is not None:
+            self.transport.write(b"0\r\n\r\n")
+            if req is not None and not req.keep_alive:
+                self.transport.close()
+                return
+        self._next()
+
+    def _answer(
+        self,
+        req: Request,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        route: str,
+        model: str,
+        key: str,
+    ) -> None:
+        if route != "health":
+            self.server.observe(req, route)
+            self.server.count("http", route, model, key, status)
+        if not any(n == b"content-type" for n, _ in headers) and body:
+            headers = [*headers, (b"content-type", b"application/json")]
+        self._write(status, body, headers, close=not req.keep_alive)
+        if not req.keep_alive and self.transport is not None:
+            self.transport.close()
+
+    def _write(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]], close: bool) -> None:
+        assert self.transport is not None
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, STATUS_TEXT.get(status, b"Unknown"))]
+        head += [n + b": " + v + b"\r\n" for n, v in headers]
+        if close:
+            head.append(b"connection: close\r\n")
+        head.append(b"content-length: %d\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.transport = None
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:  # the client left before its answer: cancel the request upstream
+            upstream.client = None
+            upstream.abort()
+
+
+class HttpFrontDoor:
+    """The HTTP front door: serves ``router``'s routes and forwards to the upstream pools."""
+
+    def __init__(self, gate: Gate, pools: dict[str, Pool], router: Router, hidden: tuple[str, ...] = ()):
+        self.gate = gate
+        self.pools = pools
+        self.router = router
+        self.hidden = hidden  # strings never shown to clients (the repository's path)
+        self.connections: set[Connection] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def listen(self, host: str, port: int, sock: Any = None) -> None:
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=2048)
+        else:
+            server = await loop.create_server(lambda: Connection(self), host, port, backlog=2048)
+        self.servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Close connections idle past the timeout (slow or abandoned clients hold no slot forever)."""
+        while True:
+            await asyncio.sleep(10)
+            cutoff = time.monotonic() - IDLE_TIMEOUT_S
+            for conn in list(self.connections):
+                if conn.last < cutoff and not conn.busy and conn.transport is not None:
+                    conn.transport.close()
+
+    def observe(self, req: Request, route: str) -> None:
+        self.gate.metrics.latency.labels("http", route).observe(time.perf_counter() - req.started)
+
+    def count(self, protocol: str, route: str, model: str, key: str, status: int) -> None:
+        self.gate.metrics.requests.labels(protocol, route, model, key, str(status)).inc()
+
+    def clean_error(
+        self, fwd: Forward, status: int, body: bytes
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """An upstream error without internal names; a dead model process becomes 503 + Retry-After."""
+        try:
+            message = json.loads(body).get("error", "")
+        except (ValueError, AttributeError):
+            message = body.decode("utf-8", "replace")
+        if fwd.upstream == "openai":
+            return status, clean_message(body.decode("utf-8", "replace"), self.hidden).encode(), []
+        if "is not healthy" in message or "Stub process" in message:
+            self.gate.model_fault(fwd.model)
+            text = f"{fwd.model or 'the model'} is restarting; retry"
+            return 503, error_body(text), [(b"retry-after", b"5")]
+        return status, error_body(clean_message(message, self.hidden)), []
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for pool in self.pools.values():
+            pool.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()

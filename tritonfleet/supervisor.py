@@ -1,0 +1,379 @@
+"""``fleet serve``'s whole topology, and what keeps it alive.
+
+:class:`Fleet` runs tritonserver on internal ports of 127.0.0.1 and the front door
+(:mod:`tritonfleet.frontdoor`) on the public ones. :class:`Supervisor` watches it:
+
+- tritonserver exits (a crash, the OOM killer): the front door answers 503 with ``Retry-After`` while the
+  supervisor removes what the dead server left in /dev/shm and starts it again (backoff 1, 2, 4 ... 30 s).
+- a model's Python stub dies while Triton still calls the model READY (python_backend 24.10 does not
+  restart it): the supervisor sees the stub's PID gone (or the front door sees "Stub process ... is not
+  healthy"), unloads and loads the model (explicit model control) and the public models that depend on it,
+  and removes the dead stub's shared-memory region.
+- readiness (``/v2/health/ready`` on the front door) is true only while Triton is up and every public
+  pipeline's probe (one real request, answer checked) passed since the last recovery; probes rerun every
+  ``probe_interval`` seconds.
+
+Each recovery is logged and counted (``tritonfleet_frontdoor_recoveries``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tritonfleet.frontdoor.door import FrontDoor, Ports, Upstreams, is_local, public_catalog
+from tritonfleet.frontdoor.gate import Gate, State
+from tritonfleet.frontdoor.validation import Limits
+from tritonfleet.keys import KeyStore
+from tritonfleet.repository import Repository
+from tritonfleet.server import ServerError, TritonServer, free_port
+
+MAX_BACKOFF_S = 30.0
+
+
+class FleetError(RuntimeError):
+    """The fleet cannot start as asked (an insecure address, a server that never got ready)."""
+
+
+@dataclass
+class Recovery:
+    kind: str  # "server_restart" or "model_reload"
+    model: str
+    seconds: float
+    at: float = field(default_factory=time.time)
+
+
+class Supervisor:
+    """Watches ``server`` and heals it (see the module docstring); runs on a thread of its own."""
+
+    def __init__(
+        self,
+        server: TritonServer,
+        gate: Gate,
+        public: list[str],
+        *,
+        log: Callable[[str], None] = print,
+        probe_interval: float = 30.0,
+        poll_s: float = 0.5,
+    ) -> None:
+        from tritonfleet import pipelines
+
+        self.server = server
+        self.gate = gate
+        self.state: State = gate.state
+        self.public = public
+        self.log = log
+        self.probe_interval = probe_interval
+        self.poll_s = poll_s
+        self.pipelines = [
+            p for p in pipelines.registry().values() if set(p.public) <= set(public) and p.probe
+        ]
+        self.recoveries: list[Recovery] = []
+        self._stubs: dict[int, tuple[str, Path | None]] = {}
+        self._faults: queue.Queue[str] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_probe = 0.0
+        self._failures = 0
+        gate.on_model_fault.append(self._faults.put)
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        self._snapshot()
+        self.state.up = True
+        self.state.reason = "probing"
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state.ready:
+                return True
+            time.sleep(0.1)
+        return False
+
+    # --- the watch ---
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except Exception:  # the supervisor must outlive anything it watches
+                self.log(f"supervisor: {traceback.format_exc()}")
+            self._stop.wait(self.poll_s)
+
+    def _tick(self) -> None:
+        process = self.server.process
+        if process is None or process.poll() is not None:
+            self._restart_server(None if process is None else process.returncode)
+            return
+        dead = self._dead_stub_models()
+        while not self._faults.empty():
+            dead.add(self._faults.get_nowait())
+        dead.discard("-")
+        dead.discard("")
+        if dead:
+            for model in sorted(self._failing(dead)):
+                self._reload(model)
+            self._next_probe = 0.0
+        if time.monotonic() >= self._next_probe:
+            self._probe()
+
+    def _snapshot(self) -> None:
+        self._stubs = self.server.stub_models()
+        self.server.remember_shm()
+
+    def _dead_stub_models(self) -> set[str]:
+        live = self.server.stub_pids()
+        return {model for pid, (model, _) in self._stubs.items() if pid not in live}
+
+    def _failing(self, reported: set[str]) -> set[str]:
+        """The models to reload: those whose stub died. A fault reported for a public model (an ensemble)
+        names the step whose stub is gone, or, with no dead stub, the model itself."""
+        dead = self._dead_stub_models()
+        if dead:
+            return dead
+        return {m for m in reported if m in self.public or m in dict(self._stubs.values())}
+
+    def _probe(self) -> None:
+        """Run every pipeline's probe against the internal port; ready when all pass."""
+        from tritonfleet.clients import FleetClient
+
+        failed = []
+        with FleetClient(f"127.0.0.1:{self.server.http_port}", api_key="", network_timeout=60.0) as client:
+            for pipeline in self.pipelines:
+                try:
+                    assert pipeline.probe is not None
+                    pipeline.probe(client)
+                except Exception as exc:
+                    failed.append(f"{pipeline.name}: {str(exc)[:200]}")
+        self._next_probe = time.monotonic() + self.probe_interval
+        with self.state.lock:
+            self.state.ready = (
+                not failed and self.server.process is not None and self.server.process.poll() is None
+            )
+            self.state.reason = "; ".join(failed) if failed else "ready"
+        self.gate.metrics.ready.set(1 if self.state.ready else 0)
+        if failed:
+            self.log(f"supervisor: not ready: {self.state.reason}")
+            self._next_probe = time.monotonic() + min(self.probe_interval, 5.0)
+            for pipeline_failure in failed:
+                if "is not healthy" in pipeline_failure or "Stub process" in pipeline_failure:
+                    self._faults.put(pipeline_failure.split(":", 1)[0])
+
+    # --- recoveries ---
+
+    def _restart_server(self, code: int | None) -> None:
+        started = time.monotonic()
+        with self.state.lock:
+            self.state.up = self.state.ready = False
+            self.state.reason = f"tritonserver exited ({code}); restarting"
+        self.gate.metrics.ready.set(0)
+        self.log(f"supervisor: tritonserver exited with {code}: restarting")
+        self.server.stop()  # kills what is left of its process group, removes its shared memory
+        while not self._stop.is_set():
+            delay = min(MAX_BACKOFF_S, 2.0**self._failures) if self._failures else 0.0
+            if self._stop.wait(delay):
+                return
+            try:
+                self.server.start()
+                break
+            except ServerError as exc:
+                self._failures += 1
+                wait = min(MAX_BACKOFF_S, 2.0**self._failures)
+                self.log(f"supervisor: restart failed ({exc}); next try in {wait:.0f}s")
+        else:
+            return
+        self._failures = 0
+        self._snapshot()
+        with self.state.lock:
+            self.state.up = True
+            self.state.reason = "probing after restart"
+        self._probe()
+        self._record("server_restart", "tritonserver", started)
+
+    def _reload(self, model: str) -> None:
+        started = time.monotonic()
+        with self.state.lock:
+            self.state.ready = False
+            self.state.reason = f"reloading {model}"
+        self.gate.metrics.ready.set(0)
+        dead_regions = [region for pid, (m, region) in self._stubs.items() if m == model and region]
+        dependents = self._dependents(model)
+        self.log(f"supervisor: {model}'s model process died: reloading it and {dependents or 'nothing else'}")
+        self._control(model, "unload")
+        for name in [model, *dependents]:
+            self._control(name, "load")
+        for region in dead_regions:  # the dead stub's region: the new stub has its own
+            with contextlib.suppress(OSError):
+                region.unlink(missing_ok=True)
+        self._snapshot()
+        self._probe()
+        self._record("model_reload", model, started)
+
+    def _dependents(self, model: str) -> list[str]:
+        """The loaded public models that call ``model`` (directly or through their steps)."""
+        repo = Repository(self.server.repository)
+        return [m for m in self.public if m != model and model in repo.closure([m], self.server.target)]
+
+    def _control(self, model: str, action: str) -> None:
+        url = f"http://127.0.0.1:{self.server.http_port}/v2/repository/models/{model}/{action}"
+        request = urllib.request.Request(url, data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            self.log(f"supervisor: {action} {model} failed: {exc}")
+
+    def _record(self, kind: str, model: str, started: float) -> None:
+        seconds = time.monotonic() - started
+        self.recoveries.append(Recovery(kind, model, seconds))
+        self.gate.metrics.recoveries.labels(kind, model).inc()
+        self.log(f"supervisor: {kind} {model} done in {seconds:.1f}s; ready={self.state.ready}")
+
+
+class Fleet:
+    """tritonserver on 127.0.0.1's internal ports, the front door on the public ones, and the supervisor.
+
+    ``host``: the address the front door listens on. Without any API key only a loopback address is
+    allowed, unless ``insecure``. Ports 0 pick free ones (tests); the bound ones are in :attr:`ports`.
+    """
+
+    def __init__(
+        self,
+        repository: Path,
+        *,
+        models: list[str] | None = None,
+        target: str = "cpu",
+        host: str = "127.0.0.1",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        openai_port: int | None = None,
+        keys_path: Path | None = None,
+        insecure: bool = False,
+        limits: Limits | None = None,
+        log: Path | None = None,
+        memory_limit: int | None = None,
+        probe_interval: float = 30.0,
+        say: Callable[[str], None] = print,
+        server_args: dict[str, Any] | None = None,
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        self.host = host
+        self.requested = Ports(http_port, grpc_port, metrics_port, openai_port)
+        self.keys = KeyStore(keys_path)
+        self.insecure = insecure
+        self.limits = limits or Limits()
+        self.probe_interval = probe_interval
+        self.say = say
+        self.server = TritonServer(
+            self.repository,
+            models=models,
+            target=target,
+            http_port=free_port(),
+            grpc_port=free_port(),
+            metrics_port=free_port(),
+            address="127.0.0.1",
+            log=log,
+            memory_limit=memory_limit,
+            **(server_args or {}),
+        )
+        self.gate: Gate | None = None
+        self.door: FrontDoor | None = None
+        self.supervisor: Supervisor | None = None
+        self.ports: Ports | None = None
+
+    @classmethod
+    def on_free_ports(cls, repository: Path, **kwargs: Any) -> Fleet:
+        return cls(repository, http_port=0, grpc_port=0, metrics_port=0, **kwargs)
+
+    @property
+    def models(self) -> list[str]:
+        return self.server.models
+
+    @property
+    def public(self) -> list[str]:
+        from tritonfleet import pipelines
+
+        return [m for m in pipelines.public_models() if m in self.server.models]
+
+    def check_secure(self) -> None:
+        if not is_local(self.host) and not self.insecure and not self.keys.enabled:
+            raise FleetError(
+                f"listening on {self.host} needs API keys: add one with `fleet keys add NAME` "
+                f"(keys file {self.keys.file.path}), or pass --insecure"
+            )
+
+    def start(self, timeout: float = 300.0) -> Fleet:
+        self.check_secure()
+        self.server.start(timeout)
+        try:
+            catalog = public_catalog(self.repository, self.server.models, self.server.target, self.limits)
+            self.gate = Gate(catalog, self.keys, require_keys=not is_local(self.host) and not self.insecure)
+            self.door = FrontDoor(
+                self.gate,
+                self.host,
+                self.requested,
+                Upstreams(self.server.http_port, self.server.grpc_port, self.server.metrics_port),
+                hidden=(str(self.repository), str(self.server.repository)),
+            )
+            self.ports = self.door.start()
+            self.supervisor = Supervisor(
+                self.server, self.gate, self.public, log=self.say, probe_interval=self.probe_interval
+            )
+            self.supervisor.start()
+            if not self.supervisor.wait_ready(timeout):
+                raise FleetError(f"the fleet did not get ready: {self.gate.state.reason}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        if self.door is not None:
+            self.door.stop()
+        self.server.stop()
+
+    def _url(self, port: int | None) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"{host}:{port}"
+
+    @property
+    def http_url(self) -> str:
+        assert self.ports is not None
+        return self._url(self.ports.http)
+
+    @property
+    def grpc_url(self) -> str:
+        assert self.ports is not None
+        return self._url(self.ports.grpc)
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.ports is not None
+        return f"http://{self._url(self.ports.metrics)}/metrics"
+
+    def __enter__(self) -> Fleet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
