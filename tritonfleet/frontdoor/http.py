@@ -476,7 +476,7 @@ class Connection(asyncio.Protocol):
             body += self.server.gate.metrics.text()
         elif status >= 400:
             status, body, extra = self.server.clean_error(fwd, status, body)
-            keep += extra
+            keep = [(b"content-type", b"application/json"), *extra]
         self._answer(req, status, body, keep, fwd.route, fwd.model, fwd.key)
         self._next()
 
