@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Build the TensorRT plans and TensorRT-LLM engines this GPU lacks, then exec tritonserver on /models with
-# the GPU configs (config.pbtxt: no --model-config-name).
+# Build the TensorRT plans and TensorRT-LLM engines this GPU lacks, then exec `fleet serve`: the front door
+# on the public ports 8000 (HTTP), 8001 (gRPC) and 8002 (metrics), the image's tritonserver behind it on
+# 127.0.0.1 with the GPU configs (config.pbtxt: no --model-config-name), supervised.
+#
+# The front door needs API keys outside localhost: mount the keys file (`fleet keys add NAME` writes it) as
+# a Secret at $TRITONFLEET_KEYS (default /etc/tritonfleet/keys.json). Without one it refuses to start unless
+# TRITONFLEET_INSECURE=1.
 #
 # Plans and engines are specific to the GPU model and the TensorRT (-LLM) version, so they are built here,
 # on the serving GPU, and cached under $PLAN_CACHE / $ENGINE_CACHE (volumes shared by replicas) keyed by
@@ -64,11 +69,28 @@ for config in "$MODEL_REPOSITORY"/*/config.pbtxt; do
     ln -sfn "$engine" "$target"
 done
 
-exec tritonserver \
-    --model-repository="$MODEL_REPOSITORY" \
+KEYS_FILE="${TRITONFLEET_KEYS:-/etc/tritonfleet/keys.json}"
+insecure=()
+if [[ ! -s "$KEYS_FILE" ]]; then
+    if [[ "${TRITONFLEET_INSECURE:-0}" != 1 ]]; then
+        echo "tritonfleet: no API keys at $KEYS_FILE: mount the keys Secret there, or set TRITONFLEET_INSECURE=1" >&2
+        exit 1
+    fi
+    echo "tritonfleet: TRITONFLEET_INSECURE=1: serving without API keys" >&2
+    insecure=(--insecure)
+fi
+
+exec fleet --repository "$MODEL_REPOSITORY" serve \
+    --target gpu \
+    --tritonserver tritonserver \
+    --host 0.0.0.0 \
     --http-port=8000 \
     --grpc-port=8001 \
     --metrics-port=8002 \
+    --keys "$KEYS_FILE" \
+    "${insecure[@]}" \
+    --verbose \
+    -- \
     --backend-config=python,shm-default-byte-size=16777216 \
     --backend-config=python,shm-growth-byte-size=16777216 \
     --exit-timeout-secs=30 \

@@ -43,10 +43,15 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 def entrypoint_command() -> list[str]:
-    """The ``exec tritonserver ...`` line of docker/entrypoint.sh, split like the shell would."""
+    """The ``exec fleet ... serve ...`` line of docker/entrypoint.sh, split like the shell would."""
     text = (DOCKER / "entrypoint.sh").read_text().replace("\\\n", " ")
-    (line,) = [ln for ln in text.splitlines() if ln.strip().startswith("exec tritonserver")]
+    (line,) = [ln for ln in text.splitlines() if ln.strip().startswith("exec fleet")]
     return shlex.split(line)[1:]
+
+
+def tritonserver_args(command: list[str]) -> list[str]:
+    """What ``fleet serve`` passes on to tritonserver (after ``--``)."""
+    return command[command.index("--") + 1 :]
 
 
 def test_kinds_and_api_versions() -> None:
@@ -151,18 +156,40 @@ def test_image_pins_the_triton_release_of_the_client() -> None:
     assert f'"tritonclient[grpc]=={client.split("==")[1]}"' in dockerfile
 
 
-def test_entrypoint_serves_the_gpu_configs() -> None:
+def test_entrypoint_serves_the_gpu_configs_behind_the_front_door() -> None:
     command = entrypoint_command()
-    assert command[0] == "tritonserver"
-    assert "--model-repository=$MODEL_REPOSITORY" in command
-    assert 'MODEL_REPOSITORY="${MODEL_REPOSITORY:-/models}"' in (DOCKER / "entrypoint.sh").read_text()
-    assert not any(arg.startswith("--model-config-name") for arg in command)
-    assert any(arg.startswith("--backend-config=python,shm-default-byte-size=") for arg in command)
-    assert command[-1] == "$@"
+    assert command[:3] == ["fleet", "--repository", "$MODEL_REPOSITORY"] and command[3] == "serve"
+    serve = command[: command.index("--")]
+    assert {"--target", "gpu"} <= set(serve) and serve[serve.index("--target") + 1] == "gpu"
+    assert serve[serve.index("--tritonserver") + 1] == "tritonserver"  # the image's server, supervised
+    assert serve[serve.index("--host") + 1] == "0.0.0.0"
+    for name, port in PORTS.items():  # the public ports belong to the front door
+        assert f"--{name}-port={port}" in serve
+    assert serve[serve.index("--keys") + 1] == "$KEYS_FILE"
+    args = tritonserver_args(command)
+    assert not any(arg.startswith("--model-config-name") for arg in args)
+    assert not any(arg.startswith(("--http-port", "--grpc-port", "--metrics-port")) for arg in args)
+    assert any(arg.startswith("--backend-config=python,shm-default-byte-size=") for arg in args)
+    assert args[-1] == "$@"
+    text = (DOCKER / "entrypoint.sh").read_text()
+    assert 'MODEL_REPOSITORY="${MODEL_REPOSITORY:-/models}"' in text
+    assert 'KEYS_FILE="${TRITONFLEET_KEYS:-/etc/tritonfleet/keys.json}"' in text
     dockerfile = (DOCKER / "Dockerfile").read_text()
     assert "/models" in dockerfile and "docker/entrypoint.sh" in dockerfile
     assert '"/opt/tritonfleet/entrypoint.sh"]' in dockerfile
-    assert "build/tensorrt_plan.py" in (DOCKER / "entrypoint.sh").read_text()
+    assert "build/tensorrt_plan.py" in text
+
+
+def test_image_installs_the_front_doors_pinned_dependencies() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pinned = [d for d in pyproject["project"]["dependencies"] if d.split("==")[0] in FRONT_DOOR_PACKAGES]
+    assert len(pinned) == len(FRONT_DOOR_PACKAGES)
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    for requirement in pinned:
+        assert f'"{requirement}"' in dockerfile
+
+
+FRONT_DOOR_PACKAGES = ("uvloop", "httptools", "prometheus-client")
 
 
 # Stand-ins for the GPU image's tools: a GPU, TensorRT's version, the plan builder and tritonserver.
@@ -176,7 +203,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 """,
-    "tritonserver": 'printf "%s\\n" "$@" > "$FAKE_LOG/tritonserver"',
+    "fleet": 'printf "%s\\n" "$@" > "$FAKE_LOG/fleet"',
 }
 
 
@@ -194,6 +221,9 @@ def fake_image(tmp_path: Path) -> dict[str, str]:
         (models / model / "1").mkdir(parents=True)
         shutil.copy(ROOT / "model_repository" / model / "config.pbtxt", models / model / "config.pbtxt")
     (models / "efficientnet_lite0" / "1" / "model.onnx").write_bytes(b"onnx")
+    keys = tmp_path / "secret" / "keys.json"  # the mounted Secret
+    keys.parent.mkdir()
+    keys.write_text('{"keys": [{"name": "ci", "sha256": "00"}]}')
     return {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
@@ -201,6 +231,7 @@ def fake_image(tmp_path: Path) -> dict[str, str]:
         "PLAN_CACHE": str(tmp_path / "plans"),
         "BUILD_SCRIPT": str(ROOT / "build" / "tensorrt_plan.py"),
         "FAKE_LOG": str(tmp_path),
+        "TRITONFLEET_KEYS": str(keys),
     }
 
 
@@ -221,8 +252,9 @@ def test_entrypoint_builds_missing_plans_once_then_serves(fake_image: dict[str, 
     assert (cached / "model.plan").is_file()
     assert (models / "efficientnet_lite0" / "1" / "model.plan").read_text() == "plan\n"
     assert not (models / "image_preprocess" / "1" / "model.plan").exists()
-    args = (log / "tritonserver").read_text().splitlines()
-    assert args[0] == f"--model-repository={models}" and args[-1] == "--log-verbose=1"
+    args = (log / "fleet").read_text().splitlines()
+    assert args[:3] == ["--repository", str(models), "serve"] and args[-1] == "--log-verbose=1"
+    assert args[args.index("--keys") + 1] == fake_image["TRITONFLEET_KEYS"] and "--insecure" not in args
 
     config = models / "efficientnet_lite0" / "config.pbtxt"
     config.write_text(config.read_text().replace("max_batch_size: 32", "max_batch_size: 16"))
@@ -230,12 +262,31 @@ def test_entrypoint_builds_missing_plans_once_then_serves(fake_image: dict[str, 
     assert len((log / "builds").read_text().splitlines()) == 2  # a changed config is a new plan
 
 
+def test_entrypoint_refuses_to_start_without_keys_unless_insecure(fake_image: dict[str, str]) -> None:
+    Path(fake_image["TRITONFLEET_KEYS"]).unlink()
+    result = run_entrypoint(fake_image)
+    assert result.returncode == 1 and "no API keys" in result.stderr
+    assert not (Path(fake_image["FAKE_LOG"]) / "fleet").exists()
+    assert run_entrypoint({**fake_image, "TRITONFLEET_INSECURE": "1"}).returncode == 0
+    assert "--insecure" in (Path(fake_image["FAKE_LOG"]) / "fleet").read_text().splitlines()
+
+
+def test_deployment_mounts_the_keys_secret(deployment: dict[str, Any], container: dict[str, Any]) -> None:
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert env["TRITONFLEET_KEYS"] == f"{mounts['keys']['mountPath']}/keys.json"
+    assert (
+        mounts["keys"]["readOnly"] is True and volumes["keys"]["secret"]["secretName"] == "tritonfleet-keys"
+    )
+
+
 def test_entrypoint_stops_without_the_onnx_export(fake_image: dict[str, str]) -> None:
     (Path(fake_image["MODEL_REPOSITORY"]) / "efficientnet_lite0" / "1" / "model.onnx").unlink()
     result = run_entrypoint(fake_image)
     assert result.returncode != 0
     assert "model.onnx is missing" in result.stderr
-    assert not (Path(fake_image["FAKE_LOG"]) / "tritonserver").exists()
+    assert not (Path(fake_image["FAKE_LOG"]) / "fleet").exists()
 
 
 def add_llm(env: dict[str, str]) -> tuple[Path, Path]:
@@ -283,7 +334,7 @@ def test_entrypoint_stops_without_the_llm_checkpoint(fake_image: dict[str, str])
     result = run_entrypoint(fake_image)
     assert result.returncode != 0
     assert f"a checkpoint in {checkpoint}" in result.stderr
-    assert not (Path(fake_image["FAKE_LOG"]) / "tritonserver").exists()
+    assert not (Path(fake_image["FAKE_LOG"]) / "fleet").exists()
 
 
 def test_image_ships_what_the_llm_engine_build_needs() -> None:

@@ -80,6 +80,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--max-body-mb", type=int, default=64, help="largest request body accepted")
     s.add_argument("--probe-interval", type=float, default=30.0, help="seconds between pipeline probes")
     s.add_argument("--verbose", action="store_true", help="stream the server log to the console")
+    s.add_argument(
+        "--tritonserver", type=Path, help="run this tritonserver (the GPU image's) instead of the bundled one"
+    )
+    s.add_argument("server_args", nargs="*", metavar="-- TRITONSERVER_ARG", help="passed on to tritonserver")
     s.set_defaults(handler=cmd_serve)
 
     st = sub.add_parser("status", help="what a running server serves: models, load, memory (like ollama ps)")
@@ -201,7 +205,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tritonfleet.server import ServerError
     from tritonfleet.supervisor import Fleet, FleetError
 
-    if args.target == "gpu":
+    if args.target == "gpu" and not args.tritonserver:
         console.print("[red]✗[/] the GPU target runs in the NGC image: see `docker/Dockerfile`")
         return 2
     repo = Repository(args.repository)
@@ -227,6 +231,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log=log,
         probe_interval=args.probe_interval,
         say=lambda line: console.print(f"[dim]{line}[/]"),
+        target=args.target,
+        server_args={"binary": args.tritonserver, "extra_args": args.server_args},
     )
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -122,6 +122,7 @@ class TritonServer:
         extra_args: list[str] | None = None,
         address: str | None = None,
         memory_limit: int | None = None,
+        binary: Path | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         from tritonfleet import pipelines
@@ -137,6 +138,8 @@ class TritonServer:
         # RLIMIT_DATA of the server and its stubs: a runaway allocation fails in tritonserver (which then
         # aborts) instead of waking the kernel's OOM killer, which could pick another process (tests).
         self.memory_limit = memory_limit
+        # Another tritonserver (the GPU image's, with its own backends) instead of the PyPI-bundled one.
+        self.binary = binary
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._log_file: IO[bytes] | None = None
@@ -160,12 +163,12 @@ class TritonServer:
     def metrics_url(self) -> str:
         return f"http://localhost:{self.metrics_port}/metrics"
 
-    def command(self, backends: Path) -> list[str]:
+    def command(self, backends: Path | None) -> list[str]:
         """The tritonserver command line."""
         cmd = [
-            str(tritonserver_binary()),
+            str(self.binary or tritonserver_binary()),
             f"--model-repository={self.repository}",
-            f"--backend-directory={backends}",
+            *([f"--backend-directory={backends}"] if backends else []),
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
@@ -190,6 +193,8 @@ class TritonServer:
     def environment(self) -> dict[str, str]:
         """The stub embeds libpython and finds its environment through the first ``python3`` on PATH."""
         env = dict(os.environ)
+        if self.binary:
+            return env
         venv_bin = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
@@ -199,7 +204,7 @@ class TritonServer:
 
     def start(self, timeout: float = 240.0) -> TritonServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="tritonfleet-"))
-        backends = make_backends_dir(self._workdir / "backends")
+        backends = None if self.binary else make_backends_dir(self._workdir / "backends")
         if isinstance(self.log, Path):
             self._log_file = self.log.open("wb")
             out: IO[bytes] | None = self._log_file

@@ -156,7 +156,7 @@ class Supervisor:
         from tritonfleet.clients import FleetClient
 
         failed = []
-        with FleetClient(f"127.0.0.1:{self.server.http_port}", api_key="", network_timeout=60.0) as client:
+        with FleetClient(f"127.0.0.1:{self.server.grpc_port}", protocol="grpc", api_key="") as client:
             for pipeline in self.pipelines:
                 try:
                     assert pipeline.probe is not None
