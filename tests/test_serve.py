@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from tests.conftest import copy_repository
 from tritonfleet import artifacts
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.server import SHM_PREFIX, STUB_NAME, TritonServer, free_port, live_processes
+from tritonfleet.supervisor import internal_url
 
 pytestmark = pytest.mark.server
 
@@ -60,7 +62,14 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
                 break
         output = "".join(lines)
         assert f"localhost:{ports[0]}" in output and f"localhost:{ports[1]}" in output, output
-        client = httpclient.InferenceServerClient(f"localhost:{ports[0]}")
+        public = httpclient.InferenceServerClient(f"localhost:{ports[0]}")  # the front door
+        assert public.get_model_config("image_classifier")["name"] == "image_classifier"
+        with pytest.raises(InferenceServerException, match="403"):
+            public.get_model_repository_index()  # an admin API
+        public.close()
+        internal = internal_url(f"localhost:{ports[0]}")
+        assert internal != f"localhost:{ports[0]}"  # tritonserver's own port, 127.0.0.1 only
+        client = httpclient.InferenceServerClient(internal)
         loaded = {m["name"] for m in client.get_model_repository_index() if m.get("state") == "READY"}
         client.close()
         # The ensemble and its two steps, nothing else from the repository.

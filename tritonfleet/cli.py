@@ -314,9 +314,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from tritonfleet import status
     from tritonfleet.clients.fleet import _auth
+    from tritonfleet.supervisor import internal_url
 
     try:
-        fleet = status.collect(args.url, headers=_auth(None))
+        # A local fleet serve: its tritonserver's internal port (no key). Elsewhere: an admin key.
+        fleet = status.collect(internal_url(args.url), headers=_auth(None))
     except Exception as exc:  # connection refused, HTTP errors: say which server and why
         console.print(f"[red]✗[/] no status from {args.url}: {exc}")
         return 1

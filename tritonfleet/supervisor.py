@@ -19,6 +19,8 @@ Each recovery is logged and counted (``tritonfleet_frontdoor_recoveries``).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import queue
 import threading
 import time
@@ -38,6 +40,27 @@ from tritonfleet.repository import Repository
 from tritonfleet.server import ServerError, TritonServer, free_port
 
 MAX_BACKOFF_S = 30.0
+
+
+def runtime_file(public_http_port: int) -> Path:
+    """Where a running fleet says which internal ports its tritonserver has (``fleet status`` reads it)."""
+    from tritonfleet.keys import home
+
+    return home() / "run" / f"fleet-{public_http_port}.json"
+
+
+def internal_url(url: str) -> str:
+    """``url`` (HTTP ``host:port``) of a local ``fleet serve``: its tritonserver's internal address, which
+    needs no key; any other ``url`` unchanged."""
+    host, _, port = url.rpartition(":")
+    if host not in ("localhost", "127.0.0.1", "::1") or not port.isdigit():
+        return url
+    try:
+        info = json.loads(runtime_file(int(port)).read_text())
+        os.kill(info["pid"], 0)
+    except (OSError, ValueError, KeyError):
+        return url
+    return f"127.0.0.1:{info['internal']['http']}"
 
 
 class FleetError(RuntimeError):
@@ -341,12 +364,26 @@ class Fleet:
             self.supervisor.start()
             if not self.supervisor.wait_ready(timeout):
                 raise FleetError(f"the fleet did not get ready: {self.gate.state.reason}")
+            self._write_runtime()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _write_runtime(self) -> None:
+        assert self.ports is not None
+        path = runtime_file(self.ports.http)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        internal = {
+            "http": self.server.http_port,
+            "grpc": self.server.grpc_port,
+            "metrics": self.server.metrics_port,
+        }
+        path.write_text(json.dumps({"pid": os.getpid(), "internal": internal}))
+
     def stop(self) -> None:
+        if self.ports is not None:
+            runtime_file(self.ports.http).unlink(missing_ok=True)
         if self.supervisor is not None:
             self.supervisor.stop()
         if self.door is not None:
@@ -354,7 +391,7 @@ class Fleet:
         self.server.stop()
 
     def _url(self, port: int | None) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        host = "localhost" if self.host in ("0.0.0.0", "::", "127.0.0.1") else self.host
         return f"{host}:{port}"
 
     @property
