@@ -12,7 +12,7 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,19 @@ def public_catalog(
 
     repo = Repository(repository)
     public = [m for m in pipelines.public_models() if m in loaded]
-    models = {m: ModelSpec.from_config(repo.config(m, target), repo.root / m) for m in public}
+    models = {}
+    for name in public:
+        spec = ModelSpec.from_config(repo.config(name, target), repo.root / name)
+        models[name] = replace(spec, decoupled=_decoupled(repo, name, target))
     return Catalog(models, limits or Limits())
+
+
+def _decoupled(repo: Repository, name: str, target: str) -> bool:
+    """A model streams if its config says so, or (an ensemble) if any of its steps streams."""
+    config = repo.config(name, target)
+    if config.model_transaction_policy.decoupled:
+        return True
+    return any(_decoupled(repo, step.model_name, target) for step in config.ensemble_scheduling.step)
 
 
 def is_local(host: str) -> bool:

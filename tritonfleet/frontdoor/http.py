@@ -134,8 +134,6 @@ class Router:
             self._method(req, "POST")
             if action == "infer":
                 self._check_infer(req, spec)
-            elif spec.decoupled and action == "generate":
-                raise ClientError(400, f"{model} streams: use generate_stream", "invalid")
             else:
                 check_generate(spec, req.body, self.gate.catalog.limits)
             return self._forward(req, route, model, key)
