@@ -7,20 +7,16 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import random
 import socket
 import struct
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
-from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import CAT_CLASSES
@@ -311,56 +307,37 @@ def check_keys(fleet: Fleet, keys: KeyFile, user: str, admin: str, limited: str)
 def test_fuzz_http_and_grpc_malformed_requests(fleet: Fleet, before: dict, cat_jpeg: bytes) -> None:
     """10,000 malformed requests (HTTP and gRPC, every family in turn) with correct ones mixed in: every
     malformed one 4xx / a client-error code, every correct one the same answer as before, nobody dies."""
-    specs = list(fleet.gate.catalog.models.values())
-    rng = random.Random(1)
-    statuses: Counter[tuple[str, int]] = Counter()
-    session = requests.Session()
-    cases = fuzz.http_cases(specs, rng)
     with FleetClient(fleet.http_url, api_key="") as good:
-        for i in range(FUZZ_HTTP):
-            case = next(cases)
-            r = session.request(
-                case.method,
-                f"http://{fleet.http_url}{case.path}",
-                data=case.body,
-                headers=case.headers,
-                timeout=60,
-            )
-            statuses[(case.family, r.status_code)] += 1
-            assert 400 <= r.status_code < 500, (case.family, r.status_code, r.text[:300])
-            if i % 500 == 0:
-                assert [x.index for x in good.classify_image(cat_jpeg, top_k=5)] == before["classes"]
 
-    channel = grpc.insecure_channel(fleet.grpc_url, options=[("grpc.max_receive_message_length", -1)])
-    unary = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-    stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
-    client_errors = {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.UNIMPLEMENTED,
-    }
-    cases_g = fuzz.grpc_cases(specs, rng)
-    for _ in range(FUZZ_GRPC):
-        case = next(cases_g)
-        if case.method == "ModelInfer":
-            with pytest.raises(grpc.RpcError) as err:
-                unary(case.body, timeout=60)
-            assert err.value.code() in client_errors, (case.family, err.value.code(), err.value.details())
-            statuses[(case.family, err.value.code().value[0])] += 1
-        else:
-            answers = [
-                pb.ModelStreamInferResponse.FromString(a) for a in stream(iter([case.body]), timeout=60)
-            ]
-            assert len(answers) == 1 and answers[0].error_message, (case.family, answers)
-            statuses[(case.family, 400)] += 1
-    channel.close()
-    assert sum(statuses.values()) >= 10_000
+        def correct() -> None:
+            assert [x.index for x in good.classify_image(cat_jpeg, top_k=5)] == before["classes"]
+
+        result = fuzz.storm(
+            fleet.http_url,
+            fleet.grpc_url,
+            list(fleet.gate.catalog.models.values()),
+            http_count=FUZZ_HTTP,
+            grpc_count=FUZZ_GRPC,
+            correct=correct,
+        )
+    assert not result.failures, result.failures
+    assert result.sent == FUZZ_HTTP + FUZZ_GRPC >= 10_000
+    families = {family for family, _ in result.answers}
+    assert len(families) >= 40, families
     with FleetClient(fleet.http_url, api_key="") as c:
         assert [x.index for x in c.classify_image(cat_jpeg, top_k=5)] == before["classes"]
         assert c.generate("Name three primary colors.", max_tokens=12) == before["text"]
     with FleetClient(fleet.grpc_url, protocol="grpc", api_key="") as c:
         assert [x.index for x in c.classify_image(cat_jpeg, top_k=5)] == before["classes"]
     alive(fleet, before)
+
+
+def test_soak_one_minute_of_mixed_traffic_has_no_errors(fleet: Fleet) -> None:
+    from tritonfleet import soak
+
+    result = soak.run(fleet, minutes=1.0, concurrency=16)
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["requests"] > 0 and set(result["by_pipeline"]) == {"image_classifier", "llm", "llm_stream"}
 
 
 def test_not_local_without_keys_refuses_to_start(tmp_path: Path) -> None:

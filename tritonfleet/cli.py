@@ -4,6 +4,8 @@ fleet build [PIPELINE ...] [--target cpu|image|gpu]
 fleet validate
 fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--models NAME,...]
 fleet keys add NAME [--rpm N] [--tpm N] [--admin] | list | revoke NAME
+fleet stress [--requests 100000]                # fuzz the front door of a fleet of its own
+fleet soak [--minutes 30] [--concurrency 16]    # mixed traffic over every pipeline: errors, memory
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
 fleet bench PIPELINE|all ... [--url URL]
 fleet status [--url localhost:8000]
@@ -105,6 +107,19 @@ def parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="remove a key (a running server stops accepting it)")
     kr.add_argument("name")
     kr.set_defaults(handler=cmd_keys_revoke)
+
+    fz = sub.add_parser("stress", help="fuzz the front door of a fleet of its own (malformed requests)")
+    fz.add_argument("--requests", type=int, default=100_000, help="malformed requests in all (0.6 HTTP)")
+    fz.add_argument("--seed", type=int, default=1)
+    fz.add_argument("--memory-gb", type=float, default=12.0, help="tritonserver's memory cap (RLIMIT_DATA)")
+    fz.add_argument("--models", type=_names, help="pipelines to serve (default: all)")
+    fz.set_defaults(handler=cmd_stress)
+
+    so = sub.add_parser("soak", help="mixed traffic over every pipeline through the front door")
+    so.add_argument("--minutes", type=float, default=30.0)
+    so.add_argument("--concurrency", type=int, default=16)
+    so.add_argument("--output", type=Path, default=Path("reports"))
+    so.set_defaults(handler=cmd_soak)
 
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--url", help="server address (default localhost:8000 for http, :8001 for grpc)")
@@ -270,6 +285,84 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     finally:
         fleet.stop()
+
+
+def _own_fleet(args: argparse.Namespace, **kwargs: object):
+    import tempfile
+
+    from tritonfleet.supervisor import Fleet
+
+    work = Path(tempfile.mkdtemp(prefix="fleet-"))
+    return Fleet.on_free_ports(
+        args.repository,
+        keys_path=work / "keys.json",
+        log=work / "tritonserver.log",
+        probe_interval=3600,
+        **kwargs,
+    )
+
+
+def cmd_stress(args: argparse.Namespace) -> int:
+    from tritonfleet.frontdoor import fuzz
+
+    fleet = _own_fleet(args, models=args.models, memory_limit=int(args.memory_gb * (1 << 30)))
+    with console.status("starting a fleet of its own"):
+        fleet.start()
+    try:
+        stubs = fleet.server.stub_pids()
+        http_count = int(args.requests * 0.6)
+        with console.status(f"{args.requests} malformed requests at {fleet.http_url} / {fleet.grpc_url}"):
+            result = fuzz.storm(
+                fleet.http_url,
+                fleet.grpc_url,
+                list(fleet.gate.catalog.models.values()),
+                http_count=http_count,
+                grpc_count=args.requests - http_count,
+                seed=args.seed,
+            )
+        alive = fleet.server.process is not None and fleet.server.process.poll() is None
+        same = fleet.server.stub_pids() == stubs
+        for (family, answer), n in sorted(result.answers.items()):
+            console.print(f"  {n:7d}  {answer:18} {family}")
+        console.print(f"{result.sent} sent; server alive: {alive}; model processes unchanged: {same}")
+        for failure in result.failures:
+            console.print(f"[red]✗[/] {failure}")
+        return 0 if alive and same and not result.failures else 1
+    finally:
+        fleet.stop()
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    import json
+
+    from tritonfleet import soak
+    from tritonfleet.bench import report
+
+    fleet = _own_fleet(args)
+    with console.status("starting the fleet"):
+        fleet.start()
+    try:
+        with console.status(f"{args.minutes} min of mixed traffic, concurrency {args.concurrency}"):
+            result = soak.run(fleet, minutes=args.minutes, concurrency=args.concurrency)
+    finally:
+        fleet.stop()
+    result["machine"] = report.machine()
+    growth = result["memory_growth"] or 0.0
+    warm, end = result["pss_mb_after_warmup"] or 0.0, result["pss_mb_end"] or 0.0
+    lines = [
+        f"# Soak: {args.minutes} min, concurrency {args.concurrency}",
+        f"{result['machine']['date']}, {result['machine']['cpu']} ({result['machine']['cores']} cores).",
+        "",
+        f"requests {result['requests']} ({json.dumps(result['by_pipeline'])}), "
+        f"errors **{result['errors']}**, "
+        f"memory (PSS of tritonserver + stubs) {warm:.0f} MB after warm-up, {end:.0f} MB at the end: growth "
+        f"**{growth * 100:+.1f}%** (target < {soak.TARGET_GROWTH * 100:.0f}%).",
+    ]
+    path = report.write(args.output, "soak", result, "\n".join(lines) + "\n")
+    console.print("\n".join(lines[2:]))
+    console.print(f"[green]✓[/] report: {path}")
+    ok = result["errors"] == 0 and growth < soak.TARGET_GROWTH
+    return 0 if ok else 1
 
 
 def cmd_keys_add(args: argparse.Namespace) -> int:

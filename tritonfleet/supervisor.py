@@ -297,8 +297,10 @@ class Fleet:
         probe_interval: float = 30.0,
         say: Callable[[str], None] = print,
         server_args: dict[str, Any] | None = None,
+        public: list[str] | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
+        self._public = public  # default: what the pipeline declarations call public
         self.host = host
         self.requested = Ports(http_port, grpc_port, metrics_port, openai_port)
         self.keys = KeyStore(keys_path)
@@ -335,7 +337,7 @@ class Fleet:
     def public(self) -> list[str]:
         from tritonfleet import pipelines
 
-        return [m for m in pipelines.public_models() if m in self.server.models]
+        return [m for m in (self._public or list(pipelines.public_models())) if m in self.server.models]
 
     def check_secure(self) -> None:
         if not is_local(self.host) and not self.insecure and not self.keys.enabled:
@@ -348,7 +350,9 @@ class Fleet:
         self.check_secure()
         self.server.start(timeout)
         try:
-            catalog = public_catalog(self.repository, self.server.models, self.server.target, self.limits)
+            catalog = public_catalog(
+                self.repository, self.server.models, self.server.target, self.limits, self.public
+            )
             self.gate = Gate(catalog, self.keys, require_keys=not is_local(self.host) and not self.insecure)
             self.door = FrontDoor(
                 self.gate,

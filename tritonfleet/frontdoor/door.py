@@ -24,18 +24,24 @@ from tritonfleet.repository import Repository
 
 
 def public_catalog(
-    repository: Path, loaded: list[str], target: str = "cpu", limits: Limits | None = None
+    repository: Path,
+    loaded: list[str],
+    target: str = "cpu",
+    limits: Limits | None = None,
+    public: list[str] | None = None,
 ) -> Catalog:
-    """The public models among ``loaded`` (the pipelines' declarations say which), with their configs."""
+    """The public models among ``loaded`` (the pipelines' declarations say which, unless ``public`` names
+    them), with their configs."""
     from tritonfleet import pipelines
 
     repo = Repository(repository)
-    public = [m for m in pipelines.public_models() if m in loaded]
+    public = [m for m in (public or list(pipelines.public_models())) if m in loaded]
     models = {}
     for name in public:
         spec = ModelSpec.from_config(repo.config(name, target), repo.root / name)
         models[name] = replace(spec, decoupled=_decoupled(repo, name, target))
-    return Catalog(models, limits or Limits())
+    steps = frozenset(repo.closure(public, target)) - set(public)
+    return Catalog(models, limits or Limits(), steps)
 
 
 def _decoupled(repo: Repository, name: str, target: str) -> bool:

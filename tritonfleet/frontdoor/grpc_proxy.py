@@ -218,6 +218,10 @@ class _Handler(grpc.GenericRpcHandler):
             if method in MODEL_METHODS:
                 key = door.authorize(context)
                 request = MODEL_METHODS[method].FromString(raw)
+                model = door.gate.catalog.readable(request.name, request.version)
+            elif method == "ModelStatistics" and pb.ModelStatisticsRequest.FromString(raw).name:
+                key = door.authorize(context)  # a public model's own statistics (perf_analyzer reads them)
+                request = pb.ModelStatisticsRequest.FromString(raw)
                 model = door.gate.catalog.model(request.name, request.version).name
             elif method in ADMIN:
                 key = door.authorize(context, admin=True)

@@ -127,8 +127,13 @@ class Router:
         return Reply(200 if ok else 503, b"" if ok else error_body(f"not ready: {state.reason}"))
 
     def _model(self, req: Request, model: str, version: str | None, action: str | None) -> Forward:
-        key = self._auth(req, admin=action in ("stats", "trace/setting"))
-        spec = self.gate.catalog.model(model, version or "")
+        # A public model's own statistics are open to its callers (perf_analyzer reads them); all models'
+        # statistics and trace settings need an admin key.
+        key = self._auth(req, admin=action == "trace/setting")
+        catalog = self.gate.catalog
+        if model in catalog.steps and action in (None, "config", "ready") and req.method == "GET":
+            return self._forward(req, action or "metadata", model, key)
+        spec = catalog.model(model, version or "")
         route = action or "metadata"
         if action in ("infer", "generate", "generate_stream"):
             self._method(req, "POST")

@@ -138,6 +138,15 @@ class Catalog:
 
     models: dict[str, ModelSpec]
     limits: Limits = field(default_factory=Limits)
+    # The steps of public models: their config, metadata and readiness are readable (perf_analyzer reads
+    # an ensemble's steps' configs), nothing else (no inference, no statistics).
+    steps: frozenset[str] = frozenset()
+
+    def readable(self, name: str, version: str = "") -> str:
+        """``name`` if its config and metadata may be read, else 404."""
+        if name in self.steps:
+            return name
+        return self.model(name, version).name
 
     def model(self, name: str, version: str = "") -> ModelSpec:
         spec = self.models.get(name)
