@@ -46,7 +46,7 @@ STATUS = {
 PUBLIC = {"ServerMetadata"}
 MODEL_METHODS = {"ModelReady": pb.ModelReadyRequest, "ModelMetadata": pb.ModelMetadataRequest,
                  "ModelConfig": pb.ModelConfigRequest}  # fmt: skip
-ADMIN = {"ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
+ADMIN = {"RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
          "TraceSetting", "LogSettings"}  # fmt: skip
 
 
@@ -219,10 +219,21 @@ class _Handler(grpc.GenericRpcHandler):
                 key = door.authorize(context)
                 request = MODEL_METHODS[method].FromString(raw)
                 model = door.gate.catalog.readable(request.name, request.version)
-            elif method == "ModelStatistics" and pb.ModelStatisticsRequest.FromString(raw).name:
-                key = door.authorize(context)  # a public model's own statistics (perf_analyzer reads them)
+            elif method == "ModelStatistics":
+                # The served models' statistics are open to their callers (perf_analyzer reads them); the
+                # whole list is cut to those models.
+                key = door.authorize(context)
                 request = pb.ModelStatisticsRequest.FromString(raw)
-                model = door.gate.catalog.model(request.name, request.version).name
+                if request.name:
+                    model = door.gate.catalog.readable(request.name, request.version)
+                else:
+                    answer = pb.ModelStatisticsResponse.FromString(await door.call(method)(raw))
+                    served = door.gate.catalog.models.keys() | door.gate.catalog.steps
+                    kept = [m for m in answer.model_stats if m.name in served]
+                    del answer.model_stats[:]
+                    answer.model_stats.extend(kept)
+                    door.count(method, model, key, grpc.StatusCode.OK, started)
+                    return answer.SerializeToString()
             elif method in ADMIN:
                 key = door.authorize(context, admin=True)
                 self._check_admin(method, raw)

@@ -40,7 +40,7 @@ MODEL_ROUTE = re.compile(
     r"(?:/(ready|config|stats|infer|generate|generate_stream|trace/setting))?$"
 )
 REPOSITORY_ROUTE = re.compile(rf"^/v2/repository/models/{MODEL}/(load|unload)$")
-ADMIN_PATHS = {"/v2/models/stats", "/v2/repository/index", "/v2/trace/setting", "/v2/logging"}
+ADMIN_PATHS = {"/v2/repository/index", "/v2/trace/setting", "/v2/logging"}
 SHARED_MEMORY = ("/v2/systemsharedmemory", "/v2/cudasharedmemory")
 FILE_SETTINGS = {"trace_file", "log_file"}  # settings that write files on the server: never remote
 STATUS_TEXT = {
@@ -114,6 +114,9 @@ class Router:
         if path == "/v2":
             key = self._auth(req)
             return self._forward(req, "metadata", "", key)
+        if path == "/v2/models/stats":  # cut to the served models on the way back
+            key = self._auth(req)
+            return self._forward(req, "stats", "", key)
         raise ClientError(404, f"no route {path}", "no_route")
 
     def _auth(self, req: Request, *, admin: bool = False, tokens: bool = False) -> str:
@@ -131,7 +134,7 @@ class Router:
         # statistics and trace settings need an admin key.
         key = self._auth(req, admin=action == "trace/setting")
         catalog = self.gate.catalog
-        if model in catalog.steps and action in (None, "config", "ready") and req.method == "GET":
+        if model in catalog.steps and action in (None, "config", "ready", "stats") and req.method == "GET":
             return self._forward(req, action or "metadata", model, key)
         spec = catalog.model(model, version or "")
         route = action or "metadata"
@@ -477,6 +480,8 @@ class Connection(asyncio.Protocol):
         keep = [(n, v) for n, v in headers if n in (b"content-type", b"inference-header-content-length")]
         if fwd.upstream == "metrics":
             body += self.server.gate.metrics.text()
+        elif fwd.route == "stats" and not fwd.model and status == 200:
+            body = self.server.served_stats(body)
         elif status >= 400:
             status, body, extra = self.server.clean_error(fwd, status, body)
             keep = [(b"content-type", b"application/json"), *extra]
@@ -598,6 +603,14 @@ class HttpFrontDoor:
 
     def count(self, protocol: str, route: str, model: str, key: str, status: int) -> None:
         self.gate.metrics.requests.labels(protocol, route, model, key, str(status)).inc()
+
+    def served_stats(self, body: bytes) -> bytes:
+        """Triton's statistics of every model, cut to the served ones (public models and their steps)."""
+        catalog = self.gate.catalog
+        stats = json.loads(body)
+        served = catalog.models.keys() | catalog.steps
+        stats["model_stats"] = [m for m in stats.get("model_stats", []) if m.get("name") in served]
+        return json.dumps(stats).encode()
 
     def clean_error(
         self, fwd: Forward, status: int, body: bytes
