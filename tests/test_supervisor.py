@@ -33,8 +33,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         keys_path=home / "keys.json",
         log=home / "tritonserver.log",
         probe_interval=3600,
+        say=lambda line: print(line, file=(home / "supervisor.log").open("a")),
     )
     f.start()
+    f.log_dir = home  # type: ignore[attr-defined]
     yield f
     f.stop()
 
@@ -56,7 +58,15 @@ def until_right(fleet: Fleet, attempt: Callable[[], object], check: Callable[[ob
         except Exception as exc:  # the answer is what the test looks at
             failures.append(str(exc)[:200])
         time.sleep(0.5)
-    raise AssertionError(f"no right answer within {RECOVERY_WAIT_S}s: {failures[-3:]}")
+    import sys
+    import threading
+    import traceback
+
+    log = (fleet.log_dir / "supervisor.log").read_text()[-3000:]  # type: ignore[attr-defined]
+    for t in threading.enumerate():
+        if t.name == "supervisor" and t.ident in sys._current_frames():
+            log += "".join(traceback.format_stack(sys._current_frames()[t.ident]))
+    raise AssertionError(f"no right answer within {RECOVERY_WAIT_S}s: {failures[-3:]}\nsupervisor:\n{log}")
 
 
 def assert_no_dead_regions(regions: list[Path]) -> None:

@@ -40,6 +40,7 @@ from tritonfleet.repository import Repository
 from tritonfleet.server import ServerError, TritonServer, free_port
 
 MAX_BACKOFF_S = 30.0
+PROBE_TIMEOUT_S = 60.0
 
 
 def runtime_file(public_http_port: int) -> Path:
@@ -107,6 +108,10 @@ class Supervisor:
         self._thread: threading.Thread | None = None
         self._next_probe = 0.0
         self._failures = 0
+        self._probe_thread: threading.Thread | None = None
+        self._probe_client: Any = None
+        self._probe_started = 0.0
+        self._generation = 0
         gate.on_model_fault.append(self._faults.put)
 
     # --- lifecycle ---
@@ -146,59 +151,93 @@ class Supervisor:
         if process is None or process.poll() is not None:
             self._restart_server(None if process is None else process.returncode)
             return
+        reported = False
+        while not self._faults.empty():  # the front door saw "Stub process ... is not healthy"
+            self._faults.get_nowait()
+            reported = True
         dead = self._dead_stub_models()
-        while not self._faults.empty():
-            dead.add(self._faults.get_nowait())
-        dead.discard("-")
-        dead.discard("")
-        if dead:
-            for model in sorted(self._failing(dead)):
-                self._reload(model)
-            self._next_probe = 0.0
-        if time.monotonic() >= self._next_probe:
+        if not dead and reported:  # a stub started since the last snapshot: look at all of them
+            self._snapshot_missing()
+            dead = self._dead_stub_models()
+        for model in sorted(dead):
+            self._reload(model)
+        if reported and not dead:
+            self._next_probe = 0.0  # probe now (unless a round is running): is every pipeline answering?
+        if time.monotonic() >= self._next_probe or self._probe_overdue():
             self._probe()
+
+    def _probe_overdue(self) -> bool:
+        alive = self._probe_thread is not None and self._probe_thread.is_alive()
+        return alive and time.monotonic() - self._probe_started >= PROBE_TIMEOUT_S
 
     def _snapshot(self) -> None:
         self._stubs = self.server.stub_models()
         self.server.remember_shm()
 
     def _dead_stub_models(self) -> set[str]:
-        live = self.server.stub_pids()
-        return {model for pid, (model, _) in self._stubs.items() if pid not in live}
+        """Models whose recorded stub is gone (or a zombie): reads one /proc entry per stub, not all of
+        /proc, since this runs every ``poll_s`` on the front door's process."""
+        return {model for pid, (model, _) in self._stubs.items() if not _alive(pid)}
 
-    def _failing(self, reported: set[str]) -> set[str]:
-        """The models to reload: those whose stub died. A fault reported for a public model (an ensemble)
-        names the step whose stub is gone, or, with no dead stub, the model itself."""
-        dead = self._dead_stub_models()
-        if dead:
-            return dead
-        return {m for m in reported if m in self.public or m in dict(self._stubs.values())}
+    def _snapshot_missing(self) -> None:
+        for pid, entry in self.server.stub_models().items():
+            self._stubs.setdefault(pid, entry)
 
-    def _probe(self) -> None:
-        """Run every pipeline's probe against the internal port; ready when all pass."""
+    def _probe(self, fresh: bool = False) -> None:
+        """Start a round of every pipeline's probe against the internal port, on a thread of its own (a
+        request to a model whose step died can hang: the watch goes on meanwhile). A round still running
+        after ``PROBE_TIMEOUT_S``, or when ``fresh`` (after a recovery), is abandoned: its client is
+        closed, which ends its call. The round's result sets readiness."""
         from tritonfleet.clients import FleetClient
 
-        failed = []
-        with FleetClient(f"127.0.0.1:{self.server.grpc_port}", protocol="grpc", api_key="") as client:
+        running = self._probe_thread is not None and self._probe_thread.is_alive()
+        if running and not fresh and time.monotonic() - self._probe_started < PROBE_TIMEOUT_S:
+            return
+        if running:
+            self._abandon_probe("a probe got no answer in time" if not fresh else None)
+        self._generation += 1
+        generation = self._generation
+        client = FleetClient(f"127.0.0.1:{self.server.grpc_port}", protocol="grpc", api_key="")
+        self._probe_client = client
+        self._probe_started = time.monotonic()
+        self._next_probe = self._probe_started + self.probe_interval
+
+        def probe_all() -> None:
+            failed = []
             for pipeline in self.pipelines:
                 try:
                     assert pipeline.probe is not None
                     pipeline.probe(client)
                 except Exception as exc:
                     failed.append(f"{pipeline.name}: {str(exc)[:200]}")
-        self._next_probe = time.monotonic() + self.probe_interval
+            with contextlib.suppress(Exception):
+                client.close()
+            if generation == self._generation:
+                self._set_ready(failed)
+
+        self._probe_thread = threading.Thread(target=probe_all, name="supervisor-probe", daemon=True)
+        self._probe_thread.start()
+
+    def _abandon_probe(self, failure: str | None) -> None:
+        self._generation += 1
+        with contextlib.suppress(Exception):
+            if self._probe_client is not None:
+                self._probe_client.close()
+        if failure:
+            self._set_ready([failure])
+
+    def _set_ready(self, failed: list[str]) -> None:
+        process = self.server.process
         with self.state.lock:
-            self.state.ready = (
-                not failed and self.server.process is not None and self.server.process.poll() is None
-            )
+            was = self.state.ready
+            self.state.ready = not failed and process is not None and process.poll() is None
             self.state.reason = "; ".join(failed) if failed else "ready"
         self.gate.metrics.ready.set(1 if self.state.ready else 0)
         if failed:
             self.log(f"supervisor: not ready: {self.state.reason}")
-            self._next_probe = time.monotonic() + min(self.probe_interval, 5.0)
-            for pipeline_failure in failed:
-                if "is not healthy" in pipeline_failure or "Stub process" in pipeline_failure:
-                    self._faults.put(pipeline_failure.split(":", 1)[0])
+            self._next_probe = min(self._next_probe, time.monotonic() + 5.0)
+        elif not was:
+            self.log("supervisor: ready (every pipeline answered its probe)")
 
     # --- recoveries ---
 
@@ -207,6 +246,7 @@ class Supervisor:
         with self.state.lock:
             self.state.up = self.state.ready = False
             self.state.reason = f"tritonserver exited ({code}); restarting"
+        self._abandon_probe(None)
         self.gate.metrics.ready.set(0)
         self.log(f"supervisor: tritonserver exited with {code}: restarting")
         self.server.stop()  # kills what is left of its process group, removes its shared memory
@@ -228,7 +268,7 @@ class Supervisor:
         with self.state.lock:
             self.state.up = True
             self.state.reason = "probing after restart"
-        self._probe()
+        self._probe(fresh=True)
         self._record("server_restart", "tritonserver", started)
 
     def _reload(self, model: str) -> None:
@@ -247,7 +287,7 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 region.unlink(missing_ok=True)
         self._snapshot()
-        self._probe()
+        self._probe(fresh=True)
         self._record("model_reload", model, started)
 
     def _dependents(self, model: str) -> list[str]:
@@ -268,7 +308,15 @@ class Supervisor:
         seconds = time.monotonic() - started
         self.recoveries.append(Recovery(kind, model, seconds))
         self.gate.metrics.recoveries.labels(kind, model).inc()
-        self.log(f"supervisor: {kind} {model} done in {seconds:.1f}s; ready={self.state.ready}")
+        self.log(f"supervisor: {kind} {model} done in {seconds:.1f}s; probing the pipelines")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Fleet:
