@@ -204,12 +204,21 @@ def test_body_over_the_limit_is_413(fleet: Fleet) -> None:
 
 
 def test_internal_steps_are_hidden_and_public_ones_served(fleet: Fleet) -> None:
+    grpc_client = grpcclient.InferenceServerClient(fleet.grpc_url)
     for model in ("image_preprocess", "efficientnet_lite0", "preprocessing", "postprocessing"):
-        assert (
-            requests.get(f"http://{fleet.http_url}/v2/models/{model}/config", timeout=30).status_code == 404
-        )
+        # Their configs are readable (perf_analyzer reads an ensemble's steps'), nothing else is.
+        url = f"http://{fleet.http_url}/v2/models/{model}"
+        assert requests.get(f"{url}/config", timeout=30).json()["name"] == model
+        assert grpc_client.get_model_config(model).config.name == model
+        assert requests.post(f"{url}/infer", data=b'{"inputs": []}', timeout=30).status_code == 404
+        stats = requests.get(f"{url}/stats", timeout=30).json()
+        assert stats["model_stats"][0]["name"] == model, stats
+        tensor = grpcclient.InferInput("x", [1], "FP32")
+        tensor.set_data_from_numpy(np.zeros(1, np.float32))
         with pytest.raises(InferenceServerException, match="unknown model"):
-            grpcclient.InferenceServerClient(fleet.grpc_url).get_model_config(model)
+            grpc_client.infer(model, [tensor])
+    every = requests.get(f"http://{fleet.http_url}/v2/models/stats", timeout=30).json()["model_stats"]
+    assert {m["name"] for m in every} == set(fleet.models)  # the served ones (fleet serves nothing else)
     for model in ("image_classifier", "ensemble", "tensorrt_llm_bls", "tensorrt_llm"):
         config = requests.get(f"http://{fleet.http_url}/v2/models/{model}/config", timeout=30).json()
         assert config["name"] == model
@@ -323,7 +332,7 @@ def test_fuzz_http_and_grpc_malformed_requests(fleet: Fleet, before: dict, cat_j
     assert not result.failures, result.failures
     assert result.sent == FUZZ_HTTP + FUZZ_GRPC >= 10_000
     families = {family for family, _ in result.answers}
-    assert len(families) >= 40, families
+    assert len(families) >= 35, families
     with FleetClient(fleet.http_url, api_key="") as c:
         assert [x.index for x in c.classify_image(cat_jpeg, top_k=5)] == before["classes"]
         assert c.generate("Name three primary colors.", max_tokens=12) == before["text"]

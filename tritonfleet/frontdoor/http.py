@@ -106,6 +106,9 @@ class Router:
             raise ClientError(400, "the path may not hold escapes or empty parts", "bad_path")
         if path.startswith(SHARED_MEMORY):
             raise Refused(403, "shared memory is not available through the front door", "shared_memory")
+        if path == "/v2/models/stats":  # cut to the served models on the way back
+            key = self._auth(req)
+            return self._forward(req, "stats", "", key)
         match = MODEL_ROUTE.match(path)
         if match:
             return self._model(req, *match.groups())
@@ -114,9 +117,6 @@ class Router:
         if path == "/v2":
             key = self._auth(req)
             return self._forward(req, "metadata", "", key)
-        if path == "/v2/models/stats":  # cut to the served models on the way back
-            key = self._auth(req)
-            return self._forward(req, "stats", "", key)
         raise ClientError(404, f"no route {path}", "no_route")
 
     def _auth(self, req: Request, *, admin: bool = False, tokens: bool = False) -> str:
