@@ -90,6 +90,39 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
     assert not shm & shm_regions(), "shared memory outlived the server"
 
 
+def test_a_killed_fleet_serve_leaves_no_server_behind() -> None:
+    """kill -9 of fleet serve (no cleanup of its own): its tritonserver is told to stop (PDEATHSIG)."""
+    ports = [str(free_port()) for _ in range(3)]
+    args = ["--models", "image_classifier", "--http-port", ports[0], "--grpc-port", ports[1]]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tritonfleet.cli", "serve", *args, "--metrics-port", ports[2]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Ctrl-C" in line:
+            break
+    internal = int(internal_url(f"localhost:{ports[0]}").rsplit(":", 1)[1])
+    server = next(
+        pid for pid, p in live_processes().items() if p.comm == "tritonserver" and _serves(pid, internal)
+    )
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 90
+    while server in live_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server not in live_processes(), "tritonserver outlived a killed fleet serve"
+
+
+def _serves(pid: int, http_port: int) -> bool:
+    try:
+        return f"--http-port={http_port}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def test_stop_removes_the_shared_memory_a_killed_server_leaves(tmp_path: Path) -> None:
     """A server that dies without unloading (or past its exit timeout) leaves its stubs' /dev/shm regions,
     16 MB each, until reboot; stop() removes them."""

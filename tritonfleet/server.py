@@ -216,7 +216,7 @@ class TritonServer:
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
             start_new_session=True,  # its own process group: stopping it reaches every stub
-            preexec_fn=self._limit_memory if self.memory_limit else None,
+            preexec_fn=self._in_child,
         )
         try:
             self.wait_ready(timeout)
@@ -226,11 +226,16 @@ class TritonServer:
         self._shm = self.shm_regions()  # models load at start: stop() removes what survives the server
         return self
 
-    def _limit_memory(self) -> None:
+    def _in_child(self) -> None:
+        """In the forked child before exec: SIGTERM when the thread that started it ends (``fleet serve``
+        killed: no orphaned server), and the memory limit."""
+        import ctypes
         import resource
 
-        assert self.memory_limit is not None
-        resource.setrlimit(resource.RLIMIT_DATA, (self.memory_limit, self.memory_limit))
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if self.memory_limit:
+            resource.setrlimit(resource.RLIMIT_DATA, (self.memory_limit, self.memory_limit))
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

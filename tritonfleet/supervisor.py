@@ -123,10 +123,11 @@ class Supervisor:
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, join: bool = True) -> None:
+        """Stop watching (nothing is restarted after this); ``join``: wait for the watch thread."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if join and self._thread is not None:
+            self._thread.join(timeout=30)
 
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -242,6 +243,8 @@ class Supervisor:
     # --- recoveries ---
 
     def _restart_server(self, code: int | None) -> None:
+        if self._stop.is_set():  # the fleet is stopping: the server exits because it was told to
+            return
         started = time.monotonic()
         with self.state.lock:
             self.state.up = self.state.ready = False
@@ -437,10 +440,12 @@ class Fleet:
         if self.ports is not None:
             runtime_file(self.ports.http).unlink(missing_ok=True)
         if self.supervisor is not None:
-            self.supervisor.stop()
+            self.supervisor.stop(join=False)  # no restart from here on
         if self.door is not None:
             self.door.stop()
-        self.server.stop()
+        self.server.stop()  # before the watch thread ends: a server it restarted gets SIGTERM when it does
+        if self.supervisor is not None:
+            self.supervisor.stop()
 
     def _url(self, port: int | None) -> str:
         host = "localhost" if self.host in ("0.0.0.0", "::", "127.0.0.1") else self.host
