@@ -41,7 +41,13 @@ def image(shape: list[int], data: list | None = None, **extra: object) -> dict:
 
 
 def test_public_models_come_from_the_declarations(catalog) -> None:
-    assert set(catalog.models) == {"image_classifier", "ensemble", "tensorrt_llm_bls", "tensorrt_llm"}
+    from tritonfleet import pipelines
+
+    assert set(catalog.models) == set(pipelines.public_models())
+    assert {"image_classifier", "ensemble", "tensorrt_llm_bls", "tensorrt_llm"} <= set(catalog.models)
+    assert not {"image_preprocess", "efficientnet_lite0", "preprocessing", "postprocessing"} & set(
+        catalog.models
+    )
     spec = catalog.model("image_classifier")
     assert spec.inputs["IMAGE"].datatype == "BYTES" and spec.max_batch_size == 32 and spec.versions == {"1"}
     assert catalog.model("ensemble").decoupled and not catalog.model("tensorrt_llm_bls").decoupled
