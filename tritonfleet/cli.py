@@ -67,7 +67,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--grpc-port", type=int, default=8001)
     s.add_argument("--metrics-port", type=int, default=8002)
     s.add_argument(
-        "--models", type=_names, help="comma-separated pipelines or models to load (plus their steps)"
+        "--models",
+        type=pipelines.names,
+        help="comma-separated pipelines or models to load (plus their steps)",
     )
     s.add_argument("--verbose", action="store_true", help="stream the server log to the console")
     s.set_defaults(handler=cmd_serve)
@@ -124,10 +126,6 @@ def _bench_all(args: argparse.Namespace, benched: dict[str, pipelines.Command]) 
 def _absolute(paths: str) -> str:
     """Comma-separated paths (globs too) made absolute against the working directory."""
     return ",".join(str(Path(p.strip()).expanduser().absolute()) for p in paths.split(",") if p.strip())
-
-
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def cmd_build(args: argparse.Namespace) -> int:

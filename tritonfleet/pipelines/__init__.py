@@ -31,6 +31,16 @@ if TYPE_CHECKING:
     from tritonfleet.clients.fleet import FleetClient
 
 
+def names(text: str) -> list[str]:
+    """A comma-separated command-line list: ``"a, b"`` -> ``["a", "b"]``."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def ints(text: str) -> list[int]:
+    """A comma-separated list of integers (``--concurrency 1,4,16``)."""
+    return [int(n) for n in names(text)]
+
+
 @dataclass(frozen=True)
 class Command:
     """A pipeline's ``fleet infer`` or ``fleet bench`` sub-command."""
