@@ -111,6 +111,7 @@ PIPELINE = Pipeline(
             unary_model=client.UNARY_MODEL,
             stream_model=client.STREAM_MODEL,
             tokenizer="preprocessing",
+            engine="tensorrt_llm",
         ),
     ),
 )
