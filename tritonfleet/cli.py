@@ -2,7 +2,8 @@
 
 fleet build [PIPELINE ...] [--target cpu|image|gpu]
 fleet validate
-fleet serve [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--models NAME,...]
+fleet serve [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--openai-port 9000]
+            [--models NAME,...]
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
 fleet bench PIPELINE|all ... [--url URL]
 fleet status [--url localhost:8000]
@@ -66,6 +67,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--http-port", type=int, default=8000)
     s.add_argument("--grpc-port", type=int, default=8001)
     s.add_argument("--metrics-port", type=int, default=8002)
+    s.add_argument(
+        "--openai-port", type=int, default=9000, help="OpenAI-compatible API (/v1) on this port; 0: none"
+    )
+    s.add_argument(
+        "--openai-max-tokens", type=int, help="/v1 budget of a request giving none (default: context left)"
+    )
     s.add_argument(
         "--models",
         type=pipelines.names,
@@ -192,17 +199,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log=log,
     )
     signal.signal(signal.SIGTERM, _interrupt)
+    openai = None
     with console.status(f"starting tritonserver with {len(models)} models"):
         try:
             server.start()
-        except ServerError as exc:
+            if args.openai_port:
+                from tritonfleet.openai import OpenAIServer
+
+                openai = OpenAIServer(
+                    server.grpc_url,
+                    args.repository,
+                    port=args.openai_port,
+                    default_max_tokens=args.openai_max_tokens,
+                ).start()
+        except (ServerError, RuntimeError) as exc:
             console.print(f"[red]✗[/] {exc}")
+            server.stop()
             return 1
     try:
         console.print(f"[green]✓[/] serving {len(models)} models: {', '.join(models)}")
         console.print(f"  HTTP    http://{server.http_url}   (KServe v2: /v2/models/<name>/infer)")
         console.print(f"  gRPC    {server.grpc_url}")
         console.print(f"  metrics {server.metrics_url}")
+        if openai:
+            console.print(f'  OpenAI  {openai.url}   (OpenAI(base_url="{openai.url}", api_key="none"))')
         if log:
             console.print(f"  log     {log}")
         console.print("Ctrl-C stops the server and every model process.")
@@ -214,6 +234,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print("stopping ...")
         return 0
     finally:
+        if openai:
+            openai.stop()
         server.stop()
 
 
