@@ -5,7 +5,7 @@ fleet validate
 fleet serve [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--openai-port 9000]
             [--models NAME,...]
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
-fleet bench PIPELINE|all ... [--url URL]
+fleet bench PIPELINE|fleet|openai|all ... [--url URL]
 fleet status [--url localhost:8000]
 
 The pipelines and their ``infer`` / ``bench`` arguments come from their declarations

@@ -148,6 +148,8 @@ def rows(
         values.update(temperature=[[temperature]], top_k=[[0]], top_p=[[request.top_p or 1.0]])
     if model.prompt == "chat_template":
         values["apply_chat_template"] = [[False]]
+    if request.min_tokens:
+        values["min_tokens"] = [[min(request.min_tokens, max_tokens)]]
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(request, name) is not None:
             values[name] = [[getattr(request, name)]]

@@ -72,6 +72,7 @@ class _Sampling(_Body):
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     n: Annotated[int, Field(ge=1, le=MAX_N)] = 1
+    min_tokens: Annotated[int, Field(ge=0)] | None = None  # vLLM's extension (genai-perf sends it)
     user: str | None = None
     logit_bias: dict[str, Any] | None = None
 
