@@ -337,9 +337,10 @@ class _API:
             except APIError as exc:  # a fault after the first response: say it in the stream
                 yield sse(exc.body())
                 yield sse("[DONE]")
-            finally:
-                await events.aclose()
-                await self._usage(request, run.tokens)
+            finally:  # also when the client's disconnect cancelled this: shielded, so that it finishes
+                with anyio.CancelScope(shield=True):
+                    await events.aclose()
+                    await self._usage(request, run.tokens)
 
         return SSEResponse(body(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
