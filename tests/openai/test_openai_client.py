@@ -17,7 +17,7 @@ import openai
 import pytest
 from tokenizers import Tokenizer
 
-from tests.llm.conftest import wait_idle
+from tests.llm.conftest import metric, wait_idle
 from tests.openai.conftest import CHAT_MODEL
 from tritonfleet import pipelines
 
@@ -286,8 +286,11 @@ def test_a_client_that_disconnects_stops_the_generation(
         received = b""
         while received.count(b"data:") < 4:  # a few tokens in
             received += sock.recv(65536)
-    else:
-        time.sleep(1.0)  # generating (1000 tokens take several seconds here)
+    else:  # until it generates (1000 tokens take many seconds here)
+        deadline = time.monotonic() + 60
+        while metric(server, "tritonfleet_llm_active_sequences") == 0:
+            assert time.monotonic() < deadline, "the request never started"
+            time.sleep(0.05)
     sock.close()
     wait_idle(server)  # the slot is free again long before 1000 tokens could be generated
     deadline = time.monotonic() + 10

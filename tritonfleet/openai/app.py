@@ -40,6 +40,7 @@ from tritonfleet.pipelines import OpenAIModel
 log = logging.getLogger("tritonfleet.openai")
 OnUsage = Callable[[Request, int], Awaitable[None] | None]
 EMBEDDING_INPUT, EMBEDDING_OUTPUT, EMBEDDING_TOKENS = "TEXT", "EMBEDDING", "NUM_TOKENS"
+STOP_TRIES_S = 30  # how long a dropped request's rows are stopped again and again until they end
 
 
 def create_app(
@@ -255,9 +256,13 @@ class _API:
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not work.done():
-                work.cancel()
+            deadline = time.monotonic() + STOP_TRIES_S
+            while not work.done() and time.monotonic() < deadline:
+                # The client is gone: stop its rows, again until they end (a stop sent before a sequence
+                # started finds nothing to stop).
                 run.stop()
+                await asyncio.wait({work}, timeout=0.5)
+            if gone.done():
                 raise APIError(499, "the client disconnected")
             work.result()
         finally:
