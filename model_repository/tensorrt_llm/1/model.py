@@ -275,7 +275,7 @@ class TritonPythonModel:
         }
         guide_type = _text(_rows(request, "guided_decoding_guide_type", batch), i)
         guide = None
-        if guide_type is not None:
+        if guide_type:  # absent or "": this row is not guided (other rows of its batch may be)
             text = _text(_rows(request, "guided_decoding_guide", batch), i) or ""
             guide = self.guides.compile(guide_type, text)  # this row's own grammar state
         return prompt, params, stream, [] if exclude or stream else prompt, counts, guide
