@@ -183,7 +183,7 @@ class _API:
         rows = gen.rows(
             model, body, prompt, max_tokens, stream=stream_model, logprobs=body.logprobs, guided=guided
         )
-        run = _Run(self.triton, model, rows, stream_model, body.n)
+        run = _Run(self.triton, model, rows, stream_model, body.n, served.max_batch)
         if body.stream:
             return await self._stream(request, run, "chat", body.include_usage)
         await self._collect(request, run)
@@ -224,7 +224,7 @@ class _API:
             rows += gen.rows(
                 model, body, prompt, max_tokens, stream=stream_model, logprobs=logprobs, guided=None
             )
-        run = _Run(self.triton, model, rows, stream_model, body.n)
+        run = _Run(self.triton, model, rows, stream_model, body.n, served.max_batch)
         echo = body.echo
         if body.stream:
             return await self._stream(request, run, "completion", body.include_usage, echo=echo)
@@ -405,11 +405,19 @@ class _API:
 class _Run:
     """One request's rows in flight: ``n`` per prompt, each its own sequence.
 
-    Rows are sent as concurrent requests of one row each (``id-i`` their request ids, which their stop
-    requests name)."""
+    The rows go to the pipeline as batched requests (TensorRT-LLM's way: each row of a request is a
+    sequence of its own) of at most ``max_batch`` rows, ``<id>-<b>`` their request ids, which their stop
+    requests name. Streamed, each response is one row's, tagged with ``batch_index``; not streamed,
+    ``tensorrt_llm_bls`` answers once with the rows in order."""
 
     def __init__(
-        self, triton: Triton, model: OpenAIModel, rows: list[gen.Row], stream_model: bool, n: int
+        self,
+        triton: Triton,
+        model: OpenAIModel,
+        rows: list[gen.Row],
+        stream_model: bool,
+        n: int,
+        max_batch: int,
     ) -> None:
         self.triton = triton
         self.model = model
@@ -426,9 +434,16 @@ class _Run:
         self.choices = [gen.Choice(i, r.max_tokens, gen.StopScanner(stops)) for i, r in enumerate(rows)]
         self.extra_outputs: dict[str, Any] = {}
         self.n = n  # rows per prompt (consecutive)
+        size = max(max_batch, 1)
+        self.batches = [list(range(i, min(i + size, len(rows)))) for i in range(0, len(rows), size)]
 
-    def request_id(self, index: int) -> str:
-        return f"{self.id}-{index}"
+    def request_id(self, batch: int) -> str:
+        return f"{self.id}-{batch}"
+
+    def values(self, batch: int) -> dict[str, np.ndarray]:
+        """The inputs of one batched request: its rows' [1, k] values stacked into [rows, k]."""
+        rows = [self.rows[i].values for i in self.batches[batch]]
+        return {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
 
     @property
     def tokens(self) -> int:
@@ -448,9 +463,8 @@ class _Run:
         for name in self.model.extra_outputs:
             value = result.as_numpy(name)
             if value is not None and name not in self.extra_outputs:
-                self.extra_outputs[name] = [
-                    v.decode() if isinstance(v, bytes) else v.item() for v in value.reshape(-1)
-                ]
+                items = value.reshape(-1)
+                self.extra_outputs[name] = [v.decode() if isinstance(v, bytes) else v.item() for v in items]
 
     async def collect(self) -> None:
         """Every row to its end, then its choice finished."""
@@ -460,61 +474,82 @@ class _Run:
             return
         results = await asyncio.gather(
             *(
-                self.triton.infer(self.model.unary_model, row.values, request_id=self.request_id(i))
-                for i, row in enumerate(self.rows)
+                self.triton.infer(self.model.unary_model, self.values(b), request_id=self.request_id(b))
+                for b in range(len(self.batches))
             )
         )
-        for choice, result in zip(self.choices, results, strict=True):
-            choice.add(result, self.logprobs)
-            choice.finish()
+        for batch, result in zip(self.batches, results, strict=True):
+            texts = result.as_numpy("text_output")
+            check(texts is not None and texts.shape[0] == len(batch), "the pipeline answered other rows")
+            for j, index in enumerate(batch):
+                self.choices[index].add(_RowOf(result, j), self.logprobs)
+                self.choices[index].finish()
             self._extras(result)
 
     def stop(self) -> None:
-        for i in range(len(self.rows)):
-            self.triton.stop_later(self.request_id(i))
+        for b in range(len(self.batches)):
+            self.triton.stop_later(self.request_id(b))
 
     async def events(self) -> AsyncIterator[tuple[int, str, bool]]:
         """``(choice, new text, finished)`` as the streams answer, rows interleaved; leaving early stops
-        the rows still running."""
+        the requests still running."""
         queue: asyncio.Queue[tuple[int, Any, BaseException | None]] = asyncio.Queue()
+        model = self.model.stream_model or ""
 
-        async def pump(index: int) -> None:
+        async def pump(b: int) -> None:
             try:
-                async for result in self.triton.stream(
-                    self.model.stream_model or "", self.rows[index].values, self.request_id(index)
-                ):
-                    await queue.put((index, result, None))
-                await queue.put((index, None, None))
+                async for result in self.triton.stream(model, self.values(b), self.request_id(b)):
+                    await queue.put((b, result, None))
+                await queue.put((b, None, None))
             except APIError as exc:
-                await queue.put((index, None, exc))
+                await queue.put((b, None, exc))
             except Exception as exc:  # the connection to Triton failed
-                await queue.put((index, None, from_triton(exc, self.model.stream_model or "")))
+                await queue.put((b, None, from_triton(exc, model)))
 
-        tasks = [asyncio.ensure_future(pump(i)) for i in range(len(self.rows))]
+        tasks = [asyncio.ensure_future(pump(b)) for b in range(len(self.batches))]
         running = len(tasks)
         try:
             while running:
-                index, result, error = await queue.get()
-                choice = self.choices[index]
+                b, result, error = await queue.get()
                 if error is not None:
                     raise error
-                if result is None:
+                batch = self.batches[b]
+                if result is None:  # this request's final response: its rows are done
                     running -= 1
-                    yield index, choice.finish(), True
+                    for index in batch:
+                        if not self.choices[index].done:
+                            yield index, self.choices[index].finish(), True
                     continue
-                if choice.stopped:
-                    continue  # a stop string ended it here: the rest is not the client's
+                tag = result.as_numpy("batch_index")
+                if tag is None and len(batch) > 1:
+                    raise APIError(500, f"{model} sent a response of a batch without batch_index")
+                index = batch[int(tag.reshape(-1)[0]) if tag is not None else 0]
+                choice = self.choices[index]
+                if choice.done or result.as_numpy("text_output") is None:
+                    continue  # the empty final response; or a stop string ended the row: the rest is not its
                 self._extras(result)
                 text = choice.add(result, self.logprobs)
-                if choice.stopped:  # ... and the pipeline may go on: cancelling its stream stops it
-                    tasks[index].cancel()
-                    running -= 1
+                if choice.stopped:
                     yield index, text + choice.finish(), True
+                    if all(self.choices[i].done for i in batch):  # cancelling the stream stops its rows
+                        tasks[b].cancel()
+                        running -= 1
                 elif text:
                     yield index, text, False
         finally:
             for task in tasks:
                 task.cancel()
+
+
+class _RowOf:
+    """Row ``j`` of a batched response, read like a response of its own."""
+
+    def __init__(self, result: Any, j: int) -> None:
+        self.result, self.j = result, j
+
+    def as_numpy(self, name: str) -> np.ndarray | None:
+        value = self.result.as_numpy(name)
+        return None if value is None else value[self.j : self.j + 1]
 
 
 async def _json(request: Request) -> Any:

@@ -58,6 +58,7 @@ class Served:
     inputs: frozenset[str]  # the stream model's and the unary model's inputs, both
     max_seq_len: int | None  # prompt + completion, tokens
     max_tokens: int | None  # completion, tokens
+    max_batch: int = 1  # rows one request may carry (the served models' max_batch_size)
 
     @property
     def guided(self) -> bool:
@@ -113,8 +114,11 @@ class Catalog:
     async def served(self, model: OpenAIModel) -> Served:
         if model.id not in self._served:
             inputs: set[str] = set()
+            batch = []
             for name in self.triton_models(model):
-                inputs |= {t["name"] for t in (await self.triton.config(name)).get("input", [])}
+                config = await self.triton.config(name)
+                inputs |= {t["name"] for t in config.get("input", [])}
+                batch.append(int(config.get("max_batch_size", 0)))
             params: dict[str, Any] = {}
             if model.engine:
                 config = await self.triton.config(model.engine)
@@ -122,7 +126,7 @@ class Catalog:
             tokenizing = self.tokenizing(model)
             max_seq_len = _int(params.get("max_seq_len")) or (tokenizing and tokenizing.model_max_length)
             self._served[model.id] = Served(
-                frozenset(inputs), max_seq_len or None, _int(params.get("max_tokens"))
+                frozenset(inputs), max_seq_len or None, _int(params.get("max_tokens")), max(min(batch), 1)
             )
         return self._served[model.id]
 

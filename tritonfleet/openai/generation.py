@@ -114,7 +114,8 @@ def guide(response_format: ResponseFormat | None, served: Served) -> tuple[str, 
 
 @dataclass(frozen=True)
 class Row:
-    """One sequence to generate: a prompt and the pipeline inputs for it (each shaped [1, n])."""
+    """One sequence to generate: a prompt and the pipeline inputs for it (each shaped [1, n]: a request's
+    rows are stacked into one batched request)."""
 
     prompt: str
     max_tokens: int
