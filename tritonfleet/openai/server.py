@@ -3,7 +3,6 @@ tests and benchmarks beside their own servers. ``python -m tritonfleet.openai`` 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -62,12 +61,3 @@ class OpenAIServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True

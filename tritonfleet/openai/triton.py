@@ -14,7 +14,6 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aio
 from tritonclient.utils import InferenceServerException
@@ -125,11 +124,6 @@ class Triton:
 
 async def _one(request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     yield request
-
-
-def output(result: Any, name: str) -> np.ndarray | None:
-    """An output tensor of a response, or None when the response has none of that name."""
-    return result.as_numpy(name)
 
 
 def check(condition: bool, message: str) -> None:
