@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark an OpenAI-compatible chat endpoint with genai-perf (streaming, fixed prompt and output lengths):
+"""Benchmark an OpenAI-compatible chat endpoint with genai-perf or, with --loadgen, the Python load generator
+of `fleet bench openai` (streaming, fixed prompt and output lengths):
 requests/s, latency p50/p95/p99, time to first token, output tokens/s and the memory the serving processes
 use (when the server runs on this machine). Writes JSON + Markdown under --output.
 
@@ -32,6 +33,7 @@ def main() -> int:
     p.add_argument("--tokenizer", type=Path, default=REPOSITORY / "preprocessing" / "1" / "tokenizer",
                    help="a local tokenizer folder (genai-perf counts tokens with it)")  # fmt: skip
     p.add_argument("--output", type=Path, default=Path("reports"))
+    p.add_argument("--loadgen", action="store_true", help="the Python load generator instead of genai-perf")
     args = p.parse_args()
     console = Console()
     path = benchmark_endpoint(
@@ -44,6 +46,7 @@ def main() -> int:
         tokenizer=args.tokenizer.resolve(),
         input_tokens=args.input_tokens,
         output_tokens=args.output_tokens,
+        loadgen_only=args.loadgen,
     )
     console.print(path.with_suffix(".md").read_text())
     console.print(f"report: {path}")

@@ -1,14 +1,14 @@
-"""The OpenAI API's benchmark: genai-perf against ``/v1``, side by side with the same prompts sent to the
-gRPC ensemble directly, and (where installed) llama-cpp-python's own OpenAI server on the same GGUF.
+"""The OpenAI API's benchmark: ``/v1`` side by side with the same prompts sent to the gRPC ensemble
+directly, and (where installed) llama-cpp-python's own OpenAI server on the same GGUF.
 
-One load generator for all: genai-perf 0.0.16 (its own venv, :func:`tritonfleet.bench.llm.genai_perf_venv`),
-streaming, fixed synthetic prompts (same seed, same length) and a fixed output length on every side:
-
-- ``/v1/chat/completions``: ``--endpoint-type chat``, greedy (``temperature`` 0) with ``min_tokens`` =
-  ``max_tokens`` so that end-of-sequence never ends a request early; the API renders the chat template.
-- the ensemble over gRPC: ``--backend tensorrtllm`` with ``apply_chat_template`` true (preprocessing renders
-  the same template around the same text), ``--output-tokens-mean-deterministic`` (``min_length``).
-- llama.cpp: ``python -m llama_cpp.server`` on the GGUF the engine was built from, chat endpoint.
+``fleet bench openai`` drives every side with one load generator (:mod:`tritonfleet.bench.loadgen`: the
+openai client for the OpenAI servers, AsyncFleetClient for the ensemble; why not genai-perf there: see
+that module), streaming, the same prompt of ``input_tokens`` tokens in the model's chat template (rendered
+by the API, by preprocessing's ``apply_chat_template``, by llama.cpp from the GGUF), greedy, exactly
+``output_tokens`` tokens (``min_tokens``).
+``scripts/benchmark_inference.py`` measures one OpenAI endpoint with genai-perf 0.0.16 (chat, streaming;
+its own venv, :func:`tritonfleet.bench.llm.genai_perf_venv`), as users measure servers; or with the
+load generator (``--loadgen``).
 
 Each point: requests/s, request latency p50/p95/p99, time to first token, output tokens/s, and the memory
 the serving processes use (peak PSS of the process tree that listens on the port, sampled through the run).
@@ -32,7 +32,7 @@ from typing import Any
 
 from rich.console import Console
 
-from tritonfleet.bench import report
+from tritonfleet.bench import loadgen, report
 from tritonfleet.bench.llm import GENAI_PERF, genai_perf_environment, genai_perf_venv, gguf_path
 from tritonfleet.server import free_port
 
@@ -214,6 +214,32 @@ def point_table(points: list[Point]) -> str:
     return report.markdown_table(headers, rows)
 
 
+def measure_loadgen(
+    stream: loadgen.Stream, side: str, concurrency: int, requests: int, tokenizer: Path, pid: int | None
+) -> Point:
+    """One side at one concurrency with :mod:`tritonfleet.bench.loadgen`, sampling ``pid``'s memory."""
+    import asyncio
+
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
+    with PeakMemory(pid) as memory:
+        lines, wall = asyncio.run(loadgen.run(stream, concurrency, requests))
+    stats = loadgen.summary(lines, wall, lambda text: len(vocab.encode(text, add_special_tokens=False).ids))
+    return Point(side=side, concurrency=concurrency, memory_mb=memory.peak, **stats)  # type: ignore[arg-type]
+
+
+def bench_prompt(tokenizer: Path, tokens: int) -> str:
+    """A fixed English text of ``tokens`` tokens (the LLM bench's filler)."""
+    from tokenizers import Tokenizer
+
+    from tritonfleet.bench.llm import prompt_ids
+
+    return Tokenizer.from_file(str(tokenizer / "tokenizer.json")).decode(
+        prompt_ids(tokenizer / "tokenizer.json", tokens)
+    )
+
+
 # --- fleet bench openai ---------------------------------------------------------------------------------
 
 
@@ -261,8 +287,7 @@ def run_openai_bench(
     if not (tokenizer / "tokenizer.json").is_file():
         raise RuntimeError(f"no tokenizer in {tokenizer}: run `fleet build llm`")
     output.mkdir(parents=True, exist_ok=True)
-    genai_perf = genai_perf_venv(console)
-    env = genai_perf_environment(genai_perf)
+    prompt = bench_prompt(tokenizer, input_tokens)
     points: list[Point] = []
     notes: list[str] = []
     proc, ports = _serve(repository, output / "fleet-serve-openai.log")
@@ -270,20 +295,19 @@ def run_openai_bench(
         with console.status("starting fleet serve --models llm"):
             wait_http(f"http://localhost:{ports['openai']}/v1/models", 300)
             wait_http(f"http://localhost:{ports['http']}/v2/health/ready", 300)
+        sides = {
+            "openai": lambda: loadgen.openai_stream(
+                f"http://localhost:{ports['openai']}/v1", CHAT_MODEL, prompt, output_tokens
+            ),
+            "ensemble": lambda: loadgen.ensemble_stream(f"localhost:{ports['grpc']}", prompt, output_tokens),
+        }
+        for side, make in sides.items():  # warm-up: no measured request pays for a first call
+            measure_loadgen(make(), side, 1, 1, tokenizer, None)
         for c in concurrency:
             count = max(requests, 2 * c)
-            for side, url in (
-                ("openai", f"localhost:{ports['openai']}"),
-                ("ensemble", f"localhost:{ports['grpc']}"),
-            ):
-                artifacts = output / "openai-genai-perf" / f"{side}-c{c}"
-                cmd = genai_perf_command(
-                    genai_perf, side=side, url=url, model=CHAT_MODEL, concurrency=c, requests=count,
-                    input_tokens=input_tokens, output_tokens=output_tokens, tokenizer=tokenizer,
-                    artifact_dir=artifacts,
-                )  # fmt: skip
-                with console.status(f"genai-perf: {side}, concurrency {c}, {count} requests"):
-                    point = measure(cmd, env, artifacts, side, c, proc.pid)
+            for side, make in sides.items():
+                with console.status(f"{side}: concurrency {c}, {count} requests"):
+                    point = measure_loadgen(make(), side, c, count, tokenizer, proc.pid)
                 points.append(point)
                 console.print(
                     f"  {side:>8} c={c:>3}: {point.output_tokens_per_s:6.1f} tok/s, TTFT p50 "
@@ -301,15 +325,17 @@ def run_openai_bench(
         peer = _llama_cpp_server(gguf, port, output / "llama-cpp-server.log", threads=2)
         try:
             wait_http(f"http://localhost:{port}/v1/models", 120)
+            peer_url = f"http://localhost:{port}/v1"
+
+            def make() -> loadgen.Stream:
+                return loadgen.openai_stream(peer_url, CHAT_MODEL, prompt, output_tokens)
+
+            measure_loadgen(make(), "llama.cpp", 1, 1, tokenizer, None)
             for c in concurrency:
-                artifacts = output / "openai-genai-perf" / f"llama.cpp-c{c}"
-                cmd = genai_perf_command(
-                    genai_perf, side="openai", url=f"localhost:{port}", model=CHAT_MODEL, concurrency=c,
-                    requests=max(requests, 2 * c), input_tokens=input_tokens, output_tokens=output_tokens,
-                    tokenizer=tokenizer, artifact_dir=artifacts,
-                )  # fmt: skip
-                with console.status(f"genai-perf: llama.cpp server, concurrency {c}"):
-                    points.append(measure(cmd, env, artifacts, "llama.cpp", c, peer.pid))
+                with console.status(f"llama.cpp server, concurrency {c}"):
+                    points.append(
+                        measure_loadgen(make(), "llama.cpp", c, max(requests, 2 * c), tokenizer, peer.pid)
+                    )
         finally:
             peer.terminate()
             peer.wait(timeout=30)
@@ -350,7 +376,7 @@ def write_report(output: Path, points: list[Point], notes: list[str], settings: 
     comparison = compare(points)
     data = {
         "machine": report.machine(),
-        "genai_perf": GENAI_PERF,
+        "load_generator": "tritonfleet.bench.loadgen (openai client; AsyncFleetClient for the ensemble)",
         "settings": settings,
         "targets": TARGETS,
         "points": [asdict(p) for p in points],
@@ -367,9 +393,10 @@ def write_report(output: Path, points: list[Point], notes: list[str], settings: 
         [
             f"# OpenAI API benchmark ({data['machine']['date']}, {data['machine']['cpu']}, "
             f"{data['machine']['cores']} cores)",
-            f"genai-perf streaming, {settings['input_tokens']} prompt tokens, "
-            f"{settings['output_tokens']} output tokens, greedy. /v1/chat/completions vs the same prompts "
-            "(the same chat template) to the gRPC ensemble, one `fleet serve`.",
+            f"Streaming, {settings['input_tokens']} prompt tokens, "
+            f"{settings['output_tokens']} output tokens, greedy, one load generator for every side "
+            "(tritonfleet.bench.loadgen). /v1/chat/completions vs the same prompt (the same chat template) "
+            "to the gRPC ensemble, one `fleet serve`.",
             point_table(points),
             report.markdown_table(
                 [
@@ -401,28 +428,36 @@ def benchmark_endpoint(
     tokenizer: Path,
     input_tokens: int = 128,
     output_tokens: int = 64,
+    loadgen_only: bool = False,
 ) -> Path:
     """One OpenAI endpoint (``http://host:port/v1/chat/completions``) at one concurrency: the JSON and
     Markdown of one :class:`Point` under ``output`` (``inference-c<concurrency>``)."""
     parsed = urllib.parse.urlparse(endpoint)
     if not parsed.hostname or not parsed.port:
         raise ValueError(f"--endpoint needs host and port: {endpoint}")
-    genai_perf = genai_perf_venv(console)
-    env = genai_perf_environment(genai_perf)
-    artifacts = output / f"inference-genai-perf-c{concurrency}"
-    cmd = genai_perf_command(
-        genai_perf, side="openai", url=f"{parsed.hostname}:{parsed.port}", model=model,
-        concurrency=concurrency, requests=requests, input_tokens=input_tokens, output_tokens=output_tokens,
-        tokenizer=tokenizer, artifact_dir=artifacts, endpoint=parsed.path.lstrip("/"),
-    )  # fmt: skip
     pid = listening_pid(parsed.port) if parsed.hostname in ("localhost", "127.0.0.1") else None
-    with console.status(f"genai-perf: {endpoint}, concurrency {concurrency}, {requests} requests"):
-        point = measure(cmd, env, artifacts, "openai", concurrency, pid)
+    if loadgen_only:
+        base = endpoint.split("/chat/completions")[0]
+        stream = loadgen.openai_stream(base, model, bench_prompt(tokenizer, input_tokens), output_tokens)
+        with console.status(f"{endpoint}: concurrency {concurrency}, {requests} requests"):
+            point = measure_loadgen(stream, "openai", concurrency, requests, tokenizer, pid)
+    else:
+        genai_perf = genai_perf_venv(console)
+        env = genai_perf_environment(genai_perf)
+        artifacts = output / f"inference-genai-perf-c{concurrency}"
+        cmd = genai_perf_command(
+            genai_perf, side="openai", url=f"{parsed.hostname}:{parsed.port}", model=model,
+            concurrency=concurrency, requests=requests, input_tokens=input_tokens,
+            output_tokens=output_tokens, tokenizer=tokenizer, artifact_dir=artifacts,
+            endpoint=parsed.path.lstrip("/"),
+        )  # fmt: skip
+        with console.status(f"genai-perf: {endpoint}, concurrency {concurrency}, {requests} requests"):
+            point = measure(cmd, env, artifacts, "openai", concurrency, pid)
     data = {
         "machine": report.machine(),
         "endpoint": endpoint,
         "model": model,
-        "genai_perf": GENAI_PERF,
+        "load_generator": "tritonfleet.bench.loadgen" if loadgen_only else GENAI_PERF,
         "settings": {"input_tokens": input_tokens, "output_tokens": output_tokens},
         "point": asdict(point),
         "memory_of": None if pid is None else f"pid {pid} and its children",
