@@ -179,7 +179,7 @@ class _API:
         param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         max_tokens = gen.budget(counted, body.limit, served, self.default_max_tokens, param)
         guided = gen.guide(body.response_format, served)
-        stream_model = body.stream or body.logprobs
+        stream_model = body.stream or body.logprobs or served.unary_decoupled
         rows = gen.rows(
             model, body, prompt, max_tokens, stream=stream_model, logprobs=body.logprobs, guided=guided
         )
@@ -215,7 +215,7 @@ class _API:
         served = await self.catalog.served(model)
         tokenizing = self.catalog.tokenizing(model)
         logprobs = body.logprobs is not None
-        stream_model = body.stream or logprobs
+        stream_model = body.stream or logprobs or served.unary_decoupled
         rows: list[gen.Row] = []
         for i, prompt in enumerate(body.prompts):
             gen.check_prompt(prompt, f"prompt.{i}" if isinstance(body.prompt, list) else "prompt")

@@ -59,6 +59,7 @@ class Served:
     max_seq_len: int | None  # prompt + completion, tokens
     max_tokens: int | None  # completion, tokens
     max_batch: int = 1  # rows one request may carry (the served models' max_batch_size)
+    unary_decoupled: bool = False  # the unary model is decoupled: one response through a gRPC stream
 
     @property
     def guided(self) -> bool:
@@ -115,6 +116,8 @@ class Catalog:
         if model.id not in self._served:
             inputs: set[str] = set()
             batch = []
+            unary = await self.triton.config(model.unary_model)
+            decoupled = bool(unary.get("model_transaction_policy", {}).get("decoupled"))
             for name in self.triton_models(model):
                 config = await self.triton.config(name)
                 inputs |= {t["name"] for t in config.get("input", [])}
@@ -126,7 +129,11 @@ class Catalog:
             tokenizing = self.tokenizing(model)
             max_seq_len = _int(params.get("max_seq_len")) or (tokenizing and tokenizing.model_max_length)
             self._served[model.id] = Served(
-                frozenset(inputs), max_seq_len or None, _int(params.get("max_tokens")), max(min(batch), 1)
+                frozenset(inputs),
+                max_seq_len or None,
+                _int(params.get("max_tokens")),
+                max(min(batch), 1),
+                decoupled,
             )
         return self._served[model.id]
 
