@@ -56,8 +56,9 @@ class OpenAIModel:
 
     ``kind`` is "chat" (``/v1/chat/completions`` and ``/v1/completions`` through the LLM interface of
     TensorRT-LLM's ensemble: ``stream_model`` for streamed requests and those asking for logprobs,
-    ``unary_model`` for the others, through a gRPC stream where it is decoupled) or "embedding" (``/v1/embeddings`` through ``unary_model``, which takes
-    ``TEXT`` and returns ``EMBEDDING`` and ``NUM_TOKENS``). ``tokenizer`` is the model folder whose version
+    ``unary_model`` for the others, through a gRPC stream where it is decoupled) or "embedding"
+    (``/v1/embeddings`` through ``unary_model``, which takes ``TEXT`` and returns ``EMBEDDING`` and
+    ``NUM_TOKENS``). ``tokenizer`` is the model folder whose version
     folder holds the tokenizer files (``tokenizer/``: tokenizer.json, tokenizer_config.json,
     chat_template.jinja). ``engine`` is the model whose config parameters ``max_seq_len`` and ``max_tokens``
     bound a request, where it has them (the CPU ``tensorrt_llm``; elsewhere the tokenizer's
