@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,7 @@ def shm_regions() -> set[Path]:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int) -> None:
-    ports = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(4)]
     before, shm_before = stub_pids(), shm_regions()
     proc = subprocess.Popen(
         [
@@ -48,6 +50,8 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
             str(ports[1]),
             "--metrics-port",
             str(ports[2]),
+            "--openai-port",
+            str(ports[3]),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -74,6 +78,11 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
         client.close()
         # The ensemble and its two steps, nothing else from the repository.
         assert loaded == {"image_classifier", "image_preprocess", "efficientnet_lite0"}
+        # /v1 runs beside it, its URL printed; it lists the OpenAI models loaded (no LLM here: none)
+        v1 = f"http://localhost:{ports[3]}/v1"
+        assert v1 in output, output
+        with urllib.request.urlopen(f"{v1}/models", timeout=10) as r:
+            assert json.loads(r.read()) == {"object": "list", "data": []}
         started = stub_pids() - before
         assert len(started) >= 2  # image_preprocess + the onnxruntime Python-based backend
         shm = shm_regions() - shm_before

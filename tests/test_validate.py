@@ -317,3 +317,14 @@ def test_interface_naming_an_unknown_model(tmp_path: Path) -> None:
         'rag/config.pbtxt: rag [gpu]: interface names unknown model "ensembel"',
         'rag/configs/cpu.pbtxt: rag [cpu]: interface names unknown model "ensembel"',
     ]
+
+
+def test_a_speaker_need_not_carry_the_target_only_tensors(tmp_path: Path) -> None:
+    """The CPU ensemble's guided decoding inputs are CPU-only (extra_tensors): rag's CPU config, which speaks
+    ensemble's interface, need not have them; were they part of the CPU ensemble's interface, it would."""
+    extra = 'value: { string_value: "guided_decoding_guide_type,guided_decoding_guide" }'
+    problems = with_edits(tmp_path, ("ensemble/configs/cpu.pbtxt", extra, 'value: { string_value: "" }'))
+    assert sorted(str(p) for p in problems if p.model == "rag") == [
+        f'rag/configs/cpu.pbtxt: rag [cpu]: speaks "ensemble" but has no input "{name}"'
+        for name in ("guided_decoding_guide", "guided_decoding_guide_type")
+    ]

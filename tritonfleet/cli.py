@@ -2,12 +2,13 @@
 
 fleet build [PIPELINE ...] [--target cpu|image|gpu]
 fleet validate
-fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--models NAME,...]
+fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
+            [--openai-port 9000] [--models NAME,...]
 fleet keys add NAME [--rpm N] [--tpm N] [--admin] | list | revoke NAME
 fleet stress [--requests 100000]                # fuzz the front door of a fleet of its own
 fleet soak [--minutes 30] [--concurrency 16]    # mixed traffic over every pipeline: errors, memory
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
-fleet bench PIPELINE|all ... [--url URL]
+fleet bench PIPELINE|fleet|openai|all ... [--url URL]
 fleet status [--url localhost:8000]
 
 The pipelines and their ``infer`` / ``bench`` arguments come from their declarations
@@ -73,7 +74,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--grpc-port", type=int, default=8001)
     s.add_argument("--metrics-port", type=int, default=8002)
     s.add_argument(
-        "--models", type=_names, help="comma-separated pipelines or models to load (plus their steps)"
+        "--openai-port", type=int, default=9000, help="OpenAI-compatible API (/v1) on this port; 0: none"
+    )
+    s.add_argument(
+        "--openai-max-tokens", type=int, help="/v1 budget of a request giving none (default: context left)"
+    )
+    s.add_argument(
+        "--models",
+        type=pipelines.names,
+        help="comma-separated pipelines or models to load (plus their steps)",
     )
     s.add_argument("--keys", type=Path, help="API keys file (default $TRITONFLEET_HOME/keys.json)")
     s.add_argument(
@@ -112,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
     fz.add_argument("--requests", type=int, default=100_000, help="malformed requests in all (0.6 HTTP)")
     fz.add_argument("--seed", type=int, default=1)
     fz.add_argument("--memory-gb", type=float, default=12.0, help="tritonserver's memory cap (RLIMIT_DATA)")
-    fz.add_argument("--models", type=_names, help="pipelines to serve (default: all)")
+    fz.add_argument("--models", type=pipelines.names, help="pipelines to serve (default: all)")
     fz.set_defaults(handler=cmd_stress)
 
     so = sub.add_parser("soak", help="mixed traffic over every pipeline through the front door")
@@ -169,10 +178,6 @@ def _bench_all(args: argparse.Namespace, benched: dict[str, pipelines.Command]) 
 def _absolute(paths: str) -> str:
     """Comma-separated paths (globs too) made absolute against the working directory."""
     return ",".join(str(Path(p.strip()).expanduser().absolute()) for p in paths.split(",") if p.strip())
-
-
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -248,6 +253,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         say=lambda line: console.print(f"[dim]{line}[/]"),
         target=args.target,
         server_args={"binary": args.tritonserver, "extra_args": args.server_args},
+        openai_port=args.openai_port or None,
+        openai_max_tokens=args.openai_max_tokens,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -258,7 +265,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with console.status(f"starting tritonserver with {len(models)} models behind the front door"):
         try:
             fleet.start()
-        except (ServerError, FleetError, OSError) as exc:
+        except (ServerError, FleetError, OSError, RuntimeError) as exc:
             console.print(f"[red]✗[/] {exc}")
             return 1
     try:
@@ -267,6 +274,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print(f"  HTTP    http://{fleet.http_url}   (KServe v2: /v2/models/<name>/infer)")
         console.print(f"  gRPC    {fleet.grpc_url}")
         console.print(f"  metrics {fleet.metrics_url}")
+        if fleet.openai_url:
+            key = "<key>" if fleet.keys.enabled else "none"
+            console.print(
+                f'  OpenAI  {fleet.openai_url}   (OpenAI(base_url="{fleet.openai_url}", api_key="{key}"))'
+            )
         if fleet.keys.enabled:
             console.print(f"  keys    {fleet.keys.file.path} (send Authorization: Bearer <key>)")
         elif fleet.insecure:

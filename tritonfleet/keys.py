@@ -127,6 +127,10 @@ class KeyStore:
         self._refresh()
         return bool(self._by_hash)
 
+    def by_name(self, name: str) -> Key | None:
+        self._refresh()
+        return next((k for k in self._by_hash.values() if k.name == name), None)
+
     def lookup(self, secret: str) -> Key | None:
         self._refresh()
         return self._by_hash.get(digest(secret))

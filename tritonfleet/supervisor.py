@@ -349,8 +349,11 @@ class Fleet:
         say: Callable[[str], None] = print,
         server_args: dict[str, Any] | None = None,
         public: list[str] | None = None,
+        openai_max_tokens: int | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
+        self.openai_max_tokens = openai_max_tokens
+        self.openai: Any = None  # the /v1 app (tritonfleet.openai.OpenAIServer) on an internal port
         self._public = public  # default: what the pipeline declarations call public
         self.host = host
         self.requested = Ports(http_port, grpc_port, metrics_port, openai_port)
@@ -405,11 +408,14 @@ class Fleet:
                 self.repository, self.server.models, self.server.target, self.limits, self.public
             )
             self.gate = Gate(catalog, self.keys, require_keys=not is_local(self.host) and not self.insecure)
+            openai_port = self._start_openai() if self.requested.openai else None
             self.door = FrontDoor(
                 self.gate,
                 self.host,
                 self.requested,
-                Upstreams(self.server.http_port, self.server.grpc_port, self.server.metrics_port),
+                Upstreams(
+                    self.server.http_port, self.server.grpc_port, self.server.metrics_port, openai_port
+                ),
                 hidden=(str(self.repository), str(self.server.repository)),
             )
             self.ports = self.door.start()
@@ -424,6 +430,35 @@ class Fleet:
             self.stop()
             raise
         return self
+
+    def _start_openai(self) -> int:
+        """The /v1 app on 127.0.0.1 behind the front door; its usage hook charges the caller's key."""
+        from tritonfleet.openai import OpenAIServer
+
+        port = free_port()
+        self.openai = OpenAIServer(
+            f"127.0.0.1:{self.server.grpc_port}",
+            self.repository,
+            port=port,
+            default_max_tokens=self.openai_max_tokens,
+            on_usage=self._on_usage,
+        ).start()
+        return port
+
+    def _on_usage(self, request: Any, tokens: int) -> None:
+        """The OpenAI app's hook, once per request (prompt + completion tokens): tokens per minute."""
+        assert self.gate is not None
+        key = self.keys.by_name(request.headers.get("x-tritonfleet-key", ""))
+        if key is not None:
+            self.gate.limiter.used_tokens(key, tokens)
+        self.gate.metrics.tokens.labels(key.name if key else "-").inc(tokens)
+
+    @property
+    def openai_url(self) -> str | None:
+        """The base URL OpenAI clients take (``/v1`` on the front door's OpenAI port)."""
+        if self.ports is None or self.ports.openai is None:
+            return None
+        return f"http://{self._url(self.ports.openai)}/v1"
 
     def _write_runtime(self) -> None:
         assert self.ports is not None
@@ -443,6 +478,9 @@ class Fleet:
             self.supervisor.stop(join=False)  # no restart from here on
         if self.door is not None:
             self.door.stop()
+        if self.openai is not None:
+            self.openai.stop()
+            self.openai = None
         self.server.stop()  # before the watch thread ends: a server it restarted gets SIGTERM when it does
         if self.supervisor is not None:
             self.supervisor.stop()

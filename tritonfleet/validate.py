@@ -183,7 +183,8 @@ def _interface_diff(config: mc.ModelConfig | None, reference: mc.ModelConfig | N
 def _check_interface(config: mc.ModelConfig | None, configs: dict[str, mc.ModelConfig | None]) -> list[str]:
     """A model whose ``interface`` parameter names another model speaks that model's interface: it has
     every input and output of it, with the same data type, dims and optional flag, and every input it
-    adds is optional. So a client written for the other model calls this one unchanged."""
+    adds is optional. So a client written for the other model calls this one unchanged. The tensors the
+    other model's config adds for its target alone (``extra_tensors``) are not part of that interface."""
     named = config.parameters.get("interface") if config is not None else None
     if config is None or named is None:
         return []
@@ -205,9 +206,13 @@ def _check_interface(config: mc.ModelConfig | None, configs: dict[str, mc.ModelC
         errors.append(
             f'max_batch_size {config.max_batch_size} differs from "{other}"\'s {reference.max_batch_size}'
         )
+    extra = reference.parameters.get("extra_tensors")  # .get: indexing would insert the key
+    target_only = {n.strip() for n in extra.string_value.split(",")} if extra else set()
     for inputs, kind in ((True, "input"), (False, "output")):
         mine, theirs = tensors(config, inputs), tensors(reference, inputs)
         for name, (tensor, optional) in theirs.items():
+            if name in target_only and name not in mine:
+                continue
             if name not in mine:
                 errors.append(f'speaks "{other}" but has no {kind} "{name}"')
             elif mine[name] != (tensor, optional):

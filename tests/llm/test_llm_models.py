@@ -409,3 +409,43 @@ def test_counts_counts_each_row_of_a_batch() -> None:
         for r in stream
     ]
     assert counts == [(0, 3, 1), (0, 3, 2), (0, 3, 3), (1, 2, 1), (1, 2, 2)]
+
+
+# guided decoding (CPU only: tensorrtllm_backend v0.19's inputs)
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 16}, "age": {"type": "integer", "maximum": 120}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+
+
+def test_tensorrt_llm_guided_rows_follow_their_guide(llm, tokenizer) -> None:
+    """Two rows of one request, the first guided by a JSON schema: its output validates, the other row
+    stays prose; an invalid guide is the request's INVALID_ARG."""
+    import json
+
+    import jsonschema
+
+    prompt = ids(tokenizer, CHAT.format("Describe a person."))
+    inputs = {
+        "input_ids": [prompt, prompt],
+        "input_lengths": [[len(prompt)]] * 2,
+        "request_output_len": [[48]] * 2,
+        "guided_decoding_guide_type": np.array([[b"json_schema"], [b""]], dtype=np.object_),
+        "guided_decoding_guide": np.array([[json.dumps(PERSON).encode()], [b""]], dtype=np.object_),
+    }
+    answer = llm.infer(inputs)
+    texts = {}
+    for response in answer.stream:
+        index = int(response["batch_index"][0, 0]) if "batch_index" in response else 0
+        texts[index] = tokenizer.decode(response["output_ids"].reshape(-1).tolist())
+    jsonschema.validate(json.loads(texts[0]), PERSON)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(texts[1])
+    bad = row(input_ids=prompt, input_lengths=len(prompt), request_output_len=4)
+    bad["guided_decoding_guide_type"] = np.array([[b"json_schema"]], dtype=np.object_)
+    bad["guided_decoding_guide"] = np.array([[b'{"type": "foo"}']], dtype=np.object_)
+    error = llm.infer(bad).error
+    assert error.code() == INVALID and "foo" in error.message()

@@ -5,6 +5,18 @@ from __future__ import annotations
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.repository import Repository
 
+GUIDED = ("guided_decoding_guide_type", "guided_decoding_guide")  # tensorrtllm_backend v0.19's, CPU only
+
+
+def _add_guided_inputs(gpu, cpu) -> None:
+    """The CPU configs' guided decoding inputs (and their extra_tensors entry), copied onto the GPU config."""
+    for name in GUIDED:
+        gpu.input.append(next(t for t in cpu.input if t.name == name))
+    if gpu.platform == "ensemble":
+        for name in GUIDED:
+            gpu.ensemble_scheduling.step[1].input_map[name] = name
+    gpu.parameters["extra_tensors"].string_value = cpu.parameters["extra_tensors"].string_value
+
 
 def test_cpu_ensemble_is_the_gpu_ensemble_with_tensorrt_llm_as_its_decoupled_step() -> None:
     """On GPU, tensorrt_llm_counts adds the token counts that tensorrtllm_backend v0.14.0 lacks; the CPU
@@ -17,6 +29,7 @@ def test_cpu_ensemble_is_the_gpu_ensemble_with_tensorrt_llm_as_its_decoupled_ste
     steps[1].model_name = "tensorrt_llm"
     steps[1].output_map["stop_request_id"] = "_STOP_REQUEST_ID"
     steps[2].input_map["STOP_REQUEST_ID"] = "_STOP_REQUEST_ID"
+    _add_guided_inputs(gpu, cpu)
     assert cpu == gpu
 
 
@@ -29,20 +42,20 @@ def test_cpu_postprocessing_is_the_gpu_one_without_dynamic_batching() -> None:
     assert cpu == gpu
 
 
-def test_cpu_tensorrt_llm_adds_only_the_count_and_stop_tensors() -> None:
+def test_cpu_tensorrt_llm_adds_only_the_count_stop_and_guided_decoding_tensors() -> None:
     repo = Repository(REPOSITORY)
     gpu, cpu = repo.config("tensorrt_llm", "gpu"), repo.config("tensorrt_llm", "cpu")
     counts = repo.config("tensorrt_llm_counts", "gpu")
     extra_inputs = {t.name for t in cpu.input} - {t.name for t in gpu.input}
     extra_outputs = {t.name for t in cpu.output} - {t.name for t in gpu.output}
-    assert extra_inputs == {"return_num_input_tokens", "return_num_output_tokens", "passthrough_in"}
+    assert extra_inputs == {"return_num_input_tokens", "return_num_output_tokens", "passthrough_in", *GUIDED}
     assert extra_outputs == {"num_input_tokens", "num_output_tokens", "stop_request_id", "passthrough_out"}
     # ...the counts and the pass-through with the types tensorrt_llm_counts gives them on GPU.
     for tensors, counted in ((cpu.input, counts.input), (cpu.output, counts.output)):
         mine = {
             t.name: (t.data_type, list(t.dims))
             for t in tensors
-            if t.name in extra_inputs | extra_outputs - {"stop_request_id"}
+            if t.name in (extra_inputs | extra_outputs) - {"stop_request_id", *GUIDED}
         }
         theirs = {t.name: (t.data_type, list(t.dims)) for t in counted if t.name in mine}
         assert mine == theirs
@@ -62,4 +75,5 @@ def test_cpu_bls_calls_tensorrt_llm_directly_and_is_otherwise_the_gpu_bls() -> N
         ("bls_models", "preprocessing,tensorrt_llm,postprocessing"),
     ):
         gpu.parameters[key].string_value = value
+    _add_guided_inputs(gpu, cpu)
     assert cpu == gpu

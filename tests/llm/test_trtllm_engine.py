@@ -203,16 +203,18 @@ def test_gpu_config_tensors_are_known_to_the_pinned_backend() -> None:
     assert te.unsupported_tensors(parse_config(GPU_CONFIG)) == []
 
 
-def test_cpu_config_has_the_gpu_interface_plus_the_counts_and_stop_id() -> None:
+def test_cpu_config_has_the_gpu_interface_plus_the_counts_stop_id_and_guided_decoding() -> None:
     """The CPU model returns the token counts and the pass-through tensor itself (on GPU tensorrt_llm_counts
-    adds them), and each sequence's stop_request_id (for postprocessing to stop it when the client
-    cancels)."""
+    adds them), each sequence's stop_request_id (for postprocessing to stop it when the client cancels),
+    and takes guided decoding's two inputs (tensorrtllm_backend v0.19's, which the pinned v0.14 lacks)."""
     cpu, gpu = parse_config(CPU_CONFIG), parse_config(GPU_CONFIG)
     n_in, n_out = len(gpu.input), len(gpu.output)
     assert list(cpu.input)[:n_in] == list(gpu.input) and list(cpu.output)[:n_out] == list(gpu.output)
     counts = te.unsupported_tensors(parse_config(COUNTS_CONFIG))
+    guided = ["guided_decoding_guide_type", "guided_decoding_guide"]
     extra = [t.name for t in list(cpu.input)[n_in:] + list(cpu.output)[n_out:]]
-    assert sorted(extra) == sorted([*counts, "stop_request_id"])
+    assert sorted(extra) == sorted([*counts, "stop_request_id", *guided])
+    assert set(te.unsupported_tensors(cpu)) >= set(guided)  # ... which the pinned backend does not know
 
 
 def test_counts_step_forwards_only_tensors_the_backend_knows() -> None:

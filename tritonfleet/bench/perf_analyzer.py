@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import json
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,20 @@ class PerfPoint:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+
+
+def write_input_data(requests: list[dict[str, np.ndarray]], path: Path) -> Path:
+    """perf_analyzer ``--input-data`` JSON: one entry per request, each tensor its raw bytes in base64 with
+    its shape (BYTES tensors in Triton's serialized form: each element after its uint32 length)."""
+    from tritonclient.utils import serialize_byte_tensor
+
+    def encode(array: np.ndarray) -> dict[str, object]:
+        raw = serialize_byte_tensor(array).item() if array.dtype == np.object_ else array.tobytes()
+        return {"b64": base64.b64encode(raw).decode(), "shape": list(array.shape)}
+
+    data = [{name: encode(array) for name, array in request.items()} for request in requests]
+    path.write_text(json.dumps({"data": data}))
+    return path
 
 
 def binary() -> str:
@@ -52,10 +70,11 @@ def command(
     shapes: dict[str, list[int]] | None = None,
     measurement_ms: int = 5000,
     stability_percentage: int = 50,
+    max_trials: int = 10,
     extra: list[str] | None = None,
 ) -> list[str]:
     """The perf_analyzer command for one concurrency level. It measures until three windows agree within
-    ``stability_percentage`` (50: two shared cores are noisy), at most 10 windows."""
+    ``stability_percentage`` (50: two shared cores are noisy), at most ``max_trials`` windows."""
     cmd = [
         binary(),
         "-m", model,
@@ -64,7 +83,7 @@ def command(
         "--concurrency-range", f"{concurrency}:{concurrency}",
         "--measurement-interval", str(measurement_ms),
         "--stability-percentage", str(stability_percentage),
-        "--max-trials", "10",
+        "--max-trials", str(max_trials),
         "--percentile", "99",
         "-f", str(csv_path),
     ]  # fmt: skip

@@ -9,7 +9,6 @@ model's own config is reloaded at the end. Writes reports/tabular_tuning.{json,m
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import statistics
@@ -91,18 +90,8 @@ def dataset_rows(model: str) -> np.ndarray:
 
 
 def write_input_data(rows: np.ndarray, path: Path) -> Path:
-    """perf_analyzer ``--input-data``: one entry per row, each a request of batch 1 (FP32, base64)."""
-    data = [
-        {
-            client.INPUT: {
-                "b64": base64.b64encode(row.astype(np.float32).tobytes()).decode(),
-                "shape": [len(row)],
-            }
-        }
-        for row in rows
-    ]
-    path.write_text(json.dumps({"data": data}))
-    return path
+    """perf_analyzer ``--input-data``: one entry per row, each a request of batch 1."""
+    return perf_analyzer.write_input_data([{client.INPUT: row.astype(np.float32)} for row in rows], path)
 
 
 STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
@@ -158,7 +147,8 @@ def measure_grpc(
         measurement_ms=measurement_ms,
         # A shared machine rarely gives perf_analyzer three windows within 50%: take the first three and
         # show the spread of the rounds instead.
-        extra=["--stability-percentage", "100000", "--max-trials", "3"],
+        stability_percentage=100000,
+        max_trials=3,
     )
     before = server_stats(grpc_url, model)
     point = perf_analyzer.run(cmd, csv_path, concurrency)

@@ -35,6 +35,12 @@ class Metrics:
             ["kind", "model"],
             registry=self.registry,
         )
+        self.tokens = Counter(
+            "tritonfleet_frontdoor_tokens",
+            "Tokens (prompt + completion) used on /v1, by key",
+            ["key"],
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "tritonfleet_frontdoor_ready", "1 while every public pipeline answers", registry=self.registry
         )

@@ -3,14 +3,19 @@
 Defaults follow TensorRT-LLM: ``top_k == 0`` and ``top_p == 0`` is greedy; ``top_k > 1`` samples from the k
 most likely tokens (then nucleus ``top_p`` if > 0); ``top_k == 0, top_p > 0`` is nucleus sampling; seed 0.
 Each request owns its random generator, so a seed reproduces a request whatever else shares its batch.
+A request with a guide (:mod:`tritonfleet.llm.guided`) samples only among the tokens its grammar allows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tritonfleet.llm.guided import Guide
 
 
 @dataclass
@@ -38,8 +43,9 @@ class SamplingParams:
 class Sampler:
     """Chooses the next token of one sequence."""
 
-    def __init__(self, params: SamplingParams, prompt: Sequence[int]) -> None:
+    def __init__(self, params: SamplingParams, prompt: Sequence[int], guide: Guide | None = None) -> None:
         self.p = params
+        self.guide = guide
         self.rng = np.random.default_rng(params.seed)
         self._seen = np.unique(np.asarray(prompt, dtype=np.int64))
         self._counts: dict[int, int] = {}
@@ -61,6 +67,11 @@ class Sampler:
         for word in p.bad_words:
             if len(word) == 1 or list(generated[len(generated) - len(word) + 1 :]) == word[:-1]:
                 x[word[-1]] = -np.inf
+        if self.guide is not None:
+            allowed = self.guide.allowed(x.size)
+            x[~allowed] = -np.inf
+            if not np.isfinite(x).any():  # nothing the grammar allows is left (min_tokens): end here
+                x[allowed] = 0.0
         if p.greedy:
             token = int(np.argmax(x))
         else:
@@ -68,6 +79,8 @@ class Sampler:
             token = self._sample(x)
         logprob = float(x[token] - _logsumexp(x))
         self._counts[token] = self._counts.get(token, 0) + 1
+        if self.guide is not None:
+            self.guide.advance(token)
         return token, logprob
 
     def _sample(self, x: np.ndarray) -> int:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from tritonfleet.llm.detokenizer import Decoder, IncrementalDetokenizer
 from tritonfleet.llm.engine import CpuEngine, Wave
+from tritonfleet.llm.guided import Guide
 from tritonfleet.llm.sampling import Sampler, SamplingParams
 
 # emit(tokens, logprobs, finish_reason): finish_reason is None until the request's last call.
@@ -62,6 +63,7 @@ class Sequence:
     first_token_time: float | None = None
     finish_reason: str | None = None
     halted: bool = False  # set by WaveScheduler.halt: finish at the next step
+    guide: Guide | None = None  # guided decoding: the tokens its grammar allows, step by step
     _sent: int = 0
     _detok: IncrementalDetokenizer | None = None
 
@@ -239,7 +241,7 @@ class WaveScheduler:
             for seq in seqs:
                 self._finish(seq, f"error: {exc}")
             return
-        samplers = [Sampler(s.params, s.prompt) for s in seqs]
+        samplers = [Sampler(s.params, s.prompt, s.guide) for s in seqs]
         self._alive.append(_Running(seqs, samplers, batch, max_length))
         self.stats.waves += 1
         self.stats.rows += len(seqs)

@@ -31,6 +31,16 @@ if TYPE_CHECKING:
     from tritonfleet.clients.fleet import FleetClient
 
 
+def names(text: str) -> list[str]:
+    """A comma-separated command-line list: ``"a, b"`` -> ``["a", "b"]``."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def ints(text: str) -> list[int]:
+    """A comma-separated list of integers (``--concurrency 1,4,16``)."""
+    return [int(n) for n in names(text)]
+
+
 @dataclass(frozen=True)
 class Command:
     """A pipeline's ``fleet infer`` or ``fleet bench`` sub-command."""
@@ -42,11 +52,21 @@ class Command:
 
 @dataclass(frozen=True)
 class OpenAIModel:
-    """A model the OpenAI-compatible API serves under ``id`` (``/v1/models``).
+    """A model the OpenAI-compatible API serves under ``id`` (``/v1/models``; see docs/openai.md).
 
-    ``kind`` is "chat" (chat and text completions through the LLM interface of ``stream_model`` and
-    ``unary_model``) or "embedding" (``/v1/embeddings`` through ``unary_model``). ``tokenizer`` is the
-    model folder whose version folder holds the tokenizer files (chat template, context length).
+    ``kind`` is "chat" (``/v1/chat/completions`` and ``/v1/completions`` through the LLM interface of
+    TensorRT-LLM's ensemble: ``stream_model`` for streamed requests and those asking for logprobs,
+    ``unary_model`` for the others, through a gRPC stream where it is decoupled) or "embedding"
+    (``/v1/embeddings`` through ``unary_model``, which takes ``TEXT`` and returns ``EMBEDDING`` and
+    ``NUM_TOKENS``). ``tokenizer`` is the model folder whose version
+    folder holds the tokenizer files (``tokenizer/``: tokenizer.json, tokenizer_config.json,
+    chat_template.jinja). ``engine`` is the model whose config parameters ``max_seq_len`` and ``max_tokens``
+    bound a request, where it has them (the CPU ``tensorrt_llm``; elsewhere the tokenizer's
+    ``model_max_length``). ``prompt`` says how chat messages become ``text_input``: "chat_template" (the API
+    renders them with the model's own template) or "question" (the last user message as it is: the pipeline
+    builds its prompt itself, as ``rag`` does). ``extra_inputs`` are request fields passed as the input
+    tensors of the same name (``num_sources``), ``extra_outputs`` output tensors returned as response fields
+    of the same name (``sources``).
     """
 
     id: str
@@ -54,6 +74,10 @@ class OpenAIModel:
     unary_model: str
     stream_model: str | None = None
     tokenizer: str | None = None
+    engine: str | None = None
+    prompt: str = "chat_template"
+    extra_inputs: tuple[str, ...] = ()
+    extra_outputs: tuple[str, ...] = ()
     owned_by: str = "tritonfleet"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -89,6 +113,17 @@ def registry() -> dict[str, Pipeline]:
         if pipeline.name in found:
             raise ValueError(f"two pipelines are named {pipeline.name!r}")
         found[pipeline.name] = pipeline
+    return found
+
+
+def openai_models() -> dict[str, OpenAIModel]:
+    """Every model the OpenAI-compatible API serves, by id; two pipelines declaring one id is an error."""
+    found: dict[str, OpenAIModel] = {}
+    for pipeline in registry().values():
+        for model in pipeline.openai:
+            if model.id in found:
+                raise ValueError(f"two pipelines declare the OpenAI model {model.id!r}")
+            found[model.id] = model
     return found
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import llm as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline
+from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,7 +48,7 @@ def _infer(args: argparse.Namespace, console: Console) -> int:
 
 
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=lambda t: [int(n) for n in t.split(",")], default=[1, 4, 8])
+    p.add_argument("--concurrency", type=ints, default=[1, 4, 8])
     p.add_argument("--requests", type=int, default=16, help="requests per level")
 
 
@@ -111,6 +111,7 @@ PIPELINE = Pipeline(
             unary_model=client.UNARY_MODEL,
             stream_model=client.STREAM_MODEL,
             tokenizer="preprocessing",
+            engine="tensorrt_llm",
         ),
     ),
 )

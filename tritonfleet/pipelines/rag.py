@@ -104,7 +104,10 @@ PIPELINE = Pipeline(
             unary_model=client.MODEL,  # decoupled: one response via a gRPC stream or HTTP /generate
             stream_model=client.MODEL,
             tokenizer="preprocessing",
-            extra={"sources_output": client.SOURCES, "num_sources_input": "num_sources", "decoupled": True},
+            engine="tensorrt_llm",
+            prompt="question",  # the question as it is: the retriever builds the prompt around the sources
+            extra_inputs=("num_sources",),
+            extra_outputs=(client.SOURCES,),
         ),
     ),
 )

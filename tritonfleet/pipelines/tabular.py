@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import tabular as client
-from tritonfleet.pipelines import Command, Pipeline
+from tritonfleet.pipelines import Command, Pipeline, ints, names
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -163,27 +163,19 @@ def _infer(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _ints(text: str) -> list[int]:
-    return [int(n) for n in text.split(",") if n.strip()]
-
-
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tune", action="store_true", help="compare Triton batching settings instead (docs/tabular.md)"
     )
-    p.add_argument("--models", type=_names, default=list(client.MODELS), help="default: both")
+    p.add_argument("--models", type=names, default=list(client.MODELS), help="default: both")
     p.add_argument(
         "--systems",
-        type=_names,
+        type=names,
         help="default: triton-grpc,triton-http,fastapi-1,fastapi-<cores>,bentoml,litserve",
     )
-    p.add_argument("--concurrency", type=_ints, default=None, help="default 1,8,32 (--tune: 1,32)")
+    p.add_argument("--concurrency", type=ints, default=None, help="default 1,8,32 (--tune: 1,32)")
     p.add_argument("--rounds", type=int, default=3, help="rounds over every system or setting (the spread)")
     p.add_argument("--seconds", type=float, default=5.0, help="load per point")
-
-
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:

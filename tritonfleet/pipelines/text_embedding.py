@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import text_embedding as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline
+from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -43,7 +43,7 @@ def _infer(args: argparse.Namespace, console: Console) -> int:
 
 
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=_ints, default=[1, 4, 16], help="default 1,4,16")
+    p.add_argument("--concurrency", type=ints, default=[1, 4, 16], help="default 1,4,16")
     p.add_argument("--measurement-ms", type=int, default=5000, help="perf_analyzer window")
 
 
@@ -60,10 +60,6 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
     )
     console.print(f"[green]✓[/] report: {path}")
     return 0
-
-
-def _ints(text: str) -> list[int]:
-    return [int(n) for n in text.split(",") if n.strip()]
 
 
 def _probe(fleet: FleetClient) -> None:

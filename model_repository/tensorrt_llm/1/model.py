@@ -20,6 +20,10 @@ the request (all its rows) when Triton gives it a cancelled step (see postproces
 
 ``passthrough_in`` (optional, strings) comes back unchanged as ``passthrough_out`` on each row's first
 response (how the ``rag`` ensemble returns its sources beside the streamed text).
+
+Guided decoding (CPU only): ``guided_decoding_guide_type`` ("json", "json_schema", "regex",
+"ebnf_grammar") and ``guided_decoding_guide``, tensorrtllm_backend v0.19's inputs, constrain each row's
+sampler with llguidance (``tritonfleet.llm.guided``); an invalid guide is the request's INVALID_ARG error.
 """
 
 import gc
@@ -37,6 +41,7 @@ from tokenizers import Tokenizer
 
 from tritonfleet.llm.engine import CpuEngine
 from tritonfleet.llm.errors import ENGINE_FAILURE
+from tritonfleet.llm.guided import GuideCompiler
 from tritonfleet.llm.sampling import SamplingParams
 from tritonfleet.llm.scheduler import Sequence, WaveScheduler
 
@@ -75,6 +80,14 @@ def _word_lists(rows, i, vocab):
     return words
 
 
+def _text(rows, i):
+    """Row ``i``'s string of a TYPE_STRING input read with :func:`_rows`; None when absent or empty."""
+    if rows is None or rows[i].size == 0:
+        return None
+    value = rows[i][0]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
 def _batch_size(request):
     """The request's rows: the batch dim of its inputs (Triton checks that they agree)."""
     for name in ("input_ids", "input_lengths", "request_output_len"):
@@ -100,6 +113,8 @@ class TritonPythonModel:
         self.max_tokens = int(params.get("max_tokens", "1024"))
         self.exclude_input = params.get("exclude_input_in_output", "true") == "true"
         tokenizer = Tokenizer.from_file(str(engine_dir / "tokenizer.json"))
+        info = self.engine.info
+        self.guides = GuideCompiler(engine_dir / "tokenizer.json", info.end_ids, info.vocab_size)
 
         labels = {"model": args["model_name"], "version": args["model_version"]}
         # The families must outlive their metrics: keep them on the model.
@@ -258,7 +273,12 @@ class TritonPythonModel:
             )
             if asked
         }
-        return prompt, params, stream, [] if exclude or stream else prompt, counts
+        guide_type = _text(_rows(request, "guided_decoding_guide_type", batch), i)
+        guide = None
+        if guide_type:  # absent or "": this row is not guided (other rows of its batch may be)
+            text = _text(_rows(request, "guided_decoding_guide", batch), i) or ""
+            guide = self.guides.compile(guide_type, text)  # this row's own grammar state
+        return prompt, params, stream, [] if exclude or stream else prompt, counts, guide
 
     def _sequences(self, request, sender, rows):
         """One scheduler sequence per row. Each row streams its own responses, tagged with ``batch_index``
@@ -272,8 +292,9 @@ class TritonPythonModel:
         left = [len(rows)]  # rows still generating
         passthrough = _rows(request, "passthrough_in", len(rows))
         seqs = []
-        for index, (prompt, params, stream, prefix, counts) in enumerate(rows):
+        for index, (prompt, params, stream, prefix, counts, guide) in enumerate(rows):
             seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
+            seq.guide = guide
             with self.running_lock:
                 for i in ids:
                     self.running.setdefault(i, set()).add(seq)

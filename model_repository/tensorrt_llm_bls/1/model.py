@@ -42,7 +42,10 @@ TENSORRT_LLM = {"top_k": "runtime_top_k", "top_p": "runtime_top_p", "temperature
                 "return_log_probs": "return_log_probs", "return_num_input_tokens": "return_num_input_tokens",
                 "return_num_output_tokens": "return_num_output_tokens",
                 "exclude_input_in_output": "exclude_input_in_output", "beam_width": "beam_width",
-                "num_return_sequences": "num_return_sequences"}  # fmt: skip
+                "num_return_sequences": "num_return_sequences",
+                # guided decoding (tensorrtllm_backend v0.19's names): CPU config only
+                "guided_decoding_guide_type": "guided_decoding_guide_type",
+                "guided_decoding_guide": "guided_decoding_guide"}  # fmt: skip
 PASSED_THROUGH = ("cum_log_probs", "output_log_probs", "num_input_tokens", "num_output_tokens")
 
 
