@@ -24,6 +24,7 @@ from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.clients import FleetClient
 from tritonfleet.frontdoor import fuzz
 from tritonfleet.keys import KeyFile
+from tritonfleet.server import free_port
 from tritonfleet.supervisor import Fleet
 
 pytestmark = pytest.mark.server
@@ -41,6 +42,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         log=home / "tritonserver.log",
         memory_limit=MEMORY_CAP,
         probe_interval=3600,
+        openai_port=free_port(),
     )
     f.start()
     yield f
@@ -299,6 +301,26 @@ def check_keys(fleet: Fleet, keys: KeyFile, user: str, admin: str, limited: str)
     with pytest.raises(InferenceServerException, match="RESOURCE_EXHAUSTED"):
         client.get_model_config("image_classifier", headers={"authorization": f"Bearer {limited}"})
     assert client.is_server_ready()  # probes: no key
+
+    # /v1 (the OpenAI app behind the front door): the same keys; tokens per minute from its usage hook
+    assert get(None, "/v1/models").status_code == 401
+    models = get(user, "/v1/models").json()["data"]
+    assert "smollm2-135m-instruct" in {m["id"] for m in models}
+    assert requests.get(f"{fleet.openai_url}/models", timeout=30).status_code == 401  # its own port too
+    tokens = keys.add("tokens", tpm=1)
+    time.sleep(1.5)
+    chat = {
+        "model": "smollm2-135m-instruct",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 4,
+    }
+    bearer = {"Authorization": f"Bearer {tokens}"}
+    first = requests.post(f"{fleet.openai_url}/chat/completions", json=chat, headers=bearer, timeout=120)
+    assert first.status_code == 200 and first.json()["usage"]["total_tokens"] > 1
+    second = requests.post(f"{fleet.openai_url}/chat/completions", json=chat, headers=bearer, timeout=120)
+    assert (
+        second.status_code == 429 and int(second.headers["Retry-After"]) >= 1
+    )  # the minute's budget is spent
 
     keys.revoke("user")
     time.sleep(1.5)

@@ -104,7 +104,17 @@ def test_a_killed_fleet_serve_leaves_no_server_behind() -> None:
     ports = [str(free_port()) for _ in range(3)]
     args = ["--models", "image_classifier", "--http-port", ports[0], "--grpc-port", ports[1]]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tritonfleet.cli", "serve", *args, "--metrics-port", ports[2]],
+        [
+            sys.executable,
+            "-m",
+            "tritonfleet.cli",
+            "serve",
+            *args,
+            "--metrics-port",
+            ports[2],
+            "--openai-port",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
