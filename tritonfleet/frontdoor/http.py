@@ -1,12 +1,13 @@
 """The front door's HTTP server: KServe v2 (JSON and the binary extension), Triton's generate extension, the
 admin APIs behind an admin key, and ``/v1`` (the OpenAI app), in front of Triton's HTTP port on 127.0.0.1.
 
-Raw asyncio protocols with httptools' parser, on uvloop: the measured fastest Python front door (see
-docs/frontdoor.md). A request is read whole (up to the body limit; chunked bodies are decoded here), checked
-(route, key, rate, validation) and only then sent on, with a Content-Length, a normal content type and none
-of the client's other headers, over a pool of keep-alive connections. Answers with a Content-Length are
-passed back whole, streamed ones (Server-Sent Events) piece by piece; error messages are cleaned of internal
-names on the way. A client that disconnects closes its upstream connection, which cancels its request.
+Raw asyncio protocols with httptools' parser, on uvloop: the measured fastest Python front door
+(docs/frontdoor/design.md). A request is read whole (up to the body limit; chunked bodies are decoded
+here), checked (route, key, rate, validation) and only then sent on, with a Content-Length, a normal
+content type and none of the client's other headers, over a pool of keep-alive connections. Answers
+with a Content-Length are passed back whole, streamed ones (Server-Sent Events) piece by piece; error
+messages are cleaned of internal names on the way. A client that disconnects closes its upstream
+connection, which cancels its request.
 """
 
 from __future__ import annotations
