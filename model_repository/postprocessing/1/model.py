@@ -14,14 +14,17 @@ Called directly with tensors that do not fit together (lengths per beam, token i
 request gets INVALID_ARG saying what is wrong; the other requests of a dynamic batch are decoded.
 """
 
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
+from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonfleet.llm.errors import fault
+from tritonfleet.repository import Repository
 
 
 class ClientError(ValueError):
@@ -38,6 +41,7 @@ class TritonPythonModel:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
         self.vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
         self.skip_special = params.get("skip_special_tokens", "true") == "true"
+        self.repository = Path(args["model_repository"]).parent
         self.required = [t["name"] for t in config["input"] if not t.get("optional")]
         [output] = config["output"]
         self.dtype = pb_utils.triton_string_to_numpy(output["data_type"])
@@ -59,7 +63,7 @@ class TritonPythonModel:
         stop_ids = pb_utils.get_input_tensor_by_name(request, "STOP_REQUEST_ID")
         if stop_ids is not None and request.is_cancelled():
             for stop_id in dict.fromkeys(stop_ids.as_numpy().reshape(-1)):
-                _stop(_text(stop_id, "STOP_REQUEST_ID"))
+                _stop(self.repository, _text(stop_id, "STOP_REQUEST_ID"))
             error = pb_utils.TritonError("cancelled by the client", pb_utils.TritonError.CANCELLED)
             return pb_utils.InferenceResponse(error=error)
         # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
@@ -94,15 +98,28 @@ def _text(value, name):
         raise ClientError(f"{name} is not valid UTF-8") from None
 
 
-def _stop(request_id):
+# TensorRT-LLM's stop request (as its inflight_batcher_llm_client.py --stop-after-ms sends it): stop, and
+# empty values for the inputs tensorrt_llm requires.
+STOP_MODEL = "tensorrt_llm"
+STOP_REQUEST = {"input_ids": 0, "input_lengths": 0, "request_output_len": 0, "stop": True}
+
+
+@functools.cache
+def _input_types(repository, model):
+    """A model's input data types, from its config in the repository on disk (the CPU one: the targets'
+    interfaces are the same, fleet validate checks it)."""
+    config = Repository(repository).config(model)
+    return {t.name: pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type)) for t in config.input}
+
+
+def _stop(repository, request_id):
     """TensorRT-LLM's stop request to tensorrt_llm for the sequence with this request id (BLS)."""
-    zero = np.zeros((1, 1), dtype=np.int32)
-    inputs = [pb_utils.Tensor(name, zero) for name in ("input_ids", "input_lengths", "request_output_len")]
-    inputs.append(pb_utils.Tensor("stop", np.ones((1, 1), dtype=np.bool_)))
-    request = pb_utils.InferenceRequest(
-        model_name="tensorrt_llm", inputs=inputs, requested_output_names=[], request_id=request_id
-    )
     try:
+        types = _input_types(repository, STOP_MODEL)
+        inputs = [pb_utils.Tensor(n, np.full((1, 1), v, dtype=types[n])) for n, v in STOP_REQUEST.items()]
+        request = pb_utils.InferenceRequest(
+            model_name=STOP_MODEL, inputs=inputs, requested_output_names=[], request_id=request_id
+        )
         for response in request.exec(decoupled=True):  # one empty final response: no tensors to load
             if response.has_error():
                 raise pb_utils.TritonModelException(response.error().message())
