@@ -385,7 +385,8 @@ def test_bls_tells_faults_from_client_mistakes(preprocessing, postprocessing, me
         bls_error = load("tensorrt_llm_bls").infer(row(text_input="hi", max_tokens=8)).error
         counts = load("tensorrt_llm_counts", target="gpu")
         counts_error = counts.infer(row(input_ids=[1], input_lengths=1, request_output_len=1)).error
-    assert (bls_error.code(), bls_error.message()) == (code, f"tensorrt_llm: {message}")
+    named = message if message.startswith("tensorrt_llm:") else f"tensorrt_llm: {message}"  # the step's name
+    assert (bls_error.code(), bls_error.message()) == (code, named)
     assert (counts_error.code(), counts_error.message()) == (code, message)
 
 
