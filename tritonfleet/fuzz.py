@@ -325,9 +325,9 @@ class Outcome:
 
 def send_grpc(stub: Any, case: Case, decoupled: bool, timeout: float = 60) -> Outcome:
     """Send ``case`` with a ``GRPCInferenceServiceStub``: ``ModelInfer``, or a ``ModelStreamInfer`` stream of
-    that one request for a decoupled model, read until the server ends it. (Cancelling the stream right after
-    the final response instead left the model impossible to unload: Triton 24.10's stop waited out its exit
-    timeout.)"""
+    that one request for a decoupled model, read until the server ends it. (Leaving the stream as soon as the
+    final response came, which cancels the call, left tensorrt_llm and ensemble impossible to unload in
+    Triton 24.10: stopping the server waited out its exit timeout.)"""
     import grpc
 
     request = grpc_request(case, streaming=decoupled)
