@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import numpy as np
 import pytest
@@ -107,6 +108,10 @@ def test_mixed_good_and_bad_requests_concurrently(server: TritonServer, cat_jpeg
 
     inferences, executions = _stats(sync, "image_preprocess")
     assert inferences - inferences_before == executions - executions_before == len(requests)
+    deadline = time.monotonic() + 30  # a composing model's statistics land after the ensemble has answered
+    while (classified := _stats(sync, "efficientnet_lite0")[0]) < classified_before + len(requests) // 2:
+        assert time.monotonic() < deadline, "efficientnet_lite0 never counted the good requests"
+        time.sleep(0.1)
     classified, batches = _stats(sync, "efficientnet_lite0")
     assert classified - classified_before == len(requests) // 2  # the good ones only
     assert batches - batches_before < len(requests) // 2, "the good requests were never batched together"
