@@ -5,12 +5,11 @@ it with the ``args`` Triton gives: the model's config as JSON (the CPU config by
 prints it: every field, int64 as numbers), ``model_repository`` (the model's folder), ``model_version``,
 ``model_name`` and the instance's name, kind and device. :meth:`PythonModel.request` builds a request as
 Triton hands it to the model: it checks the inputs against the config as Triton's core does (names, data
-types, shapes, batch size, required inputs), casts Python values to the config's data types and applies the
-config's ``reshape``. :meth:`PythonModel.execute` runs ``execute`` on a list of requests (one dynamic batch)
-and gives each request's :class:`Answer`: the returned response of a non-decoupled model, what the response
-sender sent for a decoupled one, or, when ``execute`` raised, the stub's INTERNAL error for every request.
-:func:`bls_router` answers BLS calls with other loaded models (or test callables).
-"""
+types, shapes, batch size, the number of inputs), casts Python values to the config's data types and
+applies the config's ``reshape``. :meth:`PythonModel.execute` runs ``execute`` on a list of requests (one
+dynamic batch) and gives each request's :class:`Answer`: the returned response of a non-decoupled model,
+what the response sender sent for a decoupled one, or, when ``execute`` raised, the stub's INTERNAL error
+for every request. :func:`bls_router` answers BLS calls with other loaded models (or test callables)."""
 
 from __future__ import annotations
 
@@ -235,9 +234,15 @@ class PythonModel:
             raise InvalidRequest(
                 f"inputs of model '{self.name}' have different batch sizes {sorted(batch_sizes)}"
             )
-        missing = [n for n, spec in declared.items() if not spec["optional"] and n not in inputs]
-        if missing:
-            raise InvalidRequest(f"model '{self.name}' is missing required input(s) {missing}")
+        # Triton 24.10 counts inputs, it does not name them: a request short of a required input but with
+        # as many optional ones passes on to the model.
+        required = [n for n, spec in declared.items() if not spec["optional"]]
+        if not len(required) <= len(inputs) <= len(declared):
+            missing = [n for n in required if n not in inputs]
+            raise InvalidRequest(
+                f"expected {len(required)} to {len(declared)} inputs but got {len(inputs)} inputs for model "
+                f"'{self.name}', missing required input(s) {missing}"
+            )
         return out
 
     def execute(self, requests: list[pb_utils.InferenceRequest]) -> list[Answer]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests import fake_pb_utils as pb_utils
 from tests.conftest import CAT_CLASSES, COFFEE_CLASSES
 from tests.python_models import ONNXRUNTIME_BACKEND, PythonModel, load, row
 from tritonfleet.artifacts import REPOSITORY
@@ -49,16 +50,37 @@ def test_onnxruntime_backend_splits_a_dynamic_batch_per_request(preprocess, clas
     np.testing.assert_allclose(together[1], alone[1], atol=1e-5)
 
 
-def test_a_bad_image_fails_its_own_request_only(preprocess, cat_jpeg) -> None:
-    answers = preprocess.execute(
-        [preprocess.request(row(IMAGE=cat_jpeg)), preprocess.request(row(IMAGE=b"GIF89a, not really"))]
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"GIF89a, not really", "IMAGE: not a decodable image"),
+        (b"", "IMAGE: empty input"),
+        ("truncated", "IMAGE: not a decodable image (OSError: image file is truncated"),
+    ],
+)
+def test_a_bad_image_is_the_clients_error_for_its_own_request(preprocess, cat_jpeg, data, message) -> None:
+    data = cat_jpeg[: len(cat_jpeg) // 2] if data == "truncated" else data
+    good, bad, also_good = preprocess.execute(
+        [preprocess.request(row(IMAGE=x)) for x in (cat_jpeg, data, cat_jpeg)]  # one dynamic batch
     )
-    assert answers[0].outputs["PIXEL_VALUES"].shape == (1, 3, 224, 224)
-    assert answers[1].error.message().startswith("IMAGE: not a decodable image")
+    assert good.outputs["PIXEL_VALUES"].shape == also_good.outputs["PIXEL_VALUES"].shape == (1, 3, 224, 224)
+    assert bad.error.code() == pb_utils.TritonError.INVALID_ARG and bad.error.message().startswith(message)
+
+
+def test_a_fault_fails_its_own_request_as_internal(cat_jpeg) -> None:
+    model = load("image_preprocess")
+    decode = model.instance._one
+    model.instance._one = lambda item: decode(item) if item != b"bug" else 1 / 0
+    good, faulty = model.execute([model.request(row(IMAGE=cat_jpeg)), model.request(row(IMAGE=b"bug"))])
+    assert good.outputs["PIXEL_VALUES"].shape == (1, 3, 224, 224)
+    assert faulty.error.code() == pb_utils.TritonError.INTERNAL
+    assert faulty.error.message() == "image_preprocess: internal error: ZeroDivisionError: division by zero"
+    model.finalize()
 
 
 def test_max_pixels_comes_from_the_config(cat_jpeg) -> None:
     small = load("image_preprocess", parameters={"max_pixels": "1000"})
     error = small.infer(row(IMAGE=cat_jpeg)).error
+    assert error.code() == pb_utils.TritonError.INVALID_ARG
     assert "over the limit of 1000 (max_pixels)" in error.message()
     small.finalize()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import copy_repository
+from tritonfleet.server import TritonServer
 from tritonfleet.validate import Problem, validate_repository
 
 REPO = Path(__file__).resolve().parents[1] / "model_repository"
@@ -90,17 +94,18 @@ def test_missing_version_folder(tmp_path: Path) -> None:
 
 
 def test_missing_label_file(tmp_path: Path) -> None:
-    file = EFFICIENTNET_FILES[0]
-    problems = with_edits(tmp_path, (file, 'label_filename: "labels.txt"', 'label_filename: "imagenet.txt"'))
+    edit = ('label_filename: "labels.txt"', 'label_filename: "imagenet.txt"')
+    problems = with_edits(tmp_path, *((f, *edit) for f in EFFICIENTNET_FILES))
     message = 'efficientnet_lite0: output "probabilities": label file "imagenet.txt" is missing'
-    assert problems == [Problem("efficientnet_lite0", file, message)]
+    assert problems == [Problem("efficientnet_lite0", f, message) for f in EFFICIENTNET_FILES]
 
 
 def test_cpu_gpu_interface_mismatch(tmp_path: Path) -> None:
     problems = with_edits(tmp_path, (EFFICIENTNET_FILES[1], "dims: [ 1000 ]", "dims: [ 1001 ]"))
     assert [str(p) for p in problems] == [
         "efficientnet_lite0/configs/cpu.pbtxt: efficientnet_lite0: configs/cpu.pbtxt and config.pbtxt "
-        'disagree on output "probabilities": FP32 [1001] vs FP32 [1000]',
+        'disagree on output "probabilities": FP32 [1001] labels "labels.txt" vs FP32 [1000] labels '
+        '"labels.txt"',
         # ...which also breaks the ensemble on the CPU target only.
         "image_classifier/config.pbtxt: image_classifier [cpu]: step 2 (efficientnet_lite0) "
         'output "probabilities" -> "PROBABILITIES": '
@@ -119,7 +124,7 @@ def test_extra_tensors_must_be_named(tmp_path: Path) -> None:
         f"{LLM_CPU}: tensorrt_llm: configs/cpu.pbtxt and config.pbtxt disagree on "
         f'{kind} "{name}": {tensor} vs absent'
         for kind, name, tensor in (
-            ("input", "return_num_output_tokens", "BOOL [1]"),
+            ("input", "return_num_output_tokens", "BOOL [1] optional"),
             ("output", "num_output_tokens", "INT32 [1]"),
         )
     ]
@@ -174,13 +179,24 @@ def test_ensemble_unknown_output_key(tmp_path: Path) -> None:
     ]
 
 
+UNUSED_PIXELS = (
+    'image_classifier [gpu,cpu]: step 1 (image_preprocess) output "PIXEL_VALUES" -> "pixel_values": '
+    '"pixel_values" is unused (neither an ensemble output nor a step\'s input)'
+)
+
+
 def test_ensemble_unmapped_required_input(tmp_path: Path) -> None:
+    """...which also leaves pixel_values unread and the step without an input_map: Triton refuses both."""
     problems = with_edits(tmp_path, (CLASSIFIER, 'input_map { key: "input", value: "pixel_values" }', ""))
-    message = 'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0): required input "input" is not mapped'
-    assert problems == [Problem("image_classifier", CLASSIFIER, message)]
+    assert [p.message for p in problems] == [
+        'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0): required input "input" is not mapped',
+        UNUSED_PIXELS,
+        "image_classifier [gpu,cpu]: step 2 (efficientnet_lite0): no input_map",
+    ]
 
 
 def test_ensemble_optional_input_may_stay_unmapped(tmp_path: Path) -> None:
+    """Only the wiring's consequences remain (an unread tensor, a step without inputs), not the input."""
     problems = with_edits(
         tmp_path,
         (CLASSIFIER, 'input_map { key: "input", value: "pixel_values" }', ""),
@@ -189,7 +205,10 @@ def test_ensemble_optional_input_may_stay_unmapped(tmp_path: Path) -> None:
             for f in EFFICIENTNET_FILES
         ),
     )
-    assert problems == []
+    assert [p.message for p in problems] == [
+        UNUSED_PIXELS,
+        "image_classifier [gpu,cpu]: step 2 (efficientnet_lite0): no input_map",
+    ]
 
 
 def test_ensemble_tensor_never_produced(tmp_path: Path) -> None:
@@ -200,7 +219,7 @@ def test_ensemble_tensor_never_produced(tmp_path: Path) -> None:
         'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0) input "input" <- "pixels": '
         '"pixels" is never produced'
     )
-    assert problems == [Problem("image_classifier", CLASSIFIER, message)]
+    assert problems == [Problem("image_classifier", CLASSIFIER, m) for m in (message, UNUSED_PIXELS)]
 
 
 def test_ensemble_dtype_mismatch(tmp_path: Path) -> None:
@@ -253,8 +272,11 @@ def test_ensemble_batch_dim_of_non_batching_step(tmp_path: Path) -> None:
 
 def test_ensemble_output_not_produced(tmp_path: Path) -> None:
     problems = with_edits(tmp_path, (CLASSIFIER, 'value: "PROBABILITIES"', 'value: "probs"'))
-    message = 'image_classifier [gpu,cpu]: ensemble output "PROBABILITIES" is not produced by any step'
-    assert problems == [Problem("image_classifier", CLASSIFIER, message)]
+    assert [p.message for p in problems] == [
+        'image_classifier [gpu,cpu]: ensemble output "PROBABILITIES" is not produced by any step',
+        'image_classifier [gpu,cpu]: step 2 (efficientnet_lite0) output "probabilities" -> "probs": "probs" '
+        "is unused (neither an ensemble output nor a step's input)",
+    ]
 
 
 def test_ensemble_tensor_produced_twice(tmp_path: Path) -> None:
@@ -328,3 +350,193 @@ def test_a_speaker_need_not_carry_the_target_only_tensors(tmp_path: Path) -> Non
         f'rag/configs/cpu.pbtxt: rag [cpu]: speaks "ensemble" but has no input "{name}"'
         for name in ("guided_decoding_guide", "guided_decoding_guide_type")
     ]
+
+
+def test_targets_agree_on_optional_inputs(tmp_path: Path) -> None:
+    file = "tensorrt_llm_bls/configs/cpu.pbtxt"
+    old = '{ name: "top_k", data_type: TYPE_INT32, dims: [ 1 ], optional: true }'
+    problems = with_edits(tmp_path, (file, old, old.replace(", optional: true", "")))
+    assert [str(p) for p in problems] == [
+        f"{file}: tensorrt_llm_bls: configs/cpu.pbtxt and config.pbtxt disagree on "
+        'input "top_k": INT32 [1] vs INT32 [1] optional'
+    ]
+
+
+def test_targets_agree_on_decoupled(tmp_path: Path) -> None:
+    """A model that streams on one target and answers once on the other changes every client."""
+    problems = with_edits(tmp_path, (LLM_CPU, "model_transaction_policy { decoupled: true }", ""))
+    assert f"{LLM_CPU}: tensorrt_llm: configs/cpu.pbtxt and config.pbtxt disagree on decoupled " in str(
+        problems[0]
+    )
+    assert str(problems[0]).endswith("(model_transaction_policy): false vs true")
+
+
+def test_targets_agree_on_label_files(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path)
+    shutil.copy(root / "efficientnet_lite0/labels.txt", root / "efficientnet_lite0/labels-v2.txt")
+    edit(root, EFFICIENTNET_FILES[1], 'label_filename: "labels.txt"', 'label_filename: "labels-v2.txt"')
+    assert [str(p) for p in new_problems(root)] == [
+        f"{EFFICIENTNET_FILES[1]}: efficientnet_lite0: configs/cpu.pbtxt and config.pbtxt disagree on output "
+        '"probabilities": FP32 [1000] labels "labels-v2.txt" vs FP32 [1000] labels "labels.txt"'
+    ]
+
+
+def test_ensemble_input_and_tensors_nobody_reads(tmp_path: Path) -> None:
+    file = "ensemble/configs/cpu.pbtxt"
+    problems = with_edits(
+        tmp_path,
+        (file, '{ key: "PAD_ID", value: "pad_id" },', ""),  # pad_id: declared, read by no step
+        (file, '{ key: "pad_id", value: "_OUT_PAD_ID" },', ""),  # _OUT_PAD_ID: produced, read by nobody
+    )
+    assert [p.message for p in problems] == [
+        'ensemble [cpu]: ensemble input "pad_id" is not used by any step',
+        'ensemble [cpu]: step 1 (preprocessing) output "OUT_PAD_ID" -> "_OUT_PAD_ID": "_OUT_PAD_ID" is '
+        "unused (neither an ensemble output nor a step's input)",
+    ]
+
+
+def test_ensemble_output_from_before_the_decoupled_step(tmp_path: Path) -> None:
+    """The CPU ensemble's num_input_tokens taken from preprocessing (before the decoupled tensorrt_llm) beside
+    the streamed outputs: what Triton refuses at load."""
+    file = "ensemble/configs/cpu.pbtxt"
+    lengths = '{ key: "REQUEST_INPUT_LEN", value: "_REQUEST_INPUT_LEN" }'
+    fed = '{ key: "input_lengths", value: "_REQUEST_INPUT_LEN" }'
+    problems = with_edits(
+        tmp_path,
+        (file, lengths, lengths.replace('"_REQUEST_INPUT_LEN"', '"num_input_tokens"')),
+        (file, fed, fed.replace('"_REQUEST_INPUT_LEN"', '"num_input_tokens"')),
+        (file, '        { key: "num_input_tokens", value: "num_input_tokens" },\n', ""),
+    )
+    [problem] = problems
+    assert (problem.model, problem.file) == ("ensemble", file)
+    assert problem.message == (
+        'ensemble [cpu]: outputs come from both sides of a decoupled step ("num_input_tokens" from before '
+        'any decoupled step; "batch_index", "cum_log_probs", "num_output_tokens", "output_log_probs", '
+        '"text_output" from step 2 (tensorrt_llm)): Triton refuses to load that ("receives inputs '
+        'originated from different decoupled models")'
+    )
+
+
+# A tiny repository: "source" (A = IN), "stream" (decoupled: B = A, C = A + 1, one response) and "join"
+# (Z = X + Y), and ensembles wiring them. DECOUPLED_CASES: ensemble -> its steps (model, inputs, outputs), its
+# outputs, and what Triton says when it refuses to load it (None: it loads).
+MIXED = "receives inputs originated from different decoupled models"
+MODEL_PY = {
+    "source": "outputs = {'A': inputs['IN']}",
+    "stream": "outputs = {'B': inputs['A'], 'C': inputs['A'] + 1}",
+    "join": "outputs = {'Z': inputs['X'] + inputs['Y']}",
+}
+MODEL_IO = {"source": (["IN"], ["A"]), "stream": (["A"], ["B", "C"]), "join": (["X", "Y"], ["Z"])}
+SOURCE = ("source", {"IN": "IN"}, {"A": "a"})  # (model, input_map, output_map)
+STREAM = ("stream", {"A": "a"}, {"B": "b"})
+DECOUPLED_CASES = {
+    "chain": ([SOURCE, ("stream", {"A": "a"}, {"B": "b", "C": "c"})], ["b", "c"], None),
+    "after_the_stream": (
+        [SOURCE, ("stream", {"A": "a"}, {"B": "b", "C": "c"}), ("join", {"X": "b", "Y": "c"}, {"Z": "z"})],
+        ["z"],
+        None,
+    ),
+    "outputs_both_sides": ([SOURCE, STREAM], ["a", "b"], MIXED),
+    "step_both_sides": ([SOURCE, STREAM, ("join", {"X": "a", "Y": "b"}, {"Z": "z"})], ["z"], MIXED),
+    "input_and_stream": (
+        [("stream", {"A": "IN"}, {"B": "b"}), ("join", {"X": "IN", "Y": "b"}, {"Z": "z"})],
+        ["z"],
+        MIXED,
+    ),
+    "two_streams": (
+        [("stream", {"A": "IN"}, {"B": "b"}), ("stream", {"A": "IN"}, {"B": "b2"})],
+        ["b", "b2"],
+        MIXED,
+    ),
+    "unread_output": (
+        [SOURCE, ("stream", {"A": "a"}, {"B": "b", "C": "c"})],
+        ["b"],
+        "ensemble tensor 'c' is unused in ensemble 'unread_output'",
+    ),
+}
+
+
+def decoupled_repository(root: Path) -> Path:
+    tensor = '{{ name: "{}", data_type: TYPE_INT32, dims: [ 1 ] }}'
+    for model, (ins, outs) in MODEL_IO.items():
+        (root / model / "1").mkdir(parents=True)
+        policy = "model_transaction_policy { decoupled: true }" if model == "stream" else ""
+        (root / model / "config.pbtxt").write_text(
+            f'name: "{model}"\nbackend: "python"\nmax_batch_size: 8\n{policy}\n'
+            f"input [ {', '.join(tensor.format(n) for n in ins)} ]\n"
+            f"output [ {', '.join(tensor.format(n) for n in outs)} ]\n"
+            "instance_group [ { count: 1, kind: KIND_CPU } ]\n"
+        )
+        send = (
+            "sender = r.get_response_sender()\n            sender.send(response)\n"
+            "            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)"
+            if model == "stream"
+            else "responses.append(response)"
+        )
+        (root / model / "1" / "model.py").write_text(
+            "import triton_python_backend_utils as pb_utils\n\n\nclass TritonPythonModel:\n"
+            "    def execute(self, requests):\n        responses = []\n        for r in requests:\n"
+            "            inputs = {t.name(): t.as_numpy() for t in r.inputs()}\n"
+            f"            {MODEL_PY[model]}\n"
+            "            tensors = [pb_utils.Tensor(k, v) for k, v in outputs.items()]\n"
+            "            response = pb_utils.InferenceResponse(tensors)\n"
+            f"            {send}\n"
+            f"        return {'None' if model == 'stream' else 'responses'}\n"
+        )
+    for name, (steps, outputs, _) in DECOUPLED_CASES.items():
+        (root / name / "1").mkdir(parents=True)
+        step_text = ", ".join(
+            f'{{ model_name: "{m}", model_version: -1, '
+            + " ".join(f'input_map {{ key: "{k}", value: "{v}" }}' for k, v in ins.items())
+            + " "
+            + " ".join(f'output_map {{ key: "{k}", value: "{v}" }}' for k, v in outs.items())
+            + " }"
+            for m, ins, outs in steps
+        )
+        (root / name / "config.pbtxt").write_text(
+            f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: 8\ninput [ {tensor.format("IN")} ]\n'
+            f"output [ {', '.join(tensor.format(n) for n in outputs)} ]\n"
+            f"ensemble_scheduling {{ step [ {step_text} ] }}\n"
+        )
+    return root
+
+
+def test_decoupled_flow_of_ensembles(tmp_path: Path) -> None:
+    problems = validate_repository(decoupled_repository(tmp_path / "repo"))
+    assert {p.model for p in problems} == {name for name, (*_, refusal) in DECOUPLED_CASES.items() if refusal}
+    messages = {p.model: p.message.split(": ", 1)[1] for p in problems}
+    assert all(MIXED in messages[n] for n, (*_, refusal) in DECOUPLED_CASES.items() if refusal == MIXED)
+    assert messages["step_both_sides"].startswith(
+        'step 3 (join): inputs come from both sides of a decoupled step ("a" from before any decoupled step; '
+        '"b" from step 2 (stream))'
+    )
+    assert messages["two_streams"].startswith(
+        'outputs come from both sides of a decoupled step ("b" from step 1 (stream); "b2" from step 2 '
+        "(stream))"
+    )
+    assert messages["unread_output"] == (
+        'step 2 (stream) output "C" -> "c": "c" is unused (neither an ensemble output nor a step\'s input)'
+    )
+
+
+@pytest.mark.server
+def test_triton_refuses_what_validate_refuses(tmp_path: Path) -> None:
+    """The tiny repository on the real server: each ensemble loads exactly when validate passes it, and is
+    refused for the reason validate gives."""
+    root = decoupled_repository(tmp_path / "repo")
+    refused = {p.model for p in validate_repository(root)}
+    with TritonServer.on_free_ports(root, models=list(MODEL_IO), log=tmp_path / "tritonserver.log") as server:
+        loaded = {}
+        for name in DECOUPLED_CASES:
+            request = urllib.request.Request(
+                f"http://{server.http_url}/v2/repository/models/{name}/load", b"{}"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60):
+                    loaded[name] = ""
+            except urllib.error.HTTPError as exc:
+                loaded[name] = json.loads(exc.read())["error"]
+    assert {name for name, error in loaded.items() if error} == refused
+    log = (tmp_path / "tritonserver.log").read_text(errors="replace")  # a refusal at poll is only logged
+    for name, (*_, refusal) in DECOUPLED_CASES.items():
+        assert refusal is None or refusal in loaded[name] or refusal in log, (name, loaded[name])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def _check_file(model_dir: Path, config: mc.ModelConfig | None, names: set[str])
 
 
 def _interface_diff(config: mc.ModelConfig | None, reference: mc.ModelConfig | None) -> list[str]:
-    """Where two configs of a model differ in what clients see: tensors, data types, dims, max_batch_size."""
+    """Where two configs of a model differ in what clients see: tensors, data types, dims, which inputs are
+    optional, label files, max_batch_size and whether the model is decoupled (it streams)."""
     if config is None or reference is None:
         return []
 
@@ -161,16 +163,21 @@ def _interface_diff(config: mc.ModelConfig | None, reference: mc.ModelConfig | N
 
     def interface(c: mc.ModelConfig) -> dict[str, str]:
         seen = {
-            f'input "{t.name}"': str(_Tensor(t.data_type, tuple(t.dims), False))
+            f'input "{t.name}"': f"{_Tensor(t.data_type, tuple(t.dims), False)}{' optional' * t.optional}"
             for t in c.input
             if not (c is config and t.name in extras and t.optional)
         }
         seen |= {
-            f'output "{t.name}"': str(_Tensor(t.data_type, tuple(t.dims), False))
+            f'output "{t.name}"': f"{_Tensor(t.data_type, tuple(t.dims), False)}"
+            + (f' labels "{t.label_filename}"' if t.label_filename else "")
             for t in c.output
             if not (c is config and t.name in extras)
         }
-        return {**seen, "max_batch_size": str(c.max_batch_size)}
+        return {
+            **seen,
+            "max_batch_size": str(c.max_batch_size),
+            "decoupled (model_transaction_policy)": str(c.model_transaction_policy.decoupled).lower(),
+        }
 
     mine, theirs = interface(config), interface(reference)
     return [
@@ -293,12 +300,79 @@ def _check_ensemble(ensemble: mc.ModelConfig, configs: dict[str, mc.ModelConfig 
                 errors.append(f"{where}: {mine} vs {theirs} ({origin[value]}): {reason}")
 
     errors += [f'ensemble output "{n}" is not produced by any step' for n in declared if n not in producer]
+    # Triton refuses tensors nobody reads, ensemble inputs included, and steps without inputs or outputs.
+    used = {value for _, step in steps for value in step.input_map.values()}
+    errors += [
+        f'ensemble input "{t.name}" is not used by any step' for t in ensemble.input if t.name not in used
+    ]
+    for i, step in steps:
+        label = f"step {i} ({step.model_name})"
+        errors += [f"{label}: no {kind}" for kind in ("input_map", "output_map") if not getattr(step, kind)]
+        errors += [
+            f'{label} output "{key}" -> "{value}": "{value}" is unused (neither an ensemble output nor '
+            "a step's input)"
+            for key, value in sorted(step.output_map.items())
+            if value not in used and value not in declared
+        ]
 
     deps = {i: {producer[v] for v in step.input_map.values() if v in producer} for i, step in steps}
     if cycle := _find_cycle(deps):
         path = " -> ".join(f"step {i} ({steps[i - 1][1].model_name})" for i in reversed(cycle))
         errors.append(f"dataflow cycle: {path}")
+    else:
+        errors += _check_decoupled_flow(ensemble, steps, configs)
     return errors
+
+
+def _check_decoupled_flow(
+    ensemble: mc.ModelConfig, steps: list[tuple[int, mc.ModelEnsembling.Step]], configs: dict
+) -> list[str]:
+    """What Triton refuses at load about decoupled steps (core ``ensemble_utils.cc``). Every tensor comes from
+    one side of the decoupled steps: a decoupled step's outputs from that step, a non-decoupled step's from
+    where its inputs come from, the ensemble's inputs from before any decoupled step. A step's inputs, and the
+    ensemble's outputs, must all come from the same side, or the ensemble fails to load ("receives inputs
+    originated from different decoupled models")."""
+    side = {t.name: _START for t in ensemble.input}  # tensor -> the side it comes from
+    errors, pending = [], list(steps)
+    while ready := [(i, s) for i, s in pending if all(v in side for v in s.input_map.values())]:
+        for i, step in ready:  # dataflow order; steps fed by tensors never produced are reported above
+            pending.remove((i, step))
+            label = f"step {i} ({step.model_name})"
+            sides = {side[v] for v in step.input_map.values()}
+            if len(sides) > 1:
+                errors.append(f"{label}: inputs {_mixed(step.input_map.values(), side)}")
+            own = label if _is_decoupled(step.model_name, configs) else next(iter(sides), _START)
+            for value in step.output_map.values():
+                side.setdefault(value, own)
+    outputs = [t.name for t in ensemble.output if t.name in side]
+    if len({side[n] for n in outputs}) > 1:
+        errors.append(f"outputs {_mixed(outputs, side)}")
+    return errors
+
+
+_START = "before any decoupled step"
+
+
+def _mixed(names: Iterable[str], side: dict[str, str]) -> str:
+    by_side: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        by_side.setdefault(side[name], []).append(f'"{name}"')
+    parts = "; ".join(f"{', '.join(tensors)} from {where}" for where, tensors in sorted(by_side.items()))
+    return (
+        f"come from both sides of a decoupled step ({parts}): Triton refuses to load that "
+        '("receives inputs originated from different decoupled models")'
+    )
+
+
+def _is_decoupled(name: str, configs: dict, seen: frozenset[str] = frozenset()) -> bool:
+    """A decoupled model, or an ensemble with a decoupled step (Triton marks such an ensemble decoupled)."""
+    config = configs.get(name)
+    if config is None or name in seen:
+        return False
+    steps = [s.model_name for s in config.ensemble_scheduling.step]
+    return config.model_transaction_policy.decoupled or any(
+        _is_decoupled(s, configs, seen | {name}) for s in steps
+    )
 
 
 def _step_tensors(model: mc.ModelConfig | None) -> tuple[dict[str, _Tensor], dict[str, _Tensor]]:

@@ -19,7 +19,7 @@ ENGINE = REPOSITORY / "tensorrt_llm/1/cpu_engine/engine.json"
 CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 # "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n" in SmolLM2's vocabulary.
 SAY_HI = [1, 4093, 198, 36218, 15876, 30, 2, 198, 1, 520, 9531, 198]
-INVALID = pb_utils.TritonError.INVALID_ARG
+INVALID, INTERNAL = pb_utils.TritonError.INVALID_ARG, pb_utils.TritonError.INTERNAL
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,31 @@ def test_postprocessing_stops_a_cancelled_sequence(postprocessing) -> None:
                                 "stop": [[True]]})]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("tokens", "lengths", "message"),
+    [
+        (np.zeros((1, 2, 3)), [[3]], "SEQUENCE_LENGTH has shape [1, 1], TOKENS_BATCH [1, 2, 3]"),
+        (np.zeros((1, 1, 2)), np.zeros((1, 0)), "one length per beam of each row"),
+        ([[[-5, 3]]], [[2]], "TOKENS_BATCH holds token ids outside [0, 49152)"),
+        ([[[2**31 - 1]]], [[1]], "TOKENS_BATCH holds token ids outside [0, 49152)"),
+        ([[[5, 3]]], [[-1]], "SEQUENCE_LENGTH must lie in [0, 2]"),
+        ([[[5, 3]]], [[3]], "SEQUENCE_LENGTH must lie in [0, 2]"),
+    ],
+)
+def test_postprocessing_rejects_tensors_that_do_not_fit(postprocessing, tokens, lengths, message) -> None:
+    """Called directly, malformed tensors are the client's error; the rest of the dynamic batch decodes."""
+    bad = {"TOKENS_BATCH": np.asarray(tokens, np.int32), "SEQUENCE_LENGTH": np.asarray(lengths, np.int32)}
+    good = {"TOKENS_BATCH": [[[504]]], "SEQUENCE_LENGTH": [[1]]}
+    answers = postprocessing.execute([postprocessing.request(x) for x in (good, bad, good)])
+    assert [a.outputs["OUTPUT"].tolist() for a in answers[::2]] == [[b"The"], [b"The"]]
+    assert answers[1].error.code() == INVALID and message in answers[1].error.message()
+
+
+def test_postprocessing_decodes_empty_sequences(postprocessing) -> None:
+    out = postprocessing.infer({"TOKENS_BATCH": np.zeros((2, 1, 0), np.int32), "SEQUENCE_LENGTH": [[0], [0]]})
+    assert out.outputs["OUTPUT"].tolist() == [b"", b""]
+
+
 # tensorrt_llm (CPU)
 
 
@@ -175,63 +200,43 @@ def test_tensorrt_llm_streams_and_counts(llm, tokenizer) -> None:
     assert running == sorted(running) and running[-1] == sum(int(r["sequence_length"].sum()) for r in stream)
 
 
+ONE = {"input_ids": [[1, 2]], "input_lengths": [[2]], "request_output_len": [[4]]}
+
+
 @pytest.mark.parametrize(
-    ("inputs", "message"),
+    ("changes", "message"),
     [
-        (
-            {"input_ids": [[1, 2]], "input_lengths": [[2]], "request_output_len": [[0]]},
-            "max_tokens must be in",
-        ),
-        (
-            {"input_ids": [[1, 2]], "input_lengths": [[2]], "request_output_len": [[5000]]},
-            "max_tokens must be",
-        ),
-        (
-            {"input_ids": [[1, 99999]], "input_lengths": [[2]], "request_output_len": [[4]]},
-            "input_ids must lie",
-        ),
-        ({"input_ids": [[-1]], "input_lengths": [[1]], "request_output_len": [[4]]}, "input_ids must lie"),
+        ({"request_output_len": [[0]]}, "max_tokens must be in [1, 1024], got 0"),
+        ({"request_output_len": [[5000]]}, "max_tokens must be in"),
+        ({"input_ids": [[1, 99999]]}, "input_ids must lie in [0, 49152)"),
+        ({"input_ids": [[-1, 2]]}, "input_ids must lie in"),
         (
             {"input_ids": [[1] * 2000], "input_lengths": [[2000]], "request_output_len": [[100]]},
             "exceeds the",
         ),
-        ({"input_lengths": [[2]], "request_output_len": [[4]]}, "empty prompt"),
-        (
-            {"input_ids": [[1]], "input_lengths": [[1]], "request_output_len": [[4]], "beam_width": [[2]]},
-            "beam_width 2 is not supported",
-        ),
-        (
-            {
-                "input_ids": [[1]],
-                "input_lengths": [[1]],
-                "request_output_len": [[4]],
-                "num_return_sequences": [[3]],
-            },
-            "num_return_sequences 3",
-        ),
-        (
-            {
-                "input_ids": [[1]],
-                "input_lengths": [[1]],
-                "request_output_len": [[4]],
-                "temperature": [[-1.0]],
-            },
-            "temperature must be >= 0",
-        ),
-        (
-            {
-                "input_ids": [[1]],
-                "input_lengths": [[1]],
-                "request_output_len": [[4]],
-                "runtime_top_p": [[1.5]],
-            },
-            "top_p in [0, 1]",
-        ),
+        ({"input_ids": None}, "empty prompt"),
+        ({"beam_width": [[2]]}, "beam_width 2 is not supported"),
+        ({"num_return_sequences": [[3]]}, "num_return_sequences 3"),
+        ({"temperature": [[-1.0]]}, "temperature must be >= 0"),
+        ({"runtime_top_p": [[1.5]]}, "top_p in [0, 1]"),
+        ({"temperature": [[np.nan]]}, "must be finite"),
+        ({"presence_penalty": [[np.inf]]}, "must be finite"),
+        ({"repetition_penalty": [[0.0]]}, "repetition_penalty must be > 0"),
+        ({"end_id": [[10**6]]}, "end_id must be below the vocabulary size 49152"),
+        ({"bad_words_list": [[[99999], [1]]]}, "word list ids must lie in [0, 49152)"),
     ],
 )
-def test_tensorrt_llm_rejects_bad_requests(llm, inputs, message) -> None:
+def test_tensorrt_llm_rejects_bad_requests(llm, changes, message) -> None:
+    inputs = {name: value for name, value in {**ONE, **changes}.items() if value is not None}
     error = llm.infer(inputs).error
     assert error.code() == INVALID and message in error.message()
+
+
+def test_tensorrt_llm_empty_word_lists_are_none(llm) -> None:
+    inputs = {**ONE, "request_output_len": [[2]], "stop_words_list": np.zeros((1, 2, 0), np.int32),
+              "bad_words_list": np.zeros((1, 2, 0), np.int32)}  # fmt: skip
+    [response] = llm.infer(inputs).stream
+    assert response["sequence_length"].tolist() == [[2]]
 
 
 # Three prompts of 16 tokens each: rows of equal length share one prefill, so greedy rows are computed as
@@ -352,6 +357,37 @@ def test_bls_errors_name_their_step(preprocessing, postprocessing) -> None:
         streamed = model.infer(row(text_input="hi", max_tokens=8, stream=True)).error
     assert empty.code() == INVALID and empty.message().startswith("preprocessing: empty prompt")
     assert streamed.code() == INVALID and "send stream=true to the 'ensemble' model" in streamed.message()
+
+
+def failing_step(message):
+    """A step failing every request with ``message`` (as a BLS caller sees it: INTERNAL, its code lost)."""
+    return lambda request, decoupled: [pb_utils.InferenceResponse(error=pb_utils.TritonError(message))]
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("max_tokens must be in [1, 1024], got 0", INVALID),  # a step's validation: the client's mistake
+        ("Failed to process the request(s) for model 'tensorrt_llm_0_0', message: KeyError: 'x'", INTERNAL),
+        ("Stub process 'tensorrt_llm_0_0' is not healthy.", INTERNAL),
+        ("engine failure: onnxruntime_genai error", INTERNAL),
+        ("tensorrt_llm: internal error: ZeroDivisionError: division by zero", INTERNAL),
+    ],
+)
+def test_bls_tells_faults_from_client_mistakes(preprocessing, postprocessing, message, code) -> None:
+    """BLS drops a step's error code; tensorrt_llm_bls and tensorrt_llm_counts read the message."""
+    steps = {
+        "preprocessing": preprocessing,
+        "tensorrt_llm": failing_step(message),
+        "postprocessing": postprocessing,
+    }
+    with bls(steps):
+        bls_error = load("tensorrt_llm_bls").infer(row(text_input="hi", max_tokens=8)).error
+        counts = load("tensorrt_llm_counts", target="gpu")
+        counts_error = counts.infer(row(input_ids=[1], input_lengths=1, request_output_len=1)).error
+    named = message if message.startswith("tensorrt_llm:") else f"tensorrt_llm: {message}"  # the step's name
+    assert (bls_error.code(), bls_error.message()) == (code, named)
+    assert (counts_error.code(), counts_error.message()) == (code, message)
 
 
 def test_counts_adds_token_counts_to_tensorrt_llm() -> None:

@@ -33,12 +33,17 @@ def test_cpu_ensemble_is_the_gpu_ensemble_with_tensorrt_llm_as_its_decoupled_ste
     assert cpu == gpu
 
 
-def test_cpu_postprocessing_is_the_gpu_one_without_dynamic_batching() -> None:
-    """A dynamic batcher would drop the cancelled steps that postprocessing turns into stop requests."""
+def test_cpu_postprocessing_is_the_gpu_one_without_dynamic_batching_and_with_the_stop_id() -> None:
+    """A dynamic batcher would drop the cancelled steps that postprocessing turns into stop requests; the stop
+    id is the CPU ensemble's (and a STRING input, which a dynamic batcher must not take: see config.pbtxt)."""
     repo = Repository(REPOSITORY)
     gpu, cpu = repo.config("postprocessing", "gpu"), repo.config("postprocessing", "cpu")
     assert gpu.HasField("dynamic_batching") and not cpu.HasField("dynamic_batching")
+    assert {t.name for t in cpu.input} - {t.name for t in gpu.input} == {"STOP_REQUEST_ID"}
+    assert cpu.parameters["extra_tensors"].string_value == "STOP_REQUEST_ID"
     gpu.ClearField("dynamic_batching")
+    gpu.input.add().CopyFrom(next(t for t in cpu.input if t.name == "STOP_REQUEST_ID"))
+    gpu.parameters["extra_tensors"].string_value = "STOP_REQUEST_ID"
     assert cpu == gpu
 
 

@@ -157,13 +157,19 @@ def test_halted_rows_finish_with_what_they_generated(make):
 
 
 def test_idle_engine_gathers_requests_sent_together(make):
-    """Requests that reach an idle engine a few ms apart share one wave instead of splitting 1 + N."""
-    scheduler = make(gather_ms=500, max_wait_ms=0)
+    """Requests that reach an idle engine one after another share one wave instead of splitting 1 + N: an idle
+    engine waits up to gather_ms for a wave to fill (here for ever, so however slowly the test submits them,
+    the four fill one wave of four), and starts a wave that is not full once that window is over."""
+    scheduler = make(gather_ms=1e9, max_wait_ms=0, max_batch=4)
     requests = [Request(PROMPTS[i % 3], 4) for i in range(4)]
     for request in requests:
         scheduler.submit(request.seq)
     assert all(r.done.wait(60) for r in requests)
     assert scheduler.stats.waves == 1 and scheduler.stats.rows == 4
+    lone = make(gather_ms=20, max_wait_ms=0)  # a wave of one starts when the window closes
+    alone = Request(PROMPTS[2], 4)
+    lone.submit(alone.seq)
+    assert alone.done.wait(60) and lone.stats.waves == 1 and len(alone.seq.generated) == 4
     apart = make(gather_ms=0, max_wait_ms=0)  # without the window the first request starts alone
     first = Request(PROMPTS[0], 40)
     apart.submit(first.seq)

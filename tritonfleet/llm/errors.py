@@ -13,6 +13,12 @@ from __future__ import annotations
 
 ENGINE_FAILURE = "engine failure"  # how tensorrt_llm (CPU) starts the message of an engine's failure
 
+
+def fault(model: str, exc: BaseException) -> str:
+    """The message of an unexpected exception that a model answers one request with (not the whole batch)."""
+    return f"{model}: internal error: {type(exc).__name__}: {exc}"
+
+
 FAULTS = (
     "Failed to process the request(s) for model",  # an exception in a model's execute (the stub's message)
     "Stub process",  # "Stub process '<model>_0_0' is not healthy."
@@ -22,6 +28,7 @@ FAULTS = (
     "Failed to retrieve the response error",
     "shared memory",
     ENGINE_FAILURE,
+    ": internal error: ",  # fault()
 )
 
 

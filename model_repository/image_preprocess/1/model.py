@@ -1,8 +1,8 @@
 """image_preprocess: encoded image bytes -> EfficientNet-Lite0 input tensor.
 
 Each request carries one or more encoded images (JPEG, PNG, WebP, ...). A request with a bad image
-(empty, corrupt, not an image, over ``max_pixels``) gets an error that says what is wrong; the other
-requests of the same dynamic batch are answered normally. The preprocessing itself lives in
+(empty, corrupt, not an image, over ``max_pixels``) gets an INVALID_ARG error that says what is wrong; the
+other requests of the same dynamic batch are answered normally. The preprocessing itself lives in
 ``tritonfleet.imaging`` so the benchmark floor and the build checks run the very same code.
 """
 
@@ -20,6 +20,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.max_pixels = int(params.get("max_pixels", DEFAULT_MAX_PIXELS))
+        [output] = config["output"]
+        self.dtype = pb_utils.triton_string_to_numpy(output["data_type"])
         # Pillow releases the GIL while decoding and resizing, so threads use every core.
         self.pool = ThreadPoolExecutor(max_workers=int(params.get("decode_threads", 2)))
 
@@ -29,13 +31,17 @@ class TritonPythonModel:
         futures = [[self.pool.submit(self._one, item) for item in batch] for batch in images]
         responses = []
         for batch in futures:
-            if not batch:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError("IMAGE: no image")))
-                continue
             try:
-                pixels = np.stack([f.result() for f in batch])
-            except ImageError as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"IMAGE: {exc}")))
+                if not batch:
+                    raise ImageError("no image")
+                pixels = np.stack([f.result() for f in batch]).astype(self.dtype, copy=False)
+            except ImageError as exc:  # the client's: not an image, truncated, too large
+                error = pb_utils.TritonError(f"IMAGE: {exc}", pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            except Exception as exc:  # a fault of ours: fail this request only
+                error = pb_utils.TritonError(f"image_preprocess: internal error: {type(exc).__name__}: {exc}")
+                responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("PIXEL_VALUES", pixels)]))
         return responses

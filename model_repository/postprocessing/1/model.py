@@ -9,14 +9,26 @@ Cancellation (CPU ensemble): a request that comes with ``STOP_REQUEST_ID`` (tens
 4th response) and is already cancelled is a step Triton scheduled after the client cancelled the ensemble
 request (Triton 24.10 cancels those, never the running tensorrt_llm step). It sends tensorrt_llm
 TensorRT-LLM's stop request with that id, so the generation ends and frees its slot, and answers CANCELLED.
+
+Called directly with tensors that do not fit together (lengths per beam, token ids of the vocabulary), a
+request gets INVALID_ARG saying what is wrong; the other requests of a dynamic batch are decoded.
 """
 
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
+from tritonclient.grpc import model_config_pb2 as mc
+
+from tritonfleet.llm.errors import fault
+from tritonfleet.repository import Repository
+
+
+class ClientError(ValueError):
+    """Tensors the client got wrong (postprocessing called directly): INVALID_ARG with this message."""
 
 
 class TritonPythonModel:
@@ -27,40 +39,87 @@ class TritonPythonModel:
             Path(args["model_repository"]) / args["model_version"] / params.get("tokenizer_dir", "tokenizer")
         )
         self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+        self.vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
         self.skip_special = params.get("skip_special_tokens", "true") == "true"
+        self.repository = Path(args["model_repository"]).parent
+        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
+        [output] = config["output"]
+        self.dtype = pb_utils.triton_string_to_numpy(output["data_type"])
 
     def execute(self, requests):
         responses = []
         for request in requests:
-            stop_id = pb_utils.get_input_tensor_by_name(request, "STOP_REQUEST_ID")
-            if stop_id is not None and request.is_cancelled():
-                _stop(stop_id.as_numpy().reshape(-1)[0].decode())
-                error = pb_utils.TritonError("cancelled by the client", pb_utils.TritonError.CANCELLED)
+            try:
+                responses.append(self._postprocess(request))
+            except ClientError as exc:
+                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
                 responses.append(pb_utils.InferenceResponse(error=error))
-                continue
-            tokens = pb_utils.get_input_tensor_by_name(request, "TOKENS_BATCH").as_numpy()
-            lengths = pb_utils.get_input_tensor_by_name(request, "SEQUENCE_LENGTH").as_numpy()
-            lengths = lengths.reshape(-1)
-            tokens = tokens.reshape(lengths.size, tokens.shape[-1])  # [batch * beams, tokens]
-            texts = [
-                self.tokenizer.decode(row[:n].tolist(), skip_special_tokens=self.skip_special)
-                for row, n in zip(tokens, lengths, strict=True)
-            ]
-            # Shape [batch * beams] as TensorRT-LLM's postprocessing returns it: clients read text_output[0].
-            output = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", output)]))
+            except Exception as exc:  # a fault of ours: fail this request only
+                error = pb_utils.TritonError(fault("postprocessing", exc))
+                responses.append(pb_utils.InferenceResponse(error=error))
         return responses
 
+    def _postprocess(self, request):
+        stop_ids = pb_utils.get_input_tensor_by_name(request, "STOP_REQUEST_ID")
+        if stop_ids is not None and request.is_cancelled():
+            for stop_id in dict.fromkeys(stop_ids.as_numpy().reshape(-1)):
+                _stop(self.repository, _text(stop_id, "STOP_REQUEST_ID"))
+            error = pb_utils.TritonError("cancelled by the client", pb_utils.TritonError.CANCELLED)
+            return pb_utils.InferenceResponse(error=error)
+        # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
+        missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
+        if missing:
+            raise ClientError(f"missing required input(s) {missing}")
+        tokens = pb_utils.get_input_tensor_by_name(request, "TOKENS_BATCH").as_numpy()  # [batch, beams, n]
+        lengths = pb_utils.get_input_tensor_by_name(request, "SEQUENCE_LENGTH").as_numpy()  # [batch, beams]
+        if lengths.shape != tokens.shape[:2]:
+            raise ClientError(
+                f"SEQUENCE_LENGTH has shape {list(lengths.shape)}, TOKENS_BATCH {list(tokens.shape)}: "
+                "one length per beam of each row"
+            )
+        if lengths.size and not (lengths.min() >= 0 and lengths.max() <= tokens.shape[2]):
+            raise ClientError(f"SEQUENCE_LENGTH must lie in [0, {tokens.shape[2]}] (the tokens of each beam)")
+        rows = [
+            row[:n].tolist()
+            for row, n in zip(tokens.reshape(lengths.size, tokens.shape[2]), lengths.reshape(-1), strict=True)
+        ]
+        if any(not 0 <= t < self.vocab for row in rows for t in row):
+            raise ClientError(f"TOKENS_BATCH holds token ids outside [0, {self.vocab})")
+        texts = [self.tokenizer.decode(row, skip_special_tokens=self.skip_special) for row in rows]
+        # Shape [batch * beams] as TensorRT-LLM's postprocessing returns it: clients read text_output[0].
+        output = np.array([t.encode("utf-8") for t in texts], dtype=self.dtype)
+        return pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", output)])
 
-def _stop(request_id):
-    """TensorRT-LLM's stop request to tensorrt_llm for the sequence with this request id (BLS)."""
-    zero = np.zeros((1, 1), dtype=np.int32)
-    inputs = [pb_utils.Tensor(name, zero) for name in ("input_ids", "input_lengths", "request_output_len")]
-    inputs.append(pb_utils.Tensor("stop", np.ones((1, 1), dtype=np.bool_)))
-    request = pb_utils.InferenceRequest(
-        model_name="tensorrt_llm", inputs=inputs, requested_output_names=[], request_id=request_id
-    )
+
+def _text(value, name):
     try:
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    except UnicodeDecodeError:
+        raise ClientError(f"{name} is not valid UTF-8") from None
+
+
+# TensorRT-LLM's stop request (as its inflight_batcher_llm_client.py --stop-after-ms sends it): stop, and
+# empty values for the inputs tensorrt_llm requires.
+STOP_MODEL = "tensorrt_llm"
+STOP_REQUEST = {"input_ids": 0, "input_lengths": 0, "request_output_len": 0, "stop": True}
+
+
+@functools.cache
+def _input_types(repository, model):
+    """A model's input data types, from its config in the repository on disk (the CPU one: the targets'
+    interfaces are the same, fleet validate checks it)."""
+    config = Repository(repository).config(model)
+    return {t.name: pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type)) for t in config.input}
+
+
+def _stop(repository, request_id):
+    """TensorRT-LLM's stop request to tensorrt_llm for the sequence with this request id (BLS)."""
+    try:
+        types = _input_types(repository, STOP_MODEL)
+        inputs = [pb_utils.Tensor(n, np.full((1, 1), v, dtype=types[n])) for n, v in STOP_REQUEST.items()]
+        request = pb_utils.InferenceRequest(
+            model_name=STOP_MODEL, inputs=inputs, requested_output_names=[], request_id=request_id
+        )
         for response in request.exec(decoupled=True):  # one empty final response: no tensors to load
             if response.has_error():
                 raise pb_utils.TritonModelException(response.error().message())

@@ -18,6 +18,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
+from tritonfleet.llm.errors import fault
+
 
 class ClientError(ValueError):
     """A request the client got wrong: INVALID_ARG with this message."""
@@ -37,6 +39,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
+        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
         tokenizer_dir = (
             Path(args["model_repository"]) / args["model_version"] / params.get("tokenizer_dir", "tokenizer")
         )
@@ -62,9 +65,16 @@ class TritonPythonModel:
             except ClientError as exc:
                 error = pb_utils.TritonError(f"preprocessing: {exc}", pb_utils.TritonError.INVALID_ARG)
                 responses.append(pb_utils.InferenceResponse(error=error))
+            except Exception as exc:  # a fault of ours: fail this request only
+                error = pb_utils.TritonError(fault("preprocessing", exc))
+                responses.append(pb_utils.InferenceResponse(error=error))
         return responses
 
     def _preprocess(self, request):
+        # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
+        missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
+        if missing:
+            raise ClientError(f"missing required input(s) {missing}")
         queries = _rows(request, "QUERY")
         batch = len(queries)
         lengths = _column(request, ["REQUEST_OUTPUT_LEN"], None, batch)

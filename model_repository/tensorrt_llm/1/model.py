@@ -40,7 +40,7 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 from tritonfleet.llm.engine import CpuEngine
-from tritonfleet.llm.errors import ENGINE_FAILURE
+from tritonfleet.llm.errors import ENGINE_FAILURE, fault
 from tritonfleet.llm.guided import GuideCompiler
 from tritonfleet.llm.sampling import SamplingParams
 from tritonfleet.llm.scheduler import Sequence, WaveScheduler
@@ -65,7 +65,7 @@ def _value(rows, i, default):
 def _word_lists(rows, i, vocab):
     """Row ``i`` of TensorRT-LLM's ``[batch, 2, N]`` word lists (flat ids, end offsets padded with -1) as
     lists of ids."""
-    if rows is None:
+    if rows is None or rows[i].size == 0:
         return []
     ids, offsets = rows[i].reshape(2, -1)
     words, start = [], 0
@@ -106,6 +106,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
+        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
         version_dir = Path(args["model_repository"]) / args["model_version"]
         engine_dir = version_dir / params.get("engine_dir", "cpu_engine")
         self.engine = CpuEngine(engine_dir, int(params.get("intra_op_threads", "2")))
@@ -182,6 +183,10 @@ class TritonPythonModel:
         for request in requests:
             sender = request.get_response_sender()
             try:
+                # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
+                missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
+                if missing:
+                    raise ValueError(f"missing required input(s) {missing}")
                 batch = _batch_size(request)
                 stop = _rows(request, "stop", batch)
                 if stop is not None and stop.any():
@@ -189,8 +194,12 @@ class TritonPythonModel:
                     sender.send(pb_utils.InferenceResponse([]), flags=FINAL)
                     continue
                 rows = [self._row(request, i, batch) for i in range(batch)]
-            except (ValueError, TypeError, OverflowError) as exc:
+            except (ValueError, OverflowError) as exc:  # the request's mistake
                 error = pb_utils.TritonError(f"tensorrt_llm: {exc}", pb_utils.TritonError.INVALID_ARG)
+                sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
+                continue
+            except Exception as exc:  # a fault of ours: fail this request only
+                error = pb_utils.TritonError(fault("tensorrt_llm", exc))
                 sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
                 continue
             for seq in self._sequences(request, sender, rows):

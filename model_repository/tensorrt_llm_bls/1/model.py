@@ -19,7 +19,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from tritonfleet.llm.errors import is_fault
+from tritonfleet.llm.errors import fault, is_fault
 
 PREPROCESSING = {"text_input": "QUERY", "max_tokens": "REQUEST_OUTPUT_LEN", "bad_words": "BAD_WORDS_DICT",
                  "stop_words": "STOP_WORDS_DICT", "end_id": "END_ID", "pad_id": "PAD_ID", "seed": "SEED",
@@ -100,6 +100,7 @@ class TritonPythonModel:
             config.get("parameters", {}).get("llm_model", {}).get("string_value", "tensorrt_llm_counts")
         )
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["input"]}
+        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
 
     def execute(self, requests):
         responses = []
@@ -109,9 +110,16 @@ class TritonPythonModel:
             except StepError as exc:
                 error = pb_utils.TritonError(str(exc), exc.code)
                 responses.append(pb_utils.InferenceResponse(error=error))
+            except Exception as exc:  # a fault of ours: fail this request only
+                error = pb_utils.TritonError(fault("tensorrt_llm_bls", exc))
+                responses.append(pb_utils.InferenceResponse(error=error))
         return responses
 
     def _generate(self, request):
+        # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
+        missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
+        if missing:
+            raise StepError(f"missing required input(s) {missing}", pb_utils.TritonError.INVALID_ARG)
         stream = pb_utils.get_input_tensor_by_name(request, "stream")
         if stream is not None and stream.as_numpy().any():
             raise StepError(

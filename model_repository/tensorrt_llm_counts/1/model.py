@@ -52,9 +52,18 @@ class TritonPythonModel:
             if not t["name"].startswith("num_") and t["name"] not in held_back
         ]
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
+        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
 
     def execute(self, requests):
         for request in requests:
+            # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
+            missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
+            if missing:
+                error = pb_utils.TritonError(
+                    f"missing required input(s) {missing}", pb_utils.TritonError.INVALID_ARG
+                )
+                request.get_response_sender().send(pb_utils.InferenceResponse(error=error), flags=FINAL)
+                continue
             inputs = []
             for name in self.forwarded:
                 tensor = pb_utils.get_input_tensor_by_name(request, name)

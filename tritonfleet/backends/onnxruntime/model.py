@@ -52,12 +52,20 @@ class TritonPythonModel:
             ]
 
     def execute(self, requests):
-        inputs = [
-            {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names}
-            for r in requests
+        tensors = [{n: pb_utils.get_input_tensor_by_name(r, n) for n in self.input_names} for r in requests]
+        # Triton 24.10 counts a request's inputs, it does not name them: one may lack an input.
+        complete = [i for i, t in enumerate(tensors) if None not in t.values()]
+        results = self.infer([{n: t.as_numpy() for n, t in tensors[i].items()} for i in complete])
+        outcomes = [
+            pb_utils.TritonError(
+                f"missing input(s) {[n for n, x in t.items() if x is None]}", pb_utils.TritonError.INVALID_ARG
+            )
+            for t in tensors
         ]
+        for i, result in zip(complete, results, strict=True):
+            outcomes[i] = result
         responses = []
-        for outputs in self.infer(inputs):
+        for outputs in outcomes:
             if isinstance(outputs, pb_utils.TritonError):
                 responses.append(pb_utils.InferenceResponse(error=outputs))
             else:
