@@ -76,6 +76,7 @@ def assert_no_dead_regions(regions: list[Path]) -> None:
 
 def test_killed_image_preprocess_stub_heals(fleet: Fleet, cat_jpeg: bytes) -> None:
     pid, region = stub_of(fleet, "image_preprocess")
+    instances = count_stubs(fleet, "image_preprocess")
     os.kill(pid, signal.SIGKILL)
     with FleetClient(fleet.http_url, api_key="", network_timeout=60.0) as client:
         failures = until_right(
@@ -83,13 +84,34 @@ def test_killed_image_preprocess_stub_heals(fleet: Fleet, cat_jpeg: bytes) -> No
             lambda: client.classify_image(cat_jpeg, top_k=1),
             lambda top: top[0].index in CAT_CLASSES,  # type: ignore[index]
         )
-    assert all("503" in f or "restarting" in f for f in failures), failures
-    assert until_ready(fleet)
-    assert any(
-        r.kind == "model_reload" and r.model == "image_preprocess" for r in fleet.supervisor.recoveries
-    )
-    assert stub_of(fleet, "image_preprocess")[0] != pid
+        assert all("503" in f or "restarting" in f for f in failures), failures
+        # image_preprocess runs two instances: the live one may answer before the dead one is reloaded
+        assert until_recovered(fleet, "model_reload", "image_preprocess")
+        assert until_ready(fleet)
+        # the reload's unload ends the live instance's old stub in the background: then as many as before
+        assert until(lambda: count_stubs(fleet, "image_preprocess") == instances), fleet.server.stub_models()
+        assert pid not in fleet.server.stub_models()
+        # both instances answer again: every one of a run of requests is right
+        answers = [client.classify_image(cat_jpeg, top_k=1)[0].index for _ in range(8)]
+        assert all(a in CAT_CLASSES for a in answers), answers
     assert_no_dead_regions([region])
+
+
+def until(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + RECOVERY_WAIT_S
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def until_recovered(fleet: Fleet, kind: str, model: str) -> bool:
+    return until(lambda: any(r.kind == kind and r.model == model for r in fleet.supervisor.recoveries))
+
+
+def count_stubs(fleet: Fleet, model: str) -> int:
+    return sum(m == model for m, _ in fleet.server.stub_models().values())
 
 
 def until_ready(fleet: Fleet) -> bool:
@@ -103,6 +125,7 @@ def until_ready(fleet: Fleet) -> bool:
 
 def test_killed_tensorrt_llm_stub_brings_ensemble_and_bls_back(fleet: Fleet) -> None:
     pid, region = stub_of(fleet, "tensorrt_llm")
+    before = {m: count_stubs(fleet, m) for m in ("tensorrt_llm", "tensorrt_llm_bls")}
     os.kill(pid, signal.SIGKILL)
     with FleetClient(fleet.grpc_url, protocol="grpc", api_key="") as client:
         until_right(
@@ -115,8 +138,9 @@ def test_killed_tensorrt_llm_stub_brings_ensemble_and_bls_back(fleet: Fleet) -> 
             lambda: "".join(client.stream("Name three primary colors.", max_tokens=16, timeout=60)),
             lambda text: "red" in str(text).lower(),
         )
+    assert until_recovered(fleet, "model_reload", "tensorrt_llm")
     assert until_ready(fleet)
-    assert any(r.kind == "model_reload" and r.model == "tensorrt_llm" for r in fleet.supervisor.recoveries)
+    assert until(lambda: {m: count_stubs(fleet, m) for m in before} == before), fleet.server.stub_models()
     assert_no_dead_regions([region])
 
 

@@ -41,6 +41,7 @@ from tritonfleet.server import ServerError, TritonServer, free_port
 
 MAX_BACKOFF_S = 30.0
 PROBE_TIMEOUT_S = 60.0
+UNLOAD_WAIT_S = 60.0
 
 
 def runtime_file(public_http_port: int) -> Path:
@@ -103,6 +104,7 @@ class Supervisor:
         ]
         self.recoveries: list[Recovery] = []
         self._stubs: dict[int, tuple[str, Path | None]] = {}
+        self._regions: dict[str, set[Path]] = {}  # every region a model's stubs had since its last load
         self._faults: queue.Queue[str] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,9 +173,26 @@ class Supervisor:
         alive = self._probe_thread is not None and self._probe_thread.is_alive()
         return alive and time.monotonic() - self._probe_started >= PROBE_TIMEOUT_S
 
-    def _snapshot(self) -> None:
-        self._stubs = self.server.stub_models()
+    def _snapshot(self, fresh: bool = False, reloaded: tuple[str, ...] = ()) -> None:
+        """Record the live stubs. A stub that died since the last look stays recorded (as dead) until its
+        model is reloaded, so a death during another recovery is still seen; ``fresh`` (a new server)
+        forgets every old one."""
+        current = self.server.stub_models()
+        kept = {} if fresh else {
+            pid: entry
+            for pid, entry in self._stubs.items()
+            if pid not in current and entry[0] not in reloaded and not _alive(pid)
+        }  # fmt: skip
+        self._stubs = {**kept, **current}
+        if fresh:
+            self._regions = {}
+        self._note_regions(current)
         self.server.remember_shm()
+
+    def _note_regions(self, stubs: dict[int, tuple[str, Path | None]]) -> None:
+        for model, region in stubs.values():
+            if region is not None:
+                self._regions.setdefault(model, set()).add(region)
 
     def _dead_stub_models(self) -> set[str]:
         """Models whose recorded stub is gone (or a zombie): reads one /proc entry per stub, not all of
@@ -181,8 +200,10 @@ class Supervisor:
         return {model for pid, (model, _) in self._stubs.items() if not _alive(pid)}
 
     def _snapshot_missing(self) -> None:
-        for pid, entry in self.server.stub_models().items():
+        current = self.server.stub_models()
+        for pid, entry in current.items():
             self._stubs.setdefault(pid, entry)
+        self._note_regions(current)
 
     def _probe(self, fresh: bool = False) -> None:
         """Start a round of every pipeline's probe against the internal port, on a thread of its own (a
@@ -267,7 +288,7 @@ class Supervisor:
         else:
             return
         self._failures = 0
-        self._snapshot()
+        self._snapshot(fresh=True)
         with self.state.lock:
             self.state.up = True
             self.state.reason = "probing after restart"
@@ -280,18 +301,30 @@ class Supervisor:
             self.state.ready = False
             self.state.reason = f"reloading {model}"
         self.gate.metrics.ready.set(0)
-        dead_regions = [region for pid, (m, region) in self._stubs.items() if m == model and region]
         dependents = self._dependents(model)
         self.log(f"supervisor: {model}'s model process died: reloading it and {dependents or 'nothing else'}")
         self._control(model, "unload")
+        self._wait_unloaded(model)
         for name in [model, *dependents]:
             self._control(name, "load")
-        for region in dead_regions:  # the dead stub's region: the new stub has its own
+        # Python backend 24.10 leaves a dead stub's region in /dev/shm; the new stubs have their own.
+        live = {region for m, region in self.server.stub_models().values() if m == model}
+        for region in self._regions.pop(model, set()) - live:
             with contextlib.suppress(OSError):
                 region.unlink(missing_ok=True)
-        self._snapshot()
+        self._snapshot(reloaded=(model, *dependents))
         self._probe(fresh=True)
         self._record("model_reload", model, started)
+
+    def _wait_unloaded(self, model: str) -> None:
+        """Wait until the unload has ended ``model``'s live stubs: Triton answers an unload at once and
+        ends the instances in the background, and a load sent meanwhile leaves the old stubs running."""
+        deadline = time.monotonic() + UNLOAD_WAIT_S
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if not any(m == model for m, _ in self.server.stub_models().values()):
+                return
+            time.sleep(0.2)
+        self.log(f"supervisor: {model}'s old stubs still run {UNLOAD_WAIT_S:.0f}s after its unload")
 
     def _dependents(self, model: str) -> list[str]:
         """The loaded public models that call ``model`` (directly or through their steps)."""
