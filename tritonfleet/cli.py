@@ -369,6 +369,16 @@ def cmd_soak(args: argparse.Namespace) -> int:
         f"errors **{result['errors']}**, "
         f"memory (PSS of tritonserver + stubs) {warm:.0f} MB after warm-up, {end:.0f} MB at the end: growth "
         f"**{growth * 100:+.1f}%** (target < {soak.TARGET_GROWTH * 100:.0f}%).",
+        "",
+        "PSS over the run (s: MB): "
+        + ", ".join(f"{t}: {mb:.0f}" for t, mb in result["pss_mb_samples"] if mb is not None),
+        "",
+        "| process | MB after warm-up | MB at the end | growth MB |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| {name} | {p['warm'] or 0:.0f} | {p['end']:.0f} | {p['growth_mb']:+.1f} |"
+            for name, p in sorted(result["pss_mb_by_process"].items(), key=lambda kv: -kv[1]["growth_mb"])
+        ),
     ]
     path = report.write(args.output, "soak", result, "\n".join(lines) + "\n")
     console.print("\n".join(lines[2:]))

@@ -39,8 +39,13 @@ def run(fleet: Any, *, minutes: float, concurrency: int = 16, say: Any = None) -
     lock = threading.Lock()
     memory: dict[str, float | None] = {"warm": None, "end": None}
 
-    def pss() -> float | None:
-        return status.collect(f"127.0.0.1:{fleet.server.http_port}").total_pss_mb
+    def pss() -> tuple[float | None, dict[str, float]]:
+        """Total PSS, and each process's: tritonserver and the stubs of each model."""
+        now = status.collect(f"127.0.0.1:{fleet.server.http_port}")
+        parts = {m.name: m.pss_mb for m in now.models if m.pss_mb}
+        if now.server_pss_mb is not None:
+            parts["tritonserver"] = now.server_pss_mb
+        return now.total_pss_mb, parts
 
     def worker(index: int) -> None:
         protocol = "grpc" if index % 2 else "http"
@@ -64,14 +69,27 @@ def run(fleet: Any, *, minutes: float, concurrency: int = 16, say: Any = None) -
     for t in threads:
         t.start()
     time.sleep(warmup)
-    memory["warm"] = pss()
+    memory["warm"], warm_parts = pss()
+    samples = [(round(time.monotonic() - start), memory["warm"])]
+    every = max((seconds - warmup) / 10, 10.0)  # about ten samples after the warm-up: does it level off?
+    next_sample = warmup + every
+    while any(t.is_alive() for t in threads):
+        time.sleep(1.0)
+        if time.monotonic() - start >= next_sample and time.monotonic() - start < seconds:
+            samples.append((round(time.monotonic() - start), pss()[0]))
+            next_sample += every
     for t in threads:
         t.join()
-    memory["end"] = pss()
+    memory["end"], end_parts = pss()
+    samples.append((round(time.monotonic() - start), memory["end"]))
     wall = time.monotonic() - start
     growth = None
     if memory["warm"] and memory["end"]:
         growth = memory["end"] / memory["warm"] - 1
+    by_process = {
+        name: {"warm": warm_parts.get(name), "end": mb, "growth_mb": mb - warm_parts.get(name, 0.0)}
+        for name, mb in end_parts.items()
+    }
     result = {
         "minutes": minutes,
         "concurrency": concurrency,
@@ -83,6 +101,8 @@ def run(fleet: Any, *, minutes: float, concurrency: int = 16, say: Any = None) -
         "pss_mb_after_warmup": memory["warm"],
         "pss_mb_end": memory["end"],
         "memory_growth": growth,
+        "pss_mb_samples": samples,
+        "pss_mb_by_process": by_process,
         "recoveries": [r.__dict__ for r in fleet.supervisor.recoveries] if fleet.supervisor else [],
     }
     if say:
