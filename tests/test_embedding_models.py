@@ -75,7 +75,9 @@ def test_retriever_prompt_sources_and_per_request_errors(retriever) -> None:
         {"QUESTION": [[question]], "EMBEDDING": vector, "APPLY_CHAT_TEMPLATE": [[False]]}
     )
     bad = retriever.request({"QUESTION": [[question]], "EMBEDDING": vector, "NUM_SOURCES": [[0]]})
-    two, three, refused = retriever.execute([good, default, bad])
+    # as many inputs as the model needs, but an optional one instead of QUESTION: Triton passes it on
+    no_question = retriever.request({"EMBEDDING": vector, "NUM_SOURCES": [[2]]})
+    two, three, refused, unasked = retriever.execute([good, default, bad, no_question])
     sources = [s.decode() for s in two.outputs["SOURCES"][0]]
     assert len(sources) == 2 and sources[0].startswith("README.md#")
     prompt = two.outputs["PROMPT"][0, 0].decode()
@@ -87,6 +89,10 @@ def test_retriever_prompt_sources_and_per_request_errors(retriever) -> None:
     ]
     assert refused.error.code() == INVALID
     assert refused.error.message() == "retriever: num_sources must be between 1 and 8, got [0]"
+    assert (
+        unasked.error.code() == INVALID
+        and "needs the inputs EMBEDDING and QUESTION" in unasked.error.message()
+    )
 
 
 @pytest.fixture(scope="module")

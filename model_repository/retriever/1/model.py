@@ -45,8 +45,10 @@ class TritonPythonModel:
         return responses
 
     def _retrieve(self, request):
-        embeddings = _values(request, "EMBEDDING")
-        questions = [decode_text(q) for q in _values(request, "QUESTION").reshape(-1)]
+        embeddings, questions = _values(request, "EMBEDDING"), _values(request, "QUESTION")
+        if embeddings is None or questions is None:  # Triton 24.10 counts inputs, it does not name them
+            raise ValueError("the request needs the inputs EMBEDDING and QUESTION")
+        questions = [decode_text(q) for q in questions.reshape(-1)]
         rows = len(questions)
         if embeddings.shape != (rows, self.index.dim):
             expected = [rows, self.index.dim]

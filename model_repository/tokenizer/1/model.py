@@ -33,7 +33,10 @@ class TritonPythonModel:
         texts, errors = [], []
         for request in requests:
             try:
-                values = pb_utils.get_input_tensor_by_name(request, self.input).as_numpy().reshape(-1)
+                tensor = pb_utils.get_input_tensor_by_name(request, self.input)
+                if tensor is None:  # Triton 24.10 counts a request's inputs; it does not check their names
+                    raise TextError("the request has no such input")
+                values = tensor.as_numpy().reshape(-1)
                 texts.append([decode_text(v) for v in values])
                 errors.append(None if len(values) else "no text in the request")
             except TextError as exc:
