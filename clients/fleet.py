@@ -67,12 +67,24 @@ def _auth(api_key: str | None) -> dict[str, str] | None:
 class _Client:
     """What the blocking and the asyncio client share: protocol, address, key, the pipelines' helpers."""
 
-    def __init__(self, url: str | None, protocol: Protocol, api_key: str | None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: Protocol = "http",
+        *,
+        api_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``kwargs`` go to tritonclient's ``InferenceServerClient``."""
         self.protocol = protocol
         self.api = _api(protocol)
         self.url = url or DEFAULT_URLS[protocol]
         self.headers = _auth(api_key)
         self._configs: dict[str, dict[str, Any]] = {}
+        self.triton = self._connect(**kwargs)
+
+    def _connect(self, **kwargs: Any) -> Any:
+        raise NotImplementedError
 
     def __dir__(self) -> list[str]:
         from tritonfleet import pipelines
@@ -86,16 +98,8 @@ class _Client:
 class FleetClient(_Client):
     """Blocking client. Every helper a pipeline declares is a method: ``fleet.classify_image(path)``."""
 
-    def __init__(
-        self,
-        url: str | None = None,
-        protocol: Protocol = "http",
-        *,
-        api_key: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(url, protocol, api_key)
-        self.triton = self.api.InferenceServerClient(self.url, **kwargs)
+    def _connect(self, **kwargs: Any) -> Any:
+        return self.api.InferenceServerClient(self.url, **kwargs)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         helper = _helper(name)
@@ -199,20 +203,12 @@ class FleetClient(_Client):
 class AsyncFleetClient(_Client):
     """asyncio client (tritonclient's ``http.aio`` / ``grpc.aio``): ``await fleet.classify_image(path)``."""
 
-    def __init__(
-        self,
-        url: str | None = None,
-        protocol: Protocol = "http",
-        *,
-        api_key: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(url, protocol, api_key)
-        if protocol == "http":
+    def _connect(self, **kwargs: Any) -> Any:
+        if self.protocol == "http":
             import tritonclient.http.aio as aio
         else:
             import tritonclient.grpc.aio as aio
-        self.triton = aio.InferenceServerClient(self.url, **kwargs)
+        return aio.InferenceServerClient(self.url, **kwargs)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         helper = _helper(name)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,25 @@ def copy_repository(dest: Path) -> Path:
 
     shutil.copytree(REPOSITORY, dest, ignore=built)
     return dest
+
+
+def infer_concurrently(
+    url: str, model: str, requests: list[list[Any]], outputs: list[Any] | None = None
+) -> list[Any]:
+    """Send every request (its ``InferInput`` list) at once over one asyncio gRPC client: each one's result
+    or exception, in order."""
+    import tritonclient.grpc.aio as grpcaio
+
+    async def send_all() -> list[Any]:
+        client = grpcaio.InferenceServerClient(url)
+        try:
+            return await asyncio.gather(
+                *(client.infer(model, inputs, outputs=outputs) for inputs in requests), return_exceptions=True
+            )
+        finally:
+            await client.close()
+
+    return asyncio.run(send_all())
 
 
 SERVER_FIXTURES = {"server", "llm_server"}

@@ -12,8 +12,9 @@ import tritonclient.grpc as grpcclient
 from rich.console import Console
 
 from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.bench import floor
 from tritonfleet.bench.perf_analyzer import parse_csv
-from tritonfleet.bench.vision import run_image_classifier_bench
+from tritonfleet.bench.vision import image_classifier_bench
 from tritonfleet.server import TritonServer
 
 
@@ -26,15 +27,17 @@ def _counts(url: str) -> tuple[int, int]:
 
 def test_bench_report_against_running_server(server: TritonServer, tmp_path: Path) -> None:
     ok_before, failed_before = _counts(server.grpc_url)
-    md = run_image_classifier_bench(
-        REPOSITORY,
-        concurrency=[2],
-        url=server.grpc_url,
-        output=tmp_path,
-        measurement_ms=800,
-        console=Console(quiet=True),
-        stability_percentage=1000,  # this checks the report, not the numbers: any three windows will do
-    )
+    with image_classifier_bench(REPOSITORY) as bench:
+        md = floor.run(
+            bench,
+            REPOSITORY,
+            concurrency=[2],
+            url=server.grpc_url,
+            output=tmp_path,
+            measurement_ms=800,
+            console=Console(quiet=True),
+            stability_percentage=1000,  # this checks the report, not the numbers: any three windows will do
+        )
     ok_after, failed_after = _counts(server.grpc_url)
     assert failed_after == failed_before, "perf_analyzer's requests failed: its input data is wrong"
     assert ok_after - ok_before > 10

@@ -11,11 +11,13 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.frontdoor import fuzz
 from tritonfleet.frontdoor.door import is_local, public_catalog
 from tritonfleet.frontdoor.gate import Gate, Refused
 from tritonfleet.frontdoor.grpc_proxy import decode_infer
 from tritonfleet.frontdoor.validation import ClientError, Limits, check_infer, clean_message, json_infer
+from tritonfleet.fuzz import valid_case
+from tritonfleet.fuzz.grpc import grpc_request
+from tritonfleet.fuzz.http import http_cases
 from tritonfleet.keys import Bucket, KeyFile, KeysError, KeyStore, Limiter, retry_after
 from tritonfleet.repository import Repository
 
@@ -142,7 +144,7 @@ def test_binary_extension_sizes_and_bytes_prefixes(catalog) -> None:
 
 def test_grpc_requests_are_decoded_and_checked_by_the_same_rules(catalog) -> None:
     spec = catalog.model("image_classifier")
-    good = fuzz.valid_grpc(spec)
+    good = grpc_request(valid_case(spec))
     check_infer(spec, *decode_infer(good), catalog.limits)
     bad = pb.ModelInferRequest()
     bad.CopyFrom(good)
@@ -165,7 +167,7 @@ def test_every_fuzz_case_is_refused(catalog) -> None:
     import random
 
     specs = list(catalog.models.values())
-    cases = fuzz.http_cases(specs, random.Random(3))
+    cases = http_cases(specs, random.Random(3))
     for _ in range(400):
         case = next(cases)
         if case.method != "POST" or not case.path.endswith("/infer") or case.headers.get("Content-Encoding"):

@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 from tests.conftest import CAT_CLASSES
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.clients import FleetClient
-from tritonfleet.frontdoor import fuzz
+from tritonfleet.frontdoor import storm
 from tritonfleet.keys import KeyFile
 from tritonfleet.server import free_port
 from tritonfleet.supervisor import Fleet
@@ -342,7 +342,7 @@ def test_fuzz_http_and_grpc_malformed_requests(fleet: Fleet, before: dict, cat_j
         def correct() -> None:
             assert [x.index for x in good.classify_image(cat_jpeg, top_k=5)] == before["classes"]
 
-        result = fuzz.storm(
+        result = storm.storm(
             fleet.http_url,
             fleet.grpc_url,
             list(fleet.gate.catalog.models.values()),

@@ -18,6 +18,7 @@ from tritonclient.grpc import service_pb2_grpc
 from tests.llm.conftest import inputs
 from tritonfleet import fuzz
 from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.fuzz.grpc import grpc_request, is_decoupled, send_grpc
 from tritonfleet.llm.errors import is_fault
 from tritonfleet.repository import Repository
 
@@ -84,7 +85,7 @@ def _is_text(value) -> bool:
 def test_no_client_mistake_is_a_server_error(server, cat_jpeg) -> None:
     repo = Repository(REPOSITORY)
     models = examples(cat_jpeg)
-    decoupled = {name: fuzz.is_decoupled(repo, name) for name in models}
+    decoupled = {name: is_decoupled(repo, name) for name in models}
     before = {name: answer(server.grpc_url, name, values, decoupled[name]) for name, values in models.items()}
     stubs = server.stub_pids()
     stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc_url))
@@ -93,7 +94,7 @@ def test_no_client_mistake_is_a_server_error(server, cat_jpeg) -> None:
     for name, values in models.items():
         cases = list(fuzz.cases(repo.config(name), values, CASES_PER_MODEL, seed=len(name)))
         with ThreadPoolExecutor(THREADS) as pool:
-            outcomes = list(pool.map(lambda c, d=decoupled[name]: fuzz.send_grpc(stub, c, d), cases))
+            outcomes = list(pool.map(lambda c, d=decoupled[name]: send_grpc(stub, c, d), cases))
         for case, outcome in zip(cases, outcomes, strict=True):
             seen[name, outcome.code, bool(outcome.errors)] += 1
             if (
@@ -123,7 +124,7 @@ def test_a_string_cut_short_fails_only_its_own_request(server, cat_jpeg) -> None
         "image_preprocess", "size", (fuzz.Tensor("IMAGE", "BYTES", image.shape, image.raw[:-1]),), ""
     )
     with ThreadPoolExecutor(THREADS) as pool:
-        outcomes = list(pool.map(lambda c: fuzz.send_grpc(stub, c, False), [good, cut] * 40))
+        outcomes = list(pool.map(lambda c: send_grpc(stub, c, False), [good, cut] * 40))
     assert [o.code for o in outcomes[::2]] == ["OK"] * 40
     assert {(o.code, "incomplete string data" in o.errors[0]) for o in outcomes[1::2]} == {
         ("INVALID_ARGUMENT", True)
@@ -167,7 +168,7 @@ def test_the_generator_makes_each_kind_of_mistake_reproducibly() -> None:
             assert {t.shape[0] for t in case.inputs} - {1}  # 0, 65 or a second batch size
         elif case.kind == "dtype":
             assert any(t.datatype != base[n].datatype for n, t in sent.items())
-    request = fuzz.grpc_request(cases[0], request_id="r", streaming=True)
+    request = grpc_request(cases[0], request_id="r", streaming=True)
     assert (request.model_name, request.id) == ("tensorrt_llm_bls", "r")
     assert request.parameters["triton_enable_empty_final_response"].bool_param
     assert len(request.inputs) == len(request.raw_input_contents) == len(cases[0].inputs)
@@ -180,5 +181,5 @@ def test_the_generator_refuses_an_example_for_another_model() -> None:
 
 def test_ensembles_with_a_decoupled_step_are_decoupled() -> None:
     repo = Repository(REPOSITORY)
-    assert fuzz.is_decoupled(repo, "ensemble") and fuzz.is_decoupled(repo, "tensorrt_llm")
-    assert not fuzz.is_decoupled(repo, "image_classifier") and not fuzz.is_decoupled(repo, "tensorrt_llm_bls")
+    assert is_decoupled(repo, "ensemble") and is_decoupled(repo, "tensorrt_llm")
+    assert not is_decoupled(repo, "image_classifier") and not is_decoupled(repo, "tensorrt_llm_bls")

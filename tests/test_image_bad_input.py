@@ -3,18 +3,16 @@ and every stub process carry on."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.grpc.aio as grpcaio
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import CAT_CLASSES
+from tests.conftest import CAT_CLASSES, infer_concurrently
 from tritonfleet.clients import FleetClient
 from tritonfleet.server import TritonServer
 
@@ -82,21 +80,13 @@ def test_mixed_good_and_bad_requests_concurrently(server: TritonServer, cat_jpeg
     inferences_before, executions_before = _stats(sync, "image_preprocess")
     classified_before, batches_before = _stats(sync, "efficientnet_lite0")
 
-    async def send_all() -> list[object]:
-        client = grpcaio.InferenceServerClient(server.grpc_url)
+    def image(payload: bytes) -> list[grpcclient.InferInput]:
+        image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+        image.set_data_from_numpy(np.array([[payload]], dtype=np.object_))
+        return [image]
 
-        async def one(payload: bytes) -> object:
-            image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
-            image.set_data_from_numpy(np.array([[payload]], dtype=np.object_))
-            wanted = [grpcclient.InferRequestedOutput("PROBABILITIES", class_count=1)]
-            return await client.infer("image_classifier", [image], outputs=wanted)
-
-        try:
-            return await asyncio.gather(*(one(p) for p in requests), return_exceptions=True)
-        finally:
-            await client.close()
-
-    results = asyncio.run(send_all())
+    wanted = [grpcclient.InferRequestedOutput("PROBABILITIES", class_count=1)]
+    results = infer_concurrently(server.grpc_url, "image_classifier", [image(p) for p in requests], wanted)
     for i, result in enumerate(results):
         if i % 2 == 0:
             assert not isinstance(result, BaseException), result

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
+from tests.conftest import infer_concurrently
 from tritonfleet import pipelines
 from tritonfleet.clients import AsyncFleetClient, FleetClient
 from tritonfleet.clients.text_embedding import Embeddings
@@ -144,16 +144,7 @@ def test_bad_requests_leave_the_rest_of_the_batch_alone(server: TritonServer, fl
     sends = [s.encode() if i % 2 == 0 else bad[i // 2 % len(bad)] for i, s in enumerate(SENTENCES * 4)]
     stubs = server.stub_pids()
 
-    async def send_all() -> list[object]:
-        client = grpcaio.InferenceServerClient(server.grpc_url)
-        try:
-            return await asyncio.gather(
-                *(client.infer("text_embedding", _request(t)) for t in sends), return_exceptions=True
-            )
-        finally:
-            await client.close()
-
-    results = asyncio.run(send_all())
+    results = infer_concurrently(server.grpc_url, "text_embedding", [_request(t) for t in sends])
     for i, result in enumerate(results):
         if i % 2 == 0:
             assert not isinstance(result, BaseException), result

@@ -315,7 +315,7 @@ def _own_fleet(args: argparse.Namespace, **kwargs: object):
 
 
 def cmd_stress(args: argparse.Namespace) -> int:
-    from tritonfleet.frontdoor import fuzz
+    from tritonfleet.frontdoor.storm import storm
 
     fleet = _own_fleet(args, models=args.models, memory_limit=int(args.memory_gb * (1 << 30)))
     with console.status("starting a fleet of its own"):
@@ -324,7 +324,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
         stubs = fleet.server.stub_pids()
         http_count = int(args.requests * 0.6)
         with console.status(f"{args.requests} malformed requests at {fleet.http_url} / {fleet.grpc_url}"):
-            result = fuzz.storm(
+            result = storm(
                 fleet.http_url,
                 fleet.grpc_url,
                 list(fleet.gate.catalog.models.values()),

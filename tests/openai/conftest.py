@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,8 @@ def embedding_model() -> str:
     if not found:
         pytest.skip("no pipeline declares an embedding model yet")
     return found[0]
+
+
+def streamed_text(chunks: list[Any]) -> str:
+    """The text of a streamed chat completion: its chunks' deltas, joined."""
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -19,7 +19,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from tests.llm.conftest import metric, wait_idle
-from tests.openai.conftest import CHAT_MODEL
+from tests.openai.conftest import CHAT_MODEL, streamed_text
 from tritonfleet import pipelines
 
 TOKENIZER = Path(__file__).resolve().parents[2] / "model_repository" / "preprocessing" / "1" / "tokenizer"
@@ -79,7 +79,7 @@ def test_chat_greedy_answer_streamed_and_not(client, usage_log) -> None:
         )
     )
     assert chunks[0].choices[0].delta.role == "assistant"
-    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    streamed = streamed_text(chunks)
     assert streamed == text
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 3  # token by token
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
@@ -118,7 +118,7 @@ def test_length_and_stop(client) -> None:
         kwargs = dict(model=CHAT_MODEL, messages=count, max_tokens=40, temperature=0, stop=["5", "nine"])
         if stream:
             chunks = list(client.chat.completions.create(stream=True, **kwargs))
-            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            text = streamed_text(chunks)
             reason = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
         else:
             reply = client.chat.completions.create(**kwargs)
@@ -208,7 +208,7 @@ def test_structured_output_follows_the_schema(client, stream: bool) -> None:
         kwargs = dict(model=CHAT_MODEL, messages=messages, max_tokens=96, temperature=0.8, seed=seed)
         if stream:
             chunks = list(client.chat.completions.create(response_format=fmt, stream=True, **kwargs))
-            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            text = streamed_text(chunks)
             (reason,) = {c.choices[0].finish_reason for c in chunks if c.choices} - {None}
         else:
             reply = client.chat.completions.create(response_format=fmt, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.openai.conftest import streamed_text
 from tritonfleet import pipelines
 
 QUESTION = [{"role": "user", "content": "How do I add a pipeline to the fleet?"}]
@@ -36,7 +37,4 @@ def test_rag_answers_with_sources(client, rag_model: str) -> None:
     )
     last = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
     assert last.model_extra["sources"] == sources
-    assert (
-        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        == reply.choices[0].message.content
-    )
+    assert streamed_text(chunks) == reply.choices[0].message.content

@@ -8,10 +8,12 @@ drifting during a level weighs on both sides alike; served/floor is the number t
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ class FloorBench:
     ``requests``: one encoded BYTES item per perf_analyzer request (cycled), sent as ``input_name``.
     ``batch_work(n)`` returns a function that does the work of ``n`` requests in this process.
     ``model`` is the step whose executed batches are counted (the dynamic batcher's average batch).
+    ``stability_percentage``: how far perf_analyzer's windows may differ to count as stable (when they never
+    do it reports the last three).
     """
 
     pipeline: str
@@ -42,6 +46,32 @@ class FloorBench:
     served_text: str  # how the served side runs, for the report
     floor_text: str  # how the floor runs
     settings: dict[str, Any] = field(default_factory=dict)
+    stability_percentage: int = 50
+
+
+def parameter(config: Any, key: str, default: int) -> int:
+    """An integer ``parameters`` entry of a model's config (``intra_op_thread_count``, ...)."""
+    param = config.parameters.get(key)
+    return int(param.string_value) if param is not None else default
+
+
+def command(
+    make: Callable[[Path], AbstractContextManager[FloorBench]], args: argparse.Namespace, console: Console
+) -> int:
+    """``fleet bench <pipeline>`` of a floor benchmark: ``make(repository)`` gives what to measure (and
+    frees what it holds after the run); ``args`` has ``--concurrency`` and ``--measurement-ms``."""
+    with make(args.repository) as bench:
+        path = run(
+            bench,
+            args.repository,
+            concurrency=args.concurrency,
+            url=args.url,
+            output=args.output,
+            measurement_ms=args.measurement_ms,
+            console=console,
+        )
+    console.print(f"[green]✓[/] report: {path}")
+    return 0
 
 
 def measure(work: Callable[[], object], seconds: float, at_least: int = 3) -> list[float]:
@@ -84,9 +114,10 @@ def run(
     output: Path,
     measurement_ms: int,
     console: Console,
-    stability_percentage: int = 50,
+    stability_percentage: int | None = None,
 ) -> Path:
-    """Measure each level, write ``output/<pipeline>.{json,md,png}`` and return the Markdown's path."""
+    """Measure each level, write ``output/<pipeline>.{json,md,png}`` and return the Markdown's path
+    (``stability_percentage``: instead of the bench's)."""
     server = None
     if url is None:
         output.mkdir(parents=True, exist_ok=True)
@@ -110,7 +141,7 @@ def run(
                     input_data=data_file,
                     shapes={bench.input_name: [1]},
                     measurement_ms=measurement_ms,
-                    stability_percentage=stability_percentage,
+                    stability_percentage=stability_percentage or bench.stability_percentage,
                 )
                 batch = min(c, bench.max_batch)
                 work = bench.batch_work(batch)

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from tritonfleet import pipelines
@@ -237,7 +238,7 @@ def recovery_times(fleet: Any, image: bytes) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.bench.vision import bench_images, write_input_data
+    from tritonfleet.bench.vision import bench_images
     from tritonfleet.supervisor import Fleet
 
     skip = set(filter(None, args.skip.split(",")))
@@ -285,9 +286,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 )
         if "image" not in skip:
             console.print("image_classifier c4 (perf_analyzer, gRPC)")
-            data = write_input_data(bench_images(), work / "images.json")
+            images = [{"IMAGE": np.array([image], dtype=np.object_)} for image in bench_images()]
+            data = perf_analyzer.write_input_data(images, work / "images.json")
             results["image_classifier_c4"] = side_by_side(
-                lambda u: perf(u, "image_classifier", 4, args.seconds, work, input_data=data),
+                lambda u: perf(
+                    u, "image_classifier", 4, args.seconds, work, input_data=data, shapes={"IMAGE": [1]}
+                ),
                 f"127.0.0.1:{main.server.grpc_port}",
                 main.grpc_url,
                 args.rounds,

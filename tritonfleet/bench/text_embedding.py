@@ -8,10 +8,9 @@ onnxruntime on the same ONNX file with the same thread count, on batches as larg
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-
-from rich.console import Console
 
 from tritonfleet.bench import floor
 from tritonfleet.embedding import OnnxEmbedder
@@ -19,7 +18,6 @@ from tritonfleet.repository import Repository
 
 PIPELINE = "text_embedding"
 MODEL = "minilm_l6"
-STABILITY_PERCENTAGE = 1000
 # Real sentences of the lengths people embed (6 to 45 word pieces): questions, facts, reviews, titles.
 SENTENCES = (
     "How do I reset my password?",
@@ -41,19 +39,10 @@ SENTENCES = (
 )
 
 
-def run_text_embedding_bench(
-    repository: Path,
-    *,
-    concurrency: list[int],
-    url: str | None,
-    output: Path,
-    measurement_ms: int,
-    console: Console,
-) -> Path:
-    repo = Repository(repository)
-    config = repo.config(MODEL, "cpu")
-    param = config.parameters.get("intra_op_thread_count")
-    intra = int(param.string_value) if param is not None else 0
+@contextmanager
+def text_embedding_bench(repository: Path) -> Iterator[floor.FloorBench]:
+    config = Repository(repository).config(MODEL, "cpu")
+    intra = floor.parameter(config, "intra_op_thread_count", 0)
     embedder = OnnxEmbedder(
         repository / "tokenizer" / "1" / "tokenizer.json", repository / MODEL / "1" / "model.onnx", intra
     )
@@ -62,7 +51,7 @@ def run_text_embedding_bench(
         work = [SENTENCES[i % len(SENTENCES)] for i in range(batch)]
         return lambda: embedder.run(embedder.tokenizer.encode(work))
 
-    bench = floor.FloorBench(
+    yield floor.FloorBench(
         pipeline=PIPELINE,
         model=MODEL,
         unit="texts",
@@ -75,16 +64,7 @@ def run_text_embedding_bench(
         floor_text="the same tokenizer (tritonfleet.embedding) and ONNX model in one process, batched as "
         f"large as the concurrency, no server (onnxruntime intra-op threads {intra}).",
         settings={"sentences": list(SENTENCES), "onnxruntime_intra_op_threads": intra},
-    )
-    # Requests take milliseconds, so on a busy shared machine p99 moves by more than 2x between windows and
-    # perf_analyzer never calls them stable: it then reports the last three windows.
-    return floor.run(
-        bench,
-        repository,
-        concurrency=concurrency,
-        url=url,
-        output=output,
-        measurement_ms=measurement_ms,
-        console=console,
-        stability_percentage=STABILITY_PERCENTAGE,
+        # Requests take milliseconds, so on a busy shared machine p99 moves by more than 2x between windows
+        # and perf_analyzer never calls them stable: it then reports the last three windows.
+        stability_percentage=1000,
     )

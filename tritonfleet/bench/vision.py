@@ -8,12 +8,12 @@ same thread count, on batches as large as the concurrency (``tritonfleet.bench.f
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 
 from tritonfleet.bench import floor
 from tritonfleet.imaging import DEFAULT_MAX_PIXELS, preprocess
@@ -37,67 +37,47 @@ def bench_images() -> list[bytes]:
     return images
 
 
-def _param(repo: Repository, model: str, key: str, default: str) -> int:
-    param = repo.config(model, "cpu").parameters.get(key)
-    return int(param.string_value if param is not None else default)
-
-
-def run_image_classifier_bench(
-    repository: Path,
-    *,
-    concurrency: list[int],
-    url: str | None,
-    output: Path,
-    measurement_ms: int,
-    console: Console,
-    stability_percentage: int = 50,
-) -> Path:
+@contextmanager
+def image_classifier_bench(repository: Path) -> Iterator[floor.FloorBench]:
     import onnxruntime as ort
 
     repo = Repository(repository)
-    intra = _param(repo, MODEL, "intra_op_thread_count", "0")
-    decode = _param(repo, "image_preprocess", "decode_threads", "2")
+    intra = floor.parameter(repo.config(MODEL, "cpu"), "intra_op_thread_count", 0)
+    decode = floor.parameter(repo.config("image_preprocess", "cpu"), "decode_threads", 2)
     images = bench_images()
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra
     session = ort.InferenceSession(
         str(repository / MODEL / "1" / "model.onnx"), options, providers=["CPUExecutionProvider"]
     )
-    pool = ThreadPoolExecutor(decode)
+    with ThreadPoolExecutor(decode) as pool:
 
-    def batch_work(batch: int) -> Callable[[], object]:
-        work = [images[i % len(images)] for i in range(batch)]
+        def batch_work(batch: int) -> Callable[[], object]:
+            work = [images[i % len(images)] for i in range(batch)]
 
-        def once() -> object:
-            pixels = np.stack(list(pool.map(lambda d: preprocess(d, max_pixels=DEFAULT_MAX_PIXELS), work)))
-            return session.run(["probabilities"], {"input": pixels})
+            def once() -> object:
+                pixels = np.stack(
+                    list(pool.map(lambda d: preprocess(d, max_pixels=DEFAULT_MAX_PIXELS), work))
+                )
+                return session.run(["probabilities"], {"input": pixels})
 
-        return once
+            return once
 
-    bench = floor.FloorBench(
-        pipeline=PIPELINE,
-        model=MODEL,
-        unit="images",
-        input_name="IMAGE",
-        requests=images,
-        batch_work=batch_work,
-        max_batch=repo.config(MODEL, "cpu").max_batch_size,
-        served_text="perf_analyzer over gRPC against tritonserver 2.51.0 (ensemble image_preprocess -> "
-        "efficientnet_lite0, CPU configs), one JPEG photo per request.",
-        floor_text="the same preprocessing and ONNX model in one process, batched as large as the "
-        f"concurrency, no server (onnxruntime intra-op threads {intra}, decode threads {decode}).",
-        settings={"photos": list(PHOTOS), "onnxruntime_intra_op_threads": intra, "decode_threads": decode},
-    )
-    try:
-        return floor.run(
-            bench,
-            repository,
-            concurrency=concurrency,
-            url=url,
-            output=output,
-            measurement_ms=measurement_ms,
-            console=console,
-            stability_percentage=stability_percentage,
+        yield floor.FloorBench(
+            pipeline=PIPELINE,
+            model=MODEL,
+            unit="images",
+            input_name="IMAGE",
+            requests=images,
+            batch_work=batch_work,
+            max_batch=repo.config(MODEL, "cpu").max_batch_size,
+            served_text="perf_analyzer over gRPC against tritonserver 2.51.0 (ensemble image_preprocess -> "
+            "efficientnet_lite0, CPU configs), one JPEG photo per request.",
+            floor_text="the same preprocessing and ONNX model in one process, batched as large as the "
+            f"concurrency, no server (onnxruntime intra-op threads {intra}, decode threads {decode}).",
+            settings={
+                "photos": list(PHOTOS),
+                "onnxruntime_intra_op_threads": intra,
+                "decode_threads": decode,
+            },
         )
-    finally:
-        pool.shutdown()

@@ -40,18 +40,10 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.bench.vision import run_image_classifier_bench
+    from tritonfleet.bench import floor
+    from tritonfleet.bench.vision import image_classifier_bench
 
-    path = run_image_classifier_bench(
-        args.repository,
-        concurrency=args.concurrency,
-        url=args.url,
-        output=args.output,
-        measurement_ms=args.measurement_ms,
-        console=console,
-    )
-    console.print(f"[green]✓[/] report: {path}")
-    return 0
+    return floor.command(image_classifier_bench, args, console)
 
 
 def _probe(fleet: FleetClient) -> None:

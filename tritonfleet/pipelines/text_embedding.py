@@ -48,18 +48,10 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.bench.text_embedding import run_text_embedding_bench
+    from tritonfleet.bench import floor
+    from tritonfleet.bench.text_embedding import text_embedding_bench
 
-    path = run_text_embedding_bench(
-        args.repository,
-        concurrency=args.concurrency,
-        url=args.url,
-        output=args.output,
-        measurement_ms=args.measurement_ms,
-        console=console,
-    )
-    console.print(f"[green]✓[/] report: {path}")
-    return 0
+    return floor.command(text_embedding_bench, args, console)
 
 
 def _probe(fleet: FleetClient) -> None:

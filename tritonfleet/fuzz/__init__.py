@@ -1,15 +1,16 @@
-"""Malformed inference requests derived from a model's config: a fuzzer's generator, whatever the protocol.
+"""Malformed inference requests derived from a model's config: the mistakes a fuzzer sends, whatever the
+protocol.
 
-:func:`cases` turns a model's config (Triton's ``ModelConfig``) and one correct request for it into requests
-a client might get wrong, each a :class:`Case`: its inputs as KServe v2 tensors (name, datatype, shape and
-raw bytes: little-endian numbers, BOOL as one byte, BYTES as a 4-byte length then the bytes) and the kind
-of mistake. A server must answer every case with a client error (gRPC INVALID_ARGUMENT, HTTP 400) or, where
-only values the config allows are hostile, with a result or a client error: never an internal error, never
-a dead model process. :func:`grpc_request` builds the raw gRPC ``ModelInferRequest`` of a case
-(tritonclient's ``InferInput`` refuses to build most of them) and :func:`send_grpc` sends it; an HTTP fuzzer
-builds its bodies from the same fields.
+A :class:`Case` is one request a client might get wrong: its inputs as KServe v2 tensors (name, datatype,
+shape and raw bytes: little-endian numbers, BOOL as one byte, BYTES as a 4-byte length then the bytes) and
+the kind of mistake. :func:`mutations` derives every kind from a model's :class:`ModelSpec` (read from its
+config) and one correct request (a given example, or :func:`valid_case`); :func:`cases` makes a reproducible
+list of them. The protocols encode the same cases: :mod:`tritonfleet.fuzz.grpc` as raw gRPC
+``ModelInferRequest`` messages (tritonclient's ``InferInput`` refuses to build most of them),
+:mod:`tritonfleet.fuzz.http` as HTTP JSON or binary-extension bodies; each adds the mistakes only its
+protocol can make (bad JSON, wrong paths, typed contents in the wrong field, ...).
 
-Kinds of mistake:
+Kinds of mistake (:data:`KINDS`, sent straight to Triton's models):
 
 - ``missing``: a required input left out; ``unknown``: an input the model does not have; ``duplicate``: an
   input sent twice;
@@ -19,6 +20,12 @@ Kinds of mistake:
 - ``size``: bytes that do not fill the shape; ``bytes``: a BYTES element whose length runs past the data;
 - ``values``: shape and type right, values hostile: integer extremes, NaN and infinities, empty, random and
   truncated bytes, invalid UTF-8, variable dims empty or long.
+
+A server must answer every case with a client error (gRPC INVALID_ARGUMENT, HTTP 400) or, where only values
+the config allows are hostile, with a result or a client error: never an internal error, never a dead model
+process. The front door also gets :data:`FRONT_DOOR_KINDS`: every kind but ``values`` (each must be refused)
+and shapes it refuses before Triton sees them (``huge shape``, ``huge inner dim``, ``negative dim``) and
+``unknown datatype``.
 
 Integer values are drawn from the extremes and from ``0, 1, 2`` only, never from the middle of the range, so a
 case never asks an LLM for hundreds of tokens: fuzzing stays fast.
@@ -36,9 +43,16 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
 
-from tritonfleet.repository import Repository
+from tritonfleet.frontdoor.validation import INT_RANGE, ModelSpec
 
 KINDS = ("missing", "unknown", "duplicate", "dtype", "rank", "dims", "batch", "size", "bytes", "values")
+FRONT_DOOR_KINDS = (
+    *(k for k in KINDS if k != "values"),
+    "huge shape",
+    "huge inner dim",
+    "negative dim",
+    "unknown datatype",
+)
 DATATYPES = (
     "BOOL",
     "UINT8",
@@ -54,6 +68,9 @@ DATATYPES = (
     "BYTES",
 )
 LONG = 300  # elements of a "long" variable dim; BYTES items up to this many bytes
+HUGE_DIMS = (100_000_000, 2**31, 2**32 + 1, 2**62, 2**63 - 1)
+# Models the front door does not serve: steps of public ensembles, and one that does not exist.
+INTERNAL = ("image_preprocess", "efficientnet_lite0", "preprocessing", "postprocessing", "no_such_model")
 
 
 @dataclass(frozen=True)
@@ -76,12 +93,6 @@ class Case:
     note: str
 
 
-def datatype(config_type: int) -> str:
-    """A config's ``data_type`` as the KServe v2 datatype ("INT32", "BYTES", ...)."""
-    name = mc.DataType.Name(config_type).removeprefix("TYPE_")
-    return "BYTES" if name == "STRING" else name
-
-
 def tensor(name: str, value: Any, dtype: str) -> Tensor:
     """A correct tensor: ``value`` in datatype ``dtype``."""
     array = np.asarray(value, dtype=triton_to_np_dtype(dtype))
@@ -101,49 +112,84 @@ def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-def example_tensors(config: mc.ModelConfig, example: Mapping[str, Any]) -> tuple[Tensor, ...]:
+def spec_of(model: ModelSpec | mc.ModelConfig) -> ModelSpec:
+    """The model's name, batch size and inputs (name, datatype, dims, optional) from its config."""
+    return model if isinstance(model, ModelSpec) else ModelSpec.from_config(model)
+
+
+def example_tensors(model: ModelSpec | mc.ModelConfig, example: Mapping[str, Any]) -> tuple[Tensor, ...]:
     """The correct request ``example`` (name -> value with its batch dim) as tensors of the config's types."""
-    types = {i.name: datatype(i.data_type) for i in config.input}
-    unknown = set(example) - set(types)
+    spec = spec_of(model)
+    unknown = set(example) - set(spec.inputs)
     if unknown:
-        raise ValueError(f"{config.name} has no input(s) {sorted(unknown)}")
-    return tuple(tensor(name, value, types[name]) for name, value in example.items())
+        raise ValueError(f"{spec.name} has no input(s) {sorted(unknown)}")
+    return tuple(tensor(name, value, spec.inputs[name].datatype) for name, value in example.items())
 
 
-def cases(config: mc.ModelConfig, example: Mapping[str, Any], count: int, seed: int = 0) -> Iterator[Case]:
-    """``count`` malformed variants of the correct request ``example`` for the model of ``config``, each kind
+def valid_case(spec: ModelSpec) -> Case:
+    """A correct request in form (its values arbitrary): every input with batch 1 and variable dims as 1."""
+    inputs = []
+    for t in spec.inputs.values():
+        dims = [d if d > 0 else 1 for d in t.dims]
+        shape = [1, *dims] if spec.max_batch_size > 0 else dims
+        inputs.append(tensor(t.name, np.full(shape, _plain(t.datatype), dtype=object), t.datatype))
+    return Case(spec.name, "ok", tuple(inputs), "")
+
+
+def _plain(datatype: str) -> Any:
+    if datatype == "BOOL":
+        return True
+    if datatype == "BYTES":
+        return "x"
+    return 1 if datatype in INT_RANGE else 0.5
+
+
+def mutations(
+    spec: ModelSpec, base: tuple[Tensor, ...], rng: random.Random, kinds: tuple[str, ...] = KINDS
+) -> Iterator[Case]:
+    """One malformed variant of the correct request ``base`` for each of ``kinds`` that applies to the
+    model, in that order."""
+    for kind in kinds:
+        made = _MUTATIONS[kind](spec, base, rng)
+        if made is not None:
+            yield Case(spec.name, kind, *made)
+
+
+def cases(
+    model: ModelSpec | mc.ModelConfig, example: Mapping[str, Any], count: int, seed: int = 0
+) -> Iterator[Case]:
+    """``count`` malformed variants of the correct request ``example`` for ``model``, each of :data:`KINDS`
     in turn (kinds that do not apply to the model are skipped), reproducible from ``seed``."""
     rng = random.Random(seed)
-    base = example_tensors(config, example)
-    inputs = {i.name: i for i in config.input}
+    spec = spec_of(model)
+    base = example_tensors(spec, example)
     made = 0
     while made < count:
-        for kind in KINDS:
-            case = _MUTATIONS[kind](config, inputs, base, rng)
-            if case is not None and made < count:
+        for case in mutations(spec, base, rng):
+            if made < count:
                 made += 1
-                yield Case(config.name, kind, case[0], case[1])
+                yield case
 
 
-def _missing(config, inputs, base, rng):
-    required = [t for t in base if not inputs[t.name].optional]
+def _missing(spec, base, rng):
+    required = [t for t in base if not spec.inputs[t.name].optional]
     if not required:
         return None
     drop = rng.choice(required)
     return tuple(t for t in base if t is not drop), f"{drop.name} left out"
 
 
-def _unknown(config, inputs, base, rng):
+def _unknown(spec, base, rng):
     extra = tensor(rng.choice(["NOT_AN_INPUT", "text", "input ", ""]), [[1]], "INT32")
     return (*base, extra), f"unknown input {extra.name!r}"
 
 
-def _duplicate(config, inputs, base, rng):
+def _duplicate(spec, base, rng):
     twice = rng.choice(base)
     return (*base, twice), f"{twice.name} twice"
 
 
-def _dtype(config, inputs, base, rng):
+def _dtype(spec, base, rng):
     target = rng.randrange(len(base))
     t = base[target]
     other = rng.choice([d for d in DATATYPES if d != t.datatype])
@@ -153,7 +199,7 @@ def _dtype(config, inputs, base, rng):
     return _replace(base, target, changed), f"{t.name}: {t.datatype} sent as {other}"
 
 
-def _rank(config, inputs, base, rng):
+def _rank(spec, base, rng):
     target = rng.randrange(len(base))
     t = base[target]
     shape = t.shape[:-1] if len(t.shape) > 1 and rng.random() < 0.5 else (*t.shape, 1)
@@ -161,13 +207,13 @@ def _rank(config, inputs, base, rng):
     return _replace(base, target, changed), f"{t.name}: shape {list(t.shape)} -> {list(shape)}"
 
 
-def _dims(config, inputs, base, rng):
-    batched = config.max_batch_size > 0
+def _dims(spec, base, rng):
+    batched = spec.max_batch_size > 0
     fixed = [
         (i, k)
         for i, t in enumerate(base)
-        for k, d in enumerate(inputs[t.name].dims)
-        if d > 0 and len(t.shape) == len(inputs[t.name].dims) + batched
+        for k, d in enumerate(spec.inputs[t.name].dims)
+        if d > 0 and len(t.shape) == len(spec.inputs[t.name].dims) + batched
     ]
     if not fixed:
         return None
@@ -179,13 +225,13 @@ def _dims(config, inputs, base, rng):
     return _replace(base, target, changed), f"{t.name}: shape {list(t.shape)} -> {shape}"
 
 
-def _batch(config, inputs, base, rng):
-    if config.max_batch_size <= 0:
+def _batch(spec, base, rng):
+    if spec.max_batch_size <= 0:
         return None
     how = rng.choice(["zero", "over", "mismatch"])
     if how == "mismatch" and len(base) < 2:
         how = "over"
-    size = {"zero": 0, "over": config.max_batch_size + 1, "mismatch": 2}[how]
+    size = {"zero": 0, "over": spec.max_batch_size + 1, "mismatch": 2}[how]
     targets = [rng.randrange(len(base))] if how == "mismatch" else range(len(base))
     out = list(base)
     for i in targets:
@@ -195,14 +241,14 @@ def _batch(config, inputs, base, rng):
     return tuple(out), f"batch {how}: {size}"
 
 
-def _size(config, inputs, base, rng):
+def _size(spec, base, rng):
     target = rng.randrange(len(base))
     t = base[target]
     data = t.raw[:-1] if t.raw and rng.random() < 0.5 else t.raw + b"\x00\x01\x02\x03"
     return _replace(base, target, Tensor(t.name, t.datatype, t.shape, data)), f"{t.name}: {len(data)} bytes"
 
 
-def _bytes_length(config, inputs, base, rng):
+def _bytes_length(spec, base, rng):
     strings = [i for i, t in enumerate(base) if t.datatype == "BYTES" and t.raw]
     if not strings:
         return None
@@ -213,11 +259,11 @@ def _bytes_length(config, inputs, base, rng):
     return _replace(base, target, Tensor(t.name, t.datatype, t.shape, data)), f"{t.name}: length {claimed}"
 
 
-def _values(config, inputs, base, rng):
-    batched = config.max_batch_size > 0
+def _values(spec, base, rng):
+    batched = spec.max_batch_size > 0
     target = rng.randrange(len(base))
     t = base[target]
-    dims = list(inputs[t.name].dims)
+    dims = list(spec.inputs[t.name].dims)
     shape = list(t.shape)
     for k, d in enumerate(dims):  # a variable dim: empty, the example's, or long
         if d == -1 and len(shape) == len(dims) + batched:
@@ -229,7 +275,7 @@ def _values(config, inputs, base, rng):
 def _hostile(dtype: str, shape: tuple[int, ...], example: Tensor, rng: random.Random) -> np.ndarray:
     count = int(np.prod(shape))
     if dtype == "BYTES":
-        sample = _bytes_items(example)
+        sample = bytes_items(example)
         options = [
             lambda: b"",
             lambda: rng.randbytes(rng.randrange(1, 64)),
@@ -252,7 +298,8 @@ def _hostile(dtype: str, shape: tuple[int, ...], example: Tensor, rng: random.Ra
     return np.array([rng.choice(options) for _ in range(count)], dtype=numpy).reshape(shape)
 
 
-def _bytes_items(t: Tensor) -> list[bytes]:
+def bytes_items(t: Tensor) -> list[bytes]:
+    """The complete items of a BYTES tensor's raw bytes (a cut last one left out)."""
     items, offset = [], 0
     while offset + 4 <= len(t.raw):
         (n,) = struct.unpack_from("<I", t.raw, offset)
@@ -265,7 +312,7 @@ def _resized(t: Tensor, shape: tuple[int, ...], rng: random.Random) -> bytes:
     """Bytes of a plausible tensor of ``shape`` and ``t``'s datatype (values from ``t`` where they fit)."""
     count = int(np.prod(shape))
     if t.datatype == "BYTES":
-        items = _bytes_items(t) or [b""]
+        items = bytes_items(t) or [b""]
         return raw(np.array([items[i % len(items)] for i in range(count)], dtype=object), "BYTES")
     width = np.dtype(triton_to_np_dtype(t.datatype)).itemsize
     data = t.raw or bytes(width)
@@ -274,6 +321,36 @@ def _resized(t: Tensor, shape: tuple[int, ...], rng: random.Random) -> bytes:
 
 def _replace(base: tuple[Tensor, ...], index: int, changed: Tensor) -> tuple[Tensor, ...]:
     return (*base[:index], changed, *base[index + 1 :])
+
+
+def _huge_shape(spec, base, rng):
+    target = rng.randrange(len(base))
+    t = base[target]
+    shape = (rng.choice(HUGE_DIMS), *t.shape[1:])
+    return _replace(base, target, Tensor(t.name, t.datatype, shape, t.raw)), f"{t.name}: shape {list(shape)}"
+
+
+def _huge_inner_dim(spec, base, rng):
+    target = rng.randrange(len(base))
+    t = base[target]
+    shape = (*t.shape[:-1], rng.choice(HUGE_DIMS))
+    return _replace(base, target, Tensor(t.name, t.datatype, shape, t.raw)), f"{t.name}: shape {list(shape)}"
+
+
+def _negative_dim(spec, base, rng):
+    target = rng.randrange(len(base))
+    t = base[target]
+    shape = list(t.shape)
+    shape[rng.randrange(len(shape))] = -rng.randint(1, 9)
+    changed = Tensor(t.name, t.datatype, tuple(shape), t.raw)
+    return _replace(base, target, changed), f"{t.name}: shape {shape}"
+
+
+def _unknown_datatype(spec, base, rng):
+    target = rng.randrange(len(base))
+    t = base[target]
+    changed = Tensor(t.name, "FP128", t.shape, t.raw)
+    return _replace(base, target, changed), f"{t.name}: datatype FP128"
 
 
 _MUTATIONS = {
@@ -287,60 +364,8 @@ _MUTATIONS = {
     "size": _size,
     "bytes": _bytes_length,
     "values": _values,
+    "huge shape": _huge_shape,
+    "huge inner dim": _huge_inner_dim,
+    "negative dim": _negative_dim,
+    "unknown datatype": _unknown_datatype,
 }
-
-
-def grpc_request(case: Case, request_id: str = "", streaming: bool = False) -> Any:
-    """The raw gRPC ``ModelInferRequest`` of ``case`` (``streaming``: asking for the empty final response, so
-    that the end of a decoupled model's answer is seen)."""
-    from tritonclient.grpc import service_pb2
-
-    request = service_pb2.ModelInferRequest(model_name=case.model, id=request_id)
-    for t in case.inputs:
-        request.inputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
-        request.raw_input_contents.append(t.raw)
-    if streaming:
-        request.parameters["triton_enable_empty_final_response"].bool_param = True
-    return request
-
-
-def is_decoupled(repository: Repository, name: str, target: str = "cpu") -> bool:
-    """Whether a model streams its responses: decoupled itself, or an ensemble with a decoupled step."""
-    config = repository.config(name, target)
-    steps = [s.model_name for s in config.ensemble_scheduling.step]
-    return config.model_transaction_policy.decoupled or any(
-        is_decoupled(repository, s, target) for s in steps
-    )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the server answered a case over gRPC: the status code's name ("OK", "INVALID_ARGUMENT", ...), the
-    error messages (a stream's error responses carry no code), and whether the answer was complete."""
-
-    code: str
-    errors: tuple[str, ...]
-    ended: bool
-
-
-def send_grpc(stub: Any, case: Case, decoupled: bool, timeout: float = 60) -> Outcome:
-    """Send ``case`` with a ``GRPCInferenceServiceStub``: ``ModelInfer``, or a ``ModelStreamInfer`` stream of
-    that one request for a decoupled model, read until the server ends it. (Leaving the stream as soon as the
-    final response came, which cancels the call, left tensorrt_llm and ensemble impossible to unload in
-    Triton 24.10: stopping the server waited out its exit timeout.)"""
-    import grpc
-
-    request = grpc_request(case, streaming=decoupled)
-    try:
-        if not decoupled:
-            stub.ModelInfer(request, timeout=timeout)
-            return Outcome("OK", (), True)
-        errors, ended = [], False
-        for response in stub.ModelStreamInfer(iter([request]), timeout=timeout):
-            if response.error_message:
-                errors.append(response.error_message)
-            ended = ended or bool(response.error_message)  # an error ends its request
-            ended = ended or response.infer_response.parameters["triton_final_response"].bool_param
-        return Outcome("OK", tuple(errors), ended)
-    except grpc.RpcError as exc:
-        return Outcome(exc.code().name, (exc.details() or "",), True)
