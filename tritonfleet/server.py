@@ -30,6 +30,10 @@ BACKENDS_SOURCE = Path(__file__).parent / "backends"
 STUB_NAME = "triton_python_backend_stub"
 EXIT_TIMEOUT_S = 60
 SHM_PREFIX = "/dev/shm/triton_"  # the Python backend's shared memory regions, one per stub
+# Stopping a server that lost a stub (see TritonServer.stop): it is killed once no stub has exited for
+# STALL_S, or none is left for DRAINED_S. A stub stops in ~1 s when its model unloads.
+STALL_S = 10
+DRAINED_S = 2
 
 
 class ServerError(RuntimeError):
@@ -144,6 +148,7 @@ class TritonServer:
         self._workdir: Path | None = None
         self._log_file: IO[bytes] | None = None
         self._shm: set[Path] = set()  # shared memory regions seen mapped by the server's processes
+        self._stubs: set[int] = set()  # stub PIDs seen: one gone before stop() is a stub lost
 
     @classmethod
     def on_free_ports(cls, repository: Path, **kwargs: Any) -> TritonServer:
@@ -223,7 +228,8 @@ class TritonServer:
         except BaseException:
             self.stop()
             raise
-        self._shm = self.shm_regions()  # models load at start: stop() removes what survives the server
+        self._shm, self._stubs = set(), set()  # a restarted server: the old one's are gone
+        self.remember()  # models load at start: stop() removes what survives the server
         return self
 
     def _in_child(self) -> None:
@@ -276,9 +282,11 @@ class TritonServer:
                         regions.add(Path(path))
         return regions
 
-    def remember_shm(self) -> None:
-        """Note the regions mapped now (after a model reload), so that :meth:`stop` removes them too."""
+    def remember(self) -> None:
+        """Note the regions mapped and the stubs running now (after a model reload), so that :meth:`stop`
+        removes those regions too and knows when one of those stubs is gone."""
         self._shm |= self.shm_regions()
+        self._stubs |= self.stub_pids()
 
     def stub_models(self) -> dict[int, tuple[str, Path | None]]:
         """Each stub's PID -> (the model it serves, its shared memory region), from its command line:
@@ -294,14 +302,20 @@ class TritonServer:
 
     def stop(self, timeout: float = EXIT_TIMEOUT_S + 15) -> int | None:
         """SIGTERM the server (it unloads models and stops stubs), then kill whatever is left of its group,
-        and remove the shared memory it leaves behind (a server killed or past its exit timeout does)."""
+        and remove the shared memory it leaves behind (a server killed or past its exit timeout does).
+
+        A server that lost a stub (killed, or its model unloaded) is killed as soon as its stubs stop
+        exiting: Triton 24.10 cannot unload a model whose dead stub was sent a request (the Python backend
+        never frees that request's response factory), nor finish an ensemble request whose step failed
+        while another step still streamed (ensemble scheduler, fixed in Triton core PR #466), so it would
+        wait out its exit timeout for them. The exit code is then -SIGKILL."""
         code = None
         if self.process is not None:
             regions = self._shm | self.shm_regions()
             if self.process.poll() is None:
+                lost = bool(self._stubs - self.stub_pids())
                 self.process.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout)
+                self._wait_exit(timeout, lost)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             code = self.process.wait()
@@ -317,6 +331,26 @@ class TritonServer:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         return code
+
+    def _wait_exit(self, timeout: float, lost: bool) -> None:
+        """Wait up to ``timeout`` for the server to exit; with a stub ``lost``, only while its stubs still
+        exit (see :meth:`stop`)."""
+        assert self.process is not None
+        if not lost:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        stubs, changed = self.stub_pids(), time.monotonic()
+        while time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(0.2)
+                return
+            live = self.stub_pids()
+            if live != stubs:
+                stubs, changed = live, time.monotonic()
+            if time.monotonic() - changed >= (STALL_S if stubs else DRAINED_S):
+                return
 
     def _log_hint(self) -> str:
         return f"; see {self.log}" if isinstance(self.log, Path) else ""

@@ -187,7 +187,7 @@ class Supervisor:
         if fresh:
             self._regions = {}
         self._note_regions(current)
-        self.server.remember_shm()
+        self.server.remember()
 
     def _note_regions(self, stubs: dict[int, tuple[str, Path | None]]) -> None:
         for model, region in stubs.values():

@@ -8,7 +8,11 @@ incomplete character is an error of the producer, and shows as U+FFFD rather tha
 Cancellation (CPU ensemble): a request that comes with ``STOP_REQUEST_ID`` (tensorrt_llm adds it to every
 4th response) and is already cancelled is a step Triton scheduled after the client cancelled the ensemble
 request (Triton 24.10 cancels those, never the running tensorrt_llm step). It sends tensorrt_llm
-TensorRT-LLM's stop request with that id, so the generation ends and frees its slot, and answers CANCELLED.
+TensorRT-LLM's stop request with that id, so the generation ends and frees its slot, and is decoded as usual
+(nobody reads it). It must not answer an error: a step's error ends the ensemble request while its
+tensorrt_llm step still streams, and Triton 24.10's ensemble scheduler then ignores that step's remaining
+responses, final one included, so it never releases the ensemble request: unloading ``ensemble`` and
+stopping the server wait for it until their timeout (fixed in Triton core by PR #466, 2026).
 
 Called directly with tensors that do not fit together (lengths per beam, token ids of the vocabulary), a
 request gets INVALID_ARG saying what is wrong; the other requests of a dynamic batch are decoded.
@@ -61,11 +65,9 @@ class TritonPythonModel:
 
     def _postprocess(self, request):
         stop_ids = pb_utils.get_input_tensor_by_name(request, "STOP_REQUEST_ID")
-        if stop_ids is not None and request.is_cancelled():
+        if stop_ids is not None and request.is_cancelled():  # stop the generation, then answer as usual
             for stop_id in dict.fromkeys(stop_ids.as_numpy().reshape(-1)):
                 _stop(self.repository, _text(stop_id, "STOP_REQUEST_ID"))
-            error = pb_utils.TritonError("cancelled by the client", pb_utils.TritonError.CANCELLED)
-            return pb_utils.InferenceResponse(error=error)
         # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
         missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
         if missing:
