@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -41,7 +42,7 @@ from tritonfleet.server import ServerError, TritonServer, free_port
 
 MAX_BACKOFF_S = 30.0
 PROBE_TIMEOUT_S = 60.0
-UNLOAD_WAIT_S = 60.0
+UNLOAD_WAIT_S = 15.0  # an unload ends its stubs in 1-3 s here
 
 
 def runtime_file(public_http_port: int) -> Path:
@@ -318,13 +319,20 @@ class Supervisor:
 
     def _wait_unloaded(self, model: str) -> None:
         """Wait until the unload has ended ``model``'s live stubs: Triton answers an unload at once and
-        ends the instances in the background, and a load sent meanwhile leaves the old stubs running."""
+        ends the instances in the background, and a load sent meanwhile leaves the old stubs running. An
+        unload never ends when a request reached the dead stub (python_backend 24.10 keeps that request's
+        response, and the model stays UNLOADING): after ``UNLOAD_WAIT_S`` the old stubs are killed, so the
+        reload leaves no process of the old instances behind."""
         deadline = time.monotonic() + UNLOAD_WAIT_S
         while time.monotonic() < deadline and not self._stop.is_set():
-            if not any(m == model for m, _ in self.server.stub_models().values()):
+            old = [pid for pid, (m, _) in self.server.stub_models().items() if m == model]
+            if not old:
                 return
             time.sleep(0.2)
-        self.log(f"supervisor: {model}'s old stubs still run {UNLOAD_WAIT_S:.0f}s after its unload")
+        for pid in old:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        self.log(f"supervisor: {model}'s unload left its old stubs {old} running: killed them")
 
     def _dependents(self, model: str) -> list[str]:
         """The loaded public models that call ``model`` (directly or through their steps)."""

@@ -28,6 +28,7 @@ from tritonfleet.frontdoor.validation import (
     bad,
     check_infer,
     clean_message,
+    model_loading,
 )
 
 SERVICE = "inference.GRPCInferenceService"
@@ -202,6 +203,9 @@ class _Handler(grpc.GenericRpcHandler):
             door.gate.model_fault(model)
             code, details = grpc.StatusCode.UNAVAILABLE, f"{model} is restarting; retry"
             context.set_trailing_metadata((("retry-after", "5"),))
+        elif model_loading(details):
+            code, details = grpc.StatusCode.UNAVAILABLE, f"{model} is loading; retry"
+            context.set_trailing_metadata((("retry-after", "2"),))
         elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and not door.gate.state.up:
             code, details = grpc.StatusCode.UNAVAILABLE, "the server is not available; retry"
             context.set_trailing_metadata((("retry-after", "2"),))
@@ -355,6 +359,8 @@ class _Handler(grpc.GenericRpcHandler):
         if "is not healthy" in message or "Stub process" in message:
             self.door.gate.model_fault(response.infer_response.model_name)
             message = "the model is restarting; retry"
+        elif model_loading(message):
+            message = "the model is loading; retry"
         response.error_message = self.door.clean(message)
         return response.SerializeToString()
 

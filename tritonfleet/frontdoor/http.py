@@ -30,6 +30,7 @@ from tritonfleet.frontdoor.validation import (
     check_infer,
     clean_message,
     json_infer,
+    model_loading,
     parse_json,
 )
 
@@ -627,6 +628,8 @@ class HttpFrontDoor:
             self.gate.model_fault(fwd.model)
             text = f"{fwd.model or 'the model'} is restarting; retry"
             return 503, error_body(text), [(b"retry-after", b"5")]
+        if model_loading(message):
+            return 503, error_body(f"{fwd.model or 'the model'} is loading; retry"), [(b"retry-after", b"2")]
         return status, error_body(clean_message(message, self.hidden)), []
 
     async def close(self) -> None:

@@ -462,3 +462,13 @@ def clean_message(message: str, hidden: Iterable[str] = ()) -> str:
     for text in hidden:
         message = message.replace(text, "<internal>")
     return _PATH.sub("<path>", message)[:2000]
+
+
+# What Triton answers for a served model that is (re)loading: its ensemble lost a step, or it has no
+# version loaded right now. The front door forwards only models it serves, so these mean "retry".
+_LOADING = ("has no available versions", "is not ready", "Request for unknown model")
+
+
+def model_loading(message: str) -> bool:
+    """An upstream error saying a served model is not loaded at the moment (a reload is under way)."""
+    return any(text in message for text in _LOADING)
