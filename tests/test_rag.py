@@ -19,14 +19,18 @@ from tritonfleet import pipelines
 from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
 from tritonfleet.clients import FleetClient
 from tritonfleet.clients import rag as client
-from tritonfleet.rag import Index, is_hit
+from tritonfleet.pipelines.rag import CORPUS
+from tritonfleet.rag import Index, found_at
 from tritonfleet.server import TritonServer
 
 RETRIEVER = REPOSITORY / "retriever" / "1"
 QUESTIONS = PROJECT_ROOT / "build" / "rag" / "questions.json"
+# The share of the held-out labelled questions that must find their answer among the 3 best chunks (see
+# docs/rag.md, Retrieval quality: the retrieval was tuned on the other half only).
+HELD_OUT_RECALL = 0.75
 # A question whose answer is in exactly one document of the corpus (checked below).
-QUESTION = "How do I authenticate the Python client with an API key?"
-ANSWER_FILE, ANSWER_PHRASE = "README.md", "TRITONFLEET_API_KEY"
+QUESTION = "Why does the tokenizer model wait before tokenizing a batch?"
+ANSWER_FILE, ANSWER_PHRASE = "docs/text_embedding.md", "waits up to 2 ms"
 
 
 def built() -> Path:
@@ -41,9 +45,9 @@ def chunk_text(source: str) -> str:
 
 
 def test_recall_at_3_on_the_labelled_questions() -> None:
-    """Every labelled question of the default corpus, asked of the built index with the embedding model
-    the server runs: at least 90% find a chunk of the labelled file holding the labelled phrase among the
-    3 best; the build report says the same."""
+    """The labelled questions of the default corpus, asked of the built index with the embedding model the
+    server runs: at least HELD_OUT_RECALL of the held-out half find a chunk of a labelled file holding its
+    phrase among the 3 best; the build report says the same, for both halves."""
     from tritonfleet.embedding import OnnxEmbedder
 
     labelled = json.loads(QUESTIONS.read_text())
@@ -51,17 +55,19 @@ def test_recall_at_3_on_the_labelled_questions() -> None:
     embedder = OnnxEmbedder(REPOSITORY / "tokenizer/1/tokenizer.json", REPOSITORY / "minilm_l6/1/model.onnx")
     questions = [q["question"] for q in labelled]
     results = index.search(embedder.embed(questions), questions, 3)
-    found = [
-        any(is_hit(h.chunk, q["file"], q["phrase"]) for h in hits)
-        for q, hits in zip(labelled, results, strict=True)
-    ]
-    assert len(labelled) >= 20 and {q["file"] for q in labelled} <= {c.path for c in index.chunks}
-    assert sum(found) / len(found) >= 0.9, [
-        q["question"] for q, ok in zip(labelled, found, strict=True) if not ok
-    ]
+    ranks = [found_at(hits, q) for q, hits in zip(labelled, results, strict=True)]
+    held_out = [(q, r) for q, r in zip(labelled, ranks, strict=True) if q["half"] == "held-out"]
+    recall = sum(r is not None for _, r in held_out) / len(held_out)
+    assert recall >= HELD_OUT_RECALL, [q["question"] for q, r in held_out if r is None]
     report = json.loads((built() / "build_report.json").read_text())
-    assert report["failures"] == [] and report["recall"]["recall_at_3"] == pytest.approx(
-        sum(found) / len(found)
+    assert report["failures"] == [] and report["files"] == [
+        p.relative_to(PROJECT_ROOT).as_posix() for p in CORPUS.paths(CORPUS.default)
+    ]
+    assert [r["rank"] for r in report["recall"]["results"]] == ranks
+    assert report["recall"]["halves"]["held-out"]["recall_at_3"] == pytest.approx(recall)
+    tune = [r for q, r in zip(labelled, ranks, strict=True) if q["half"] == "tune"]
+    assert report["recall"]["halves"]["tune"]["recall_at_3"] == pytest.approx(
+        sum(r is not None for r in tune) / len(tune)
     )
 
 
@@ -72,7 +78,7 @@ def fleet(server: TritonServer) -> Iterator[FleetClient]:
 
 
 def test_answer_in_one_document_is_retrieved_first_and_streams(fleet: FleetClient) -> None:
-    corpus = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
+    corpus = CORPUS.paths(CORPUS.default)
     holding = [p.relative_to(PROJECT_ROOT).as_posix() for p in corpus if ANSWER_PHRASE in p.read_text()]
     assert holding == [ANSWER_FILE]
     pieces = list(client.stream(fleet, QUESTION, max_tokens=24))
@@ -97,7 +103,7 @@ def test_one_response(server: TritonServer, protocol: str) -> None:
 def test_num_sources_and_concurrent_questions(fleet: FleetClient) -> None:
     questions = {
         "Which NGC container image is the GPU target built on?": "docs/gpu-target.md",
-        "Why does the tokenizer model wait before tokenizing a batch?": "docs/text_embedding.md",
+        "Which environment variable holds the API key for the Python client?": "README.md",
         QUESTION: ANSWER_FILE,
     }
     from concurrent.futures import ThreadPoolExecutor
@@ -174,4 +180,4 @@ def test_fleet_infer_cli(server: TritonServer) -> None:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     first, answer = out.split("\n", 1)
-    assert first.startswith("sources: README.md#") and answer.strip()
+    assert first.startswith(f"sources: {ANSWER_FILE}#") and answer.strip()

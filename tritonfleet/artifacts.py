@@ -34,8 +34,8 @@ class BuildOption:
     """A value a recipe takes from the command line: ``fleet build --<name> VALUE``, ``{name}`` in its args.
 
     With ``files``, the value is a comma-separated list of files, folders (their ``*.md`` and ``*.txt``
-    files, recursively) or glob patterns, relative to the project root unless absolute; what they hold is
-    part of the cache key, so editing a file rebuilds."""
+    files, recursively) or glob patterns (``**`` matches any depth of folders), relative to the project root
+    unless absolute; what they hold is part of the cache key, so editing a file rebuilds."""
 
     name: str
     default: str
@@ -57,7 +57,7 @@ class BuildOption:
             if path.is_dir():
                 found |= {f for f in path.rglob("*") if f.suffix in (".md", ".txt") and f.is_file()}
             else:
-                found |= {Path(f) for f in glob.glob(str(path)) if Path(f).is_file()}
+                found |= {Path(f) for f in glob.glob(str(path), recursive=True) if Path(f).is_file()}
         return sorted(found)
 
 

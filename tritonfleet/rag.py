@@ -2,13 +2,15 @@
 
 The build (``build/rag/build_index.py``) chunks the corpus and embeds the chunks with the same tokenizer
 and ONNX model the server runs (``tritonfleet.embedding.OnnxEmbedder``); the served ``retriever`` model
-loads the :class:`Index` and builds the prompt with :func:`prompt`. Search is hybrid: the dense ranking
-(cosine of the question's embedding, FAISS) and a BM25 ranking of the question's words are fused by
-reciprocal rank, because technical questions often hinge on one rare word (a flag, a file
-name) that a small sentence-embedding model blurs. Chunks follow the Markdown structure:
+loads the :class:`Index` and builds the prompt with :func:`prompt`. Chunks follow the Markdown structure:
 a section (a heading and what follows it, up to the next heading) is one chunk when it fits the embedding
-model's limit, else its paragraphs are packed into chunks that fit; each chunk is embedded with its
-heading trail ("tritonfleet > Quick start") in front, which says what the text is about.
+model's limit, else its paragraphs are packed into chunks that fit. A chunk is embedded whole and, when it
+is longer than one passage, also passage by passage (its sentences packed into pieces of a few dozen word
+pieces), each with its heading trail ("tritonfleet > Quick start") in front: a chunk's dense score is the
+best cosine of its vectors, so one sentence that answers the question is not averaged away by the rest.
+Search is hybrid: that dense score and BM25 over the chunk's words, each scaled to [0, 1] over the corpus
+and added with weights (a convex combination), because technical questions often hinge on one rare word (a
+flag, a file name) that a small sentence-embedding model blurs, while users' wording often matches no word.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ STOP_WORDS = frozenset(
      "is", "it", "its", "my", "not", "of", "on", "or", "the", "this", "that", "to", "what", "when", "where",
      "which", "why", "with")
 )  # fmt: skip
-RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al.): 1 / (60 + rank) from each ranking
-DENSE_CANDIDATES = 100
+SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n")
+DENSE_WEIGHT = 0.7  # the dense score's share of the fused score, BM25 has the rest (docs/rag.md)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Chunk:
     number: int
     heading: str  # the heading trail, "Title > Section > Subsection"
     text: str
+    passages: tuple[str, ...] = ()  # the text's pieces embedded one by one (none when it is one piece)
 
     @property
     def source(self) -> str:
@@ -55,6 +58,12 @@ class Chunk:
     @property
     def embedded_text(self) -> str:
         return f"{self.heading}\n{self.text}" if self.heading else self.text
+
+    @property
+    def embedded_texts(self) -> list[str]:
+        """What is embedded for this chunk, one vector each: the whole chunk, then each passage."""
+        trail = f"{self.heading}\n" if self.heading else ""
+        return [self.embedded_text, *(trail + p for p in self.passages)]
 
 
 def _blocks(lines: list[str]) -> Iterator[str]:
@@ -113,29 +122,54 @@ def _split(text: str, count: Callable[[str], int], limit: int) -> list[str]:
     return [text]  # one word longer than the limit: the tokenizer truncates it
 
 
-def chunk_document(path: str, text: str, count: Callable[[str], int], limit: int) -> list[Chunk]:
+def passages(text: str, count: Callable[[str], int], limit: int) -> tuple[str, ...]:
+    """A chunk's text as pieces of whole sentences (or lines: table rows, list items, code) packed up to
+    ``limit`` tokens each; empty when the text is one piece."""
+    pieces: list[str] = []
+    current = ""
+    for sentence in (s for s in SENTENCE_END.split(text) if s.strip()):
+        candidate = f"{current} {sentence}" if current else sentence
+        if current and count(candidate) > limit:
+            pieces.append(current)
+            current = sentence
+        else:
+            current = candidate
+    if current:
+        pieces.append(current)
+    return tuple(pieces) if len(pieces) > 1 else ()
+
+
+def chunk_document(
+    path: str, text: str, count: Callable[[str], int], limit: int, passage_limit: int | None = None
+) -> list[Chunk]:
     """Chunks of a Markdown or plain-text document; ``count`` gives a text's tokens, ``limit`` the most a
-    chunk may embed (heading trail included)."""
+    chunk may embed (heading trail included), ``passage_limit`` the most a passage's text may (its heading
+    trail comes on top; None: no passages)."""
     chunks: list[Chunk] = []
+
+    def add(heading: str, body: str) -> None:
+        pieces = passages(body, count, passage_limit) if passage_limit else ()
+        chunks.append(Chunk(path, len(chunks) + 1, heading, body, pieces))
+
     for heading, lines in _sections(text):
         room = limit - count(heading)
         current = ""
         for block in (b for b in _blocks(lines) for b in _split(b, count, room)):
             candidate = f"{current}\n\n{block}" if current else block
             if current and count(candidate) > room:
-                chunks.append(Chunk(path, len(chunks) + 1, heading, current))
+                add(heading, current)
                 current = block
             else:
                 current = candidate
         if current.strip():
-            chunks.append(Chunk(path, len(chunks) + 1, heading, current))
+            add(heading, current)
     return chunks
 
 
 @dataclass(frozen=True)
 class Hit:
     chunk: Chunk
-    score: float  # cosine similarity to the question
+    score: float  # the best cosine similarity of the chunk's vectors to the question
 
 
 @functools.cache
@@ -172,15 +206,20 @@ class Bm25:
 
 
 class Index:
-    """The chunks of a corpus, a FAISS inner-product index of their unit-length embeddings, and BM25."""
+    """The chunks of a corpus, a FAISS inner-product index of their unit-length embeddings (each chunk's
+    :attr:`Chunk.embedded_texts`, in chunk order), and BM25 over the chunks."""
 
     def __init__(self, index: object, chunks: list[Chunk]) -> None:
         self.index = index
         self.chunks = chunks
+        self.owner = np.repeat(np.arange(len(chunks)), [len(c.embedded_texts) for c in chunks])
+        if int(self.index.ntotal) != len(self.owner):
+            raise ValueError(f"{self.index.ntotal} vectors for {len(self.owner)} embedded texts")
         self.bm25 = Bm25([c.embedded_text for c in chunks])
 
     @classmethod
     def build(cls, chunks: list[Chunk], embeddings: np.ndarray) -> Index:
+        """``embeddings``: one row per embedded text of every chunk, in order."""
         import faiss
 
         index = faiss.IndexFlatIP(embeddings.shape[1])  # exact search: a corpus of docs is small
@@ -198,36 +237,37 @@ class Index:
     def load(cls, folder: Path) -> Index:
         import faiss
 
-        chunks = [Chunk(**c) for c in json.loads((folder / CHUNKS_FILE).read_text())]
-        index = faiss.read_index(str(folder / INDEX_FILE))
-        if index.ntotal != len(chunks):
-            raise ValueError(f"{folder}: {index.ntotal} vectors for {len(chunks)} chunks")
-        return cls(index, chunks)
+        chunks = [
+            Chunk(**{**c, "passages": tuple(c.get("passages", ()))})
+            for c in json.loads((folder / CHUNKS_FILE).read_text())
+        ]
+        return cls(faiss.read_index(str(folder / INDEX_FILE)), chunks)
 
     @property
     def dim(self) -> int:
         return int(self.index.d)
 
     def search(self, embeddings: np.ndarray, questions: list[str], k: int) -> list[list[Hit]]:
-        """The ``k`` best chunks for each question (its embedding and its text), best first: the dense
-        and the BM25 rankings fused by reciprocal rank. A hit's score is its cosine similarity."""
-        candidates = min(DENSE_CANDIDATES, len(self.chunks))
-        cosines, ids = self.index.search(np.ascontiguousarray(embeddings, dtype=np.float32), candidates)
+        """The ``k`` best chunks for each question (its embedding and its text), best first. A chunk's dense
+        score is the best cosine of its vectors; it and the chunk's BM25 score are scaled to [0, 1] over the
+        corpus (min to max, BM25 from 0) and added, ``DENSE_WEIGHT`` to the rest; ties keep corpus order."""
+        vectors = int(self.index.ntotal)
+        cosines, ids = self.index.search(np.ascontiguousarray(embeddings, dtype=np.float32), vectors)
         results = []
         for question, row_cosines, row_ids in zip(questions, cosines, ids, strict=True):
-            fused = dict.fromkeys(range(len(self.chunks)), 0.0)
-            cosine = {}
-            for rank, (i, c) in enumerate(zip(row_ids, row_cosines, strict=True)):
-                if i >= 0:
-                    fused[int(i)] += 1 / (RRF_K + rank)
-                    cosine[int(i)] = float(c)
+            dense = np.full(len(self.chunks), -np.inf)
+            np.maximum.at(dense, self.owner[row_ids], row_cosines)
             lexical = self.bm25.scores(question)
-            for rank, i in enumerate(np.argsort(-lexical, kind="stable")):
-                if lexical[i] > 0:
-                    fused[int(i)] += 1 / (RRF_K + rank)
-            best = sorted(fused, key=lambda i: -fused[i])[:k]
-            results.append([Hit(self.chunks[i], cosine.get(i, 0.0)) for i in best])
+            fused = DENSE_WEIGHT * _scaled(dense, dense.min()) + (1 - DENSE_WEIGHT) * _scaled(lexical, 0.0)
+            best = np.argsort(-fused, kind="stable")[:k]
+            results.append([Hit(self.chunks[i], float(dense[i])) for i in best])
         return results
+
+
+def _scaled(scores: np.ndarray, low: float) -> np.ndarray:
+    """``scores`` mapped from [low, max] to [0, 1]; zeros when they are all equal."""
+    span = float(scores.max()) - low
+    return (scores - low) / span if span > 0 else np.zeros_like(scores)
 
 
 def prompt(question: str, hits: list[Hit]) -> str:
@@ -246,5 +286,38 @@ def prompt(question: str, hits: list[Hit]) -> str:
 def is_hit(chunk: Chunk, path: str, phrase: str) -> bool:
     """A retrieved chunk answers a labelled question: it is from the labelled file and holds the phrase
     (whitespace and case aside)."""
-    normal = " ".join(phrase.split()).lower()
-    return chunk.path == path and normal in " ".join(chunk.text.split()).lower()
+    return chunk.path == path and contains(chunk.text, phrase)
+
+
+def labels(question: dict[str, Any]) -> list[tuple[str, str]]:
+    """A labelled question's answers, (file, phrase) each: its own label, then its ``also`` labels."""
+    return [(question["file"], question["phrase"])] + [
+        (a["file"], a["phrase"]) for a in question.get("also", ())
+    ]
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def contains(text: str, phrase: str) -> bool:
+    """``phrase`` is in ``text``, whitespace and case aside."""
+    return _normal(phrase) in _normal(text)
+
+
+def stale_labels(questions: list[dict[str, Any]], documents: dict[str, str]) -> list[str]:
+    """What is wrong with the labels of ``questions`` against ``documents`` (path: text): each label whose
+    phrase is not in its file (whitespace and case aside), naming the question, the file and the phrase.
+    Labels of files not in ``documents`` are not checked."""
+    return [
+        f"question {q['question']!r}: {phrase!r} is not in {path} (the document changed: relabel it)"
+        for q in questions
+        for path, phrase in labels(q)
+        if path in documents and not contains(documents[path], phrase)
+    ]
+
+
+def found_at(hits: list[Hit], question: dict[str, Any]) -> int | None:
+    """The rank (from 1) of the first hit that answers a labelled question by any of its labels, or None."""
+    answers = labels(question)
+    return next((n for n, h in enumerate(hits, 1) if any(is_hit(h.chunk, f, p) for f, p in answers)), None)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 CORPUS = BuildOption(
     "corpus",
-    default="README.md,docs/*.md",
+    default="README.md,docs/**/*.md",
     help="rag: documents to index (comma-separated files, folders of *.md/*.txt, globs)",
     files=True,
 )
