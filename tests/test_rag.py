@@ -25,9 +25,10 @@ from tritonfleet.server import TritonServer
 
 RETRIEVER = REPOSITORY / "retriever" / "1"
 QUESTIONS = PROJECT_ROOT / "build" / "rag" / "questions.json"
-# The share of the held-out labelled questions that must find their answer among the 3 best chunks (see
-# docs/rag.md, Retrieval quality: the retrieval was tuned on the other half only).
-HELD_OUT_RECALL = 0.75
+# The share of the held-out labelled questions that must find their answer among the 3 best chunks: a floor
+# under the measured figure (docs/rag.md, Retrieval quality; the retrieval was tuned on the other half only)
+# with room for the documents to change: it catches a broken index or search, not a question lost to an edit.
+HELD_OUT_RECALL = 0.7
 # A question whose answer is in exactly one document of the corpus (checked below).
 QUESTION = "Why does the tokenizer model wait before tokenizing a batch?"
 ANSWER_FILE, ANSWER_PHRASE = "docs/text_embedding.md", "waits up to 2 ms"
