@@ -37,6 +37,12 @@ STOP_WORDS = frozenset(
      "is", "it", "its", "my", "not", "of", "on", "or", "the", "this", "that", "to", "what", "when", "where",
      "which", "why", "with")
 )  # fmt: skip
+CUTS = (
+    re.compile(r"\n(?=[ \t]*(?:[-*+]|[0-9]+[.)])[ \t])"),  # before a list item
+    re.compile(r"(?<=[.!?])\s+(?=[A-Z`*(\[\"'])"),  # after a sentence
+    re.compile(r"\n"),
+    re.compile(r" "),
+)
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n")
 DENSE_WEIGHT = 0.7  # the dense score's share of the fused score, BM25 has the rest (docs/rag.md)
 
@@ -103,21 +109,22 @@ def _sections(text: str) -> Iterator[tuple[str, list[str]]]:
 
 
 def _split(text: str, count: Callable[[str], int], limit: int) -> list[str]:
-    """``text`` in pieces of at most ``limit`` tokens, cut at line ends, else between words."""
+    """``text`` in pieces of at most ``limit`` tokens, cut between list items, else between sentences, else
+    at line ends, else between words: the first of these that cuts it at all."""
     if count(text) <= limit:
         return [text]
-    for sep in ("\n", " "):
-        parts = text.split(sep)
-        if len(parts) > 1:
+    for cut in CUTS:
+        ends = [m.end() for m in cut.finditer(text) if m.start() > 0 and m.end() < len(text)]
+        if ends:
+            parts = [text[a:b] for a, b in zip([0, *ends], [*ends, len(text)], strict=True)]
             pieces, current = [], ""
             for part in parts:
-                candidate = f"{current}{sep}{part}" if current else part
-                if current and count(candidate) > limit:
-                    pieces.append(current)
+                if current and count(current + part) > limit:
+                    pieces.append(current.rstrip())
                     current = part
                 else:
-                    current = candidate
-            pieces.append(current)
+                    current += part
+            pieces.append(current.rstrip())
             return [p for piece in pieces for p in _split(piece, count, limit)]
     return [text]  # one word longer than the limit: the tokenizer truncates it
 
