@@ -218,4 +218,4 @@ def test_fleet_build_offers_the_recipes_options() -> None:
         text=True,
         check=True,
     ).stdout
-    assert "--corpus" in out and "README.md,docs/*.md" in out
+    assert "--corpus" in out and "README.md,docs/**/*.md" in out

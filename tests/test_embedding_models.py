@@ -68,7 +68,7 @@ def embedding(text: str) -> np.ndarray:
 
 
 def test_retriever_prompt_sources_and_per_request_errors(retriever) -> None:
-    question = "How do I authenticate the Python client with an API key?"
+    question = "Which environment variable holds the API key for the Python client?"
     vector = embedding(question)
     good = retriever.request({"QUESTION": [[question]], "EMBEDDING": vector, "NUM_SOURCES": [[2]]})
     default = retriever.request(
