@@ -235,12 +235,16 @@ def test_gate_answers_401_403_429(tmp_path: Path, catalog) -> None:
 def test_no_keys_means_open_locally_and_admin_closed(tmp_path: Path, catalog) -> None:
     gate = Gate(catalog, KeyStore(tmp_path / "none.json"))
     assert gate.authorize(None) is None
+    # the openai client always sends a key: with no keys configured any is let through, as none is
+    assert gate.authorize("Bearer none") is None
     with pytest.raises(Refused) as err:
         gate.authorize(None, admin=True)
     assert err.value.status == 403
     public = Gate(catalog, KeyStore(tmp_path / "none.json"), require_keys=True)
     with pytest.raises(Refused):
         public.authorize(None)
+    with pytest.raises(Refused):
+        public.authorize("Bearer none")
     assert is_local("127.0.0.1") and is_local("localhost") and is_local("::1") and not is_local("0.0.0.0")
 
 

@@ -83,6 +83,10 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
         assert v1 in output, output
         with urllib.request.urlopen(f"{v1}/models", timeout=10) as r:
             assert json.loads(r.read()) == {"object": "list", "data": []}
+        from openai import OpenAI
+
+        # as README calls it: the openai client always sends a key, which no keys configured lets through
+        assert OpenAI(base_url=v1, api_key="none", max_retries=0).models.list().data == []
         started = stub_pids() - before
         assert len(started) >= 2  # image_preprocess + the onnxruntime Python-based backend
         shm = shm_regions() - shm_before

@@ -60,6 +60,8 @@ class Gate:
     ) -> Key | None:
         """The caller's key (None when keys are off), or :class:`Refused` (401, 403, 429)."""
         key = None
+        if authorization and not self.keys.enabled and not self.require_keys:
+            authorization = None  # no keys: open (on localhost); OpenAI clients always send one ("none")
         if authorization:
             scheme, _, secret = authorization.strip().partition(" ")
             if scheme.lower() != "bearer" or not secret.strip():
