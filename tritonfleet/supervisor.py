@@ -42,7 +42,7 @@ from tritonfleet.server import ServerError, TritonServer, free_port
 
 MAX_BACKOFF_S = 30.0
 PROBE_TIMEOUT_S = 60.0
-UNLOAD_WAIT_S = 15.0  # an unload ends its stubs in 1-3 s here
+UNLOAD_WAIT_S = 5.0  # a normal unload ends its stubs in 1-3 s here; a stuck one never does
 
 
 def runtime_file(public_http_port: int) -> Path:
