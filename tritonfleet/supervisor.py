@@ -324,10 +324,12 @@ class Supervisor:
         response, and the model stays UNLOADING): after ``UNLOAD_WAIT_S`` the old stubs are killed, so the
         reload leaves no process of the old instances behind."""
         deadline = time.monotonic() + UNLOAD_WAIT_S
-        while time.monotonic() < deadline and not self._stop.is_set():
+        while True:
             old = [pid for pid, (m, _) in self.server.stub_models().items() if m == model]
-            if not old:
+            if not old or self._stop.is_set():
                 return
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.2)
         for pid in old:
             with contextlib.suppress(OSError):
