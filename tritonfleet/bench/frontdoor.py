@@ -228,9 +228,14 @@ def recovery_times(fleet: Any, image: bytes) -> dict[str, float]:
 
     times = {}
     stub = next(pid for pid, (m, _) in fleet.server.stub_models().items() if m == "image_preprocess")
+    reloads = len(fleet.supervisor.recoveries)
+    killed = time.monotonic()
     os.kill(stub, signal.SIGKILL)
-    times["stub_s"] = until_right()
+    times["stub_s"] = until_right()  # image_preprocess's other instance may answer at once
+    while len(fleet.supervisor.recoveries) == reloads and time.monotonic() - killed < 300:
+        time.sleep(0.1)
     fleet.supervisor.wait_ready(300)
+    times["stub_healed_s"] = time.monotonic() - killed  # reloaded, every pipeline's probe passed
     fleet.server.process.send_signal(signal.SIGKILL)
     times["server_s"] = until_right()
     fleet.supervisor.wait_ready(300)
@@ -344,7 +349,8 @@ def write_report(output: Path, results: dict[str, Any]) -> Path:
     ]
     if "recovery" in results:
         rec = results["recovery"]
-        md += ["", f"Recovery to a right answer: stub {rec['stub_s']:.1f} s (target 30), "
+        md += ["", f"Recovery to a right answer: stub {rec['stub_s']:.1f} s (target 30; the model whole "
+               f"again, reloaded and probed: {rec['stub_healed_s']:.1f} s), "
                f"tritonserver {rec['server_s']:.1f} s (target 90)."]  # fmt: skip
     md += [
         "",
