@@ -356,8 +356,9 @@ def write_report(output: Path, results: dict[str, Any]) -> Path:
         "",
         "Where the cost goes: on these 2 cores the front door's Python (HTTP parsing, JSON decoding and the "
         "checks, one more connection each way) takes CPU from tritonserver itself, so the ratio is lowest "
-        "where Triton does least per request (the tabular model) and near 1 where the model dominates "
-        "(images, LLM tokens). gRPC pays grpc.aio's per-call machinery twice (server and client side).",
+        "where Triton does least per request (the tabular model) and higher the more work a request is for "
+        "the model (images, LLM tokens). gRPC pays grpc.aio's per-call machinery twice (server and client "
+        "side), and an image's bytes go through it both ways.",
     ]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))
     ax.barh(names, ratios)
