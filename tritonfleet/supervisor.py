@@ -105,7 +105,6 @@ class Supervisor:
         ]
         self.recoveries: list[Recovery] = []
         self._stubs: dict[int, tuple[str, Path | None]] = {}
-        self._regions: dict[str, set[Path]] = {}  # every region a model's stubs had since its last load
         self._faults: queue.Queue[str] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -185,15 +184,7 @@ class Supervisor:
             if pid not in current and entry[0] not in reloaded and not _alive(pid)
         }  # fmt: skip
         self._stubs = {**kept, **current}
-        if fresh:
-            self._regions = {}
-        self._note_regions(current)
         self.server.remember()
-
-    def _note_regions(self, stubs: dict[int, tuple[str, Path | None]]) -> None:
-        for model, region in stubs.values():
-            if region is not None:
-                self._regions.setdefault(model, set()).add(region)
 
     def _dead_stub_models(self) -> set[str]:
         """Models whose recorded stub is gone (or a zombie): reads one /proc entry per stub, not all of
@@ -201,10 +192,8 @@ class Supervisor:
         return {model for pid, (model, _) in self._stubs.items() if not _alive(pid)}
 
     def _snapshot_missing(self) -> None:
-        current = self.server.stub_models()
-        for pid, entry in current.items():
+        for pid, entry in self.server.stub_models().items():
             self._stubs.setdefault(pid, entry)
-        self._note_regions(current)
 
     def _probe(self, fresh: bool = False) -> None:
         """Start a round of every pipeline's probe against the internal port, on a thread of its own (a
@@ -308,9 +297,11 @@ class Supervisor:
         self._wait_unloaded(model)
         for name in [model, *dependents]:
             self._control(name, "load")
-        # Python backend 24.10 leaves a dead stub's region in /dev/shm; the new stubs have their own.
+        # Python backend 24.10 leaves a dead stub's region in /dev/shm: remove every region the model's
+        # recorded stubs (dead or ended by the unload) had; the new stubs have their own.
+        old = {region for m, region in self._stubs.values() if m == model and region is not None}
         live = {region for m, region in self.server.stub_models().values() if m == model}
-        for region in self._regions.pop(model, set()) - live:
+        for region in old - live:
             with contextlib.suppress(OSError):
                 region.unlink(missing_ok=True)
         self._snapshot(reloaded=(model, *dependents))
