@@ -29,6 +29,7 @@ from tritonfleet.frontdoor.validation import (
     check_infer,
     clean_message,
     model_loading,
+    stub_dead,
 )
 
 SERVICE = "inference.GRPCInferenceService"
@@ -199,7 +200,7 @@ class _Handler(grpc.GenericRpcHandler):
     ) -> None:
         door = self.door
         code, details = exc.code(), exc.details() or ""
-        if "is not healthy" in details or "Stub process" in details:
+        if stub_dead(details):
             door.gate.model_fault(model)
             code, details = grpc.StatusCode.UNAVAILABLE, f"{model} is restarting; retry"
             context.set_trailing_metadata((("retry-after", "5"),))
@@ -356,7 +357,7 @@ class _Handler(grpc.GenericRpcHandler):
         if not response.error_message:
             return raw
         message = response.error_message
-        if "is not healthy" in message or "Stub process" in message:
+        if stub_dead(message):
             self.door.gate.model_fault(response.infer_response.model_name)
             message = "the model is restarting; retry"
         elif model_loading(message):

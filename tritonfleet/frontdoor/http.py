@@ -32,6 +32,7 @@ from tritonfleet.frontdoor.validation import (
     json_infer,
     model_loading,
     parse_json,
+    stub_dead,
 )
 
 log = logging.getLogger("tritonfleet.frontdoor")
@@ -624,7 +625,7 @@ class HttpFrontDoor:
             message = body.decode("utf-8", "replace")
         if fwd.upstream == "openai":
             return status, clean_message(body.decode("utf-8", "replace"), self.hidden).encode(), []
-        if "is not healthy" in message or "Stub process" in message:
+        if stub_dead(message):
             self.gate.model_fault(fwd.model)
             text = f"{fwd.model or 'the model'} is restarting; retry"
             return 503, error_body(text), [(b"retry-after", b"5")]

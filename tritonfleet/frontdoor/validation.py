@@ -469,6 +469,11 @@ def clean_message(message: str, hidden: Iterable[str] = ()) -> str:
 _LOADING = ("has no available versions", "is not ready", "Request for unknown model")
 
 
+def stub_dead(message: str) -> bool:
+    """An upstream error saying a model's Python stub process died (the supervisor reloads it)."""
+    return "is not healthy" in message or "Stub process" in message
+
+
 def model_loading(message: str) -> bool:
     """An upstream error saying a served model is not loaded at the moment (a reload is under way)."""
     return any(text in message for text in _LOADING)
