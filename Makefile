@@ -8,7 +8,7 @@ STAMP := $(VENV)/.setup-done
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup.sh $(wildcard tritonfleet/pipelines/*.py)
+$(STAMP): pyproject.toml scripts/setup.sh setup.py $(wildcard tritonfleet/pipelines/*/pipeline.py)
 	VENV=$(VENV) scripts/setup.sh
 	touch $@
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.bench.openai import benchmark_endpoint
+from tritonfleet.tools.bench.openai import benchmark_endpoint
 
 
 def main() -> int:

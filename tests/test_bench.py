@@ -12,10 +12,10 @@ import tritonclient.grpc as grpcclient
 from rich.console import Console
 
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.bench import floor
-from tritonfleet.bench.perf_analyzer import parse_csv
-from tritonfleet.bench.vision import image_classifier_bench
+from tritonfleet.pipelines.image_classifier.bench import image_classifier_bench
 from tritonfleet.server import TritonServer
+from tritonfleet.tools.bench import inprocess
+from tritonfleet.tools.bench.perf_analyzer import parse_csv
 
 
 def _counts(url: str) -> tuple[int, int]:
@@ -28,7 +28,7 @@ def _counts(url: str) -> tuple[int, int]:
 def test_bench_report_against_running_server(server: TritonServer, tmp_path: Path) -> None:
     ok_before, failed_before = _counts(server.grpc_url)
     with image_classifier_bench(REPOSITORY) as bench:
-        md = floor.run(
+        md = inprocess.run(
             bench,
             REPOSITORY,
             concurrency=[2],

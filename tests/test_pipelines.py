@@ -48,8 +48,10 @@ PIPELINE = Pipeline(
 
 @pytest.fixture
 def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pipelines.Pipeline]:
-    """A new declaration in a folder the registry searches, as a new module in tritonfleet/pipelines/ is."""
-    (tmp_path / "toy.py").write_text(textwrap.dedent(TOY))
+    """A new pipeline package in a folder the registry searches, as a new one in tritonfleet/pipelines/ is."""
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "__init__.py").write_text('"""The toy pipeline."""\n')
+    (tmp_path / "toy" / "pipeline.py").write_text(textwrap.dedent(TOY))
     monkeypatch.setattr(pipelines, "__path__", [*pipelines.__path__, str(tmp_path)])
     pipelines.registry.cache_clear()
     yield pipelines.get("toy")

@@ -18,8 +18,8 @@ from tritonclient.utils import InferenceServerException
 from tests.conftest import copy_repository
 from tritonfleet import artifacts
 from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.fleet import internal_url
 from tritonfleet.server import SHM_PREFIX, STUB_NAME, TritonServer, free_port, live_processes
-from tritonfleet.supervisor import internal_url
 
 pytestmark = pytest.mark.server
 

@@ -146,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--output", type=Path, default=Path("reports"))
     r = sub.add_parser("bench", help="a served pipeline against its baseline, side by side in one run")
     per_pipeline = r.add_subparsers(required=True, metavar="PIPELINE|BENCH")
-    from tritonfleet.bench import BENCHES
+    from tritonfleet.tools.bench import BENCHES
 
     benched = {p.name: p.bench for p in pipelines.registry().values() if p.bench is not None} | BENCHES
     for name, command in benched.items():
@@ -221,9 +221,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from tritonfleet.fleet import Fleet, FleetError
     from tritonfleet.frontdoor.validation import Limits
     from tritonfleet.server import ServerError
-    from tritonfleet.supervisor import Fleet, FleetError
 
     if args.target == "gpu" and not args.tritonserver:
         console.print("[red]✗[/] the GPU target runs in the NGC image: see `docker/Dockerfile`")
@@ -302,7 +302,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _own_fleet(args: argparse.Namespace, **kwargs: object):
     import tempfile
 
-    from tritonfleet.supervisor import Fleet
+    from tritonfleet.fleet import Fleet
 
     work = Path(tempfile.mkdtemp(prefix="fleet-"))
     return Fleet.on_free_ports(
@@ -315,7 +315,7 @@ def _own_fleet(args: argparse.Namespace, **kwargs: object):
 
 
 def cmd_stress(args: argparse.Namespace) -> int:
-    from tritonfleet.frontdoor.storm import storm
+    from tritonfleet.tools import stress
 
     fleet = _own_fleet(args, models=args.models, memory_limit=int(args.memory_gb * (1 << 30)))
     with console.status("starting a fleet of its own"):
@@ -324,10 +324,10 @@ def cmd_stress(args: argparse.Namespace) -> int:
         stubs = fleet.server.stub_pids()
         http_count = int(args.requests * 0.6)
         with console.status(f"{args.requests} malformed requests at {fleet.http_url} / {fleet.grpc_url}"):
-            result = storm(
+            result = stress.run(
                 fleet.http_url,
                 fleet.grpc_url,
-                list(fleet.gate.catalog.models.values()),
+                list(fleet.access.catalog.models.values()),
                 http_count=http_count,
                 grpc_count=args.requests - http_count,
                 seed=args.seed,
@@ -347,8 +347,8 @@ def cmd_stress(args: argparse.Namespace) -> int:
 def cmd_soak(args: argparse.Namespace) -> int:
     import json
 
-    from tritonfleet import soak
-    from tritonfleet.bench import report
+    from tritonfleet.tools import soak
+    from tritonfleet.tools.bench import report
 
     fleet = _own_fleet(args)
     with console.status("starting the fleet"):
@@ -388,7 +388,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_add(args: argparse.Namespace) -> int:
-    from tritonfleet.keys import KeyFile, KeysError
+    from tritonfleet.frontdoor.keys import KeyFile, KeysError
 
     try:
         secret = KeyFile(args.keys).add(args.name, rpm=args.rpm, tpm=args.tpm, admin=args.admin)
@@ -401,7 +401,7 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from tritonfleet.keys import KeyFile
+    from tritonfleet.frontdoor.keys import KeyFile
 
     keys = KeyFile(args.keys).load()
     if not keys:
@@ -413,7 +413,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from tritonfleet.keys import KeyFile, KeysError
+    from tritonfleet.frontdoor.keys import KeyFile, KeysError
 
     try:
         KeyFile(args.keys).revoke(args.name)
@@ -429,7 +429,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from tritonfleet import status
     from tritonfleet.clients.fleet import _auth
-    from tritonfleet.supervisor import internal_url
+    from tritonfleet.fleet import internal_url
 
     try:
         # A local fleet serve: its tritonserver's internal port (no key). Elsewhere: an admin key.

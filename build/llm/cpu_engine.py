@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from tritonfleet.artifacts import cache_root, sha256
-from tritonfleet.llm.engine import EngineInfo
+from tritonfleet.pipelines.llm.engine import EngineInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = cache_root() / "llm"
@@ -176,9 +176,9 @@ def reference(ckpt: Path, prompts: list[list[int]]) -> list[list[int]]:
 def evaluate(engine_dir: Path, prompts: list[list[int]], refs: list[list[int]], threads: int) -> dict:
     """Greedy agreement with the reference, and decode speed at batch 1 and 8."""
     sys.path.insert(0, str(ROOT))
-    from tritonfleet.llm.engine import CpuEngine
-    from tritonfleet.llm.sampling import SamplingParams
-    from tritonfleet.llm.scheduler import WaveScheduler, run_to_completion
+    from tritonfleet.pipelines.llm.engine import CpuEngine
+    from tritonfleet.pipelines.llm.sampling import SamplingParams
+    from tritonfleet.pipelines.llm.scheduler import WaveScheduler, run_to_completion
 
     eng = CpuEngine(engine_dir, threads)
     end_ids = eng.info.end_ids
@@ -195,7 +195,7 @@ def evaluate(engine_dir: Path, prompts: list[list[int]], refs: list[list[int]], 
         done = threading.Semaphore(0)
         start = time.perf_counter()
         for i in range(batch):
-            from tritonfleet.llm.scheduler import Sequence
+            from tritonfleet.pipelines.llm.scheduler import Sequence
 
             seq = Sequence(prompts[i % len(prompts)], SamplingParams(max_tokens=64),
                            emit=lambda _t, _l, r, done=done: r and done.release(), stream=False)  # fmt: skip

@@ -7,14 +7,14 @@ Usage: ``python build/rag/build_index.py --corpus "README.md,docs/**/*.md" --tok
 ``--corpus``: comma-separated files, folders (their ``*.md`` and ``*.txt``) or globs, relative to the project
 root unless absolute. ``--tokenizer`` and ``--model`` are the ``tokenizer`` and ``minilm_l6`` artifacts of
 the text_embedding pipeline: the chunks are tokenized and embedded exactly as the server embeds questions
-(``tritonfleet.embedding.OnnxEmbedder``, onnxruntime in process). Writes ``index.faiss``, ``chunks.json``
-and ``build_report.json`` into ``DIR``. The report has recall@k on ``--questions`` (labelled by file and a
-phrase of the answer, ``also`` labels for other places that answer it; a ``half``, tune or held-out): a
-question counts as found when one of its k best chunks is from a labelled file and holds its phrase. It
-gives recall for all questions and for each half, and the misses with what was retrieved instead.
-Questions whose file is not in the corpus are left out; a label whose phrase is not in its file (a stale
-label: the document changed) or in none of its chunks (cut by a chunk boundary) fails the build (exit 1),
-naming the question, file and phrase, as does an empty corpus.
+(``tritonfleet.pipelines.text_embedding.embedding.OnnxEmbedder``, onnxruntime in process). Writes
+``index.faiss``, ``chunks.json`` and ``build_report.json`` into ``DIR``. The report has recall@k on
+``--questions`` (labelled by file and a phrase of the answer, ``also`` labels for other places that answer it;
+a ``half``, tune or held-out): a question counts as found when one of its k best chunks is from a labelled
+file and holds its phrase. It gives recall for all questions and for each half, and the misses with what was
+retrieved instead. Questions whose file is not in the corpus are left out; a label whose phrase is not in its
+file (a stale label: the document changed) or in none of its chunks (cut by a chunk boundary) fails the build
+(exit 1), naming the question, file and phrase, as does an empty corpus.
 """
 
 from __future__ import annotations
@@ -28,8 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from tritonfleet.artifacts import PROJECT_ROOT, BuildOption
-from tritonfleet.embedding import OnnxEmbedder
-from tritonfleet.rag import Index, chunk_document, contains, found_at, is_hit, labels, stale_labels
+from tritonfleet.pipelines.rag.retrieval import (
+    Index,
+    chunk_document,
+    contains,
+    found_at,
+    is_hit,
+    labels,
+    stale_labels,
+)
+from tritonfleet.pipelines.text_embedding.embedding import OnnxEmbedder
 
 CHUNK_TOKENS = 200  # word pieces per chunk at most, [CLS] and [SEP] included: under the model's 256
 PASSAGE_TOKENS = 64  # word pieces of a passage's text at most (its heading trail comes on top): docs/rag.md

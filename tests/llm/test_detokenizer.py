@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonfleet.llm.detokenizer import IncrementalDetokenizer
+from tritonfleet.pipelines.llm.detokenizer import IncrementalDetokenizer
 
 tokenizers = pytest.importorskip("tokenizers")
 TOKENIZER = (

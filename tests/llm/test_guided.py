@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from tritonfleet.llm.guided import GuideCompiler
-from tritonfleet.llm.sampling import Sampler, SamplingParams
+from tritonfleet.pipelines.llm.guided import GuideCompiler
+from tritonfleet.pipelines.llm.sampling import Sampler, SamplingParams
 
 TOKENIZER = Path(__file__).resolve().parents[2] / "model_repository" / "preprocessing" / "1" / "tokenizer"
 END_ID, VOCAB = 2, 49152

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tritonfleet.llm.engine import ENGINE_INFO, CpuEngine
-from tritonfleet.llm.sampling import SamplingParams
-from tritonfleet.llm.scheduler import Sequence, WaveScheduler, run_to_completion
+from tritonfleet.pipelines.llm.engine import ENGINE_INFO, CpuEngine
+from tritonfleet.pipelines.llm.sampling import SamplingParams
+from tritonfleet.pipelines.llm.scheduler import Sequence, WaveScheduler, run_to_completion
 
 ENGINE = Path(__file__).resolve().parents[2] / "model_repository/tensorrt_llm/1/cpu_engine"
 # The chat template around "Write a long essay about rivers.", "Name three colors." and "Say hi.".

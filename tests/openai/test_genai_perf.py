@@ -9,11 +9,11 @@ from rich.console import Console
 
 from tests.openai.conftest import CHAT_MODEL
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.bench import loadgen
-from tritonfleet.bench.llm import genai_perf_environment, genai_perf_venv
-from tritonfleet.bench.openai import bench_prompt, genai_perf_command, measure, measure_loadgen
 from tritonfleet.openai import OpenAIServer
+from tritonfleet.pipelines.llm.bench import genai_perf_environment, genai_perf_venv
 from tritonfleet.server import TritonServer
+from tritonfleet.tools.bench import loadgen
+from tritonfleet.tools.bench.openai import bench_prompt, genai_perf_command, measure, measure_loadgen
 
 TOKENIZER = (REPOSITORY / "preprocessing" / "1" / "tokenizer").resolve()
 

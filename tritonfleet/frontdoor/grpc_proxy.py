@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from tritonclient.grpc import service_pb2 as pb
 
-from tritonfleet.frontdoor.gate import ANONYMOUS, Gate, Refused
+from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, Refused
 from tritonfleet.frontdoor.validation import (
     SHM_PARAMETERS,
     ClientError,
@@ -87,11 +87,13 @@ def decode_infer(request: pb.ModelInferRequest) -> tuple[list[Tensor], list[Outp
 class GrpcFrontDoor:
     """A grpc.aio server whose generic handler checks and forwards every method."""
 
-    def __init__(self, gate: Gate, upstream: str, hidden: tuple[str, ...] = (), max_message: int = 0):
-        self.gate = gate
+    def __init__(
+        self, access: AccessControl, upstream: str, hidden: tuple[str, ...] = (), max_message: int = 0
+    ):
+        self.access = access
         self.upstream = upstream
         self.hidden = hidden
-        self.max_message = max_message or gate.catalog.limits.max_body_bytes + (1 << 20)
+        self.max_message = max_message or access.catalog.limits.max_body_bytes + (1 << 20)
         self.server: grpc.aio.Server | None = None
         self.channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Any] = {}
@@ -132,8 +134,8 @@ class GrpcFrontDoor:
         for name, value in context.invocation_metadata() or ():
             if name == "authorization":
                 auth = value
-        key = self.gate.authorize(auth, admin=admin)
-        self.gate.check_up()
+        key = self.access.authorize(auth, admin=admin)
+        self.access.check_up()
         return key.name if key else ANONYMOUS
 
     def check_infer(self, raw: bytes) -> tuple[pb.ModelInferRequest, str]:
@@ -141,13 +143,13 @@ class GrpcFrontDoor:
             request = pb.ModelInferRequest.FromString(raw)
         except Exception:
             raise bad("the request is not a valid ModelInferRequest", "malformed") from None
-        spec = self.gate.catalog.model(request.model_name, request.model_version)
+        spec = self.access.catalog.model(request.model_name, request.model_version)
         inputs, outputs = decode_infer(request)
-        check_infer(spec, inputs, outputs, self.gate.catalog.limits)
+        check_infer(spec, inputs, outputs, self.access.catalog.limits)
         return request, spec.name
 
     def count(self, method: str, model: str, key: str, code: grpc.StatusCode, started: float) -> None:
-        metrics = self.gate.metrics
+        metrics = self.access.metrics
         metrics.requests.labels("grpc", method, model, key, code.name).inc()
         metrics.latency.labels("grpc", method).observe(time.perf_counter() - started)
 
@@ -156,7 +158,7 @@ class GrpcFrontDoor:
 
 
 async def _abort(context: grpc.aio.ServicerContext, door: GrpcFrontDoor, exc: ClientError) -> None:
-    door.gate.reject(exc.reason)
+    door.access.reject(exc.reason)
     retry = getattr(exc, "retry_after", None)
     if retry:
         context.set_trailing_metadata((("retry-after", retry),))
@@ -201,13 +203,13 @@ class _Handler(grpc.GenericRpcHandler):
         door = self.door
         code, details = exc.code(), exc.details() or ""
         if stub_dead(details):
-            door.gate.model_fault(model)
+            door.access.model_fault(model)
             code, details = grpc.StatusCode.UNAVAILABLE, f"{model} is restarting; retry"
             context.set_trailing_metadata((("retry-after", "5"),))
         elif model_loading(details):
             code, details = grpc.StatusCode.UNAVAILABLE, f"{model} is loading; retry"
             context.set_trailing_metadata((("retry-after", "2"),))
-        elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and not door.gate.state.up:
+        elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and not door.access.state.up:
             code, details = grpc.StatusCode.UNAVAILABLE, "the server is not available; retry"
             context.set_trailing_metadata((("retry-after", "2"),))
         door.count(method, model, key, code, started)
@@ -223,17 +225,17 @@ class _Handler(grpc.GenericRpcHandler):
             if method in MODEL_METHODS:
                 key = door.authorize(context)
                 request = MODEL_METHODS[method].FromString(raw)
-                model = door.gate.catalog.readable(request.name, request.version)
+                model = door.access.catalog.readable(request.name, request.version)
             elif method == "ModelStatistics":
                 # The served models' statistics are open to their callers (perf_analyzer reads them); the
                 # whole list is cut to those models.
                 key = door.authorize(context)
                 request = pb.ModelStatisticsRequest.FromString(raw)
                 if request.name:
-                    model = door.gate.catalog.readable(request.name, request.version)
+                    model = door.access.catalog.readable(request.name, request.version)
                 else:
                     answer = pb.ModelStatisticsResponse.FromString(await door.call(method)(raw))
-                    served = door.gate.catalog.models.keys() | door.gate.catalog.steps
+                    served = door.access.catalog.models.keys() | door.access.catalog.steps
                     kept = [m for m in answer.model_stats if m.name in served]
                     del answer.model_stats[:]
                     answer.model_stats.extend(kept)
@@ -259,7 +261,7 @@ class _Handler(grpc.GenericRpcHandler):
         raise AssertionError("unreachable")
 
     def _health(self, method: str) -> bytes:
-        state = self.door.gate.state
+        state = self.door.access.state
         if method == "ServerLive":
             return pb.ServerLiveResponse(live=True).SerializeToString()
         return pb.ServerReadyResponse(ready=state.up and state.ready).SerializeToString()
@@ -298,7 +300,7 @@ class _Handler(grpc.GenericRpcHandler):
                         _, model = door.check_infer(raw)
                         models.append(model)
                     except ClientError as exc:
-                        door.gate.reject(exc.reason)
+                        door.access.reject(exc.reason)
                         door.count(
                             "ModelStreamInfer",
                             "-",
@@ -358,7 +360,7 @@ class _Handler(grpc.GenericRpcHandler):
             return raw
         message = response.error_message
         if stub_dead(message):
-            self.door.gate.model_fault(response.infer_response.model_name)
+            self.door.access.model_fault(response.infer_response.model_name)
             message = "the model is restarting; retry"
         elif model_loading(message):
             message = "the model is loading; retry"

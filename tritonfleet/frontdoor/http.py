@@ -23,7 +23,7 @@ from typing import Any
 
 import httptools
 
-from tritonfleet.frontdoor.gate import ANONYMOUS, Gate, Refused
+from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, Refused
 from tritonfleet.frontdoor.validation import (
     ClientError,
     check_generate,
@@ -92,8 +92,8 @@ def error_body(message: str) -> bytes:
 class Router:
     """Decides what happens to a request: a :class:`Forward`, or a :class:`Reply` raised."""
 
-    def __init__(self, gate: Gate, *, openai: bool = False, only_openai: bool = False) -> None:
-        self.gate = gate
+    def __init__(self, access: AccessControl, *, openai: bool = False, only_openai: bool = False) -> None:
+        self.access = access
         self.openai = openai
         self.only_openai = only_openai
 
@@ -123,12 +123,12 @@ class Router:
         raise ClientError(404, f"no route {path}", "no_route")
 
     def _auth(self, req: Request, *, admin: bool = False, tokens: bool = False) -> str:
-        key = self.gate.authorize(req.headers.get("authorization"), admin=admin, tokens=tokens)
-        self.gate.check_up()
+        key = self.access.authorize(req.headers.get("authorization"), admin=admin, tokens=tokens)
+        self.access.check_up()
         return key.name if key else ANONYMOUS
 
     def _health(self, path: str) -> Reply:
-        state = self.gate.state
+        state = self.access.state
         ok = path.endswith("live") or (state.up and state.ready)
         return Reply(200 if ok else 503, b"" if ok else error_body(f"not ready: {state.reason}"))
 
@@ -136,7 +136,7 @@ class Router:
         # A public model's own statistics are open to its callers (perf_analyzer reads them); all models'
         # statistics and trace settings need an admin key.
         key = self._auth(req, admin=action == "trace/setting")
-        catalog = self.gate.catalog
+        catalog = self.access.catalog
         if model in catalog.steps and action in (None, "config", "ready", "stats") and req.method == "GET":
             return self._forward(req, action or "metadata", model, key)
         spec = catalog.model(model, version or "")
@@ -146,7 +146,7 @@ class Router:
             if action == "infer":
                 self._check_infer(req, spec)
             else:
-                check_generate(spec, req.body, self.gate.catalog.limits)
+                check_generate(spec, req.body, self.access.catalog.limits)
             return self._forward(req, route, model, key)
         if action == "trace/setting":
             self._no_file_settings(req)
@@ -162,7 +162,7 @@ class Router:
                 raise ClientError(400, "Inference-Header-Content-Length must be a number")
             length = int(header)
         _, inputs, outputs = json_infer(req.body, length)
-        check_infer(spec, inputs, outputs, self.gate.catalog.limits)
+        check_infer(spec, inputs, outputs, self.access.catalog.limits)
 
     def _admin(self, req: Request) -> Forward:
         key = self._auth(req, admin=True)
@@ -220,8 +220,8 @@ class MetricsRouter(Router):
             raise self._health(req.path)
         if req.path != "/metrics":
             raise ClientError(404, "this port serves /metrics", "no_route")
-        if not self.gate.state.up:
-            raise Reply(200, self.gate.metrics.text(), [(b"content-type", b"text/plain; version=0.0.4")])
+        if not self.access.state.up:
+            raise Reply(200, self.access.metrics.text(), [(b"content-type", b"text/plain; version=0.0.4")])
         return Forward("metrics", "/metrics", b"", [], "metrics", "", ANONYMOUS)
 
 
@@ -387,7 +387,7 @@ class Connection(asyncio.Protocol):
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        limit = self.server.gate.catalog.limits.max_body_bytes
+        limit = self.server.access.catalog.limits.max_body_bytes
         length = self.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             self._fail(413, f"the body is over the limit of {limit} bytes", "too_large")
@@ -399,7 +399,7 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
-        limit = self.server.gate.catalog.limits.max_body_bytes
+        limit = self.server.access.catalog.limits.max_body_bytes
         if self.size > limit:
             self._fail(413, f"the body is over the limit of {limit} bytes", "too_large")
             return
@@ -419,7 +419,7 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, status: int, message: str, reason: str = "bad_http") -> None:
         """Answer and close: the connection cannot be read on (bad framing, a body over the limit)."""
-        self.server.gate.reject(reason)
+        self.server.access.reject(reason)
         self.server.count("http", "-", "-", ANONYMOUS, status)
         if self.transport is not None and not self.transport.is_closing():
             self._write(status, error_body(message), [], close=True)
@@ -450,7 +450,7 @@ class Connection(asyncio.Protocol):
             self.sending = asyncio.ensure_future(self._send(req, fwd))
 
     def _refuse(self, req: Request, exc: ClientError) -> None:
-        self.server.gate.reject(exc.reason)
+        self.server.access.reject(exc.reason)
         headers = []
         retry = getattr(exc, "retry_after", None)
         if retry:
@@ -482,7 +482,7 @@ class Connection(asyncio.Protocol):
         assert req is not None and fwd is not None
         keep = [(n, v) for n, v in headers if n in (b"content-type", b"inference-header-content-length")]
         if fwd.upstream == "metrics":
-            body += self.server.gate.metrics.text()
+            body += self.server.access.metrics.text()
         elif fwd.route == "stats" and not fwd.model and status == 200:
             body = self.server.served_stats(body)
         elif status >= 400:
@@ -573,8 +573,10 @@ class Connection(asyncio.Protocol):
 class HttpFrontDoor:
     """The HTTP front door: serves ``router``'s routes and forwards to the upstream pools."""
 
-    def __init__(self, gate: Gate, pools: dict[str, Pool], router: Router, hidden: tuple[str, ...] = ()):
-        self.gate = gate
+    def __init__(
+        self, access: AccessControl, pools: dict[str, Pool], router: Router, hidden: tuple[str, ...] = ()
+    ):
+        self.access = access
         self.pools = pools
         self.router = router
         self.hidden = hidden  # strings never shown to clients (the repository's path)
@@ -602,14 +604,14 @@ class HttpFrontDoor:
                     conn.transport.close()
 
     def observe(self, req: Request, route: str) -> None:
-        self.gate.metrics.latency.labels("http", route).observe(time.perf_counter() - req.started)
+        self.access.metrics.latency.labels("http", route).observe(time.perf_counter() - req.started)
 
     def count(self, protocol: str, route: str, model: str, key: str, status: int) -> None:
-        self.gate.metrics.requests.labels(protocol, route, model, key, str(status)).inc()
+        self.access.metrics.requests.labels(protocol, route, model, key, str(status)).inc()
 
     def served_stats(self, body: bytes) -> bytes:
         """Triton's statistics of every model, cut to the served ones (public models and their steps)."""
-        catalog = self.gate.catalog
+        catalog = self.access.catalog
         stats = json.loads(body)
         served = catalog.models.keys() | catalog.steps
         stats["model_stats"] = [m for m in stats.get("model_stats", []) if m.get("name") in served]
@@ -626,7 +628,7 @@ class HttpFrontDoor:
         if fwd.upstream == "openai":
             return status, clean_message(body.decode("utf-8", "replace"), self.hidden).encode(), []
         if stub_dead(message):
-            self.gate.model_fault(fwd.model)
+            self.access.model_fault(fwd.model)
             text = f"{fwd.model or 'the model'} is restarting; retry"
             return 503, error_body(text), [(b"retry-after", b"5")]
         if model_loading(message):

@@ -104,9 +104,9 @@ def registry() -> dict[str, Pipeline]:
     """Every declared pipeline by name, in module order."""
     found: dict[str, Pipeline] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or not info.ispkg:
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        module = importlib.import_module(f"{__name__}.{info.name}.pipeline")
         pipeline = getattr(module, "PIPELINE", None)
         if not isinstance(pipeline, Pipeline):
             raise TypeError(f"{module.__name__} declares no PIPELINE = Pipeline(...)")

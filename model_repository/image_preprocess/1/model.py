@@ -3,7 +3,8 @@
 Each request carries one or more encoded images (JPEG, PNG, WebP, ...). A request with a bad image
 (empty, corrupt, not an image, over ``max_pixels``) gets an INVALID_ARG error that says what is wrong; the
 other requests of the same dynamic batch are answered normally. The preprocessing itself lives in
-``tritonfleet.imaging`` so the benchmark floor and the build checks run the very same code.
+``tritonfleet.pipelines.image_classifier.imaging`` so the benchmark floor and the build checks run the very
+same code.
 """
 
 import json
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from tritonfleet.imaging import DEFAULT_MAX_PIXELS, ImageError, preprocess
+from tritonfleet.pipelines.image_classifier.imaging import DEFAULT_MAX_PIXELS, ImageError, preprocess
 
 
 class TritonPythonModel:

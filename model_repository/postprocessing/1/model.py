@@ -2,8 +2,8 @@
 
 Stateless: it decodes the tokens of each response on their own. That is exact for this byte-level BPE
 tokenizer when a response never ends inside a UTF-8 character, which the CPU ``tensorrt_llm`` model
-guarantees by grouping tokens (see tritonfleet/llm/detokenizer.py). A decoded piece that still ends in an
-incomplete character is an error of the producer, and shows as U+FFFD rather than being dropped.
+guarantees by grouping tokens (see tritonfleet/pipelines/llm/detokenizer.py). A decoded piece that still ends
+in an incomplete character is an error of the producer, and shows as U+FFFD rather than being dropped.
 
 Cancellation (CPU ensemble): a request that comes with ``STOP_REQUEST_ID`` (tensorrt_llm adds it to every
 4th response) and is already cancelled is a step Triton scheduled after the client cancelled the ensemble
@@ -27,7 +27,7 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonfleet.llm.errors import fault
+from tritonfleet.pipelines.llm.errors import fault
 from tritonfleet.repository import Repository
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
-from tritonfleet.llm.errors import fault
+from tritonfleet.pipelines.llm.errors import fault
 
 
 class ClientError(ValueError):

@@ -2,9 +2,10 @@
 the flag that makes preprocessing apply the LLM's chat template, and the sources' names out.
 
 The index (FAISS, chunk metadata) is built by ``build/rag/build_index.py`` into this version folder; search
-and prompt are ``tritonfleet.rag``'s. ``NUM_SOURCES`` (optional) says how many chunks to retrieve, between 1
-and ``max_sources``; ``APPLY_CHAT_TEMPLATE`` (optional, default true) is the client's, passed on. A request
-with a bad value gets its own error naming this step; the other requests of the batch are answered.
+and prompt are ``tritonfleet.pipelines.rag.retrieval``'s. ``NUM_SOURCES`` (optional) says how many chunks to
+retrieve, between 1 and ``max_sources``; ``APPLY_CHAT_TEMPLATE`` (optional, default true) is the client's,
+passed on. A request with a bad value gets its own error naming this step; the other requests of the batch are
+answered.
 """
 
 import json
@@ -13,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from tritonfleet.embedding import TextError, decode_text
-from tritonfleet.rag import Index, prompt
+from tritonfleet.pipelines.rag.retrieval import Index, prompt
+from tritonfleet.pipelines.text_embedding.embedding import TextError, decode_text
 
 
 def _values(request, name):

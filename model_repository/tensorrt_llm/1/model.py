@@ -2,7 +2,7 @@
 
 This is not TensorRT-LLM. It is a decoupled Python model with the inputs and outputs of TensorRT-LLM's
 ``tensorrt_llm`` model (inflight_batcher_llm layout), so the same ensemble and clients work on both targets.
-Requests run on the wave scheduler of ``tritonfleet.llm`` (concurrent requests share decode steps).
+Requests run on the wave scheduler of ``tritonfleet.pipelines.llm`` (concurrent requests share decode steps).
 Streaming responses carry the new tokens, grouped so that no UTF-8 character is split across responses.
 A request of batch B is B sequences, each validated and sampled with its own row of every input, as in
 TensorRT-LLM v0.14: each row sends its own responses (batch dim 1), tagged with ``batch_index`` when B > 1,
@@ -23,7 +23,8 @@ response (how the ``rag`` ensemble returns its sources beside the streamed text)
 
 Guided decoding (CPU only): ``guided_decoding_guide_type`` ("json", "json_schema", "regex",
 "ebnf_grammar") and ``guided_decoding_guide``, tensorrtllm_backend v0.19's inputs, constrain each row's
-sampler with llguidance (``tritonfleet.llm.guided``); an invalid guide is the request's INVALID_ARG error.
+sampler with llguidance (``tritonfleet.pipelines.llm.guided``); an invalid guide is the request's INVALID_ARG
+error.
 """
 
 import gc
@@ -39,11 +40,11 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
-from tritonfleet.llm.engine import CpuEngine
-from tritonfleet.llm.errors import ENGINE_FAILURE, fault
-from tritonfleet.llm.guided import GuideCompiler
-from tritonfleet.llm.sampling import SamplingParams
-from tritonfleet.llm.scheduler import Sequence, WaveScheduler
+from tritonfleet.pipelines.llm.engine import CpuEngine
+from tritonfleet.pipelines.llm.errors import ENGINE_FAILURE, fault
+from tritonfleet.pipelines.llm.guided import GuideCompiler
+from tritonfleet.pipelines.llm.sampling import SamplingParams
+from tritonfleet.pipelines.llm.scheduler import Sequence, WaveScheduler
 
 
 def _rows(request, name, batch):

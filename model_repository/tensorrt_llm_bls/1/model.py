@@ -11,7 +11,7 @@ A request of batch B goes through each step whole: its rows generate together (o
 one response holds them in order: ``text_output`` ``[B]``, ``output_log_probs`` padded with zeros to the
 longest row (``num_output_tokens`` gives each row's length); an optional output is in it when every row has
 it. A step's error is this request's, named after the step: INVALID_ARG unless it reports a fault of the
-server (BLS gives the caller no error codes: ``tritonfleet.llm.errors``).
+server (BLS gives the caller no error codes: ``tritonfleet.pipelines.llm.errors``).
 """
 
 import json
@@ -19,7 +19,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from tritonfleet.llm.errors import fault, is_fault
+from tritonfleet.pipelines.llm.errors import fault, is_fault
 
 PREPROCESSING = {"text_input": "QUERY", "max_tokens": "REQUEST_OUTPUT_LEN", "bad_words": "BAD_WORDS_DICT",
                  "stop_words": "STOP_WORDS_DICT", "end_id": "END_ID", "pad_id": "PAD_ID", "seed": "SEED",

@@ -22,7 +22,7 @@ import threading
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from tritonfleet.llm.errors import is_fault
+from tritonfleet.pipelines.llm.errors import is_fault
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 COUNT_FLAGS = ("return_num_input_tokens", "return_num_output_tokens")

@@ -5,7 +5,8 @@ Every text of every request in a dynamic batch is tokenized in one ``encode_batc
 longest of them, so all the responses of one execution have the same sequence length and the embedding
 model's dynamic batcher, which only batches requests of equal shapes, runs them together. A request with a
 bad text (not UTF-8, empty) gets its own error; the others of the batch are answered. The tokenization
-itself is ``tritonfleet.embedding.TextTokenizer``, the code the build checks and the RAG index also run.
+itself is ``tritonfleet.pipelines.text_embedding.embedding.TextTokenizer``, the code the build checks and the
+RAG index also run.
 """
 
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from tritonfleet.embedding import TextError, TextTokenizer, decode_text
+from tritonfleet.pipelines.text_embedding.embedding import TextError, TextTokenizer, decode_text
 
 
 class TritonPythonModel:

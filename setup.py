@@ -1,0 +1,13 @@
+"""Packaging beside pyproject.toml: every folder of ``tritonfleet/`` is found as a package (no hand-kept
+list), and ``clients/`` (the project's layout) installs as ``tritonfleet.clients``."""
+
+from setuptools import find_namespace_packages, setup
+
+setup(
+    packages=[
+        *find_namespace_packages(include=["tritonfleet", "tritonfleet.*"], exclude=["*.__pycache__"]),
+        "tritonfleet.clients",
+    ],
+    package_dir={"tritonfleet.clients": "clients"},
+    package_data={"tritonfleet": ["**/*.lua"]},
+)

@@ -1,0 +1,217 @@
+"""The front door as one object: the public HTTP, gRPC, OpenAI and metrics ports before a Triton on 127.0.0.1.
+
+HTTP, ``/v1`` and metrics run on one uvloop event loop, gRPC on a grpc.aio loop, each on a thread of its
+own; they share the :class:`~tritonfleet.frontdoor.access.AccessControl` (keys, limits, metrics, server
+state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tritonfleet.frontdoor.access import AccessControl
+from tritonfleet.frontdoor.grpc_proxy import GrpcFrontDoor
+from tritonfleet.frontdoor.http import HttpFrontDoor, MetricsRouter, Pool, Router
+from tritonfleet.frontdoor.validation import Catalog, Limits, ModelSpec
+from tritonfleet.repository import Repository
+
+
+def public_catalog(
+    repository: Path,
+    loaded: list[str],
+    target: str = "cpu",
+    limits: Limits | None = None,
+    public: list[str] | None = None,
+) -> Catalog:
+    """The public models among ``loaded`` (the pipelines' declarations say which, unless ``public`` names
+    them), with their configs."""
+    from tritonfleet import pipelines
+
+    repo = Repository(repository)
+    public = [m for m in (public or list(pipelines.public_models())) if m in loaded]
+    models = {}
+    for name in public:
+        spec = ModelSpec.from_config(repo.config(name, target), repo.root / name)
+        models[name] = replace(spec, decoupled=_decoupled(repo, name, target))
+    steps = frozenset(repo.closure(public, target)) - set(public)
+    return Catalog(models, limits or Limits(), steps)
+
+
+def _decoupled(repo: Repository, name: str, target: str) -> bool:
+    """A model streams if its config says so, or (an ensemble) if any of its steps streams."""
+    config = repo.config(name, target)
+    if config.model_transaction_policy.decoupled:
+        return True
+    return any(_decoupled(repo, step.model_name, target) for step in config.ensemble_scheduling.step)
+
+
+def is_local(host: str) -> bool:
+    """True for addresses only this machine reaches (loopback)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int
+    grpc: int
+    metrics: int
+    openai: int | None = None
+
+
+@dataclass(frozen=True)
+class Upstreams:
+    """Where Triton (and the OpenAI app) listen, on 127.0.0.1."""
+
+    http: int
+    grpc: int
+    metrics: int
+    openai: int | None = None
+
+
+class FrontDoor:
+    """Serves the public ports; ``start`` binds them (errors surface at once) and returns."""
+
+    def __init__(
+        self,
+        access: AccessControl,
+        host: str,
+        ports: Ports,
+        upstreams: Upstreams,
+        hidden: tuple[str, ...] = (),
+    ):
+        self.access = access
+        self.host = host
+        self.ports = ports
+        self.upstreams = upstreams
+        self.hidden = hidden
+        self.http: HttpFrontDoor | None = None
+        self.grpc: GrpcFrontDoor | None = None
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._threads: list[threading.Thread] = []
+        self.bound: Ports | None = None
+
+    def start(self) -> Ports:
+        pools = {
+            "triton": Pool("127.0.0.1", self.upstreams.http),
+            "metrics": Pool("127.0.0.1", self.upstreams.metrics, max_idle=4),
+        }
+        if self.upstreams.openai:
+            pools["openai"] = Pool("127.0.0.1", self.upstreams.openai)
+        openai = self.upstreams.openai is not None
+        self.http = HttpFrontDoor(self.access, pools, Router(self.access, openai=openai), self.hidden)
+        metrics = HttpFrontDoor(self.access, pools, MetricsRouter(self.access), self.hidden)
+        openai_door = HttpFrontDoor(
+            self.access, pools, Router(self.access, openai=openai, only_openai=True), self.hidden
+        )
+        socks = {"http": _bind(self.host, self.ports.http), "metrics": _bind(self.host, self.ports.metrics)}
+        if self.ports.openai is not None:
+            socks["openai"] = _bind(self.host, self.ports.openai)
+
+        async def serve_http() -> None:
+            assert self.http is not None
+            await self.http.listen(self.host, 0, socks["http"])
+            await metrics.listen(self.host, 0, socks["metrics"])
+            if "openai" in socks:
+                await openai_door.listen(self.host, 0, socks["openai"])
+
+        self._run_loop(serve_http, uvloop=True, name="frontdoor-http")
+        self._closers = [self.http.close, metrics.close, openai_door.close]
+        self.grpc = GrpcFrontDoor(self.access, f"127.0.0.1:{self.upstreams.grpc}", self.hidden)
+        grpc_port: Future[int] = Future()
+
+        async def serve_grpc() -> None:
+            assert self.grpc is not None
+            try:
+                grpc_port.set_result(await self.grpc.start(f"{_grpc_host(self.host)}:{self.ports.grpc}"))
+            except BaseException as exc:
+                grpc_port.set_exception(exc)
+                raise
+
+        self._run_loop(serve_grpc, uvloop=False, name="frontdoor-grpc")
+        bound_grpc = grpc_port.result(timeout=30)
+        if not bound_grpc:
+            raise OSError(f"cannot listen on {self.host}:{self.ports.grpc} (gRPC)")
+        self.bound = Ports(
+            socks["http"].getsockname()[1],
+            bound_grpc,
+            socks["metrics"].getsockname()[1],
+            socks["openai"].getsockname()[1] if "openai" in socks else None,
+        )
+        return self.bound
+
+    def _run_loop(self, main: Callable[[], Any], *, uvloop: bool, name: str) -> None:
+        if uvloop:
+            import uvloop as uv
+
+            loop: asyncio.AbstractEventLoop = uv.new_event_loop()
+        else:
+            loop = asyncio.new_event_loop()
+        started: Future[None] = Future()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(main())
+                started.set_result(None)
+            except BaseException as exc:
+                started.set_exception(exc)
+                return
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        started.result(timeout=30)
+        self._loops.append(loop)
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        if not self._loops:
+            return
+        http_loop = self._loops[0]
+        for close in self._closers:
+            with _suppress():
+                asyncio.run_coroutine_threadsafe(close(), http_loop).result(timeout=5)
+        if self.grpc is not None and len(self._loops) > 1:
+            with _suppress():
+                asyncio.run_coroutine_threadsafe(self.grpc.stop(), self._loops[1]).result(timeout=5)
+        for loop in self._loops:
+            loop.call_soon_threadsafe(loop.stop)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._loops.clear()
+        self._threads.clear()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _grpc_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True

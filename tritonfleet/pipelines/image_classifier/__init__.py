@@ -1,0 +1,1 @@
+"""The image_classifier pipeline: its declaration (``pipeline.py``), model logic, commands and benchmark."""

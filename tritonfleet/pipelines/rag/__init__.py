@@ -1,0 +1,1 @@
+"""The rag pipeline: its declaration (``pipeline.py``), model logic, commands and benchmark."""

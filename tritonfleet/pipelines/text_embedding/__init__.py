@@ -1,0 +1,1 @@
+"""The text_embedding pipeline: its declaration (``pipeline.py``), model logic, commands and benchmark."""

