@@ -32,7 +32,11 @@ def check(plan: pack.Plan, demands: list[Demand]) -> None:
         for slot in g.slots:
             d = next(d for d in demands if d.model == slot.model)
             assert slot.bytes == d.bytes_on(g.gpu.name, slot.instances)
-        scheduled = sum(s.instances for s in g.slots if plan.placement(s.model).role == memory.ROLE_TENSORRT)
+        scheduled = sum(
+            s.instances
+            for s in g.slots
+            if plan.placement(s.model).role in (memory.ROLE_TENSORRT, memory.ROLE_GPU)
+        )
         assert (g.exec_slots is not None) == (scheduled > pack.EXEC_SLOTS)
     assert {p.model for p in plan.placements} == {d.model for d in demands}
     for d in demands:

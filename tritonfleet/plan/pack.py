@@ -7,7 +7,7 @@
    TensorRT-LLM measures the free memory to size its pool, only tritonserver and the LLM itself are on the
    GPU: ``kv_cache_free_gpu_mem_fraction`` is the budget over that free memory (rounded up), and
    ``max_tokens_in_paged_kv_cache`` the budget in tokens. TensorRT-LLM takes the smaller of the two, so the
-   cap binds and the pool is the budget, whatever the order, and never more.
+   cap binds and the pool is the budget; loaded in another order it can only be smaller, never more.
 3. The other GPU models, latency-critical ones first, then the largest first: a latency-critical model is
    placed on two GPUs when there are several (redundancy), preferring GPUs without the LLM, then the most
    free memory; instance counts per GPU come from ``fleet tune``'s records for that GPU (or, given a
@@ -201,7 +201,7 @@ def pack(
             room = free[fits[d.tp - 1]] if len(fits) >= d.tp else 0
             where = f" on each of {d.tp} distinct GPUs (tp {d.tp})" if d.tp > 1 else ""
             if len(fits) < d.tp:
-                where += f"; only {len(fits)} GPU(s) compute in {d.precision}"
+                where += f"; the inventory has only {len(fits)} GPU(s) that run {d.precision}"
             shortfalls.append(Shortfall(d.model, need, room, where + _parts(d.shared)))
             continue
         for rank, i in enumerate(chosen):

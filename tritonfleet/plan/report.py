@@ -106,6 +106,12 @@ def to_json(plan: Plan) -> dict[str, Any]:
                 "free_bytes_at_load": lp.free_at_load,
                 "kv_cache_free_gpu_mem_fraction": lp.fraction,
                 "tokens_the_fraction_alone_gives": lp.tokens_from_fraction,
+                # The same budget for TensorRT-LLM's LLM API (KvCacheConfig), for the llmapi Triton model.
+                "llm_api_kv_cache_config": {
+                    "max_tokens": lp.kv_tokens,
+                    "free_gpu_memory_fraction": float(lp.fraction),
+                    "max_gpu_total_bytes": lp.kv_bytes,
+                },
                 "shape_source": demands[lp.model].llm.shape.source if demands[lp.model].llm else None,
                 "limits_source": demands[lp.model].llm.limits.source if demands[lp.model].llm else None,
             }
