@@ -25,12 +25,19 @@ COFFEE_CLASSES = {967, 968, 504}
 
 def copy_repository(dest: Path) -> Path:
     """The repository's committed files (configs, model.py, labels) without built artifacts (everything in a
-    version folder but model.py, as .gitignore says), which are hundreds of MB (the LLM engine) and would
-    fill the disk when tests copy the repository many times."""
+    version folder but model.py, and fleet plan's configs, as .gitignore says), which are hundreds of MB (the
+    LLM engine) and would fill the disk when tests copy the repository many times."""
 
     def built(folder: str, names: list[str]) -> list[str]:
         in_version = Path(folder).parent.parent == REPOSITORY and Path(folder).name.isdigit()
-        return [n for n in names if n == "__pycache__" or (in_version and n not in ("model.py", ".gitkeep"))]
+        planned = Path(folder).name == "configs"  # fleet plan's configs/NAME.pbtxt (not committed)
+        return [
+            n
+            for n in names
+            if n == "__pycache__"
+            or (in_version and n not in ("model.py", ".gitkeep"))
+            or (planned and n != "cpu.pbtxt")
+        ]
 
     shutil.copytree(REPOSITORY, dest, ignore=built)
     return dest

@@ -2,6 +2,7 @@
 
 fleet build [PIPELINE ...] [--target cpu|image|gpu]
 fleet validate
+fleet plan --gpus SPEC [--name NAME]          # place the fleet on GPUs: configs/NAME.pbtxt + report
 fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
             [--openai-port 9000] [--models NAME,...]
 fleet keys add NAME [--rpm N] [--tpm N] [--admin] | list | revoke NAME
@@ -27,6 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tritonfleet import artifacts, pipelines
+from tritonfleet.plan import command as plan_command
 from tritonfleet.repository import Repository
 
 console = Console(highlight=False)
@@ -64,6 +66,10 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check every config against Triton's schema and ensemble wiring")
     v.set_defaults(handler=cmd_validate)
+
+    pl = sub.add_parser("plan", help="pack the fleet onto GPUs: planned configs, report, Kubernetes requests")
+    plan_command.add_arguments(pl)
+    pl.set_defaults(handler=lambda args: plan_command.run(args, console))
 
     s = sub.add_parser("serve", help="serve the fleet: tritonserver behind the front door, supervised")
     s.add_argument("--target", choices=["cpu", "gpu"], default="cpu")

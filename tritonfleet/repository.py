@@ -40,6 +40,13 @@ def config_path(model_dir: Path, target: str) -> Path:
     return model_dir / "config.pbtxt"
 
 
+def named_config_path(model_dir: Path, name: str) -> Path:
+    """What ``--model-config-name=NAME`` loads: ``configs/NAME.pbtxt`` where present, else ``config.pbtxt``
+    ("gpu" names ``config.pbtxt`` itself)."""
+    named = model_dir / "configs" / f"{name}.pbtxt"
+    return named if name != "gpu" and named.is_file() else model_dir / "config.pbtxt"
+
+
 @dataclass(frozen=True)
 class Repository:
     """A model repository on disk."""
@@ -52,6 +59,10 @@ class Repository:
 
     def names(self) -> list[str]:
         return [d.name for d in self.model_dirs()]
+
+    def config_names(self) -> list[str]:
+        """Every NAME of a ``configs/NAME.pbtxt`` in any model folder (``cpu``, and plans'), sorted."""
+        return sorted({p.stem for p in self.root.glob("*/configs/*.pbtxt")})
 
     def config(self, name: str, target: str = "cpu") -> mc.ModelConfig:
         model_dir = self.root / name

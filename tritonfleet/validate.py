@@ -15,7 +15,15 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonfleet.repository import TARGETS, ConfigError, Repository, config_path, dependencies, parse_config
+from tritonfleet.repository import (
+    TARGETS,
+    ConfigError,
+    Repository,
+    config_path,
+    dependencies,
+    named_config_path,
+    parse_config,
+)
 
 _VERSION = re.compile(r"[1-9][0-9]*")  # Triton ignores other folder names, "0" and "01" included
 
@@ -81,6 +89,11 @@ def validate_repository(root: Path) -> list[Problem]:
         for path in sorted((model_dir / "configs").glob("*.pbtxt")):
             for message in _interface_diff(parsed[path], gpu):
                 report(model, path, f"{model}: configs/{path.name} and config.pbtxt disagree on {message}")
+            extra = parsed[path] is not None and "extra_tensors" in parsed[path].parameters
+            if extra and path.stem != "cpu":  # a plan's configs (fleet plan) keep config.pbtxt's interface
+                report(
+                    model, path, f"{model}: configs/{path.name} declares extra_tensors: only cpu.pbtxt may"
+                )
         cpu_path = config_path(model_dir, "cpu")
         cpu = parsed[cpu_path]
         if cpu is not None and any(g.kind == mc.ModelInstanceGroup.KIND_GPU for g in cpu.instance_group):
@@ -90,11 +103,14 @@ def validate_repository(root: Path) -> list[Problem]:
     # Ensembles are checked against the step models' configs for the same target; a problem found
     # on both targets in the same file is reported once, tagged with both.
     found: dict[tuple[str, Path, str], list[str]] = {}
-    for target in TARGETS:
-        configs = {d.name: parsed[config_path(d, target)] for d in model_dirs}
+    # Every other configs/NAME.pbtxt (a plan's) is a view of its own: NAME where present, else config.pbtxt.
+    views = {t: (lambda d, t=t: config_path(d, t)) for t in TARGETS}
+    views |= {n: (lambda d, n=n: named_config_path(d, n)) for n in repo.config_names() if n not in TARGETS}
+    for target, path_of in views.items():
+        configs = {d.name: parsed[path_of(d)] for d in model_dirs}
         for model_dir in model_dirs:
             config = configs[model_dir.name]
-            path = config_path(model_dir, target)
+            path = path_of(model_dir)
             if config is not None and config.platform == "ensemble":
                 for message in _check_ensemble(config, configs):
                     found.setdefault((model_dir.name, path, message), []).append(target)
