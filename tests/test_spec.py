@@ -123,7 +123,7 @@ def test_missing_stray_and_undeclared_files(tmp_path: Path) -> None:
 
 
 def test_a_target_may_add_optional_tensors_never_drop_one() -> None:
-    tensor = spec.Tensor("x", spec.FP32, [1])
+    tensor = spec.Tensor("x", "FP32", [1])
     deployment = spec.Deployment(backend="python", instances=1)
     with pytest.raises(ValueError, match="never drop one"):
         spec.Model("m", (tensor.but(targets=(spec.GPU,)),), (tensor,), 8, gpu=deployment)

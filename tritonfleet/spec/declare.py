@@ -16,10 +16,8 @@ GPU, CPU = "gpu", "cpu"
 TARGETS = (GPU, CPU)  # the GPU config is config.pbtxt, the reference the other targets' files add to
 
 # Triton's data types, without the ``TYPE_`` prefix (``STRING`` is KServe's ``BYTES``).
-BOOL, UINT8, UINT16, UINT32, UINT64 = "BOOL", "UINT8", "UINT16", "UINT32", "UINT64"
-INT8, INT16, INT32, INT64 = "INT8", "INT16", "INT32", "INT64"
-FP16, FP32, FP64, BF16, STRING = "FP16", "FP32", "FP64", "BF16", "STRING"
-DATA_TYPES = (BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BF16, STRING)
+_INTEGERS = ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
+DATA_TYPES = ("BOOL", *_INTEGERS, "FP16", "FP32", "FP64", "BF16", "STRING")
 
 
 def _frozen(mapping: Mapping[Any, Any] | None) -> Mapping[Any, Any]:
@@ -36,7 +34,8 @@ def _targets(targets: Iterable[str], what: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Tensor:
-    """One input or output. ``dims`` exclude the batch dim (-1: any size). ``targets``: where it exists; a
+    """One input or output: its name, data type (one of :data:`DATA_TYPES`, "FP32", "STRING", ...) and dims.
+    ``dims`` exclude the batch dim (-1: any size). ``targets``: where it exists; a
     tensor that only some targets have is one the GPU config lacks (listed in those targets' configs as
     ``extra_tensors``, which ``fleet validate`` accepts), so clients written for the GPU never see it.
     ``reshape`` and ``allow_ragged_batch`` are how the serving model receives it."""
@@ -116,14 +115,14 @@ class Batching:
 class Deployment:
     """How one target serves a model: what may differ between targets without clients noticing.
 
-    ``instances`` is the count of one instance group of ``kind`` ("cpu" or "gpu"; None: no instance group,
-    as for ensembles). ``parameters`` are the engine's (``string_value`` each); ``bls_models`` the models a
-    BLS model calls (the ``bls_models`` parameter, which ``fleet serve`` loads with it); ``steps`` an
-    ensemble's wiring. ``doc`` says why this target differs; it is rendered into that target's file."""
+    ``instances`` is the count of one instance group of ``kind`` ("cpu" or "gpu"; an ensemble has none).
+    ``parameters`` are the engine's (``string_value`` each); ``bls_models`` the models a BLS model calls (the
+    ``bls_models`` parameter, which ``fleet serve`` loads with it); ``steps`` an ensemble's wiring.
+    ``doc`` says why this target differs; it is rendered into that target's file."""
 
     backend: str | None = None
     platform: str | None = None
-    instances: int | None = None
+    instances: int | None = 1
     kind: str = CPU
     batching: Batching | None = None
     parameters: Mapping[str, str] = field(default_factory=dict)
@@ -139,6 +138,8 @@ class Deployment:
             raise ValueError(f"instance kind {self.kind!r}: expected one of {TARGETS}")
         if bool(self.steps) != (self.platform == "ensemble"):
             raise ValueError('ensemble steps belong to platform "ensemble", and it needs them')
+        if self.steps:
+            object.__setattr__(self, "instances", None)  # Triton schedules an ensemble's steps, not instances
         object.__setattr__(self, "parameters", _frozen(self.parameters))
         object.__setattr__(self, "bls_models", tuple(self.bls_models))
         object.__setattr__(self, "steps", tuple(self.steps))

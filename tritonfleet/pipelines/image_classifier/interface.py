@@ -4,15 +4,15 @@
 ``efficientnet_lite0`` (TensorRT on GPU, onnxruntime on CPU).
 """
 
-from tritonfleet.spec import CPU, FP32, GPU, STRING, Batching, Deployment, Model, Step, Tensor, ensemble
+from tritonfleet.spec import GPU, Batching, Deployment, Model, Step, Tensor, ensemble
 
 LABELS = "labels.txt"  # the ImageNet class names, one per line, in the model folders
 
-IMAGE = Tensor("IMAGE", STRING, [1])  # the encoded bytes (JPEG, PNG, WebP, ...)
-PIXEL_VALUES = Tensor("PIXEL_VALUES", FP32, [3, 224, 224])
-PIXELS_IN = Tensor("input", FP32, [3, 224, 224])  # efficientnet_lite0's own names
-PROBABILITIES_OUT = Tensor("probabilities", FP32, [1000], label_filename=LABELS)
-PROBABILITIES = Tensor("PROBABILITIES", FP32, [1000], label_filename=LABELS)  # softmax; class_count: top-k
+IMAGE = Tensor("IMAGE", "STRING", [1])  # the encoded bytes (JPEG, PNG, WebP, ...)
+PIXEL_VALUES = Tensor("PIXEL_VALUES", "FP32", [3, 224, 224])
+PIXELS_IN = Tensor("input", "FP32", [3, 224, 224])  # efficientnet_lite0's own names
+PROBABILITIES_OUT = Tensor("probabilities", "FP32", [1000], label_filename=LABELS)
+PROBABILITIES = Tensor("PROBABILITIES", "FP32", [1000], label_filename=LABELS)  # softmax; class_count: top-k
 
 MAX_PIXELS = "max_pixels"  # image_preprocess's limit, checked from the header before decoding
 
@@ -43,7 +43,6 @@ EFFICIENTNET_LITE0 = Model(
     max_batch_size=32,
     gpu=Deployment(
         platform="tensorrt_plan",
-        instances=1,
         kind=GPU,
         batching=Batching(preferred=(8, 16, 32), max_queue_delay_us=500),
         doc="GPU production config: a TensorRT plan built from model.onnx inside the NGC image "
@@ -51,8 +50,6 @@ EFFICIENTNET_LITE0 = Model(
     ),
     cpu=Deployment(
         platform="onnxruntime_onnx",
-        instances=1,
-        kind=CPU,
         batching=Batching(max_queue_delay_us=0),
         parameters={"intra_op_thread_count": "2"},
         doc="CPU config: the same ONNX export served with onnxruntime.",

@@ -10,64 +10,49 @@ Client-facing tensors have plain names (``TEXT_INPUT``); those of preprocessing 
 model's prefix (``PRE_QUERY``, ``POST_OUTPUT``); the LLM step's own ones (``INPUT_IDS``, ``STREAMING``) none.
 """
 
-from tritonfleet.spec import (
-    BOOL,
-    CPU,
-    FP32,
-    GPU,
-    INT32,
-    STRING,
-    UINT64,
-    Batching,
-    Deployment,
-    Model,
-    QueuePolicy,
-    Step,
-    Tensor,
-    ensemble,
-)
+from tritonfleet.spec import CPU, GPU, Batching, Deployment, Model, QueuePolicy, Step, Tensor, ensemble
 
 CPU_ONLY = (CPU,)
 
 # -- the client's interface: TensorRT-LLM's ensemble (1.x names: seed, min_tokens, return_num_*_tokens,
 # num_*_tokens), plus the legacy random_seed and min_length and an optional apply_chat_template
-TEXT_INPUT = Tensor("text_input", STRING, [1])
-MAX_TOKENS = Tensor("max_tokens", INT32, [1])
-BAD_WORDS = Tensor("bad_words", STRING, [-1], optional=True)
-STOP_WORDS = Tensor("stop_words", STRING, [-1], optional=True)
-EXCLUDE_INPUT_IN_OUTPUT = Tensor("exclude_input_in_output", BOOL, [1], optional=True)
-END_ID = Tensor("end_id", INT32, [1], optional=True)
-PAD_ID = Tensor("pad_id", INT32, [1], optional=True)
-TOP_K = Tensor("top_k", INT32, [1], optional=True)
-TOP_P = Tensor("top_p", FP32, [1], optional=True)
-TEMPERATURE = Tensor("temperature", FP32, [1], optional=True)
-LENGTH_PENALTY = Tensor("length_penalty", FP32, [1], optional=True)
-REPETITION_PENALTY = Tensor("repetition_penalty", FP32, [1], optional=True)
-MIN_TOKENS = Tensor("min_tokens", INT32, [1], optional=True)
-MIN_LENGTH = Tensor("min_length", INT32, [1], optional=True)
-PRESENCE_PENALTY = Tensor("presence_penalty", FP32, [1], optional=True)
-FREQUENCY_PENALTY = Tensor("frequency_penalty", FP32, [1], optional=True)
-SEED = Tensor("seed", UINT64, [1], optional=True)
-RANDOM_SEED = Tensor("random_seed", UINT64, [1], optional=True)
-RETURN_LOG_PROBS = Tensor("return_log_probs", BOOL, [1], optional=True)
-RETURN_NUM_INPUT_TOKENS = Tensor("return_num_input_tokens", BOOL, [1], optional=True)
-RETURN_NUM_OUTPUT_TOKENS = Tensor("return_num_output_tokens", BOOL, [1], optional=True)
-BEAM_WIDTH = Tensor("beam_width", INT32, [1], optional=True)
-NUM_RETURN_SEQUENCES = Tensor("num_return_sequences", INT32, [1], optional=True)
-STREAM = Tensor("stream", BOOL, [1], optional=True)
+TEXT_INPUT = Tensor("text_input", "STRING", [1])
+MAX_TOKENS = Tensor("max_tokens", "INT32", [1])
+BAD_WORDS = Tensor("bad_words", "STRING", [-1], optional=True)
+STOP_WORDS = Tensor("stop_words", "STRING", [-1], optional=True)
+EXCLUDE_INPUT_IN_OUTPUT = Tensor("exclude_input_in_output", "BOOL", [1], optional=True)
+END_ID = Tensor("end_id", "INT32", [1], optional=True)
+PAD_ID = Tensor("pad_id", "INT32", [1], optional=True)
+TOP_K = Tensor("top_k", "INT32", [1], optional=True)
+TOP_P = Tensor("top_p", "FP32", [1], optional=True)
+TEMPERATURE = Tensor("temperature", "FP32", [1], optional=True)
+LENGTH_PENALTY = Tensor("length_penalty", "FP32", [1], optional=True)
+REPETITION_PENALTY = Tensor("repetition_penalty", "FP32", [1], optional=True)
+MIN_TOKENS = Tensor("min_tokens", "INT32", [1], optional=True)
+MIN_LENGTH = Tensor("min_length", "INT32", [1], optional=True)
+PRESENCE_PENALTY = Tensor("presence_penalty", "FP32", [1], optional=True)
+FREQUENCY_PENALTY = Tensor("frequency_penalty", "FP32", [1], optional=True)
+SEED = Tensor("seed", "UINT64", [1], optional=True)
+RANDOM_SEED = Tensor("random_seed", "UINT64", [1], optional=True)
+RETURN_LOG_PROBS = Tensor("return_log_probs", "BOOL", [1], optional=True)
+RETURN_NUM_INPUT_TOKENS = Tensor("return_num_input_tokens", "BOOL", [1], optional=True)
+RETURN_NUM_OUTPUT_TOKENS = Tensor("return_num_output_tokens", "BOOL", [1], optional=True)
+BEAM_WIDTH = Tensor("beam_width", "INT32", [1], optional=True)
+NUM_RETURN_SEQUENCES = Tensor("num_return_sequences", "INT32", [1], optional=True)
+STREAM = Tensor("stream", "BOOL", [1], optional=True)
 APPLY_CHAT_TEMPLATE = Tensor(
-    "apply_chat_template", BOOL, [1], optional=True
+    "apply_chat_template", "BOOL", [1], optional=True
 )  # text_input: the user's message
 # Guided decoding (tensorrtllm_backend v0.19's names, which v0.14.0 lacks): llguidance on the CPU engine only.
-GUIDE_TYPE = Tensor("guided_decoding_guide_type", STRING, [1], optional=True, targets=CPU_ONLY)
-GUIDE = Tensor("guided_decoding_guide", STRING, [1], optional=True, targets=CPU_ONLY)
+GUIDE_TYPE = Tensor("guided_decoding_guide_type", "STRING", [1], optional=True, targets=CPU_ONLY)
+GUIDE = Tensor("guided_decoding_guide", "STRING", [1], optional=True, targets=CPU_ONLY)
 
-TEXT_OUTPUT = Tensor("text_output", STRING, [-1])
-CUM_LOG_PROBS = Tensor("cum_log_probs", FP32, [-1])
-OUTPUT_LOG_PROBS = Tensor("output_log_probs", FP32, [-1, -1])
-NUM_INPUT_TOKENS = Tensor("num_input_tokens", INT32, [1])
-NUM_OUTPUT_TOKENS = Tensor("num_output_tokens", INT32, [1])
-BATCH_INDEX = Tensor("batch_index", INT32, [1])  # which row of a batched request a response is
+TEXT_OUTPUT = Tensor("text_output", "STRING", [-1])
+CUM_LOG_PROBS = Tensor("cum_log_probs", "FP32", [-1])
+OUTPUT_LOG_PROBS = Tensor("output_log_probs", "FP32", [-1, -1])
+NUM_INPUT_TOKENS = Tensor("num_input_tokens", "INT32", [1])
+NUM_OUTPUT_TOKENS = Tensor("num_output_tokens", "INT32", [1])
+BATCH_INDEX = Tensor("batch_index", "INT32", [1])  # which row of a batched request a response is
 
 # The optional sampling inputs a caller may set (FleetClient.generate / stream: their data types come from the
 # served config).
@@ -116,43 +101,38 @@ LLM_INPUTS = (
 LLM_OUTPUTS = (TEXT_OUTPUT, CUM_LOG_PROBS, OUTPUT_LOG_PROBS, NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, BATCH_INDEX)
 
 # -- preprocessing -------------------------------------------------------------------------------------------
-PRE_QUERY = Tensor("QUERY", STRING, [1])
-PRE_REQUEST_OUTPUT_LEN = Tensor("REQUEST_OUTPUT_LEN", INT32, [1])
-PRE_BAD_WORDS_DICT = Tensor("BAD_WORDS_DICT", STRING, [-1], optional=True)
-PRE_STOP_WORDS_DICT = Tensor("STOP_WORDS_DICT", STRING, [-1], optional=True)
-PRE_END_ID = Tensor("END_ID", INT32, [1], optional=True)
-PRE_PAD_ID = Tensor("PAD_ID", INT32, [1], optional=True)
-PRE_SEED = Tensor("SEED", UINT64, [1], optional=True)
-PRE_RANDOM_SEED = Tensor("RANDOM_SEED", UINT64, [1], optional=True)
-PRE_MIN_TOKENS = Tensor("MIN_TOKENS", INT32, [1], optional=True)
-PRE_MIN_LENGTH = Tensor("MIN_LENGTH", INT32, [1], optional=True)
-PRE_APPLY_CHAT_TEMPLATE = Tensor("APPLY_CHAT_TEMPLATE", BOOL, [1], optional=True)
+# Its inputs are the client's, under TensorRT-LLM's preprocessing names.
+PREPROCESS = {  # client input -> preprocessing input
+    TEXT_INPUT.name: "QUERY",
+    MAX_TOKENS.name: "REQUEST_OUTPUT_LEN",
+    BAD_WORDS.name: "BAD_WORDS_DICT",
+    STOP_WORDS.name: "STOP_WORDS_DICT",
+    END_ID.name: "END_ID",
+    PAD_ID.name: "PAD_ID",
+    SEED.name: "SEED",
+    RANDOM_SEED.name: "RANDOM_SEED",
+    MIN_TOKENS.name: "MIN_TOKENS",
+    MIN_LENGTH.name: "MIN_LENGTH",
+    APPLY_CHAT_TEMPLATE.name: "APPLY_CHAT_TEMPLATE",
+}
+_CLIENT = {t.name: t for t in LLM_INPUTS}
+PRE_INPUTS = tuple(_CLIENT[client].but(name=name) for client, name in PREPROCESS.items())
+(PRE_QUERY, PRE_REQUEST_OUTPUT_LEN, PRE_BAD_WORDS_DICT, PRE_STOP_WORDS_DICT, PRE_END_ID, PRE_PAD_ID, PRE_SEED,
+ PRE_RANDOM_SEED, PRE_MIN_TOKENS, PRE_MIN_LENGTH, PRE_APPLY_CHAT_TEMPLATE) = PRE_INPUTS  # fmt: skip
 
-PRE_INPUT_ID = Tensor("INPUT_ID", INT32, [-1])  # [batch, longest], padded with each row's pad id
-PRE_REQUEST_INPUT_LEN = Tensor("REQUEST_INPUT_LEN", INT32, [1])
-PRE_BAD_WORDS_IDS = Tensor("BAD_WORDS_IDS", INT32, [2, -1])  # [batch, 2, longest]: flat ids, end offsets
-PRE_STOP_WORDS_IDS = Tensor("STOP_WORDS_IDS", INT32, [2, -1])
-PRE_OUT_REQUEST_OUTPUT_LEN = Tensor("REQUEST_OUTPUT_LEN", INT32, [-1])
-PRE_OUT_END_ID = Tensor("OUT_END_ID", INT32, [1])
-PRE_OUT_PAD_ID = Tensor("OUT_PAD_ID", INT32, [1])
-PRE_OUT_SEED = Tensor("OUT_SEED", UINT64, [1])  # seed or random_seed, whichever the client sent
-PRE_OUT_MIN_TOKENS = Tensor("OUT_MIN_TOKENS", INT32, [1])  # min_tokens or min_length
+PRE_INPUT_ID = Tensor("INPUT_ID", "INT32", [-1])  # [batch, longest], padded with each row's pad id
+PRE_REQUEST_INPUT_LEN = Tensor("REQUEST_INPUT_LEN", "INT32", [1])
+PRE_BAD_WORDS_IDS = Tensor("BAD_WORDS_IDS", "INT32", [2, -1])  # [batch, 2, longest]: flat ids, end offsets
+PRE_STOP_WORDS_IDS = Tensor("STOP_WORDS_IDS", "INT32", [2, -1])
+PRE_OUT_REQUEST_OUTPUT_LEN = Tensor("REQUEST_OUTPUT_LEN", "INT32", [-1])
+PRE_OUT_END_ID = Tensor("OUT_END_ID", "INT32", [1])
+PRE_OUT_PAD_ID = Tensor("OUT_PAD_ID", "INT32", [1])
+PRE_OUT_SEED = Tensor("OUT_SEED", "UINT64", [1])  # seed or random_seed, whichever the client sent
+PRE_OUT_MIN_TOKENS = Tensor("OUT_MIN_TOKENS", "INT32", [1])  # min_tokens or min_length
 
 PREPROCESSING = Model(
     name="preprocessing",
-    inputs=(
-        PRE_QUERY,
-        PRE_REQUEST_OUTPUT_LEN,
-        PRE_BAD_WORDS_DICT,
-        PRE_STOP_WORDS_DICT,
-        PRE_END_ID,
-        PRE_PAD_ID,
-        PRE_SEED,
-        PRE_RANDOM_SEED,
-        PRE_MIN_TOKENS,
-        PRE_MIN_LENGTH,
-        PRE_APPLY_CHAT_TEMPLATE,
-    ),
+    inputs=PRE_INPUTS,
     outputs=(
         PRE_INPUT_ID,
         PRE_REQUEST_INPUT_LEN,
@@ -165,7 +145,7 @@ PREPROCESSING = Model(
         PRE_OUT_MIN_TOKENS,
     ),
     max_batch_size=64,
-    gpu=Deployment(backend="python", instances=1, parameters={"tokenizer_dir": "tokenizer"}),
+    gpu=Deployment(backend="python", parameters={"tokenizer_dir": "tokenizer"}),
     doc="""Tokenizes text_input and the stop/bad word lists (TensorRT-LLM inflight_batcher_llm names, plus
     OUT_SEED and OUT_MIN_TOKENS: seed or random_seed, min_tokens or min_length, whichever the client sent; the
     ensemble feeds them to tensorrt_llm's random_seed and min_length, v0.14.0's names). Python on CPU cores on
@@ -178,22 +158,22 @@ PREPROCESSING = Model(
 
 # -- the LLM step: tensorrt_llm (tensorrtllm_backend v0.14.0's names: random_seed and min_length, which
 # TensorRT-LLM 1.x renamed seed and min_tokens) and tensorrt_llm_counts
-INPUT_IDS = Tensor("input_ids", INT32, [-1])
-INPUT_LENGTHS = Tensor("input_lengths", INT32, [1])
-REQUEST_OUTPUT_LEN = Tensor("request_output_len", INT32, [1])
-STOP_WORDS_LIST = Tensor("stop_words_list", INT32, [2, -1], optional=True)
-BAD_WORDS_LIST = Tensor("bad_words_list", INT32, [2, -1], optional=True)
-RUNTIME_TOP_K = Tensor("runtime_top_k", INT32, [1], optional=True)
-RUNTIME_TOP_P = Tensor("runtime_top_p", FP32, [1], optional=True)
-LEN_PENALTY = Tensor("len_penalty", FP32, [1], optional=True)
-STOP = Tensor("stop", BOOL, [1], optional=True)  # TensorRT-LLM's stop request (STOP_REQUEST)
-STREAMING = Tensor("streaming", BOOL, [1], optional=True)
-PASSTHROUGH_IN = Tensor("passthrough_in", STRING, [-1], optional=True)  # back as passthrough_out (rag)
+INPUT_IDS = Tensor("input_ids", "INT32", [-1])
+INPUT_LENGTHS = Tensor("input_lengths", "INT32", [1])
+REQUEST_OUTPUT_LEN = Tensor("request_output_len", "INT32", [1])
+STOP_WORDS_LIST = Tensor("stop_words_list", "INT32", [2, -1], optional=True)
+BAD_WORDS_LIST = Tensor("bad_words_list", "INT32", [2, -1], optional=True)
+RUNTIME_TOP_K = Tensor("runtime_top_k", "INT32", [1], optional=True)
+RUNTIME_TOP_P = Tensor("runtime_top_p", "FP32", [1], optional=True)
+LEN_PENALTY = Tensor("len_penalty", "FP32", [1], optional=True)
+STOP = Tensor("stop", "BOOL", [1], optional=True)  # TensorRT-LLM's stop request (STOP_REQUEST)
+STREAMING = Tensor("streaming", "BOOL", [1], optional=True)
+PASSTHROUGH_IN = Tensor("passthrough_in", "STRING", [-1], optional=True)  # back as passthrough_out (rag)
 
-OUTPUT_IDS = Tensor("output_ids", INT32, [-1, -1])
-SEQUENCE_LENGTH = Tensor("sequence_length", INT32, [-1])
-STOP_REQUEST_ID = Tensor("stop_request_id", STRING, [1])  # the CPU engine's id that stops this sequence
-PASSTHROUGH_OUT = Tensor("passthrough_out", STRING, [-1])
+OUTPUT_IDS = Tensor("output_ids", "INT32", [-1, -1])
+SEQUENCE_LENGTH = Tensor("sequence_length", "INT32", [-1])
+STOP_REQUEST_ID = Tensor("stop_request_id", "STRING", [1])  # the CPU engine's id that stops this sequence
+PASSTHROUGH_OUT = Tensor("passthrough_out", "STRING", [-1])
 
 # TensorRT-LLM's stop request, as its inflight_batcher_llm_client.py --stop-after-ms sends it to tensorrt_llm
 # with the id of the request to end: stop, and empty values for the inputs tensorrt_llm requires.
@@ -215,6 +195,17 @@ _SAMPLED = (
     EXCLUDE_INPUT_IN_OUTPUT,
 )
 _COUNTED = (RETURN_NUM_INPUT_TOKENS, RETURN_NUM_OUTPUT_TOKENS)
+# What tensorrt_llm and tensorrt_llm_counts take alike (v0.14.0's layout).
+_REQUEST = (
+    INPUT_IDS,
+    INPUT_LENGTHS,
+    REQUEST_OUTPUT_LEN,
+    END_ID,
+    PAD_ID,
+    STOP_WORDS_LIST,
+    BAD_WORDS_LIST,
+    *_SAMPLED,
+)
 
 
 def _backend_view(tensor: Tensor) -> Tensor:
@@ -224,7 +215,7 @@ def _backend_view(tensor: Tensor) -> Tensor:
         return tensor.but(allow_ragged_batch=True, optional=True)
     if tensor.dims == (2, -1):
         return tensor.but(allow_ragged_batch=True)
-    if tensor.dims == (1,) and tensor.dtype != STRING:
+    if tensor.dims == (1,) and tensor.dtype != "STRING":
         return tensor.but(reshape=())
     return tensor
 
@@ -237,14 +228,7 @@ TENSORRT_LLM = Model(
     inputs=tuple(
         _backend_view(t)
         for t in (
-            INPUT_IDS,
-            INPUT_LENGTHS,
-            REQUEST_OUTPUT_LEN,
-            END_ID,
-            PAD_ID,
-            STOP_WORDS_LIST,
-            BAD_WORDS_LIST,
-            *_SAMPLED,
+            *_REQUEST,
             STOP,
             STREAMING,
             *(t.but(targets=CPU_ONLY) for t in (*_COUNTED, PASSTHROUGH_IN)),
@@ -263,7 +247,6 @@ TENSORRT_LLM = Model(
     decoupled=True,
     gpu=Deployment(
         backend="tensorrtllm",
-        instances=1,
         batching=Batching(preferred=(64,), max_queue_delay_us=0, queue_policy=QueuePolicy(max_queue_size=0)),
         # tensorrtllm_backend v0.14.0's all_models/inflight_batcher_llm/tensorrt_llm template, filled in.
         parameters={
@@ -292,7 +275,6 @@ TENSORRT_LLM = Model(
     ),
     cpu=Deployment(
         backend="python",
-        instances=1,
         parameters={
             "engine_dir": "cpu_engine",
             "intra_op_threads": "2",
@@ -329,23 +311,11 @@ TENSORRT_LLM = Model(
 
 TENSORRT_LLM_COUNTS = Model(
     name="tensorrt_llm_counts",
-    inputs=(
-        INPUT_IDS,
-        INPUT_LENGTHS,
-        REQUEST_OUTPUT_LEN,
-        END_ID,
-        PAD_ID,
-        STOP_WORDS_LIST,
-        BAD_WORDS_LIST,
-        *_SAMPLED,
-        STREAMING,
-        *_COUNTED,
-        PASSTHROUGH_IN,
-    ),
+    inputs=(*_REQUEST, STREAMING, *_COUNTED, PASSTHROUGH_IN),
     outputs=(*TENSORRT_LLM_OUTPUTS, NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, PASSTHROUGH_OUT),
     max_batch_size=64,
     decoupled=True,
-    gpu=Deployment(backend="python", instances=1, bls_models=(TENSORRT_LLM.name,)),
+    gpu=Deployment(backend="python", bls_models=(TENSORRT_LLM.name,)),
     doc="""The GPU ensemble's (and tensorrt_llm_bls's) decoupled step: tensorrt_llm's inputs and outputs plus
     the token counts of TensorRT-LLM 1.x's layout (return_num_input_tokens / return_num_output_tokens in,
     num_input_tokens / num_output_tokens out), which tensorrtllm_backend v0.14.0 does not have. It forwards
@@ -356,14 +326,13 @@ TENSORRT_LLM_COUNTS = Model(
 )
 
 # -- postprocessing ------------------------------------------------------------------------------------------
-POST_TOKENS_BATCH = Tensor("TOKENS_BATCH", INT32, [-1, -1])
-POST_SEQUENCE_LENGTH = Tensor("SEQUENCE_LENGTH", INT32, [-1])
-POST_STOP_REQUEST_ID = Tensor("STOP_REQUEST_ID", STRING, [1], optional=True, targets=CPU_ONLY)
-POST_OUTPUT = Tensor("OUTPUT", STRING, [-1])
+POST_TOKENS_BATCH = Tensor("TOKENS_BATCH", "INT32", [-1, -1])
+POST_SEQUENCE_LENGTH = Tensor("SEQUENCE_LENGTH", "INT32", [-1])
+POST_STOP_REQUEST_ID = Tensor("STOP_REQUEST_ID", "STRING", [1], optional=True, targets=CPU_ONLY)
+POST_OUTPUT = Tensor("OUTPUT", "STRING", [-1])
 
 _POSTPROCESSING_GPU = Deployment(
     backend="python",
-    instances=1,
     batching=Batching(max_queue_delay_us=0),
     parameters={"tokenizer_dir": "tokenizer", "skip_special_tokens": "true"},
     doc="""No STRING inputs here, so the dynamic batcher is safe: Triton 24.10 passes a STRING input whose
@@ -393,19 +362,6 @@ POSTPROCESSING = Model(
 # -- the chain, written once: ensemble, rag and tensorrt_llm_bls read these ----------------------------------
 LLM_STEP = {GPU: TENSORRT_LLM_COUNTS, CPU: TENSORRT_LLM}  # the decoupled step: it returns the token counts
 
-PREPROCESS = {  # client input -> preprocessing input
-    TEXT_INPUT.name: PRE_QUERY.name,
-    MAX_TOKENS.name: PRE_REQUEST_OUTPUT_LEN.name,
-    BAD_WORDS.name: PRE_BAD_WORDS_DICT.name,
-    STOP_WORDS.name: PRE_STOP_WORDS_DICT.name,
-    END_ID.name: PRE_END_ID.name,
-    PAD_ID.name: PRE_PAD_ID.name,
-    SEED.name: PRE_SEED.name,
-    RANDOM_SEED.name: PRE_RANDOM_SEED.name,
-    MIN_TOKENS.name: PRE_MIN_TOKENS.name,
-    MIN_LENGTH.name: PRE_MIN_LENGTH.name,
-    APPLY_CHAT_TEMPLATE.name: PRE_APPLY_CHAT_TEMPLATE.name,
-}
 FROM_PREPROCESSING = {  # preprocessing output -> LLM step input
     PRE_INPUT_ID.name: INPUT_IDS.name,
     PRE_REQUEST_INPUT_LEN.name: INPUT_LENGTHS.name,

@@ -7,31 +7,18 @@ as numbered sources.
 
 from tritonfleet.pipelines.llm import interface as llm
 from tritonfleet.pipelines.text_embedding import interface as embedding
-from tritonfleet.spec import (
-    BOOL,
-    CPU,
-    FP32,
-    GPU,
-    INT32,
-    STRING,
-    Batching,
-    Deployment,
-    Model,
-    Step,
-    Tensor,
-    ensemble,
-)
+from tritonfleet.spec import CPU, GPU, Batching, Deployment, Model, Step, Tensor, ensemble
 
-QUESTION = Tensor("QUESTION", STRING, [1])
-EMBEDDING = Tensor("EMBEDDING", FP32, [384])
-NUM_SOURCES_IN = Tensor("NUM_SOURCES", INT32, [1], optional=True)
-APPLY_CHAT_TEMPLATE_IN = Tensor("APPLY_CHAT_TEMPLATE", BOOL, [1], optional=True)
-PROMPT = Tensor("PROMPT", STRING, [1])
-USE_CHAT_TEMPLATE = Tensor("USE_CHAT_TEMPLATE", BOOL, [1])
-SOURCES_OUT = Tensor("SOURCES", STRING, [-1])
+QUESTION = Tensor("QUESTION", "STRING", [1])
+EMBEDDING = Tensor("EMBEDDING", "FP32", [384])
+NUM_SOURCES_IN = Tensor("NUM_SOURCES", "INT32", [1], optional=True)
+APPLY_CHAT_TEMPLATE_IN = Tensor("APPLY_CHAT_TEMPLATE", "BOOL", [1], optional=True)
+PROMPT = Tensor("PROMPT", "STRING", [1])
+USE_CHAT_TEMPLATE = Tensor("USE_CHAT_TEMPLATE", "BOOL", [1])
+SOURCES_OUT = Tensor("SOURCES", "STRING", [-1])
 
-NUM_SOURCES = Tensor("num_sources", INT32, [1], optional=True)  # chunks to retrieve (default_sources)
-SOURCES = Tensor("sources", STRING, [-1])  # one "path#chunk" per chunk, on the first response
+NUM_SOURCES = Tensor("num_sources", "INT32", [1], optional=True)  # chunks to retrieve (default_sources)
+SOURCES = Tensor("sources", "STRING", [-1])  # one "path#chunk" per chunk, on the first response
 
 RETRIEVER = Model(
     name="retriever",
@@ -40,7 +27,6 @@ RETRIEVER = Model(
     max_batch_size=64,
     gpu=Deployment(
         backend="python",
-        instances=1,
         batching=Batching(max_queue_delay_us=0),
         parameters={"default_sources": "3", "max_sources": "8"},
     ),

@@ -5,7 +5,7 @@ served config (``clients/tabular.py``), and the build checks the trained model a
 
 from collections.abc import Sequence
 
-from tritonfleet.spec import FP32, INT64, Batching, Deployment, Model, Tensor
+from tritonfleet.spec import Batching, Deployment, Model, Tensor
 
 FEATURES = "FEATURES"  # FP32 [n_features], in feature_names order
 LABEL = "LABEL"  # INT64 [1], the class index in class_names order
@@ -14,7 +14,6 @@ FEATURE_NAMES, CLASS_NAMES = "feature_names", "class_names"  # the interface's p
 
 _SERVED = Deployment(
     platform="onnxruntime_onnx",
-    instances=1,
     batching=Batching(max_queue_delay_us=0),
     parameters={
         "intra_op_thread_count": "1",
@@ -34,8 +33,8 @@ def classifier(name: str, features: Sequence[str], classes: Sequence[str], doc: 
     """A classifier of rows of ``features`` into ``classes``, served by onnxruntime on the CPU cores."""
     return Model(
         name=name,
-        inputs=(Tensor(FEATURES, FP32, [len(features)]),),
-        outputs=(Tensor(LABEL, INT64, [1]), Tensor(PROBABILITIES, FP32, [len(classes)])),
+        inputs=(Tensor(FEATURES, "FP32", [len(features)]),),
+        outputs=(Tensor(LABEL, "INT64", [1]), Tensor(PROBABILITIES, "FP32", [len(classes)])),
         max_batch_size=1024,
         gpu=_SERVED,
         parameters={FEATURE_NAMES: ", ".join(features), CLASS_NAMES: ", ".join(classes)},

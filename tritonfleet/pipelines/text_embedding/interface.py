@@ -4,31 +4,17 @@
 (TensorRT on GPU, onnxruntime on CPU; mean pooling and L2 normalisation are in the graph).
 """
 
-from tritonfleet.spec import (
-    BOOL,
-    CPU,
-    FP32,
-    GPU,
-    INT32,
-    INT64,
-    STRING,
-    Batching,
-    Deployment,
-    Model,
-    Step,
-    Tensor,
-    ensemble,
-)
+from tritonfleet.spec import GPU, Batching, Deployment, Model, Step, Tensor, ensemble
 
 MAX_WORD_PIECES = 256  # the model's limit; the tokenizer cuts longer texts (TRUNCATED)
 
-TEXT = Tensor("TEXT", STRING, [1])
-INPUT_IDS = Tensor("input_ids", INT64, [-1])
-ATTENTION_MASK = Tensor("attention_mask", INT64, [-1])
-NUM_TOKENS = Tensor("NUM_TOKENS", INT32, [1])  # word pieces embedded, [CLS] and [SEP] included
-TRUNCATED = Tensor("TRUNCATED", BOOL, [1])  # the text was cut at MAX_WORD_PIECES
-SENTENCE_EMBEDDING = Tensor("sentence_embedding", FP32, [384])
-EMBEDDING = Tensor("EMBEDDING", FP32, [384])  # unit length: cosine similarity is a dot product
+TEXT = Tensor("TEXT", "STRING", [1])
+INPUT_IDS = Tensor("input_ids", "INT64", [-1])
+ATTENTION_MASK = Tensor("attention_mask", "INT64", [-1])
+NUM_TOKENS = Tensor("NUM_TOKENS", "INT32", [1])  # word pieces embedded, [CLS] and [SEP] included
+TRUNCATED = Tensor("TRUNCATED", "BOOL", [1])  # the text was cut at MAX_WORD_PIECES
+SENTENCE_EMBEDDING = Tensor("sentence_embedding", "FP32", [384])
+EMBEDDING = Tensor("EMBEDDING", "FP32", [384])  # unit length: cosine similarity is a dot product
 
 _TOKENIZER_GPU = Deployment(
     backend="python",
@@ -67,7 +53,6 @@ MINILM_L6 = Model(
     max_batch_size=64,
     gpu=Deployment(
         platform="tensorrt_plan",
-        instances=1,
         kind=GPU,
         batching=Batching(preferred=(16, 32, 64), max_queue_delay_us=500),
         parameters={
@@ -82,8 +67,6 @@ MINILM_L6 = Model(
     ),
     cpu=Deployment(
         platform="onnxruntime_onnx",
-        instances=1,
-        kind=CPU,
         batching=Batching(max_queue_delay_us=0),
         parameters={"intra_op_thread_count": "1"},
         doc="""CPU config: the same ONNX export served with onnxruntime. Triton's dynamic batcher batches only
