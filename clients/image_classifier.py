@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from tritonfleet.clients.call import Call
+from tritonfleet.pipelines.image_classifier import interface
 
-MODEL = "image_classifier"
-INPUT = "IMAGE"
-OUTPUT = "PROBABILITIES"
+MODEL = interface.IMAGE_CLASSIFIER.name
+INPUT = interface.IMAGE.name
+OUTPUT = interface.PROBABILITIES.name
 
 ImageSource = str | Path | bytes
 

@@ -18,25 +18,15 @@ from typing import Any
 import numpy as np
 
 from tritonfleet.clients.call import Call
+from tritonfleet.pipelines.llm import interface as llm
 
-UNARY_MODEL = "tensorrt_llm_bls"
-STREAM_MODEL = "ensemble"
-STOP_MODEL = "tensorrt_llm"  # the ensemble's steps carry the ensemble request's id
-OUTPUT = "text_output"
+UNARY_MODEL = llm.TENSORRT_LLM_BLS.name
+STREAM_MODEL = llm.ENSEMBLE.name
+STOP_MODEL = llm.TENSORRT_LLM.name  # the ensemble's steps carry the ensemble request's id
+OUTPUT = llm.TEXT_OUTPUT.name
 
 # The optional inputs a caller may set (their data types come from the model's config).
-PARAMETERS = (
-    "temperature",
-    "top_k",
-    "top_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "min_tokens",
-    "seed",
-    "end_id",
-    "pad_id",
-)
+PARAMETERS = tuple(t.name for t in llm.SAMPLING)
 
 Values = dict[str, np.ndarray]
 
@@ -60,13 +50,13 @@ def request_values(
         raise ValueError("no prompt")
     rows = len(prompts)
     values = {
-        "text_input": np.array([[p.encode()] for p in prompts], dtype=np.object_),
-        "max_tokens": np.array([[max_tokens]] * rows),
-        "stream": np.array([[stream]] * rows),
-        "apply_chat_template": np.array([[chat]] * rows),
+        llm.TEXT_INPUT.name: np.array([[p.encode()] for p in prompts], dtype=np.object_),
+        llm.MAX_TOKENS.name: np.array([[max_tokens]] * rows),
+        llm.STREAM.name: np.array([[stream]] * rows),
+        llm.APPLY_CHAT_TEMPLATE.name: np.array([[chat]] * rows),
     }
     if stop_words:
-        values["stop_words"] = np.array([[w.encode() for w in stop_words]] * rows, dtype=np.object_)
+        values[llm.STOP_WORDS.name] = np.array([[w.encode() for w in stop_words]] * rows, dtype=np.object_)
     for name, value in params.items():
         values[name] = np.array([[value]] * rows)
     return values
@@ -90,13 +80,7 @@ def generate(
 
 def stop_values() -> Values:
     """TensorRT-LLM's stop request: send it to ``STOP_MODEL`` with the id of the request to end."""
-    zero = np.zeros((1, 1), dtype=np.int32)
-    return {
-        "input_ids": zero,
-        "input_lengths": zero,
-        "request_output_len": zero,
-        "stop": np.ones((1, 1), bool),
-    }
+    return {name: np.full((1, 1), value) for name, value in llm.STOP_REQUEST.items()}
 
 
 def http_stop(
@@ -142,8 +126,8 @@ def sse_stream(
     """Stream over HTTP: ``POST /v2/models/<model>/generate_stream``, one JSON event per response; a stream
     left before its end is stopped (:func:`http_stop`)."""
     body = {name: _json(value) for name, value in values.items()}
-    if "stop_words" in body:
-        body["stop_words"] = _json(values["stop_words"][0], many=True)
+    if llm.STOP_WORDS.name in body:
+        body[llm.STOP_WORDS.name] = _json(values[llm.STOP_WORDS.name][0], many=True)
     request = urllib.request.Request(
         f"http://{http_url}/v2/models/{model}/generate_stream",
         json.dumps({"id": request_id, **body}).encode(),

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tritonfleet.clients import llm
+from tritonfleet.pipelines.rag import interface
 
 if TYPE_CHECKING:
     from tritonfleet.clients.fleet import FleetClient
 
-MODEL = "rag"
-SOURCES = "sources"
+MODEL = interface.RAG.name
+SOURCES = interface.SOURCES.name
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def request_values(
 ) -> llm.Values:
     values = llm.request_values(question, max_tokens, stream=stream, chat=True, stop_words=None, **sampling)
     if num_sources is not None:
-        values["num_sources"] = np.array([[num_sources]])
+        values[interface.NUM_SOURCES.name] = np.array([[num_sources]])
     return values
 
 

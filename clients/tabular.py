@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from tritonfleet.clients.call import Call, ConfiguredCall
+from tritonfleet.pipelines.tabular import interface
 
-MODELS = ("breast_cancer_xgboost", "wine_sklearn")
-INPUT = "FEATURES"
-LABEL = "LABEL"
-PROBABILITIES = "PROBABILITIES"
-FEATURE_NAMES = "feature_names"  # config parameters
-CLASS_NAMES = "class_names"
+MODELS = tuple(model.name for model in interface.MODELS)
+INPUT = interface.FEATURES
+LABEL = interface.LABEL
+PROBABILITIES = interface.PROBABILITIES
+FEATURE_NAMES = interface.FEATURE_NAMES  # config parameters
+CLASS_NAMES = interface.CLASS_NAMES
 
 Rows = Sequence[Mapping[str, Any]] | Mapping[str, Any] | Sequence[Sequence[float]] | np.ndarray
 

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from tritonfleet.clients.call import Call
+from tritonfleet.pipelines.text_embedding import interface
 
-MODEL = "text_embedding"
-INPUT = "TEXT"
-OUTPUTS = ("EMBEDDING", "NUM_TOKENS", "TRUNCATED")
+MODEL = interface.TEXT_EMBEDDING.name
+INPUT = interface.TEXT.name
+OUTPUTS = (interface.EMBEDDING.name, interface.NUM_TOKENS.name, interface.TRUNCATED.name)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Embeddings:
 
 
 def embed(texts: str | Sequence[str]) -> Call:
-    """Embed ``texts`` (one string or several, up to the model's max_batch_size of 64) in one request."""
+    """Embed ``texts`` (one string or several, up to the model's max_batch_size) in one request."""
     items = [texts] if isinstance(texts, str) else list(texts)
     if not items:
         raise ValueError("embed needs at least one text")

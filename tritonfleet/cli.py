@@ -1,6 +1,7 @@
 """``fleet``: build, validate, serve, call and benchmark the model fleet.
 
 fleet build [PIPELINE ...] [--target cpu|image|gpu]
+fleet render                                    # config.pbtxt + configs/cpu.pbtxt from the interfaces
 fleet validate
 fleet plan --gpus SPEC [--name NAME]          # place the fleet on GPUs: configs/NAME.pbtxt + report
 fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
@@ -63,6 +64,11 @@ def parser() -> argparse.ArgumentParser:
             help=f"{option.help} (default: {option.default})",
         )
     b.set_defaults(handler=cmd_build)
+
+    rn = sub.add_parser(
+        "render", help="write every model's configs from its interface (pipelines/*/interface.py)"
+    )
+    rn.set_defaults(handler=cmd_render)
 
     v = sub.add_parser("validate", help="check every config against Triton's schema and ensemble wiring")
     v.set_defaults(handler=cmd_validate)
@@ -209,6 +215,17 @@ def cmd_build(args: argparse.Namespace) -> int:
                 console.print(f"[red]✗[/] {label}\n{exc}")
                 return 1
         console.print(f"[green]✓[/] {label}: {state} in {time.monotonic() - start:.1f}s")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from tritonfleet.spec.config import rendered, write
+
+    changed = write(args.repository)
+    for name in changed:
+        console.print(f"[green]✓[/] {'wrote' if (args.repository / name).is_file() else 'removed'} {name}")
+    files = sum(text is not None for text in rendered().values())
+    console.print(f"{len(changed)} of {files} config file(s) changed in {args.repository}")
     return 0
 
 

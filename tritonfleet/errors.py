@@ -96,6 +96,15 @@ class Unavailable(Exception):
         return retry_after(self.retry_s)
 
 
+INTERNAL_ERROR = ": internal error: "  # how a fault's message names itself (fault())
+
+
+def fault(model: str, exc: BaseException) -> str:
+    """The message of an unexpected exception that a model answers one request with (not the whole batch):
+    ``<model>: internal error: <type>: <message>``."""
+    return f"{model}{INTERNAL_ERROR}{type(exc).__name__}: {exc}"
+
+
 def retry_after(seconds: float) -> str:
     """The ``Retry-After`` header's value: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))

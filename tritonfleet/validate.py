@@ -1,20 +1,22 @@
 """Static validation of a whole model repository, for ``fleet validate`` in CI.
 
-Finds, without a server, what would make Triton refuse a model on either target, and breaks of the
-promise that clients never change between the GPU and the CPU target.
+Finds, without a server, what would make Triton refuse a model on either target, breaks of the promise
+that clients never change between the GPU and the CPU target, and committed configs that are not the
+rendering of the models' declarations (``tritonfleet/pipelines/*/interface.py``, ``fleet render``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tritonfleet import spec
 from tritonfleet.repository import (
     TARGETS,
     ConfigError,
@@ -24,6 +26,7 @@ from tritonfleet.repository import (
     named_config_path,
     parse_config,
 )
+from tritonfleet.spec.config import GPU_FILE, rendered
 
 _VERSION = re.compile(r"[1-9][0-9]*")  # Triton ignores other folder names, "0" and "01" included
 
@@ -62,14 +65,17 @@ class _Tensor:
         return "shapes differ"
 
 
-def validate_repository(root: Path) -> list[Problem]:
-    """Every problem in the repository at ``root``; empty when valid. Never raises on a bad repo."""
+def validate_repository(root: Path, models: Sequence[spec.Model] | None = None) -> list[Problem]:
+    """Every problem in the repository at ``root``; empty when valid. Never raises on a bad repo.
+
+    ``models``: the declarations whose rendering the repository must be, no more and no fewer (default:
+    every declared model; ``()`` checks the files on their own, as for a repository written by hand)."""
     repo = Repository(root)
     model_dirs = repo.model_dirs()
     if not model_dirs:
         return [Problem("", ".", f"no model folders (<name>/config.pbtxt) in {root}")]
     names = set(repo.names())
-    problems: list[Problem] = []
+    problems = _check_rendered(root, names, list(spec.models().values()) if models is None else list(models))
     parsed: dict[Path, mc.ModelConfig | None] = {}
 
     def report(model: str, path: Path, message: str) -> None:
@@ -118,6 +124,59 @@ def validate_repository(root: Path) -> list[Problem]:
                 found.setdefault((model_dir.name, path, message), []).append(target)
     for (model, path, message), targets in found.items():
         report(model, path, f"{model} [{','.join(targets)}]: {message}")
+    return problems
+
+
+def _check_rendered(root: Path, names: set[str], declared: list[spec.Model]) -> list[Problem]:
+    """The committed config files against the rendering of ``declared``: each file equal to it, no model
+    folder undeclared (none to check against: the files alone are checked)."""
+    if not declared:
+        return []
+    sources = {name: d.source for name, d in spec.declared().items()}
+    problems = [
+        Problem(
+            name,
+            name,
+            f"{name}: no tritonfleet/pipelines/*/interface.py declares it (MODELS): declare it, "
+            "then run `fleet render`",
+        )
+        for name in sorted(names - {m.name for m in declared})
+    ]
+    for file, text in rendered(declared).items():
+        model = file.split("/", 1)[0]
+        source = sources.get(model, "its interface declaration")
+        target = "gpu" if file.endswith(f"/{GPU_FILE}") else "cpu"
+        path = root / file
+        if text is None:
+            if path.exists():
+                problems.append(
+                    Problem(
+                        model,
+                        file,
+                        f"{model} [{target}]: its {target} config is config.pbtxt's ({source}), so "
+                        "this file must go: run `fleet render`",
+                    )
+                )
+            continue
+        committed = path.read_text(errors="replace") if path.is_file() else None
+        if committed == text:
+            continue
+        if committed is None:
+            where = "is missing"
+        else:
+            mine, theirs = committed.splitlines(), text.splitlines()
+            line = next(
+                (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b),
+                min(len(mine), len(theirs)),
+            )
+            where = f"differs from its rendering from line {line + 1}"
+        problems.append(
+            Problem(
+                model,
+                file,
+                f"{model} [{target}]: {where}: edit {source}, not this file, and run `fleet render`",
+            )
+        )
     return problems
 
 

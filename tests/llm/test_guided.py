@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from tritonfleet.errors import ClientError
 from tritonfleet.pipelines.llm.guided import GuideCompiler
 from tritonfleet.pipelines.llm.sampling import Sampler, SamplingParams
 
@@ -90,5 +91,5 @@ def test_greedy_with_a_guide_picks_the_best_allowed_token(compiler: GuideCompile
 def test_invalid_guides_are_value_errors(
     compiler: GuideCompiler, guide_type: str, guide: str, message: str
 ) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ClientError, match=message):
         compiler.compile(guide_type, guide)

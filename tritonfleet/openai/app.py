@@ -36,10 +36,16 @@ from tritonfleet.openai.errors import APIError, bad_request, from_triton
 from tritonfleet.openai.schemas import ChatRequest, CompletionRequest, EmbeddingRequest, parse
 from tritonfleet.openai.triton import Triton, check
 from tritonfleet.pipelines import OpenAIModel
+from tritonfleet.pipelines.llm import interface as llm
+from tritonfleet.pipelines.text_embedding import interface as embedding
 
 log = logging.getLogger("tritonfleet.openai")
 OnUsage = Callable[[Request, int], Awaitable[None] | None]
-EMBEDDING_INPUT, EMBEDDING_OUTPUT, EMBEDDING_TOKENS = "TEXT", "EMBEDDING", "NUM_TOKENS"
+EMBEDDING_INPUT, EMBEDDING_OUTPUT, EMBEDDING_TOKENS = (
+    embedding.TEXT.name,
+    embedding.EMBEDDING.name,
+    embedding.NUM_TOKENS.name,
+)
 STOP_TRIES_S = 30  # how long a dropped request's rows are stopped again and again until they end
 
 
@@ -423,12 +429,12 @@ class _Run:
         self.model = model
         self.rows = rows
         self.streamed = stream_model
-        self.logprobs = "return_log_probs" in rows[0].values
+        self.logprobs = llm.RETURN_LOG_PROBS.name in rows[0].values
         self.id = uuid.uuid4().hex
         self.created = int(time.time())
         stops = (
-            [w.decode() for w in rows[0].values["stop_words"].reshape(-1)]
-            if "stop_words" in rows[0].values
+            [w.decode() for w in rows[0].values[llm.STOP_WORDS.name].reshape(-1)]
+            if llm.STOP_WORDS.name in rows[0].values
             else []
         )
         self.choices = [gen.Choice(i, r.max_tokens, gen.StopScanner(stops)) for i, r in enumerate(rows)]
@@ -479,7 +485,7 @@ class _Run:
             )
         )
         for batch, result in zip(self.batches, results, strict=True):
-            texts = result.as_numpy("text_output")
+            texts = result.as_numpy(llm.TEXT_OUTPUT.name)
             check(texts is not None and texts.shape[0] == len(batch), "the pipeline answered other rows")
             for j, index in enumerate(batch):
                 self.choices[index].add(_RowOf(result, j), self.logprobs)
@@ -520,12 +526,12 @@ class _Run:
                         if not self.choices[index].done:
                             yield index, self.choices[index].finish(), True
                     continue
-                tag = result.as_numpy("batch_index")
+                tag = result.as_numpy(llm.BATCH_INDEX.name)
                 if tag is None and len(batch) > 1:
                     raise APIError(500, f"{model} sent a response of a batch without batch_index")
                 index = batch[int(tag.reshape(-1)[0]) if tag is not None else 0]
                 choice = self.choices[index]
-                if choice.done or result.as_numpy("text_output") is None:
+                if choice.done or result.as_numpy(llm.TEXT_OUTPUT.name) is None:
                     continue  # the empty final response; or a stop string ended the row: the rest is not its
                 self._extras(result)
                 text = choice.add(result, self.logprobs)

@@ -19,8 +19,9 @@ from tritonfleet import pipelines
 from tritonfleet.openai.errors import APIError, unknown_model
 from tritonfleet.openai.triton import Triton
 from tritonfleet.pipelines import OpenAIModel
+from tritonfleet.pipelines.llm import interface as llm
 
-GUIDE_TYPE, GUIDE = "guided_decoding_guide_type", "guided_decoding_guide"
+GUIDE_TYPE, GUIDE = llm.GUIDE_TYPE.name, llm.GUIDE.name
 
 
 @dataclass(frozen=True)

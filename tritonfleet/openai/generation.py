@@ -28,6 +28,7 @@ from tritonfleet.openai.catalog import GUIDE, GUIDE_TYPE, Served, Tokenizing
 from tritonfleet.openai.errors import APIError, bad_request, context_exceeded
 from tritonfleet.openai.schemas import ChatRequest, Message, ResponseFormat, _Sampling
 from tritonfleet.pipelines import OpenAIModel
+from tritonfleet.pipelines.llm import interface as llm
 
 # JSON output without free whitespace between tokens: a small model left free to indent may fill its
 # budget with blank lines (a schema's own "x-guidance" options override these).
@@ -136,28 +137,32 @@ def rows(
     seed = request.seed if request.seed is not None else secrets.randbelow(2**62)
     temperature = 1.0 if request.temperature is None else request.temperature
     values: dict[str, Any] = {
-        "text_input": [[prompt.encode()]],
-        "max_tokens": [[max_tokens]],
-        "stream": [[stream]],
-        "exclude_input_in_output": [[True]],
-        "return_num_input_tokens": [[True]],
-        "return_num_output_tokens": [[True]],
+        llm.TEXT_INPUT.name: [[prompt.encode()]],
+        llm.MAX_TOKENS.name: [[max_tokens]],
+        llm.STREAM.name: [[stream]],
+        llm.EXCLUDE_INPUT_IN_OUTPUT.name: [[True]],
+        llm.RETURN_NUM_INPUT_TOKENS.name: [[True]],
+        llm.RETURN_NUM_OUTPUT_TOKENS.name: [[True]],
     }
+    top_k, top_p = llm.TOP_K.name, llm.TOP_P.name
     if temperature == 0:  # greedy, TensorRT-LLM's way (top_k 1, top_p 0: no division by temperature 0)
-        values.update(temperature=[[1.0]], top_k=[[1]], top_p=[[0.0]])
+        values.update({llm.TEMPERATURE.name: [[1.0]], top_k: [[1]], top_p: [[0.0]]})
     else:  # sampling; top_p 1 is the whole distribution (the pipeline reads top_k 0, top_p 0 as greedy)
-        values.update(temperature=[[temperature]], top_k=[[0]], top_p=[[request.top_p or 1.0]])
+        values.update({llm.TEMPERATURE.name: [[temperature]], top_k: [[0]], top_p: [[request.top_p or 1.0]]})
     if model.prompt == "chat_template":
-        values["apply_chat_template"] = [[False]]
+        values[llm.APPLY_CHAT_TEMPLATE.name] = [[False]]
     if request.min_tokens:
-        values["min_tokens"] = [[min(request.min_tokens, max_tokens)]]
-    for name in ("presence_penalty", "frequency_penalty"):
-        if getattr(request, name) is not None:
-            values[name] = [[getattr(request, name)]]
+        values[llm.MIN_TOKENS.name] = [[min(request.min_tokens, max_tokens)]]
+    for attribute, name in (
+        ("presence_penalty", llm.PRESENCE_PENALTY.name),
+        ("frequency_penalty", llm.FREQUENCY_PENALTY.name),
+    ):
+        if getattr(request, attribute) is not None:
+            values[name] = [[getattr(request, attribute)]]
     if request.stop_list:
-        values["stop_words"] = [[s.encode() for s in request.stop_list]]
+        values[llm.STOP_WORDS.name] = [[s.encode() for s in request.stop_list]]
     if logprobs:
-        values["return_log_probs"] = [[True]]
+        values[llm.RETURN_LOG_PROBS.name] = [[True]]
     if guided is not None:
         values[GUIDE_TYPE] = [[guided[0].encode()]]
         values[GUIDE] = [[guided[1].encode()]]
@@ -168,7 +173,7 @@ def rows(
     out = []
     for i in range(request.n):
         row = dict(arrays)
-        row["seed"] = np.array([[(seed + i) % 2**63]], dtype=np.uint64)
+        row[llm.SEED.name] = np.array([[(seed + i) % 2**63]], dtype=np.uint64)
         out.append(Row(prompt, max_tokens, row))
     return out
 
@@ -232,15 +237,15 @@ class Choice:
 
     def add(self, result: Any, logprobs: bool) -> str:
         """Take one pipeline response; return the text it adds (stop strings trimmed)."""
-        pieces = result.as_numpy("text_output")
+        pieces = result.as_numpy(llm.TEXT_OUTPUT.name)
         piece = "" if pieces is None else "".join(p.decode("utf-8", "replace") for p in pieces.reshape(-1))
-        counts = result.as_numpy("num_input_tokens"), result.as_numpy("num_output_tokens")
+        counts = result.as_numpy(llm.NUM_INPUT_TOKENS.name), result.as_numpy(llm.NUM_OUTPUT_TOKENS.name)
         if counts[0] is not None and counts[0].size:
             self.prompt_tokens = int(counts[0].reshape(-1)[0])
         if counts[1] is not None and counts[1].size:
             self.completion_tokens = int(counts[1].reshape(-1)[0])
         if logprobs and piece:
-            values = result.as_numpy("output_log_probs")
+            values = result.as_numpy(llm.OUTPUT_LOG_PROBS.name)
             total = float(values.sum()) if values is not None else 0.0
             self.logprobs.append((piece, total))
         out = self.scanner.feed(piece)

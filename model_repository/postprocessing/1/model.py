@@ -18,21 +18,16 @@ Called directly with tensors that do not fit together (lengths per beam, token i
 request gets INVALID_ARG saying what is wrong; the other requests of a dynamic batch are decoded.
 """
 
-import functools
 import json
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
-from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonfleet.pipelines.llm.errors import fault
-from tritonfleet.repository import Repository
-
-
-class ClientError(ValueError):
-    """Tensors the client got wrong (postprocessing called directly): INVALID_ARG with this message."""
+from tritonfleet.errors import ClientError
+from tritonfleet.pipelines.llm import interface as llm
+from tritonfleet.python_backend import answer_each, check_required, numpy_type, required_inputs
 
 
 class TritonPythonModel:
@@ -45,52 +40,38 @@ class TritonPythonModel:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
         self.vocab = self.tokenizer.get_vocab_size(with_added_tokens=True)
         self.skip_special = params.get("skip_special_tokens", "true") == "true"
-        self.repository = Path(args["model_repository"]).parent
-        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
+        self.required = required_inputs(config)
         [output] = config["output"]
         self.dtype = pb_utils.triton_string_to_numpy(output["data_type"])
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._postprocess(request))
-            except ClientError as exc:
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-            except Exception as exc:  # a fault of ours: fail this request only
-                error = pb_utils.TritonError(fault("postprocessing", exc))
-                responses.append(pb_utils.InferenceResponse(error=error))
-        return responses
+        return answer_each(llm.POSTPROCESSING.name, requests, self._postprocess)
 
     def _postprocess(self, request):
-        stop_ids = pb_utils.get_input_tensor_by_name(request, "STOP_REQUEST_ID")
+        stop_ids = pb_utils.get_input_tensor_by_name(request, STOP_ID)
         if stop_ids is not None and request.is_cancelled():  # stop the generation, then answer as usual
             for stop_id in dict.fromkeys(stop_ids.as_numpy().reshape(-1)):
-                _stop(self.repository, _text(stop_id, "STOP_REQUEST_ID"))
-        # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
-        missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
-        if missing:
-            raise ClientError(f"missing required input(s) {missing}")
-        tokens = pb_utils.get_input_tensor_by_name(request, "TOKENS_BATCH").as_numpy()  # [batch, beams, n]
-        lengths = pb_utils.get_input_tensor_by_name(request, "SEQUENCE_LENGTH").as_numpy()  # [batch, beams]
+                _stop(_text(stop_id, STOP_ID))
+        check_required(request, self.required)
+        tokens = pb_utils.get_input_tensor_by_name(request, TOKENS).as_numpy()  # [batch, beams, n]
+        lengths = pb_utils.get_input_tensor_by_name(request, LENGTHS).as_numpy()  # [batch, beams]
         if lengths.shape != tokens.shape[:2]:
             raise ClientError(
-                f"SEQUENCE_LENGTH has shape {list(lengths.shape)}, TOKENS_BATCH {list(tokens.shape)}: "
+                f"{LENGTHS} has shape {list(lengths.shape)}, {TOKENS} {list(tokens.shape)}: "
                 "one length per beam of each row"
             )
         if lengths.size and not (lengths.min() >= 0 and lengths.max() <= tokens.shape[2]):
-            raise ClientError(f"SEQUENCE_LENGTH must lie in [0, {tokens.shape[2]}] (the tokens of each beam)")
+            raise ClientError(f"{LENGTHS} must lie in [0, {tokens.shape[2]}] (the tokens of each beam)")
         rows = [
             row[:n].tolist()
             for row, n in zip(tokens.reshape(lengths.size, tokens.shape[2]), lengths.reshape(-1), strict=True)
         ]
         if any(not 0 <= t < self.vocab for row in rows for t in row):
-            raise ClientError(f"TOKENS_BATCH holds token ids outside [0, {self.vocab})")
+            raise ClientError(f"{TOKENS} holds token ids outside [0, {self.vocab})")
         texts = [self.tokenizer.decode(row, skip_special_tokens=self.skip_special) for row in rows]
         # Shape [batch * beams] as TensorRT-LLM's postprocessing returns it: clients read text_output[0].
         output = np.array([t.encode("utf-8") for t in texts], dtype=self.dtype)
-        return pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT", output)])
+        return pb_utils.InferenceResponse([pb_utils.Tensor(llm.POST_OUTPUT.name, output)])
 
 
 def _text(value, name):
@@ -100,27 +81,23 @@ def _text(value, name):
         raise ClientError(f"{name} is not valid UTF-8") from None
 
 
-# TensorRT-LLM's stop request (as its inflight_batcher_llm_client.py --stop-after-ms sends it): stop, and
-# empty values for the inputs tensorrt_llm requires.
-STOP_MODEL = "tensorrt_llm"
-STOP_REQUEST = {"input_ids": 0, "input_lengths": 0, "request_output_len": 0, "stop": True}
+TOKENS, LENGTHS, STOP_ID = (
+    llm.POST_TOKENS_BATCH.name,
+    llm.POST_SEQUENCE_LENGTH.name,
+    llm.POST_STOP_REQUEST_ID.name,
+)
+STOP_TYPES = {name: numpy_type(llm.TENSORRT_LLM.input(name)) for name in llm.STOP_REQUEST}
 
 
-@functools.cache
-def _input_types(repository, model):
-    """A model's input data types, from its config in the repository on disk (the CPU one: the targets'
-    interfaces are the same, fleet validate checks it)."""
-    config = Repository(repository).config(model)
-    return {t.name: pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type)) for t in config.input}
-
-
-def _stop(repository, request_id):
-    """TensorRT-LLM's stop request to tensorrt_llm for the sequence with this request id (BLS)."""
+def _stop(request_id):
+    """TensorRT-LLM's stop request (:data:`llm.STOP_REQUEST`) to tensorrt_llm for the sequence with this
+    request id (BLS)."""
     try:
-        types = _input_types(repository, STOP_MODEL)
-        inputs = [pb_utils.Tensor(n, np.full((1, 1), v, dtype=types[n])) for n, v in STOP_REQUEST.items()]
+        inputs = [
+            pb_utils.Tensor(n, np.full((1, 1), v, dtype=STOP_TYPES[n])) for n, v in llm.STOP_REQUEST.items()
+        ]
         request = pb_utils.InferenceRequest(
-            model_name=STOP_MODEL, inputs=inputs, requested_output_names=[], request_id=request_id
+            model_name=llm.TENSORRT_LLM.name, inputs=inputs, requested_output_names=[], request_id=request_id
         )
         for response in request.exec(decoupled=True):  # one empty final response: no tensors to load
             if response.has_error():

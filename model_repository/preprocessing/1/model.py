@@ -18,11 +18,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
-from tritonfleet.pipelines.llm.errors import fault
-
-
-class ClientError(ValueError):
-    """A request the client got wrong: INVALID_ARG with this message."""
+from tritonfleet.errors import ClientError
+from tritonfleet.pipelines.llm import interface as llm
+from tritonfleet.python_backend import answer_each, check_required, required_inputs
 
 
 def _text(value, what):
@@ -39,7 +37,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
-        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
+        self.required = required_inputs(config)
         tokenizer_dir = (
             Path(args["model_repository"]) / args["model_version"] / params.get("tokenizer_dir", "tokenizer")
         )
@@ -55,42 +53,31 @@ class TritonPythonModel:
             self.chat_template = jinja2.Environment().from_string(template.read_text())
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                tensors = self._preprocess(request)
-                responses.append(
-                    pb_utils.InferenceResponse([pb_utils.Tensor(n, v) for n, v in tensors.items()])
-                )
-            except ClientError as exc:
-                error = pb_utils.TritonError(f"preprocessing: {exc}", pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-            except Exception as exc:  # a fault of ours: fail this request only
-                error = pb_utils.TritonError(fault("preprocessing", exc))
-                responses.append(pb_utils.InferenceResponse(error=error))
-        return responses
+        name = llm.PREPROCESSING.name
+        return answer_each(name, requests, self._answer, prefix=f"{name}: ")
+
+    def _answer(self, request):
+        tensors = self._preprocess(request)
+        return pb_utils.InferenceResponse([pb_utils.Tensor(n, v) for n, v in tensors.items()])
 
     def _preprocess(self, request):
-        # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
-        missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
-        if missing:
-            raise ClientError(f"missing required input(s) {missing}")
-        queries = _rows(request, "QUERY")
+        check_required(request, self.required)
+        queries = _rows(request, llm.PRE_QUERY.name)
         batch = len(queries)
-        lengths = _column(request, ["REQUEST_OUTPUT_LEN"], None, batch)
-        end_ids = _column(request, ["END_ID"], self.end_id, batch)
-        pad_ids = _column(request, ["PAD_ID"], self.pad_id, batch)
-        chat = _column(request, ["APPLY_CHAT_TEMPLATE"], False, batch)
+        lengths = _column(request, [llm.PRE_REQUEST_OUTPUT_LEN.name], None, batch)
+        end_ids = _column(request, [llm.PRE_END_ID.name], self.end_id, batch)
+        pad_ids = _column(request, [llm.PRE_PAD_ID.name], self.pad_id, batch)
+        chat = _column(request, [llm.PRE_APPLY_CHAT_TEMPLATE.name], False, batch)
         stop_words, bad_words = (
-            _rows(request, "STOP_WORDS_DICT", batch),
-            _rows(request, "BAD_WORDS_DICT", batch),
+            _rows(request, llm.PRE_STOP_WORDS_DICT.name, batch),
+            _rows(request, llm.PRE_BAD_WORDS_DICT.name, batch),
         )
         prompts, stops, bads = [], [], []
         for i in range(batch):
             where = f"row {i}: " if batch > 1 else ""
-            text = _text(queries[i][0], f"{where}text_input") if queries[i].size else ""
+            text = _text(queries[i][0], f"{where}{llm.TEXT_INPUT.name}") if queries[i].size else ""
             if not text.strip():
-                raise ClientError(f"{where}empty prompt: text_input has no text")
+                raise ClientError(f"{where}empty prompt: {llm.TEXT_INPUT.name} has no text")
             if chat[i]:
                 if self.chat_template is None:
                     raise ClientError("this model has no chat template")
@@ -98,22 +85,24 @@ class TritonPythonModel:
                     messages=[{"role": "user", "content": text}], add_generation_prompt=True
                 )
             prompts.append(self._encode(text))
-            stops.append(self._word_list(stop_words[i], f"{where}stop_words"))
-            bads.append(self._word_list(bad_words[i], f"{where}bad_words"))
+            stops.append(self._word_list(stop_words[i], f"{where}{llm.STOP_WORDS.name}"))
+            bads.append(self._word_list(bad_words[i], f"{where}{llm.BAD_WORDS.name}"))
         longest = max(len(p) for p in prompts)
         input_ids = np.array(
             [p + [pad] * (longest - len(p)) for p, pad in zip(prompts, pad_ids, strict=True)]
         )
+        seeds = _column(request, [llm.PRE_SEED.name, llm.PRE_RANDOM_SEED.name], 0, batch)
+        min_tokens = _column(request, [llm.PRE_MIN_TOKENS.name, llm.PRE_MIN_LENGTH.name], 0, batch)
         values = {
-            "INPUT_ID": input_ids,
-            "REQUEST_INPUT_LEN": [[len(p)] for p in prompts],
-            "BAD_WORDS_IDS": _word_lists(bads),
-            "STOP_WORDS_IDS": _word_lists(stops),
-            "REQUEST_OUTPUT_LEN": [[n] for n in lengths],
-            "OUT_END_ID": [[n] for n in end_ids],
-            "OUT_PAD_ID": [[n] for n in pad_ids],
-            "OUT_SEED": [[n] for n in _column(request, ["SEED", "RANDOM_SEED"], 0, batch)],
-            "OUT_MIN_TOKENS": [[n] for n in _column(request, ["MIN_TOKENS", "MIN_LENGTH"], 0, batch)],
+            llm.PRE_INPUT_ID.name: input_ids,
+            llm.PRE_REQUEST_INPUT_LEN.name: [[len(p)] for p in prompts],
+            llm.PRE_BAD_WORDS_IDS.name: _word_lists(bads),
+            llm.PRE_STOP_WORDS_IDS.name: _word_lists(stops),
+            llm.PRE_OUT_REQUEST_OUTPUT_LEN.name: [[n] for n in lengths],
+            llm.PRE_OUT_END_ID.name: [[n] for n in end_ids],
+            llm.PRE_OUT_PAD_ID.name: [[n] for n in pad_ids],
+            llm.PRE_OUT_SEED.name: [[n] for n in seeds],
+            llm.PRE_OUT_MIN_TOKENS.name: [[n] for n in min_tokens],
         }
         return {name: np.asarray(value, dtype=self.dtypes[name]) for name, value in values.items()}
 

@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from tritonfleet.errors import ClientError
+from tritonfleet.pipelines.rag import interface as rag
 from tritonfleet.pipelines.rag.retrieval import Index, prompt
-from tritonfleet.pipelines.text_embedding.embedding import TextError, decode_text
+from tritonfleet.pipelines.text_embedding.embedding import decode_text
+from tritonfleet.python_backend import answer_each
 
 
 def _values(request, name):
@@ -36,37 +39,35 @@ class TritonPythonModel:
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(pb_utils.InferenceResponse(self._retrieve(request)))
-            except (TextError, ValueError) as exc:
-                error = pb_utils.TritonError(f"retriever: {exc}", pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-        return responses
+        name = rag.RETRIEVER.name
+        return answer_each(
+            name, requests, lambda r: pb_utils.InferenceResponse(self._retrieve(r)), f"{name}: "
+        )
 
     def _retrieve(self, request):
-        embeddings, questions = _values(request, "EMBEDDING"), _values(request, "QUESTION")
+        embeddings, questions = _values(request, rag.EMBEDDING.name), _values(request, rag.QUESTION.name)
         if embeddings is None or questions is None:  # Triton 24.10 counts inputs, it does not name them
-            raise ValueError("the request needs the inputs EMBEDDING and QUESTION")
+            raise ClientError(f"the request needs the inputs {rag.EMBEDDING.name} and {rag.QUESTION.name}")
         questions = [decode_text(q) for q in questions.reshape(-1)]
         rows = len(questions)
         if embeddings.shape != (rows, self.index.dim):
             expected = [rows, self.index.dim]
-            raise ValueError(f"EMBEDDING has shape {list(embeddings.shape)}, expected {expected}")
-        counts = _values(request, "NUM_SOURCES")
+            raise ClientError(f"{rag.EMBEDDING.name} has shape {list(embeddings.shape)}, expected {expected}")
+        counts = _values(request, rag.NUM_SOURCES_IN.name)
         counts = np.full(rows, self.default_sources) if counts is None else counts.reshape(-1)
         if counts.size != rows or not all(1 <= int(n) <= self.max_sources for n in counts):
-            raise ValueError(f"num_sources must be between 1 and {self.max_sources}, got {counts.tolist()}")
-        chat = _values(request, "APPLY_CHAT_TEMPLATE")
+            raise ClientError(
+                f"{rag.NUM_SOURCES.name} must be between 1 and {self.max_sources}, got {counts.tolist()}"
+            )
+        chat = _values(request, rag.APPLY_CHAT_TEMPLATE_IN.name)
         chat = np.ones(rows, bool) if chat is None else chat.reshape(-1).astype(bool)
         hits = self.index.search(embeddings, questions, int(counts.max()))
         width = int(counts.max())  # SOURCES is [rows, width]: a row asking for fewer is padded with ""
         sources = [[h.chunk.source for h in row[: int(n)]] for row, n in zip(hits, counts, strict=True)]
         prompts = [prompt(q, row[: int(n)]) for q, row, n in zip(questions, hits, counts, strict=True)]
         outputs = {
-            "PROMPT": [[p.encode()] for p in prompts],
-            "USE_CHAT_TEMPLATE": chat.reshape(rows, 1),
-            "SOURCES": [[s.encode() for s in row] + [b""] * (width - len(row)) for row in sources],
+            rag.PROMPT.name: [[p.encode()] for p in prompts],
+            rag.USE_CHAT_TEMPLATE.name: chat.reshape(rows, 1),
+            rag.SOURCES_OUT.name: [[s.encode() for s in row] + [b""] * (width - len(row)) for row in sources],
         }
         return [pb_utils.Tensor(n, np.array(v, dtype=self.dtypes[n])) for n, v in outputs.items()]

@@ -40,11 +40,14 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
+from tritonfleet.errors import ClientError
+from tritonfleet.pipelines.llm import interface as llm
 from tritonfleet.pipelines.llm.engine import CpuEngine
-from tritonfleet.pipelines.llm.errors import ENGINE_FAILURE, fault
+from tritonfleet.pipelines.llm.errors import ENGINE_FAILURE
 from tritonfleet.pipelines.llm.guided import GuideCompiler
 from tritonfleet.pipelines.llm.sampling import SamplingParams
 from tritonfleet.pipelines.llm.scheduler import Sequence, WaveScheduler
+from tritonfleet.python_backend import FINAL, check_required, required_inputs, send_each
 
 
 def _rows(request, name, batch):
@@ -54,7 +57,7 @@ def _rows(request, name, batch):
         return None
     value = tensor.as_numpy()
     if value.ndim == 0 or len(value) != batch:
-        raise ValueError(f"{name} has {len(value) if value.ndim else 0} rows, the request {batch}")
+        raise ClientError(f"{name} has {len(value) if value.ndim else 0} rows, the request {batch}")
     return value.reshape(batch, -1) if value.size else value.reshape(batch, 0)
 
 
@@ -77,7 +80,7 @@ def _word_lists(rows, i, vocab):
         start = max(start, int(end))
     words = [w for w in words if w]
     if any(not 0 <= t < vocab for w in words for t in w):
-        raise ValueError(f"word list ids must lie in [0, {vocab})")
+        raise ClientError(f"word list ids must lie in [0, {vocab})")
     return words
 
 
@@ -91,14 +94,13 @@ def _text(rows, i):
 
 def _batch_size(request):
     """The request's rows: the batch dim of its inputs (Triton checks that they agree)."""
-    for name in ("input_ids", "input_lengths", "request_output_len"):
+    for name in (llm.INPUT_IDS.name, llm.INPUT_LENGTHS.name, llm.REQUEST_OUTPUT_LEN.name):
         tensor = pb_utils.get_input_tensor_by_name(request, name)
         if tensor is not None and tensor.as_numpy().ndim:
             return len(tensor.as_numpy())
     return 1
 
 
-FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 STOP_ID_EVERY = 4
 
 
@@ -107,7 +109,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
-        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
+        self.required = required_inputs(config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         engine_dir = version_dir / params.get("engine_dir", "cpu_engine")
         self.engine = CpuEngine(engine_dir, int(params.get("intra_op_threads", "2")))
@@ -181,36 +183,27 @@ class TritonPythonModel:
             self.active.set(active)
 
     def execute(self, requests):
-        for request in requests:
-            sender = request.get_response_sender()
-            try:
-                # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
-                missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
-                if missing:
-                    raise ValueError(f"missing required input(s) {missing}")
-                batch = _batch_size(request)
-                stop = _rows(request, "stop", batch)
-                if stop is not None and stop.any():
-                    self._stop(request.request_id())
-                    sender.send(pb_utils.InferenceResponse([]), flags=FINAL)
-                    continue
-                rows = [self._row(request, i, batch) for i in range(batch)]
-            except (ValueError, OverflowError) as exc:  # the request's mistake
-                error = pb_utils.TritonError(f"tensorrt_llm: {exc}", pb_utils.TritonError.INVALID_ARG)
-                sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
-                continue
-            except Exception as exc:  # a fault of ours: fail this request only
-                error = pb_utils.TritonError(fault("tensorrt_llm", exc))
-                sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
-                continue
-            for seq in self._sequences(request, sender, rows):
-                self.scheduler.submit(seq)
-        return None
+        name = llm.TENSORRT_LLM.name
+        send_each(name, requests, self._start, prefix=f"{name}: ")
+
+    def _start(self, request, sender):
+        """Validate every row of ``request``, then give its sequences to the scheduler, which sends their
+        responses; a stop request is answered at once."""
+        check_required(request, self.required)
+        batch = _batch_size(request)
+        stop = _rows(request, llm.STOP.name, batch)
+        if stop is not None and stop.any():
+            self._stop(request.request_id())
+            sender.send(pb_utils.InferenceResponse([]), flags=FINAL)
+            return
+        rows = [self._row(request, i, batch) for i in range(batch)]
+        for seq in self._sequences(request, sender, rows):
+            self.scheduler.submit(seq)
 
     def _stop(self, request_id):
         """End the running requests with this id (none running is no error: they may have finished)."""
         if not request_id:
-            raise ValueError("a stop request needs the request id of the request to stop")
+            raise ClientError("a stop request needs the request id of the request to stop")
         with self.running_lock:
             seqs = list(self.running.get(request_id, ()))
         for seq in seqs:
@@ -220,73 +213,73 @@ class TritonPythonModel:
         """Validate row ``i`` of a request: what its sequence needs."""
         try:
             return self._validated(request, i, batch)
-        except ValueError as exc:
-            raise ValueError(f"row {i}: {exc}" if batch > 1 else str(exc)) from None
+        except ClientError as exc:
+            raise ClientError(f"row {i}: {exc.message}" if batch > 1 else exc.message) from None
 
     def _validated(self, request, i, batch):
         def value(name, default):
             return _value(_rows(request, name, batch), i, default)
 
-        ids = _rows(request, "input_ids", batch)
+        ids = _rows(request, llm.INPUT_IDS.name, batch)
         if ids is None or ids[i].size == 0:
-            raise ValueError("empty prompt: input_ids has no tokens")
-        length = int(value("input_lengths", ids[i].size))
+            raise ClientError("empty prompt: input_ids has no tokens")
+        length = int(value(llm.INPUT_LENGTHS.name, ids[i].size))
         prompt = [int(t) for t in ids[i][: max(length, 1)]]
         vocab = self.engine.info.vocab_size
         if min(prompt) < 0 or max(prompt) >= vocab:
-            raise ValueError(f"input_ids must lie in [0, {vocab})")
-        max_tokens = int(value("request_output_len", 0))
+            raise ClientError(f"input_ids must lie in [0, {vocab})")
+        max_tokens = int(value(llm.REQUEST_OUTPUT_LEN.name, 0))
         if not 0 < max_tokens <= self.max_tokens:
-            raise ValueError(f"max_tokens must be in [1, {self.max_tokens}], got {max_tokens}")
+            raise ClientError(f"max_tokens must be in [1, {self.max_tokens}], got {max_tokens}")
         if len(prompt) + max_tokens > self.max_seq_len:
-            raise ValueError(
+            raise ClientError(
                 f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the context of "
                 f"{self.max_seq_len} tokens"
             )
-        for name in ("beam_width", "num_return_sequences"):
+        for name in (llm.BEAM_WIDTH.name, llm.NUM_RETURN_SEQUENCES.name):
             count = int(value(name, 1))
             if count != 1:
-                raise ValueError(f"{name} {count} is not supported on the CPU engine (only 1)")
-        end_id = int(value("end_id", -1))
+                raise ClientError(f"{name} {count} is not supported on the CPU engine (only 1)")
+        end_id = int(value(llm.END_ID.name, -1))
         if end_id >= vocab:
-            raise ValueError(f"end_id must be below the vocabulary size {vocab} (or negative: the model's)")
+            raise ClientError(f"end_id must be below the vocabulary size {vocab} (or negative: the model's)")
         params = SamplingParams(
             max_tokens=max_tokens,
             end_ids=(end_id,) if end_id >= 0 else self.engine.info.end_ids,
-            temperature=float(value("temperature", 1.0)),
-            top_k=int(value("runtime_top_k", 0)),
-            top_p=float(value("runtime_top_p", 0.0)),
-            repetition_penalty=float(value("repetition_penalty", 1.0)),
-            presence_penalty=float(value("presence_penalty", 0.0)),
-            frequency_penalty=float(value("frequency_penalty", 0.0)),
-            min_tokens=int(value("min_length", 0)),
-            seed=int(value("random_seed", 0)),
-            stop_words=_word_lists(_rows(request, "stop_words_list", batch), i, vocab),
-            bad_words=_word_lists(_rows(request, "bad_words_list", batch), i, vocab),
+            temperature=float(value(llm.TEMPERATURE.name, 1.0)),
+            top_k=int(value(llm.RUNTIME_TOP_K.name, 0)),
+            top_p=float(value(llm.RUNTIME_TOP_P.name, 0.0)),
+            repetition_penalty=float(value(llm.REPETITION_PENALTY.name, 1.0)),
+            presence_penalty=float(value(llm.PRESENCE_PENALTY.name, 0.0)),
+            frequency_penalty=float(value(llm.FREQUENCY_PENALTY.name, 0.0)),
+            min_tokens=int(value(llm.MIN_LENGTH.name, 0)),
+            seed=int(value(llm.RANDOM_SEED.name, 0)),
+            stop_words=_word_lists(_rows(request, llm.STOP_WORDS_LIST.name, batch), i, vocab),
+            bad_words=_word_lists(_rows(request, llm.BAD_WORDS_LIST.name, batch), i, vocab),
         )
         floats = (params.temperature, params.top_p, params.repetition_penalty, params.presence_penalty,
                   params.frequency_penalty)  # fmt: skip
         if not all(math.isfinite(f) for f in floats):
-            raise ValueError("temperature, top_p and the penalties must be finite numbers")
+            raise ClientError("temperature, top_p and the penalties must be finite numbers")
         if params.temperature < 0 or not 0 <= params.top_p <= 1 or params.top_k < 0:
-            raise ValueError("temperature must be >= 0, top_p in [0, 1], top_k >= 0")
+            raise ClientError("temperature must be >= 0, top_p in [0, 1], top_k >= 0")
         if params.repetition_penalty <= 0:
-            raise ValueError("repetition_penalty must be > 0")
-        stream = bool(value("streaming", False))
-        exclude = bool(value("exclude_input_in_output", self.exclude_input))
+            raise ClientError("repetition_penalty must be > 0")
+        stream = bool(value(llm.STREAMING.name, False))
+        exclude = bool(value(llm.EXCLUDE_INPUT_IN_OUTPUT.name, self.exclude_input))
         # TensorRT-LLM 1.x's token counts, when asked: the prompt length and the tokens generated so far.
         counts = {
             name: count
             for name, count, asked in (
-                ("num_input_tokens", len(prompt), value("return_num_input_tokens", False)),
-                ("num_output_tokens", 0, value("return_num_output_tokens", False)),
+                (llm.NUM_INPUT_TOKENS.name, len(prompt), value(llm.RETURN_NUM_INPUT_TOKENS.name, False)),
+                (llm.NUM_OUTPUT_TOKENS.name, 0, value(llm.RETURN_NUM_OUTPUT_TOKENS.name, False)),
             )
             if asked
         }
-        guide_type = _text(_rows(request, "guided_decoding_guide_type", batch), i)
+        guide_type = _text(_rows(request, llm.GUIDE_TYPE.name, batch), i)
         guide = None
         if guide_type:  # absent or "": this row is not guided (other rows of its batch may be)
-            text = _text(_rows(request, "guided_decoding_guide", batch), i) or ""
+            text = _text(_rows(request, llm.GUIDE.name, batch), i) or ""
             guide = self.guides.compile(guide_type, text)  # this row's own grammar state
         return prompt, params, stream, [] if exclude or stream else prompt, counts, guide
 
@@ -295,12 +288,12 @@ class TritonPythonModel:
         when the request has several rows (as TensorRT-LLM's model does); the last row to finish sends the
         request's final flag."""
         requested = request.requested_output_names()
-        tag = len(rows) > 1 and "batch_index" in requested
+        tag = len(rows) > 1 and llm.BATCH_INDEX.name in requested
         stop_id = next(self.stop_ids)  # stops every row: a cancelled ensemble may pass only one row's on
-        want_stop_id = "stop_request_id" in requested
+        want_stop_id = llm.STOP_REQUEST_ID.name in requested
         ids = [i for i in (request.request_id(), stop_id) if i]
         left = [len(rows)]  # rows still generating
-        passthrough = _rows(request, "passthrough_in", len(rows))
+        passthrough = _rows(request, llm.PASSTHROUGH_IN.name, len(rows))
         seqs = []
         for index, (prompt, params, stream, prefix, counts, guide) in enumerate(rows):
             seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
@@ -334,8 +327,8 @@ class TritonPythonModel:
             if tokens:
                 state["last"] = now
                 self.tokens.increment(len(tokens))
-            if "num_output_tokens" in counts:
-                counts["num_output_tokens"] += len(tokens)
+            if llm.NUM_OUTPUT_TOKENS.name in counts:
+                counts[llm.NUM_OUTPUT_TOKENS.name] += len(tokens)
             last_row = False
             if reason is not None:
                 with self.running_lock:
@@ -375,18 +368,18 @@ class TritonPythonModel:
     def _response(self, tokens, logprobs, counts, stop_id, batch_index, passthrough=None):
         """One response: batch dim 1, one beam."""
         values = {
-            "output_ids": [[tokens]],
-            "sequence_length": [[len(tokens)]],
-            "cum_log_probs": [[sum(logprobs)]],
-            "output_log_probs": [[logprobs]],
+            llm.OUTPUT_IDS.name: [[tokens]],
+            llm.SEQUENCE_LENGTH.name: [[len(tokens)]],
+            llm.CUM_LOG_PROBS.name: [[sum(logprobs)]],
+            llm.OUTPUT_LOG_PROBS.name: [[logprobs]],
             **{name: [[count]] for name, count in counts.items()},
         }
         if batch_index is not None:
-            values["batch_index"] = [[batch_index]]
+            values[llm.BATCH_INDEX.name] = [[batch_index]]
         if stop_id is not None:
-            values["stop_request_id"] = [[stop_id.encode()]]
+            values[llm.STOP_REQUEST_ID.name] = [[stop_id.encode()]]
         if passthrough is not None:
-            values["passthrough_out"] = [list(passthrough)]
+            values[llm.PASSTHROUGH_OUT.name] = [list(passthrough)]
         return pb_utils.InferenceResponse(
             [pb_utils.Tensor(name, np.array(v, dtype=self.dtypes[name])) for name, v in values.items()]
         )

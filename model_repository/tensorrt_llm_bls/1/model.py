@@ -19,42 +19,21 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from tritonfleet.pipelines.llm.errors import fault, is_fault
+from tritonfleet.errors import ClientError
+from tritonfleet.pipelines.llm import interface as llm
+from tritonfleet.pipelines.llm.errors import is_fault
+from tritonfleet.python_backend import Passed, answer_each, check_required, required_inputs
 
-PREPROCESSING = {"text_input": "QUERY", "max_tokens": "REQUEST_OUTPUT_LEN", "bad_words": "BAD_WORDS_DICT",
-                 "stop_words": "STOP_WORDS_DICT", "end_id": "END_ID", "pad_id": "PAD_ID", "seed": "SEED",
-                 "random_seed": "RANDOM_SEED", "min_tokens": "MIN_TOKENS", "min_length": "MIN_LENGTH",
-                 "apply_chat_template": "APPLY_CHAT_TEMPLATE"}  # fmt: skip
-FROM_PREPROCESSING = {
-    "INPUT_ID": "input_ids",
-    "REQUEST_INPUT_LEN": "input_lengths",
-    "REQUEST_OUTPUT_LEN": "request_output_len",
-    "OUT_END_ID": "end_id",
-    "OUT_PAD_ID": "pad_id",
-    "STOP_WORDS_IDS": "stop_words_list",
-    "BAD_WORDS_IDS": "bad_words_list",
-    "OUT_SEED": "random_seed",
-    "OUT_MIN_TOKENS": "min_length",
-}
-TENSORRT_LLM = {"top_k": "runtime_top_k", "top_p": "runtime_top_p", "temperature": "temperature",
-                "length_penalty": "len_penalty", "repetition_penalty": "repetition_penalty",
-                "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
-                "return_log_probs": "return_log_probs", "return_num_input_tokens": "return_num_input_tokens",
-                "return_num_output_tokens": "return_num_output_tokens",
-                "exclude_input_in_output": "exclude_input_in_output", "beam_width": "beam_width",
-                "num_return_sequences": "num_return_sequences",
-                # guided decoding (tensorrtllm_backend v0.19's names): CPU config only
-                "guided_decoding_guide_type": "guided_decoding_guide_type",
-                "guided_decoding_guide": "guided_decoding_guide"}  # fmt: skip
-PASSED_THROUGH = ("cum_log_probs", "output_log_probs", "num_input_tokens", "num_output_tokens")
+# The chain's maps, the ensemble's own (tritonfleet/pipelines/llm/interface.py); streaming is this model's.
+TO_LLM = {name: to for name, to in llm.TO_LLM.items() if name != llm.STREAM.name}
+# The LLM step's outputs: the tokens and lengths postprocessing decodes, then those passed to the client.
+TO_POSTPROCESSING = {out: to for out, to in llm.TO_POSTPROCESSING.items() if out != llm.STOP_REQUEST_ID.name}
+PASSED_THROUGH = tuple(t.name for t in llm.TENSORRT_LLM_BLS.outputs if t.name in llm.FROM_LLM)
+[(POST_OUTPUT, TEXT_OUTPUT)] = llm.FROM_POSTPROCESSING.items()
 
 
-class StepError(Exception):
-    """A step's error: the request's error, with the step's name and error code."""
-
-    def __init__(self, message, code):
-        super().__init__(message)
-        self.code = code
+class StepFailed(ClientError):
+    """A step refused the request: the request's error (INVALID_ARG), named after the step."""
 
 
 def _inputs(request, mapping):
@@ -67,7 +46,9 @@ def _inputs(request, mapping):
 
 
 def _responses(model, inputs, outputs, decoupled=False, request_id=""):
-    """The responses of one BLS call that carry tensors; a step's error raises :class:`StepError`."""
+    """The responses of one BLS call that carry tensors. A step's error is raised named after the step:
+    :class:`StepFailed` (the client's mistake) or :class:`Passed` (a fault), told apart by Triton's message
+    (BLS keeps no error code: ``tritonfleet.pipelines.llm.errors``)."""
     request = pb_utils.InferenceRequest(
         model_name=model, inputs=inputs, requested_output_names=outputs, request_id=request_id
     )
@@ -75,15 +56,14 @@ def _responses(model, inputs, outputs, decoupled=False, request_id=""):
     for response in request.exec(decoupled=True) if decoupled else [request.exec()]:
         if response.has_error():
             message = response.error().message()
-            code = pb_utils.TritonError.INTERNAL if is_fault(message) else pb_utils.TritonError.INVALID_ARG
             named = (
                 message if message.startswith(f"{model}:") else f"{model}: {message}"
             )  # steps name themselves
-            raise StepError(named, code)
+            raise Passed(named) if is_fault(message) else StepFailed(named)
         if response.output_tensors():
             found.append({t.name(): t.as_numpy() for t in response.output_tensors()})
     if not found:
-        raise StepError(f"{model} returned no output", pb_utils.TritonError.INTERNAL)
+        raise Passed(f"{model} returned no output")
     return found
 
 
@@ -96,70 +76,59 @@ def _padded(arrays):
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        self.llm_model = (
-            config.get("parameters", {}).get("llm_model", {}).get("string_value", "tensorrt_llm_counts")
-        )
+        default = llm.LLM_STEP[llm.GPU].name
+        self.llm_model = config.get("parameters", {}).get("llm_model", {}).get("string_value", default)
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["input"]}
-        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
+        self.required = required_inputs(config)
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._generate(request))
-            except StepError as exc:
-                error = pb_utils.TritonError(str(exc), exc.code)
-                responses.append(pb_utils.InferenceResponse(error=error))
-            except Exception as exc:  # a fault of ours: fail this request only
-                error = pb_utils.TritonError(fault("tensorrt_llm_bls", exc))
-                responses.append(pb_utils.InferenceResponse(error=error))
-        return responses
+        return answer_each(llm.TENSORRT_LLM_BLS.name, requests, self._generate)
 
     def _generate(self, request):
-        # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
-        missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
-        if missing:
-            raise StepError(f"missing required input(s) {missing}", pb_utils.TritonError.INVALID_ARG)
-        stream = pb_utils.get_input_tensor_by_name(request, "stream")
+        check_required(request, self.required)
+        stream = pb_utils.get_input_tensor_by_name(request, llm.STREAM.name)
         if stream is not None and stream.as_numpy().any():
-            raise StepError(
-                "tensorrt_llm_bls does not stream: send stream=true to the 'ensemble' model",
-                pb_utils.TritonError.INVALID_ARG,
+            raise ClientError(
+                f"{llm.TENSORRT_LLM_BLS.name} does not stream: send {llm.STREAM.name}=true to the "
+                f"'{llm.ENSEMBLE.name}' model"
             )
-        batch = len(pb_utils.get_input_tensor_by_name(request, "text_input").as_numpy())
-        [pre] = _responses("preprocessing", _inputs(request, PREPROCESSING), list(FROM_PREPROCESSING))
-        llm_inputs = [pb_utils.Tensor(FROM_PREPROCESSING[name], value) for name, value in pre.items()]
-        llm_inputs += _inputs(request, TENSORRT_LLM)
-        llm_inputs.append(pb_utils.Tensor("streaming", np.zeros((batch, 1), dtype=self.dtypes["stream"])))
+        batch = len(pb_utils.get_input_tensor_by_name(request, llm.TEXT_INPUT.name).as_numpy())
+        [pre] = _responses(
+            llm.PREPROCESSING.name, _inputs(request, llm.PREPROCESS), list(llm.FROM_PREPROCESSING)
+        )
+        llm_inputs = [pb_utils.Tensor(llm.FROM_PREPROCESSING[name], value) for name, value in pre.items()]
+        llm_inputs += _inputs(request, TO_LLM)
+        streaming = np.zeros((batch, 1), dtype=self.dtypes[llm.STREAM.name])
+        llm_inputs.append(pb_utils.Tensor(llm.STREAMING.name, streaming))
         rows = [None] * batch
         for response in _responses(
             self.llm_model,
             llm_inputs,
-            ["output_ids", "sequence_length", "batch_index", *PASSED_THROUGH],
+            [*TO_POSTPROCESSING, llm.BATCH_INDEX.name, *PASSED_THROUGH],
             decoupled=True,
             request_id=request.request_id(),  # a stop request with this id ends the generation early
         ):
-            index = response.get("batch_index")
+            index = response.get(llm.BATCH_INDEX.name)
             rows[0 if index is None else int(index.reshape(-1)[0])] = response  # a row's one response
         if None in rows:
             missing = [i for i, r in enumerate(rows) if r is None]
-            raise StepError(
-                f"{self.llm_model} returned no output for rows {missing}", pb_utils.TritonError.INTERNAL
-            )
-        tokens = _padded([r["output_ids"] for r in rows])
-        lengths = np.concatenate([r["sequence_length"] for r in rows])
+            raise Passed(f"{self.llm_model} returned no output for rows {missing}")
+        decoded = {
+            to: _padded([r[out] for r in rows])
+            if out == llm.OUTPUT_IDS.name
+            else np.concatenate([r[out] for r in rows])
+            for out, to in TO_POSTPROCESSING.items()
+        }
         [post] = _responses(
-            "postprocessing",
-            [pb_utils.Tensor("TOKENS_BATCH", tokens), pb_utils.Tensor("SEQUENCE_LENGTH", lengths)],
-            ["OUTPUT"],
+            llm.POSTPROCESSING.name, [pb_utils.Tensor(n, v) for n, v in decoded.items()], [POST_OUTPUT]
         )
-        outputs = [pb_utils.Tensor("text_output", post["OUTPUT"])]
+        outputs = [pb_utils.Tensor(TEXT_OUTPUT, post[POST_OUTPUT])]
         for name in PASSED_THROUGH:  # in the response when every row has it
             if all(name in r for r in rows):
                 values = [r[name] for r in rows]
                 outputs.append(
                     pb_utils.Tensor(
-                        name, _padded(values) if name == "output_log_probs" else np.concatenate(values)
+                        name, _padded(values) if name == llm.OUTPUT_LOG_PROBS.name else np.concatenate(values)
                     )
                 )
         return pb_utils.InferenceResponse(outputs)

@@ -22,14 +22,14 @@ import threading
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from tritonfleet.pipelines.llm import interface as llm
 from tritonfleet.pipelines.llm.errors import is_fault
+from tritonfleet.python_backend import FINAL, check_required, required_inputs, send_each
 
-FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-COUNT_FLAGS = ("return_num_input_tokens", "return_num_output_tokens")
-PASSTHROUGH = (
-    "passthrough_in",
-    "passthrough_out",
-)  # not the backend's: held back, added on the first response
+COUNT_FLAGS = (llm.RETURN_NUM_INPUT_TOKENS.name, llm.RETURN_NUM_OUTPUT_TOKENS.name)
+COUNTS = (llm.NUM_INPUT_TOKENS.name, llm.NUM_OUTPUT_TOKENS.name)
+# Not the backend's: held back, added on the first response.
+PASSTHROUGH = (llm.PASSTHROUGH_IN.name, llm.PASSTHROUGH_OUT.name)
 
 
 def _column(request, name, default):
@@ -46,56 +46,46 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         held_back = (*COUNT_FLAGS, *PASSTHROUGH)
         self.forwarded = [t["name"] for t in config["input"] if t["name"] not in held_back]
-        self.outputs = [
-            t["name"]
-            for t in config["output"]
-            if not t["name"].startswith("num_") and t["name"] not in held_back
-        ]
+        self.outputs = [t["name"] for t in config["output"] if t["name"] not in (*COUNTS, *held_back)]
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
-        self.required = [t["name"] for t in config["input"] if not t.get("optional")]
+        self.required = required_inputs(config)
 
     def execute(self, requests):
-        for request in requests:
-            # Triton 24.10 checks how many inputs a request has, not which: a required one may be missing.
-            missing = [n for n in self.required if pb_utils.get_input_tensor_by_name(request, n) is None]
-            if missing:
-                error = pb_utils.TritonError(
-                    f"missing required input(s) {missing}", pb_utils.TritonError.INVALID_ARG
-                )
-                request.get_response_sender().send(pb_utils.InferenceResponse(error=error), flags=FINAL)
-                continue
-            inputs = []
-            for name in self.forwarded:
-                tensor = pb_utils.get_input_tensor_by_name(request, name)
-                if tensor is not None:  # copied: the request is released when execute returns
-                    inputs.append(pb_utils.Tensor(name, tensor.as_numpy().copy()))
-            llm_request = pb_utils.InferenceRequest(  # its id, so that a stop request reaches tensorrt_llm
-                model_name="tensorrt_llm",
-                inputs=inputs,
-                requested_output_names=self.outputs,
-                request_id=request.request_id(),
+        send_each(llm.TENSORRT_LLM_COUNTS.name, requests, self._start)
+
+    def _start(self, request, sender):
+        """Forward ``request`` to tensorrt_llm on a thread of its own, which sends the responses."""
+        check_required(request, self.required)
+        inputs = []
+        for name in self.forwarded:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is not None:  # copied: the request is released when execute returns
+                inputs.append(pb_utils.Tensor(name, tensor.as_numpy().copy()))
+        llm_request = pb_utils.InferenceRequest(  # its id, so that a stop request reaches tensorrt_llm
+            model_name=llm.TENSORRT_LLM.name,
+            inputs=inputs,
+            requested_output_names=self.outputs,
+            request_id=request.request_id(),
+        )
+        num_input = _column(request, llm.INPUT_LENGTHS.name, 0)
+        batch = len(num_input)
+        streaming = _column(request, llm.STREAMING.name, False) or [False] * batch
+        exclude = _column(request, llm.EXCLUDE_INPUT_IN_OUTPUT.name, True) or [True] * batch
+        asked_input = _column(request, COUNT_FLAGS[0], False) or [False] * batch
+        asked_output = _column(request, COUNT_FLAGS[1], False) or [False] * batch
+        # A non-streaming response repeats the prompt when exclude_input_in_output is false (default true,
+        # as tensorrt_llm's exclude_input_in_output parameter): the count is of generated tokens only.
+        rows = [
+            (
+                n if asked_input[b] else None,
+                -n if not streaming[b] and not exclude[b] else 0,
+                asked_output[b],
             )
-            num_input = _column(request, "input_lengths", 0)
-            batch = len(num_input)
-            streaming = _column(request, "streaming", False) or [False] * batch
-            exclude = _column(request, "exclude_input_in_output", True) or [True] * batch
-            asked_input = _column(request, "return_num_input_tokens", False) or [False] * batch
-            asked_output = _column(request, "return_num_output_tokens", False) or [False] * batch
-            # A non-streaming response repeats the prompt when exclude_input_in_output is false (default true,
-            # as tensorrt_llm's exclude_input_in_output parameter): the count is of generated tokens only.
-            rows = [
-                (
-                    n if asked_input[b] else None,
-                    -n if not streaming[b] and not exclude[b] else 0,
-                    asked_output[b],
-                )
-                for b, n in enumerate(num_input)
-            ]
-            passthrough = pb_utils.get_input_tensor_by_name(request, "passthrough_in")
-            passed = None if passthrough is None else list(passthrough.as_numpy().reshape(batch, -1).copy())
-            args = (llm_request, request.get_response_sender(), rows, passed)
-            threading.Thread(target=self._forward, args=args, daemon=True).start()
-        return None
+            for b, n in enumerate(num_input)
+        ]
+        passthrough = pb_utils.get_input_tensor_by_name(request, PASSTHROUGH[0])
+        passed = None if passthrough is None else list(passthrough.as_numpy().reshape(batch, -1).copy())
+        threading.Thread(target=self._forward, args=(llm_request, sender, rows, passed), daemon=True).start()
 
     def _forward(self, llm_request, sender, rows, passthrough):
         """Send tensorrt_llm's responses on, with the counts asked for, then the final flag. ``rows`` holds
@@ -119,23 +109,25 @@ class TritonPythonModel:
                 tensors = response.output_tensors()
                 if not tensors:  # tensorrt_llm's empty final response
                     continue
-                index = pb_utils.get_output_tensor_by_name(response, "batch_index")
+                index = pb_utils.get_output_tensor_by_name(response, llm.BATCH_INDEX.name)
                 b = 0 if index is None else int(index.as_numpy().reshape(-1)[0])
                 generated[b] += int(
-                    pb_utils.get_output_tensor_by_name(response, "sequence_length").as_numpy().sum()
+                    pb_utils.get_output_tensor_by_name(response, llm.SEQUENCE_LENGTH.name).as_numpy().sum()
                 )
                 num_input, _, count_output = rows[b]
                 if num_input is not None:
-                    tensors.append(self._int_tensor("num_input_tokens", num_input))
+                    tensors.append(self._int_tensor(COUNTS[0], num_input))
                 if count_output:
-                    tensors.append(self._int_tensor("num_output_tokens", generated[b]))
+                    tensors.append(self._int_tensor(COUNTS[1], generated[b]))
                 if passthrough is not None and passthrough[b] is not None:
-                    tensors.append(pb_utils.Tensor("passthrough_out", passthrough[b].reshape(1, -1)))
+                    tensors.append(pb_utils.Tensor(PASSTHROUGH[1], passthrough[b].reshape(1, -1)))
                     passthrough[b] = None
                 sender.send(pb_utils.InferenceResponse(tensors))
             sender.send(flags=FINAL)
         except Exception as exc:  # the stream must end, whatever failed
-            error = pb_utils.TritonError(f"tensorrt_llm_counts: {exc}", pb_utils.TritonError.INTERNAL)
+            error = pb_utils.TritonError(
+                f"{llm.TENSORRT_LLM_COUNTS.name}: {exc}", pb_utils.TritonError.INTERNAL
+            )
             sender.send(pb_utils.InferenceResponse(error=error), flags=FINAL)
 
     def _int_tensor(self, name, value):

@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from tritonfleet.pipelines.text_embedding.embedding import TextError, TextTokenizer, decode_text
+from tritonfleet.errors import ClientError
+from tritonfleet.pipelines.text_embedding import interface
+from tritonfleet.pipelines.text_embedding.embedding import TextTokenizer, decode_text
+from tritonfleet.python_backend import error
 
 
 class TritonPythonModel:
@@ -27,7 +30,7 @@ class TritonPythonModel:
             version_dir / params.get("tokenizer_file", "tokenizer.json"),
             pad_to_multiple_of=int(params.get("pad_to_multiple_of", "0")) or None,
         )
-        self.input = config["input"][0]["name"]
+        self.input = interface.TEXT.name
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
 
     def execute(self, requests):
@@ -36,30 +39,32 @@ class TritonPythonModel:
             try:
                 tensor = pb_utils.get_input_tensor_by_name(request, self.input)
                 if tensor is None:  # Triton 24.10 counts a request's inputs; it does not check their names
-                    raise TextError("the request has no such input")
+                    raise ClientError("the request has no such input")
                 values = tensor.as_numpy().reshape(-1)
                 texts.append([decode_text(v) for v in values])
-                errors.append(None if len(values) else "no text in the request")
-            except TextError as exc:
+                errors.append(None if len(values) else ClientError("no text in the request"))
+            except ClientError as exc:  # its own error; the other requests are tokenized
                 texts.append([])
-                errors.append(str(exc))
+                errors.append(exc)
         encoded = self.tokenizer.encode([text for batch in texts for text in batch])
         responses, row = [], 0
-        for batch, error in zip(texts, errors, strict=True):
+        for batch, problem in zip(texts, errors, strict=True):
             mine = encoded.rows(row, row + len(batch))
             row += len(batch)
-            if error is None and mine.empty.any():
-                error = f"text {int(mine.empty.argmax())} of the request is empty: it has no word pieces"
-            if error is not None:
-                message = f"tokenizer: {self.input}: {error}"
-                error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
+            if problem is None and mine.empty.any():
+                empty = int(mine.empty.argmax())
+                problem = ClientError(f"text {empty} of the request is empty: it has no word pieces")
+            if problem is not None:
+                name = interface.TOKENIZER.name
+                responses.append(
+                    pb_utils.InferenceResponse(error=error(name, problem, f"{name}: {self.input}: "))
+                )
                 continue
             outputs = {
-                "input_ids": mine.input_ids,
-                "attention_mask": mine.attention_mask,
-                "NUM_TOKENS": mine.num_tokens.reshape(-1, 1),
-                "TRUNCATED": mine.truncated.reshape(-1, 1),
+                interface.INPUT_IDS.name: mine.input_ids,
+                interface.ATTENTION_MASK.name: mine.attention_mask,
+                interface.NUM_TOKENS.name: mine.num_tokens.reshape(-1, 1),
+                interface.TRUNCATED.name: mine.truncated.reshape(-1, 1),
             }
             responses.append(
                 pb_utils.InferenceResponse(

@@ -23,9 +23,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-
-class ClientError(ValueError):
-    """A request's input that the model must not run on."""
+from tritonfleet.errors import ClientError
 
 
 class TritonPythonModel:

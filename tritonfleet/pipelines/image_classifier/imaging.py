@@ -24,6 +24,8 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
+from tritonfleet.errors import ClientError
+
 INPUT_SIZE = 224
 RESIZE_SIZE = 256  # shorter side before the center crop: INPUT_SIZE / 0.875
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -35,8 +37,8 @@ BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 
 
-class ImageError(ValueError):
-    """An input that is not a usable image; the message says why, for the caller."""
+class ImageError(ClientError):
+    """An input that is not a usable image (the client's mistake); the message says why, for the caller."""
 
 
 def decode(data: bytes, *, max_pixels: int) -> Image.Image:

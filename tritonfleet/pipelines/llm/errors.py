@@ -3,20 +3,18 @@ tensorrt_llm_counts).
 
 Triton 24.10's Python backend gives a BLS caller every error of the model it called as INTERNAL:
 python_backend r24.10's ``request_executor.cc`` builds the response's error from the message alone. So a
-caller tells a real fault from a client's mistake by the message. The faults that can reach it are those
-Triton and the Python stub report (an exception raised in a model, a dead stub, a model that is not loaded,
-a failed allocation) and the CPU engine's own failures; every other error a step sends is about the request
-(a step's validation).
+caller tells a real fault from a client's mistake by the message: the only place the fleet does, because
+the code is Triton's. The faults that can reach it are those Triton and the Python stub report (an exception
+raised in a model, a dead stub, a model that is not loaded, a failed allocation) and the fleet's models' own
+faults (:func:`tritonfleet.errors.fault`, the CPU engine's failures); every other error a step sends is about
+the request (a step's validation, a :class:`tritonfleet.errors.ClientError`).
 """
 
 from __future__ import annotations
 
+from tritonfleet.errors import INTERNAL_ERROR
+
 ENGINE_FAILURE = "engine failure"  # how tensorrt_llm (CPU) starts the message of an engine's failure
-
-
-def fault(model: str, exc: BaseException) -> str:
-    """The message of an unexpected exception that a model answers one request with (not the whole batch)."""
-    return f"{model}: internal error: {type(exc).__name__}: {exc}"
 
 
 FAULTS = (
@@ -28,7 +26,7 @@ FAULTS = (
     "Failed to retrieve the response error",
     "shared memory",
     ENGINE_FAILURE,
-    ": internal error: ",  # fault()
+    INTERNAL_ERROR,  # tritonfleet.errors.fault()
 )
 
 

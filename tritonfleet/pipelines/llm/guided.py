@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from tritonfleet.errors import ClientError
+
 GUIDE_TYPES = ("json", "json_schema", "regex", "ebnf_grammar")
 # Compact JSON: left free to indent, a small model may fill its budget with blank lines. A schema's own
 # "x-guidance" options override these.
@@ -39,19 +41,19 @@ class GuideCompiler:
         self.vocab_size = vocab_size
 
     def grammar(self, guide_type: str, guide: str) -> str:
-        """llguidance's grammar for a TensorRT-LLM guide; ValueError for a bad one."""
+        """llguidance's grammar for a TensorRT-LLM guide; :class:`ClientError` for a bad one."""
         matcher = self.llg.LLMatcher
         if guide_type == "json":
             return matcher.grammar_from_json_schema({}, defaults=JSON_OPTIONS)  # type: ignore[arg-type]
         if not guide:
-            raise ValueError(f"guided_decoding_guide is required for guide type {guide_type!r}")
+            raise ClientError(f"guided_decoding_guide is required for guide type {guide_type!r}")
         if guide_type == "json_schema":
             try:
                 schema: Any = json.loads(guide)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"guided_decoding_guide is not JSON: {exc}") from None
+                raise ClientError(f"guided_decoding_guide is not JSON: {exc}") from None
             if not isinstance(schema, dict | bool):
-                raise ValueError("guided_decoding_guide: a JSON schema is an object")
+                raise ClientError("guided_decoding_guide: a JSON schema is an object")
             return matcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)  # type: ignore[arg-type]
         if guide_type == "regex":
             return matcher.grammar_from_regex(guide)
@@ -60,19 +62,21 @@ class GuideCompiler:
 
             return matcher.grammar_from_lark(gbnf_to_lark(guide))
         choices = ", ".join(GUIDE_TYPES)
-        raise ValueError(f"guided_decoding_guide_type must be one of {choices}, not {guide_type!r}")
+        raise ClientError(f"guided_decoding_guide_type must be one of {choices}, not {guide_type!r}")
 
     def compile(self, guide_type: str, guide: str) -> Guide:
-        """A fresh :class:`Guide` for one sequence; ValueError when the guide is invalid."""
+        """A fresh :class:`Guide` for one sequence; :class:`ClientError` when the guide is invalid."""
         try:
             grammar = self.grammar(guide_type, guide)
-        except ValueError:
+        except ClientError:
             raise
-        except Exception as exc:  # llguidance's converters raise their own errors
-            raise ValueError(f"guided_decoding_guide: {exc}") from None
+        except ValueError as exc:  # llguidance's converters' word on a guide they refuse
+            raise ClientError(str(exc)) from None
+        except Exception as exc:  # their other errors
+            raise ClientError(f"guided_decoding_guide: {exc}") from None
         matcher = self.llg.LLMatcher(self.tokenizer, grammar, log_level=0)
         if matcher.is_error():
-            raise ValueError(f"guided_decoding_guide: {matcher.get_error()}")
+            raise ClientError(f"guided_decoding_guide: {matcher.get_error()}")
         return Guide(matcher, self.vocab_size, self.end_ids)
 
 

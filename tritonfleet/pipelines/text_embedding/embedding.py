@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from tritonfleet.errors import ClientError
 
-class TextError(ValueError):
-    """A text that cannot be embedded (a client's mistake)."""
+
+class TextError(ClientError):
+    """A text that cannot be embedded (the client's mistake)."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
 
+from tritonfleet import pipelines, spec
 from tritonfleet.frontdoor.validation import INT_RANGE, ModelSpec
 
 KINDS = ("missing", "unknown", "duplicate", "dtype", "rank", "dims", "batch", "size", "bytes", "values")
@@ -69,8 +70,8 @@ DATATYPES = (
 )
 LONG = 300  # elements of a "long" variable dim; BYTES items up to this many bytes
 HUGE_DIMS = (100_000_000, 2**31, 2**32 + 1, 2**62, 2**63 - 1)
-# Models the front door does not serve: steps of public ensembles, and one that does not exist.
-INTERNAL = ("image_preprocess", "efficientnet_lite0", "preprocessing", "postprocessing", "no_such_model")
+# Models the front door does not serve: the declared ones no pipeline makes public, and one that is none.
+INTERNAL = (*sorted(set(spec.models()) - set(pipelines.public_models())), "no_such_model")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,511 @@
+"""The LLM pipeline's models, with the tensor names of TensorRT-LLM's ``inflight_batcher_llm``.
+
+``ensemble`` (streaming) and ``tensorrt_llm_bls`` (one response) take the client's inputs through the same
+chain, preprocessing -> the decoupled LLM step -> postprocessing, whose wiring is written once here (the
+``PREPROCESS`` ... ``FROM_POSTPROCESSING`` maps and :func:`llm_steps`, which rag's ensemble uses too). The
+LLM step is ``tensorrt_llm_counts`` on the GPU (the tensorrtllm backend v0.14.0 plus the token counts it
+lacks) and the CPU ``tensorrt_llm`` itself, which returns them: :data:`LLM_STEP`.
+
+Client-facing tensors have plain names (``TEXT_INPUT``); those of preprocessing and postprocessing carry the
+model's prefix (``PRE_QUERY``, ``POST_OUTPUT``); the LLM step's own ones (``INPUT_IDS``, ``STREAMING``) none.
+"""
+
+from tritonfleet.spec import CPU, GPU, Batching, Deployment, Model, QueuePolicy, Step, Tensor, ensemble
+
+CPU_ONLY = (CPU,)
+
+# -- the client's interface: TensorRT-LLM's ensemble (1.x names: seed, min_tokens, return_num_*_tokens,
+# num_*_tokens), plus the legacy random_seed and min_length and an optional apply_chat_template
+TEXT_INPUT = Tensor("text_input", "STRING", [1])
+MAX_TOKENS = Tensor("max_tokens", "INT32", [1])
+BAD_WORDS = Tensor("bad_words", "STRING", [-1], optional=True)
+STOP_WORDS = Tensor("stop_words", "STRING", [-1], optional=True)
+EXCLUDE_INPUT_IN_OUTPUT = Tensor("exclude_input_in_output", "BOOL", [1], optional=True)
+END_ID = Tensor("end_id", "INT32", [1], optional=True)
+PAD_ID = Tensor("pad_id", "INT32", [1], optional=True)
+TOP_K = Tensor("top_k", "INT32", [1], optional=True)
+TOP_P = Tensor("top_p", "FP32", [1], optional=True)
+TEMPERATURE = Tensor("temperature", "FP32", [1], optional=True)
+LENGTH_PENALTY = Tensor("length_penalty", "FP32", [1], optional=True)
+REPETITION_PENALTY = Tensor("repetition_penalty", "FP32", [1], optional=True)
+MIN_TOKENS = Tensor("min_tokens", "INT32", [1], optional=True)
+MIN_LENGTH = Tensor("min_length", "INT32", [1], optional=True)
+PRESENCE_PENALTY = Tensor("presence_penalty", "FP32", [1], optional=True)
+FREQUENCY_PENALTY = Tensor("frequency_penalty", "FP32", [1], optional=True)
+SEED = Tensor("seed", "UINT64", [1], optional=True)
+RANDOM_SEED = Tensor("random_seed", "UINT64", [1], optional=True)
+RETURN_LOG_PROBS = Tensor("return_log_probs", "BOOL", [1], optional=True)
+RETURN_NUM_INPUT_TOKENS = Tensor("return_num_input_tokens", "BOOL", [1], optional=True)
+RETURN_NUM_OUTPUT_TOKENS = Tensor("return_num_output_tokens", "BOOL", [1], optional=True)
+BEAM_WIDTH = Tensor("beam_width", "INT32", [1], optional=True)
+NUM_RETURN_SEQUENCES = Tensor("num_return_sequences", "INT32", [1], optional=True)
+STREAM = Tensor("stream", "BOOL", [1], optional=True)
+APPLY_CHAT_TEMPLATE = Tensor(
+    "apply_chat_template", "BOOL", [1], optional=True
+)  # text_input: the user's message
+# Guided decoding (tensorrtllm_backend v0.19's names, which v0.14.0 lacks): llguidance on the CPU engine only.
+GUIDE_TYPE = Tensor("guided_decoding_guide_type", "STRING", [1], optional=True, targets=CPU_ONLY)
+GUIDE = Tensor("guided_decoding_guide", "STRING", [1], optional=True, targets=CPU_ONLY)
+
+TEXT_OUTPUT = Tensor("text_output", "STRING", [-1])
+CUM_LOG_PROBS = Tensor("cum_log_probs", "FP32", [-1])
+OUTPUT_LOG_PROBS = Tensor("output_log_probs", "FP32", [-1, -1])
+NUM_INPUT_TOKENS = Tensor("num_input_tokens", "INT32", [1])
+NUM_OUTPUT_TOKENS = Tensor("num_output_tokens", "INT32", [1])
+BATCH_INDEX = Tensor("batch_index", "INT32", [1])  # which row of a batched request a response is
+
+# The optional sampling inputs a caller may set (FleetClient.generate / stream: their data types come from the
+# served config).
+SAMPLING = (
+    TEMPERATURE,
+    TOP_K,
+    TOP_P,
+    REPETITION_PENALTY,
+    PRESENCE_PENALTY,
+    FREQUENCY_PENALTY,
+    MIN_TOKENS,
+    SEED,
+    END_ID,
+    PAD_ID,
+)
+
+LLM_INPUTS = (
+    TEXT_INPUT,
+    MAX_TOKENS,
+    BAD_WORDS,
+    STOP_WORDS,
+    EXCLUDE_INPUT_IN_OUTPUT,
+    END_ID,
+    PAD_ID,
+    TOP_K,
+    TOP_P,
+    TEMPERATURE,
+    LENGTH_PENALTY,
+    REPETITION_PENALTY,
+    MIN_TOKENS,
+    MIN_LENGTH,
+    PRESENCE_PENALTY,
+    FREQUENCY_PENALTY,
+    SEED,
+    RANDOM_SEED,
+    RETURN_LOG_PROBS,
+    RETURN_NUM_INPUT_TOKENS,
+    RETURN_NUM_OUTPUT_TOKENS,
+    BEAM_WIDTH,
+    NUM_RETURN_SEQUENCES,
+    STREAM,
+    APPLY_CHAT_TEMPLATE,
+    GUIDE_TYPE,
+    GUIDE,
+)
+LLM_OUTPUTS = (TEXT_OUTPUT, CUM_LOG_PROBS, OUTPUT_LOG_PROBS, NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, BATCH_INDEX)
+
+# -- preprocessing -------------------------------------------------------------------------------------------
+# Its inputs are the client's, under TensorRT-LLM's preprocessing names.
+PREPROCESS = {  # client input -> preprocessing input
+    TEXT_INPUT.name: "QUERY",
+    MAX_TOKENS.name: "REQUEST_OUTPUT_LEN",
+    BAD_WORDS.name: "BAD_WORDS_DICT",
+    STOP_WORDS.name: "STOP_WORDS_DICT",
+    END_ID.name: "END_ID",
+    PAD_ID.name: "PAD_ID",
+    SEED.name: "SEED",
+    RANDOM_SEED.name: "RANDOM_SEED",
+    MIN_TOKENS.name: "MIN_TOKENS",
+    MIN_LENGTH.name: "MIN_LENGTH",
+    APPLY_CHAT_TEMPLATE.name: "APPLY_CHAT_TEMPLATE",
+}
+_CLIENT = {t.name: t for t in LLM_INPUTS}
+PRE_INPUTS = tuple(_CLIENT[client].but(name=name) for client, name in PREPROCESS.items())
+(PRE_QUERY, PRE_REQUEST_OUTPUT_LEN, PRE_BAD_WORDS_DICT, PRE_STOP_WORDS_DICT, PRE_END_ID, PRE_PAD_ID, PRE_SEED,
+ PRE_RANDOM_SEED, PRE_MIN_TOKENS, PRE_MIN_LENGTH, PRE_APPLY_CHAT_TEMPLATE) = PRE_INPUTS  # fmt: skip
+
+PRE_INPUT_ID = Tensor("INPUT_ID", "INT32", [-1])  # [batch, longest], padded with each row's pad id
+PRE_REQUEST_INPUT_LEN = Tensor("REQUEST_INPUT_LEN", "INT32", [1])
+PRE_BAD_WORDS_IDS = Tensor("BAD_WORDS_IDS", "INT32", [2, -1])  # [batch, 2, longest]: flat ids, end offsets
+PRE_STOP_WORDS_IDS = Tensor("STOP_WORDS_IDS", "INT32", [2, -1])
+PRE_OUT_REQUEST_OUTPUT_LEN = Tensor("REQUEST_OUTPUT_LEN", "INT32", [-1])
+PRE_OUT_END_ID = Tensor("OUT_END_ID", "INT32", [1])
+PRE_OUT_PAD_ID = Tensor("OUT_PAD_ID", "INT32", [1])
+PRE_OUT_SEED = Tensor("OUT_SEED", "UINT64", [1])  # seed or random_seed, whichever the client sent
+PRE_OUT_MIN_TOKENS = Tensor("OUT_MIN_TOKENS", "INT32", [1])  # min_tokens or min_length
+
+PREPROCESSING = Model(
+    name="preprocessing",
+    inputs=PRE_INPUTS,
+    outputs=(
+        PRE_INPUT_ID,
+        PRE_REQUEST_INPUT_LEN,
+        PRE_BAD_WORDS_IDS,
+        PRE_STOP_WORDS_IDS,
+        PRE_OUT_REQUEST_OUTPUT_LEN,
+        PRE_OUT_END_ID,
+        PRE_OUT_PAD_ID,
+        PRE_OUT_SEED,
+        PRE_OUT_MIN_TOKENS,
+    ),
+    max_batch_size=64,
+    gpu=Deployment(backend="python", parameters={"tokenizer_dir": "tokenizer"}),
+    doc="""Tokenizes text_input and the stop/bad word lists (TensorRT-LLM inflight_batcher_llm names, plus
+    OUT_SEED and OUT_MIN_TOKENS: seed or random_seed, min_tokens or min_length, whichever the client sent; the
+    ensemble feeds them to tensorrt_llm's random_seed and min_length, v0.14.0's names). Python on CPU cores on
+    both targets.
+
+    No dynamic batcher (the model tokenizes request by request anyway): Triton 24.10 passes a STRING input
+    whose last element is cut short, and the Python backend then fails the whole dynamic batch it lands in
+    (other clients' requests too) and cannot unload the model any more (tests/frontdoor/test_fuzz.py).""",
+)
+
+# -- the LLM step: tensorrt_llm (tensorrtllm_backend v0.14.0's names: random_seed and min_length, which
+# TensorRT-LLM 1.x renamed seed and min_tokens) and tensorrt_llm_counts
+INPUT_IDS = Tensor("input_ids", "INT32", [-1])
+INPUT_LENGTHS = Tensor("input_lengths", "INT32", [1])
+REQUEST_OUTPUT_LEN = Tensor("request_output_len", "INT32", [1])
+STOP_WORDS_LIST = Tensor("stop_words_list", "INT32", [2, -1], optional=True)
+BAD_WORDS_LIST = Tensor("bad_words_list", "INT32", [2, -1], optional=True)
+RUNTIME_TOP_K = Tensor("runtime_top_k", "INT32", [1], optional=True)
+RUNTIME_TOP_P = Tensor("runtime_top_p", "FP32", [1], optional=True)
+LEN_PENALTY = Tensor("len_penalty", "FP32", [1], optional=True)
+STOP = Tensor("stop", "BOOL", [1], optional=True)  # TensorRT-LLM's stop request (STOP_REQUEST)
+STREAMING = Tensor("streaming", "BOOL", [1], optional=True)
+PASSTHROUGH_IN = Tensor("passthrough_in", "STRING", [-1], optional=True)  # back as passthrough_out (rag)
+
+OUTPUT_IDS = Tensor("output_ids", "INT32", [-1, -1])
+SEQUENCE_LENGTH = Tensor("sequence_length", "INT32", [-1])
+STOP_REQUEST_ID = Tensor("stop_request_id", "STRING", [1])  # the CPU engine's id that stops this sequence
+PASSTHROUGH_OUT = Tensor("passthrough_out", "STRING", [-1])
+
+# TensorRT-LLM's stop request, as its inflight_batcher_llm_client.py --stop-after-ms sends it to tensorrt_llm
+# with the id of the request to end: stop, and empty values for the inputs tensorrt_llm requires.
+STOP_REQUEST = {INPUT_IDS.name: 0, INPUT_LENGTHS.name: 0, REQUEST_OUTPUT_LEN.name: 0, STOP.name: True}
+
+_SAMPLED = (
+    BEAM_WIDTH,
+    NUM_RETURN_SEQUENCES,
+    TEMPERATURE,
+    RUNTIME_TOP_K,
+    RUNTIME_TOP_P,
+    LEN_PENALTY,
+    REPETITION_PENALTY,
+    MIN_LENGTH,
+    PRESENCE_PENALTY,
+    FREQUENCY_PENALTY,
+    RANDOM_SEED,
+    RETURN_LOG_PROBS,
+    EXCLUDE_INPUT_IN_OUTPUT,
+)
+_COUNTED = (RETURN_NUM_INPUT_TOKENS, RETURN_NUM_OUTPUT_TOKENS)
+# What tensorrt_llm and tensorrt_llm_counts take alike (v0.14.0's layout).
+_REQUEST = (
+    INPUT_IDS,
+    INPUT_LENGTHS,
+    REQUEST_OUTPUT_LEN,
+    END_ID,
+    PAD_ID,
+    STOP_WORDS_LIST,
+    BAD_WORDS_LIST,
+    *_SAMPLED,
+)
+
+
+def _backend_view(tensor: Tensor) -> Tensor:
+    """A tensor as tensorrt_llm takes it: a scalar per row ([1] reshaped to []), the ids and word lists ragged
+    (input_ids optional: a stop request has none that count)."""
+    if tensor.name == INPUT_IDS.name:
+        return tensor.but(allow_ragged_batch=True, optional=True)
+    if tensor.dims == (2, -1):
+        return tensor.but(allow_ragged_batch=True)
+    if tensor.dims == (1,) and tensor.dtype != "STRING":
+        return tensor.but(reshape=())
+    return tensor
+
+
+TENSORRT_LLM_OUTPUTS = (OUTPUT_IDS, SEQUENCE_LENGTH, CUM_LOG_PROBS, OUTPUT_LOG_PROBS, BATCH_INDEX)
+_EXCLUDE_INPUT = {"exclude_input_in_output": "true"}  # the default of exclude_input_in_output, both targets
+
+TENSORRT_LLM = Model(
+    name="tensorrt_llm",
+    inputs=tuple(
+        _backend_view(t)
+        for t in (
+            *_REQUEST,
+            STOP,
+            STREAMING,
+            *(t.but(targets=CPU_ONLY) for t in (*_COUNTED, PASSTHROUGH_IN)),
+            GUIDE_TYPE,
+            GUIDE,
+        )
+    ),
+    outputs=(
+        *TENSORRT_LLM_OUTPUTS,
+        *(
+            t.but(targets=CPU_ONLY)
+            for t in (NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, STOP_REQUEST_ID, PASSTHROUGH_OUT)
+        ),
+    ),
+    max_batch_size=64,
+    decoupled=True,
+    gpu=Deployment(
+        backend="tensorrtllm",
+        batching=Batching(preferred=(64,), max_queue_delay_us=0, queue_policy=QueuePolicy(max_queue_size=0)),
+        # tensorrtllm_backend v0.14.0's all_models/inflight_batcher_llm/tensorrt_llm template, filled in.
+        parameters={
+            "max_beam_width": "1",
+            "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
+            "gpt_model_type": "inflight_fused_batching",
+            "gpt_model_path": "/engines/smollm2-135m-instruct/trtllm",
+            "batch_scheduler_policy": "guaranteed_no_evict",
+            "kv_cache_free_gpu_mem_fraction": "0.85",
+            "enable_kv_cache_reuse": "true",
+            "enable_chunked_context": "true",
+            **_EXCLUDE_INPUT,
+            "cancellation_check_period_ms": "100",
+            "stats_check_period_ms": "100",
+            "normalize_log_probs": "true",
+            "executor_worker_path": "/opt/tritonserver/backends/tensorrtllm/trtllmExecutorWorker",
+        },
+        doc="""GPU production config: the tensorrtllm (C++) backend of the pinned image (docker/Dockerfile:
+        tritonserver:24.10-trtllm-python-py3, TensorRT-LLM 0.14.0, tensorrtllm_backend v0.14.0), in-flight
+        fused batching over the engine built by build/llm/trtllm_engine.py; max_batch_size, gpt_model_path and
+        the chunked-context / KV-cache-reuse switches must match that build (tests/llm/test_trtllm_engine.py).
+        Parameters are those of tensorrtllm_backend v0.14.0's all_models/inflight_batcher_llm/tensorrt_llm
+        template, filled in here (no template substitution). v0.14.0 has no token-count tensors: the
+        ensemble's num_input_tokens / num_output_tokens come from tensorrt_llm_counts, the BLS model's from
+        itself.""",
+    ),
+    cpu=Deployment(
+        backend="python",
+        parameters={
+            "engine_dir": "cpu_engine",
+            "intra_op_threads": "2",
+            # The scheduler's (the model's doc says what each is).
+            "max_batch": "8",
+            "bucket_tokens": "64",
+            "max_wait_ms": "100",
+            "gather_ms": "20",
+            "max_waves": "4",
+            "max_rows": "16",
+            "max_seq_len": "2048",
+            "max_tokens": "1024",
+            **_EXCLUDE_INPUT,
+        },
+        doc="""CPU config: NOT TensorRT-LLM. A decoupled Python model (1/model.py) with TensorRT-LLM's tensor
+        interface, running the onnxruntime-genai CPU engine built by build/llm/cpu_engine.py into
+        1/cpu_engine, on the wave scheduler of tritonfleet.pipelines.llm (its parameters: rows of a wave,
+        length bucket, how long the oldest waiting request may wait before a wave starts beside running ones,
+        how long an idle engine gathers requests sent together, caps on waves alive at once and their rows in
+        all; chosen from the measurements in tritonfleet/pipelines/llm/scheduler.py). Inputs and outputs are
+        the GPU config's, less the GPU-only features (LoRA, prompt tables, draft tokens, logits outputs), plus
+        (extra_tensors) TensorRT-LLM 1.x's token counts, which the CPU ensemble reads directly;
+        stop_request_id out: the request id that stops this sequence, which the CPU ensemble passes to
+        postprocessing (cancellation, see its model.py); and guided decoding (tensorrtllm_backend v0.19's
+        inputs), done with llguidance on the CPU engine's sampler.""",
+    ),
+    doc="""The LLM: inputs are the subset the ensemble and BLS models use plus `stop` (a request with
+    stop=true ends the running requests that carry its request id, as TensorRT-LLM's client sends with
+    --stop-after-ms). A request of batch B is B sequences; each response is one row's, tagged with the
+    batch_index output when B > 1. passthrough_in (optional) comes back unchanged as passthrough_out on each
+    row's first response: how rag's sources reach the client beside the streamed text (an ensemble output
+    cannot come from before the decoupled step; docs/rag.md).""",
+)
+
+TENSORRT_LLM_COUNTS = Model(
+    name="tensorrt_llm_counts",
+    inputs=(*_REQUEST, STREAMING, *_COUNTED, PASSTHROUGH_IN),
+    outputs=(*TENSORRT_LLM_OUTPUTS, NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, PASSTHROUGH_OUT),
+    max_batch_size=64,
+    decoupled=True,
+    gpu=Deployment(backend="python", bls_models=(TENSORRT_LLM.name,)),
+    doc="""The GPU ensemble's (and tensorrt_llm_bls's) decoupled step: tensorrt_llm's inputs and outputs plus
+    the token counts of TensorRT-LLM 1.x's layout (return_num_input_tokens / return_num_output_tokens in,
+    num_input_tokens / num_output_tokens out), which tensorrtllm_backend v0.14.0 does not have. It forwards
+    each request to tensorrt_llm (BLS) and each response back, adding the counts when asked for. Python on CPU
+    cores on both targets; tensorrt_llm is the C++ backend on GPU, the CPU engine here. passthrough_in
+    (optional) comes back unchanged as passthrough_out on the first response (rag's sources; docs/rag.md): the
+    C++ backend has no such tensor, so this step holds it back from tensorrt_llm and adds it itself.""",
+)
+
+# -- postprocessing ------------------------------------------------------------------------------------------
+POST_TOKENS_BATCH = Tensor("TOKENS_BATCH", "INT32", [-1, -1])
+POST_SEQUENCE_LENGTH = Tensor("SEQUENCE_LENGTH", "INT32", [-1])
+POST_STOP_REQUEST_ID = Tensor("STOP_REQUEST_ID", "STRING", [1], optional=True, targets=CPU_ONLY)
+POST_OUTPUT = Tensor("OUTPUT", "STRING", [-1])
+
+_POSTPROCESSING_GPU = Deployment(
+    backend="python",
+    batching=Batching(max_queue_delay_us=0),
+    parameters={"tokenizer_dir": "tokenizer", "skip_special_tokens": "true"},
+    doc="""No STRING inputs here, so the dynamic batcher is safe: Triton 24.10 passes a STRING input whose
+    last element is cut short, and the Python backend then fails the whole dynamic batch it lands in (other
+    clients' requests too) and cannot unload the model any more (tests/frontdoor/test_fuzz.py). The CPU config
+    adds STOP_REQUEST_ID (STRING) and has no dynamic batcher.""",
+)
+
+POSTPROCESSING = Model(
+    name="postprocessing",
+    inputs=(POST_TOKENS_BATCH, POST_SEQUENCE_LENGTH, POST_STOP_REQUEST_ID),
+    outputs=(POST_OUTPUT,),
+    max_batch_size=64,
+    gpu=_POSTPROCESSING_GPU,
+    cpu=_POSTPROCESSING_GPU.but(
+        batching=None,
+        doc="""CPU config: config.pbtxt's without dynamic batching. Triton 24.10 never cancels an ensemble's
+        running tensorrt_llm step, but it marks every step it schedules after a client's cancel as cancelled,
+        and a dynamic batcher drops such requests before the model sees them. Without one, the cancelled
+        postprocessing step reaches model.py, which stops the sequence by its STOP_REQUEST_ID (tensorrt_llm's
+        stop request), an input of the CPU target only (the GPU ensemble has no per-sequence id to pass).""",
+    ),
+    doc="Detokenizes each response's tokens (TensorRT-LLM inflight_batcher_llm names). Python on CPU on both "
+    "targets.",
+)
+
+# -- the chain, written once: ensemble, rag and tensorrt_llm_bls read these ----------------------------------
+LLM_STEP = {GPU: TENSORRT_LLM_COUNTS, CPU: TENSORRT_LLM}  # the decoupled step: it returns the token counts
+
+FROM_PREPROCESSING = {  # preprocessing output -> LLM step input
+    PRE_INPUT_ID.name: INPUT_IDS.name,
+    PRE_REQUEST_INPUT_LEN.name: INPUT_LENGTHS.name,
+    PRE_OUT_REQUEST_OUTPUT_LEN.name: REQUEST_OUTPUT_LEN.name,
+    PRE_OUT_END_ID.name: END_ID.name,
+    PRE_OUT_PAD_ID.name: PAD_ID.name,
+    PRE_STOP_WORDS_IDS.name: STOP_WORDS_LIST.name,
+    PRE_BAD_WORDS_IDS.name: BAD_WORDS_LIST.name,
+    PRE_OUT_SEED.name: RANDOM_SEED.name,
+    PRE_OUT_MIN_TOKENS.name: MIN_LENGTH.name,
+}
+TO_LLM = {  # client input -> LLM step input, where both exist on the target
+    TOP_K.name: RUNTIME_TOP_K.name,
+    TOP_P.name: RUNTIME_TOP_P.name,
+    TEMPERATURE.name: TEMPERATURE.name,
+    LENGTH_PENALTY.name: LEN_PENALTY.name,
+    REPETITION_PENALTY.name: REPETITION_PENALTY.name,
+    PRESENCE_PENALTY.name: PRESENCE_PENALTY.name,
+    FREQUENCY_PENALTY.name: FREQUENCY_PENALTY.name,
+    RETURN_LOG_PROBS.name: RETURN_LOG_PROBS.name,
+    RETURN_NUM_INPUT_TOKENS.name: RETURN_NUM_INPUT_TOKENS.name,
+    RETURN_NUM_OUTPUT_TOKENS.name: RETURN_NUM_OUTPUT_TOKENS.name,
+    EXCLUDE_INPUT_IN_OUTPUT.name: EXCLUDE_INPUT_IN_OUTPUT.name,
+    BEAM_WIDTH.name: BEAM_WIDTH.name,
+    NUM_RETURN_SEQUENCES.name: NUM_RETURN_SEQUENCES.name,
+    STREAM.name: STREAMING.name,
+    GUIDE_TYPE.name: GUIDE_TYPE.name,
+    GUIDE.name: GUIDE.name,
+}
+TO_POSTPROCESSING = {  # LLM step output -> postprocessing input, where both exist on the target
+    OUTPUT_IDS.name: POST_TOKENS_BATCH.name,
+    SEQUENCE_LENGTH.name: POST_SEQUENCE_LENGTH.name,
+    STOP_REQUEST_ID.name: POST_STOP_REQUEST_ID.name,
+}
+FROM_POSTPROCESSING = {POST_OUTPUT.name: TEXT_OUTPUT.name}  # postprocessing output -> client output
+# The client's outputs that the LLM step gives under the same name (the others come from postprocessing).
+FROM_LLM = tuple(t.name for t in LLM_OUTPUTS if t.name not in FROM_POSTPROCESSING.values())
+
+
+def _names(tensors: tuple[Tensor, ...], target: str) -> list[str]:
+    return [t.name for t in tensors if t.on(target)]
+
+
+def llm_steps(
+    target: str,
+    inputs: tuple[Tensor, ...],
+    outputs: tuple[Tensor, ...],
+    *,
+    query: str = TEXT_INPUT.name,
+    chat: str = APPLY_CHAT_TEMPLATE.name,
+    passthrough: tuple[str, str] | None = None,
+) -> tuple[Step, Step, Step]:
+    """The chain as ensemble steps on ``target``, for an ensemble with these inputs and outputs: its prompt
+    from the ensemble tensor ``query``, the chat-template flag from ``chat``, and ``passthrough`` ``(in,
+    out)``: an ensemble tensor carried through the decoupled step to an ensemble output (rag's sources).
+    Tensors between the steps are named after what they feed, with a leading underscore."""
+    llm = LLM_STEP[target]
+    have, give = _names(inputs, target), _names(outputs, target)
+    llm_in, llm_out = _names(llm.inputs, target), _names(llm.outputs, target)
+    post_in = _names(POSTPROCESSING.inputs, target)
+
+    into_pre = {PREPROCESS[n]: n for n in have if n in PREPROCESS}
+    into_pre |= {PRE_QUERY.name: query, PRE_APPLY_CHAT_TEMPLATE.name: chat}
+    pre = Step(
+        PREPROCESSING,
+        {n: into_pre[n] for n in _names(PREPROCESSING.inputs, target) if n in into_pre},
+        {t.name: f"_{t.name}" for t in PREPROCESSING.outputs},
+    )
+
+    into_llm = {llm_name: f"_{pre_name}" for pre_name, llm_name in FROM_PREPROCESSING.items()}
+    into_llm |= {llm_name: n for n, llm_name in TO_LLM.items() if n in have and llm_name in llm_in}
+    routed = {out: post for out, post in TO_POSTPROCESSING.items() if out in llm_out and post in post_in}
+    out_of_llm = {n: f"_{routed[n]}" for n in (OUTPUT_IDS.name, SEQUENCE_LENGTH.name)}
+    out_of_llm |= {n: n for n in give if n in FROM_LLM and n in llm_out}
+    out_of_llm |= {n: f"_{post}" for n, post in routed.items() if n not in out_of_llm}  # the stop id (CPU)
+    if passthrough is not None:
+        into_llm[PASSTHROUGH_IN.name], out_of_llm[PASSTHROUGH_OUT.name] = passthrough
+
+    post = Step(POSTPROCESSING, {p: f"_{p}" for p in routed.values()}, FROM_POSTPROCESSING)
+    return pre, Step(llm, into_llm, out_of_llm), post
+
+
+ENSEMBLE = Model(
+    name="ensemble",
+    inputs=LLM_INPUTS,
+    outputs=LLM_OUTPUTS,
+    max_batch_size=64,
+    gpu=ensemble(*llm_steps(GPU, LLM_INPUTS, LLM_OUTPUTS)),
+    cpu=ensemble(
+        *llm_steps(CPU, LLM_INPUTS, LLM_OUTPUTS),
+        doc="""CPU config: config.pbtxt's ensemble with tensorrt_llm itself as the decoupled step: the CPU
+        tensorrt_llm model returns the token counts, so it needs no tensorrt_llm_counts step. That saves a
+        Python hop per streamed token, and that step's decoupled BLS, which Triton 24.10's Python backend
+        cannot run safely beside other Python threads (python_backend Stub::ProcessBLSResponseDecoupled builds
+        the response's NumPy arrays without the GIL: under 8 concurrent streams the stub crashed in
+        PyType_GenericAlloc, see README "Known limits"). And one more tensor: each sequence's stop_request_id
+        goes from tensorrt_llm to postprocessing, which stops the sequence when the client has cancelled
+        (Triton cancels only the steps it schedules after a cancel). And two optional inputs, guided
+        decoding's (tensorrtllm_backend v0.19's names), which go to tensorrt_llm.""",
+    ),
+    doc="""The streaming pipeline: preprocessing -> the decoupled LLM step (tensorrt_llm_counts on GPU:
+    tensorrt_llm plus the token counts) -> postprocessing, with the inputs and outputs of TensorRT-LLM's
+    inflight_batcher_llm ensemble (1.x names: seed, min_tokens, return_num_*_tokens, num_*_tokens), plus the
+    legacy names random_seed and min_length and an optional apply_chat_template. preprocessing folds
+    seed/random_seed and min_tokens/min_length into the random_seed and min_length that tensorrtllm_backend
+    v0.14.0 reads.
+
+    Streaming: gRPC stream and HTTP generate_stream. Non-streaming (stream false) works on gRPC streams and
+    HTTP /generate (one response); unary gRPC ModelInfer needs tensorrt_llm_bls (Triton rejects it on
+    decoupled models). A request of batch B ([B, 1] text_input, every input one row each) streams each row's
+    responses, tagged with batch_index when B > 1, as TensorRT-LLM's ensemble does.""",
+)
+
+
+def _bls(target: str, **changes: object) -> Deployment:
+    """tensorrt_llm_bls on ``target``: it calls the chain's models, the decoupled step named ``llm_model``."""
+    chain = (PREPROCESSING.name, LLM_STEP[target].name, POSTPROCESSING.name)
+    return Deployment(
+        backend="python", bls_models=chain, parameters={"llm_model": LLM_STEP[target].name}, **changes
+    )
+
+
+TENSORRT_LLM_BLS = Model(
+    name="tensorrt_llm_bls",
+    inputs=LLM_INPUTS,
+    outputs=tuple(t for t in LLM_OUTPUTS if t is not BATCH_INDEX),
+    max_batch_size=64,
+    gpu=_bls(GPU, instances=16),
+    cpu=_bls(
+        CPU,
+        instances=int(TENSORRT_LLM.deployment(CPU).parameters["max_batch"]),
+        doc="""CPU config: config.pbtxt's, calling tensorrt_llm directly instead of tensorrt_llm_counts (the
+        CPU tensorrt_llm returns the token counts), with as many instances as one wave of the CPU scheduler
+        has rows (max_batch): each is a Python process of ~50 MB, and tritonserver stops them one by one at ~1
+        s each, so 16 held Ctrl-C of `fleet serve` for 20 s; and guided decoding's two optional inputs
+        (tensorrtllm_backend v0.19's names), passed on to tensorrt_llm.""",
+    ),
+    doc="""Non-streaming path for HTTP /generate and unary gRPC: calls preprocessing, the decoupled LLM step
+    (parameter llm_model) and postprocessing (BLS) and answers once. Same inputs and outputs as the ensemble
+    but batch_index; stream=true is rejected (use "ensemble"). Unlike TensorRT-LLM's own tensorrt_llm_bls, it
+    is not decoupled: that is what makes unary calls work. An instance serves one request at a time (execute
+    waits for the answer), so the instance count is how many requests are generating together: enough to fill
+    tensorrt_llm's waves (max_batch), no dynamic batching (a batch would run its requests one after another in
+    one instance).""",
+)
+
+MODELS = (PREPROCESSING, TENSORRT_LLM, TENSORRT_LLM_COUNTS, POSTPROCESSING, ENSEMBLE, TENSORRT_LLM_BLS)
