@@ -11,10 +11,10 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.errors import ClientError, NotFound
+from tritonfleet.errors import ClientError, NotFound, retry_after
 from tritonfleet.frontdoor.access import AccessControl
 from tritonfleet.frontdoor.grpc_proxy import decode_infer
-from tritonfleet.frontdoor.keys import Bucket, KeyFile, KeysError, KeyStore, Limiter, retry_after
+from tritonfleet.frontdoor.keys import Bucket, KeyFile, KeysError, KeyStore, Limiter
 from tritonfleet.frontdoor.policy import (
     OPERATIONS,
     Call,

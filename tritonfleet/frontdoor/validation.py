@@ -1,15 +1,15 @@
 """Request validation of the front door: every rule checked before Triton sees a request.
 
-Both protocols decode a request into :class:`Tensor` headers (name, datatype, shape, what data came with
-it) and :func:`check_infer` applies the same rules to either: the model and version exist and are public;
-each input's name, datatype and shape agree with the model's config (rank, fixed dims, 1 <= batch <=
-max_batch_size, no negative dims); the element count equals the data given (JSON values, typed gRPC
-contents) or the binary size declared (raw bytes; BYTES length prefixes walked); a byte limit per request;
-the outputs asked for are the model's, each once. The facts come from the model's config (the
-repository's, as Triton loads it), never restated here.
+Both protocols decode a request into :class:`Tensor` headers (name, datatype, shape, what data came with it)
+and :func:`check_infer` applies the same rules to either, to a model the policy lets the call name
+(:mod:`tritonfleet.frontdoor.policy`): each input's name, datatype and shape agree with the model's config
+(rank, fixed dims, 1 <= batch <= max_batch_size, no negative dims); the element count equals the data given
+(JSON values, typed gRPC contents) or the binary size declared (raw bytes; BYTES length prefixes walked); a
+byte limit per request; the outputs asked for are the model's, each once. The facts come from the model's
+config (the repository's, as Triton loads it), never restated here.
 
-Errors are :class:`~tritonfleet.errors.ClientError` and its kinds (:class:`~tritonfleet.errors.NotFound`,
-:class:`~tritonfleet.errors.TooLarge`), with a message that names the tensor and what was wrong.
+Errors are :class:`~tritonfleet.errors.ClientError` (413: :class:`~tritonfleet.errors.TooLarge`), with a
+message that names the tensor and what was wrong.
 """
 
 from __future__ import annotations
