@@ -100,7 +100,7 @@ def test_an_edited_config_fails_validate(tmp_path: Path) -> None:
 def test_missing_stray_and_undeclared_files(tmp_path: Path) -> None:
     root = _copy(tmp_path)
     (root / "minilm_l6/configs/cpu.pbtxt").unlink()
-    (root / "retriever/configs").mkdir()
+    (root / "retriever/configs").mkdir(exist_ok=True)
     (root / "retriever/configs/cpu.pbtxt").write_text((root / "retriever/config.pbtxt").read_text())
     (root / "resnet50").mkdir()
     (root / "resnet50/config.pbtxt").write_text((root / "efficientnet_lite0/config.pbtxt").read_text())

@@ -350,7 +350,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
             result = stress.run(
                 fleet.http_url,
                 fleet.grpc_url,
-                list(fleet.access.catalog.models.values()),
+                list(fleet.access.public.models.values()),
                 http_count=http_count,
                 grpc_count=args.requests - http_count,
                 seed=args.seed,

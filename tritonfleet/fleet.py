@@ -12,7 +12,8 @@ from typing import Any
 
 from tritonfleet.frontdoor.access import AccessControl
 from tritonfleet.frontdoor.keys import KeyStore
-from tritonfleet.frontdoor.service import FrontDoor, Ports, Upstreams, is_local, public_catalog
+from tritonfleet.frontdoor.policy import PublicModels
+from tritonfleet.frontdoor.service import FrontDoor, Ports, Upstreams, is_local
 from tritonfleet.frontdoor.validation import Limits
 from tritonfleet.server import TritonServer, free_port
 from tritonfleet.supervisor import Supervisor
@@ -125,11 +126,11 @@ class Fleet:
         self.check_secure()
         self.server.start(timeout)
         try:
-            catalog = public_catalog(
+            public = PublicModels.from_repository(
                 self.repository, self.server.models, self.server.target, self.limits, self.public
             )
             self.access = AccessControl(
-                catalog, self.keys, require_keys=not is_local(self.host) and not self.insecure
+                public, self.keys, require_keys=not is_local(self.host) and not self.insecure
             )
             openai_port = self._start_openai() if self.requested.openai else None
             self.door = FrontDoor(
@@ -139,7 +140,7 @@ class Fleet:
                 Upstreams(
                     self.server.http_port, self.server.grpc_port, self.server.metrics_port, openai_port
                 ),
-                hidden=(str(self.repository), str(self.server.repository)),
+                internal=(str(self.repository), str(self.server.repository)),
             )
             self.ports = self.door.start()
             self.supervisor = Supervisor(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonfleet.frontdoor.access import AccessControl, State
+from tritonfleet.frontdoor.access import AccessControl, ServerState
 from tritonfleet.repository import Repository
 from tritonfleet.server import ServerError, TritonServer
 
@@ -63,7 +63,7 @@ class Supervisor:
 
         self.server = server
         self.access = access
-        self.state: State = access.state
+        self.state: ServerState = access.state
         self.public = public
         self.log = log
         self.probe_interval = probe_interval
@@ -82,7 +82,7 @@ class Supervisor:
         self._probe_client: Any = None
         self._probe_started = 0.0
         self._generation = 0
-        access.on_model_fault.append(self._faults.put)
+        access.on_dead_stub.append(self._faults.put)
 
     # --- lifecycle ---
 

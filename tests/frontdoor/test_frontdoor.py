@@ -11,11 +11,21 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.frontdoor.access import AccessControl, Refused
+from tritonfleet.errors import ClientError, NotFound, retry_after
+from tritonfleet.frontdoor.access import AccessControl
 from tritonfleet.frontdoor.grpc_proxy import decode_infer
-from tritonfleet.frontdoor.keys import Bucket, KeyFile, KeysError, KeyStore, Limiter, retry_after
-from tritonfleet.frontdoor.service import is_local, public_catalog
-from tritonfleet.frontdoor.validation import ClientError, Limits, check_infer, clean_message, json_infer
+from tritonfleet.frontdoor.keys import Bucket, KeyFile, KeysError, KeyStore, Limiter
+from tritonfleet.frontdoor.policy import (
+    OPERATIONS,
+    Call,
+    Models,
+    PublicModels,
+    Who,
+    grpc_operation,
+    http_operation,
+)
+from tritonfleet.frontdoor.service import is_local
+from tritonfleet.frontdoor.validation import Limits, check_infer, clean_message, json_infer
 from tritonfleet.repository import Repository
 from tritonfleet.tools.fuzz import valid_case
 from tritonfleet.tools.fuzz.grpc import grpc_request
@@ -27,7 +37,7 @@ def catalog():
     from tritonfleet import pipelines
 
     models = Repository(REPOSITORY).closure(pipelines.expand(list(pipelines.registry())))
-    return public_catalog(REPOSITORY, models)
+    return PublicModels.from_repository(REPOSITORY, models)
 
 
 def check(catalog, model: str, request: dict | bytes, header: int | None = None) -> None:
@@ -178,7 +188,7 @@ def test_every_fuzz_case_is_refused(catalog) -> None:
         with pytest.raises(ClientError):
             length = int(header) if header is not None and header.lstrip("-").isdigit() else None
             if header is not None and length is None:
-                raise ClientError(400, "not a number")
+                raise ClientError("not a number")
             _, inputs, outputs = json_infer(case.body, length)
             check_infer(catalog.model(model, version), inputs, outputs, catalog.limits)
 
@@ -221,13 +231,13 @@ def test_gate_answers_401_403_429(tmp_path: Path, catalog) -> None:
         (f"Basic {user}", False, 401),
         (f"Bearer {user}", True, 403),
     ]:
-        with pytest.raises(Refused) as err:
+        with pytest.raises(ClientError) as err:
             access.authorize(auth, admin=admin_api)
         assert err.value.status == status
     assert access.authorize(f"Bearer {admin}", admin=True).admin
     access.authorize(f"Bearer {slow}")
     access.authorize(f"Bearer {slow}")
-    with pytest.raises(Refused) as err:
+    with pytest.raises(ClientError) as err:
         access.authorize(f"Bearer {slow}")
     assert err.value.status == 429 and int(err.value.retry_after) >= 1
 
@@ -237,13 +247,13 @@ def test_no_keys_means_open_locally_and_admin_closed(tmp_path: Path, catalog) ->
     assert access.authorize(None) is None
     # the openai client always sends a key: with no keys configured any is let through, as none is
     assert access.authorize("Bearer none") is None
-    with pytest.raises(Refused) as err:
+    with pytest.raises(ClientError) as err:
         access.authorize(None, admin=True)
     assert err.value.status == 403
     public = AccessControl(catalog, KeyStore(tmp_path / "none.json"), require_keys=True)
-    with pytest.raises(Refused):
+    with pytest.raises(ClientError):
         public.authorize(None)
-    with pytest.raises(Refused):
+    with pytest.raises(ClientError):
         public.authorize("Bearer none")
     assert is_local("127.0.0.1") and is_local("localhost") and is_local("::1") and not is_local("0.0.0.0")
 
@@ -270,3 +280,52 @@ def test_token_bucket_waits_and_tokens_per_minute(monkeypatch: pytest.MonkeyPatc
 
 def test_limits_are_configurable() -> None:
     assert Limits().max_body_bytes == 64 << 20
+
+
+def test_one_policy_for_both_protocols() -> None:
+    """Every method of Triton's gRPC service and every KServe path the front door serves is one operation
+    of the policy table, and the same operation has the same rule over either protocol."""
+    methods = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name
+    by_grpc = {name: grpc_operation(name) for name in methods}
+    assert None not in by_grpc.values() and set(by_grpc.values()) <= set(OPERATIONS)
+    assert {by_grpc[m] for m in methods if "SharedMemory" in m} == {"shared_memory"}
+    paths = {
+        "/v2/health/ready": "health",
+        "/v2": "server_metadata",
+        "/v2/models/image_classifier": "model_metadata",
+        "/v2/models/image_classifier/ready": "model_ready",
+        "/v2/models/image_classifier/versions/1/config": "model_config",
+        "/v2/models/image_classifier/stats": "model_stats",
+        "/v2/models/stats": "all_stats",
+        "/v2/models/image_classifier/infer": "infer",
+        "/v2/repository/index": "repository_index",
+        "/v2/repository/models/image_classifier/load": "model_load",
+        "/v2/repository/models/image_classifier/unload": "model_unload",
+        "/v2/trace/setting": "trace",
+        "/v2/logging": "logging",
+        "/v2/systemsharedmemory/region/r/register": "shared_memory",
+        "/v2/cudasharedmemory/status": "shared_memory",
+    }
+    assert {path: http_operation(path).operation for path in paths} == paths
+    assert http_operation("/v2/models/image_classifier/explain") is None
+    assert set(by_grpc.values()) - {"shared_memory"} <= {http_operation(p).operation for p in paths}
+    assert OPERATIONS["shared_memory"].who is Who.NOBODY and OPERATIONS["health"].who is Who.ANYONE
+    admin = {op for op, rule in OPERATIONS.items() if rule.who is Who.ADMIN}
+    assert admin == {"model_trace", "trace", "logging", "repository_index", "model_load", "model_unload"}
+    assert OPERATIONS["infer"].models is Models.PUBLIC
+    assert OPERATIONS["model_config"].models is Models.READABLE
+
+
+def test_inner_steps_are_readable_only(catalog) -> None:
+    assert "image_preprocess" in catalog.steps
+    assert catalog.named(Call("model_config", "image_preprocess"), "GET") is None  # perf_analyzer reads it
+    assert catalog.named(Call("model_config", "image_preprocess")) is None  # over gRPC
+    for call, method in [
+        (Call("infer", "image_preprocess"), "POST"),
+        (Call("model_config", "image_preprocess"), "POST"),
+        (Call("model_trace", "image_preprocess"), "GET"),
+        (Call("model_config", "nope"), "GET"),
+    ]:
+        with pytest.raises(NotFound):
+            catalog.named(call, method)
+    assert catalog.named(Call("infer", "image_classifier"), "POST").name == "image_classifier"

@@ -345,7 +345,7 @@ def test_fuzz_http_and_grpc_malformed_requests(fleet: Fleet, before: dict, cat_j
         result = stress.run(
             fleet.http_url,
             fleet.grpc_url,
-            list(fleet.access.catalog.models.values()),
+            list(fleet.access.public.models.values()),
             http_count=FUZZ_HTTP,
             grpc_count=FUZZ_GRPC,
             correct=correct,

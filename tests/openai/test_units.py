@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tritonfleet import pipelines
+from tritonfleet.errors import ClientError
 from tritonfleet.openai import generation as gen
 from tritonfleet.openai.catalog import Served
-from tritonfleet.openai.errors import APIError
 from tritonfleet.openai.schemas import ChatRequest, CompletionRequest, EmbeddingRequest, parse
 
 SERVED = Served(frozenset({"guided_decoding_guide_type", "guided_decoding_guide"}), 2048, 1024)
@@ -28,10 +28,10 @@ def test_budget_defaults_to_the_context_left_and_refuses_what_does_not_fit() -> 
     assert gen.budget(100, None, SERVED, 64, "max_tokens") == 64  # the server's default
     assert gen.budget(100, 10, SERVED, 64, "max_tokens") == 10
     for prompt, asked in ((2048, None), (2000, 100)):
-        with pytest.raises(APIError) as err:
+        with pytest.raises(ClientError) as err:
             gen.budget(prompt, asked, SERVED, None, "max_tokens")
         assert err.value.status == 400 and err.value.code == "context_length_exceeded"
-    with pytest.raises(APIError, match="at most 1024"):
+    with pytest.raises(ClientError, match="at most 1024"):
         gen.budget(10, 1025, SERVED, None, "max_tokens")
 
 
@@ -63,7 +63,7 @@ def test_guide_needs_a_backend_with_guided_decoding() -> None:
     fmt = parse(ChatRequest, {"model": "m", "messages": [{"role": "user", "content": "x"}],
                               "response_format": {"type": "json_object"}}).response_format  # fmt: skip
     assert gen.guide(fmt, SERVED) == ("json_schema", '{"type": "object"}')
-    with pytest.raises(APIError, match="no guided decoding"):
+    with pytest.raises(ClientError, match="no guided decoding"):
         gen.guide(fmt, Served(frozenset(), 2048, 1024))
 
 
@@ -90,7 +90,7 @@ def test_guide_needs_a_backend_with_guided_decoding() -> None:
     ],
 )
 def test_requests_refused_with_the_field_named(cls, body, message) -> None:
-    with pytest.raises(APIError) as err:
+    with pytest.raises(ClientError) as err:
         parse(cls, body)
     assert err.value.status == 400 and message in err.value.message
 

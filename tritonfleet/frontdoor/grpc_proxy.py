@@ -3,8 +3,9 @@
 Every request is decoded (``ModelInferRequest``; each message of a ``ModelStreamInfer`` stream) and checked
 by the same rules as HTTP (:mod:`tritonfleet.frontdoor.validation`), then forwarded as the bytes that came
 (no re-encoding). Streams stay streams: a refused message gets an error response on the stream, which goes
-on; a client's cancellation cancels the upstream call. Admin methods need an admin key; shared-memory
-registration never passes. Error messages are cleaned of internal names.
+on; a client's cancellation cancels the upstream call. Who may call which method is the table of
+:mod:`tritonfleet.frontdoor.policy`; the errors of :mod:`tritonfleet.errors` become their status codes
+(:func:`_abort`). Error messages are cleaned of internal names.
 """
 
 from __future__ import annotations
@@ -19,17 +20,16 @@ from typing import Any
 import grpc
 from tritonclient.grpc import service_pb2 as pb
 
-from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, Refused
+from tritonfleet.errors import ClientError, Error, NotAllowed, NotLoaded, StubDied, from_triton
+from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, upstream_down
+from tritonfleet.frontdoor.policy import Call, Who, grpc_operation, refuse_file_writes
 from tritonfleet.frontdoor.validation import (
     SHM_PARAMETERS,
-    ClientError,
     Output,
     Tensor,
-    bad,
     check_infer,
     clean_message,
-    model_loading,
-    stub_dead,
+    shared_memory_parameters,
 )
 
 SERVICE = "inference.GRPCInferenceService"
@@ -39,46 +39,44 @@ CONTENTS = {
     "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
     "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }  # fmt: skip
-STATUS = {
-    400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
-    405: grpc.StatusCode.UNIMPLEMENTED, 413: grpc.StatusCode.INVALID_ARGUMENT,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED, 503: grpc.StatusCode.UNAVAILABLE,
-}  # fmt: skip
-PUBLIC = {"ServerMetadata"}
-MODEL_METHODS = {"ModelReady": pb.ModelReadyRequest, "ModelMetadata": pb.ModelMetadataRequest,
-                 "ModelConfig": pb.ModelConfigRequest}  # fmt: skip
-ADMIN = {"RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
-         "TraceSetting", "LogSettings"}  # fmt: skip
+# The requests of the methods that read something of one model (its ``name`` and ``version``).
+MODEL_REQUESTS = {
+    "ModelReady": pb.ModelReadyRequest,
+    "ModelMetadata": pb.ModelMetadataRequest,
+    "ModelConfig": pb.ModelConfigRequest,
+    "ModelStatistics": pb.ModelStatisticsRequest,
+}
 
 
 def decode_infer(request: pb.ModelInferRequest) -> tuple[list[Tensor], list[Output]]:
     """The request's inputs and outputs as the validator sees them."""
     if request.parameters and SHM_PARAMETERS & set(request.parameters):
-        raise bad("shared memory is not available through the front door", "shared_memory")
+        raise shared_memory_parameters()
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
-        raise bad(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+        raise ClientError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
     inputs = []
     for i, t in enumerate(request.inputs):
         if SHM_PARAMETERS & set(t.parameters):
-            raise bad("shared memory is not available through the front door", "shared_memory")
+            raise shared_memory_parameters()
         tensor = Tensor(t.name, t.datatype, list(t.shape))
         given = [f.name for f, v in t.contents.ListFields()]
         if raw:
             if given:
-                raise bad(f"input {t.name!r} has both contents and raw_input_contents")
+                raise ClientError(f"input {t.name!r} has both contents and raw_input_contents")
             tensor.raw = raw[i]
         elif given:
             field = CONTENTS.get(t.datatype)
             if given != [field]:
-                raise bad(f"input {t.name!r} ({t.datatype}) carries {given}, expected {field or 'raw data'}")
+                raise ClientError(
+                    f"input {t.name!r} ({t.datatype}) carries {given}, expected {field or 'raw data'}"
+                )
             tensor.count = len(getattr(t.contents, field))
         inputs.append(tensor)
     outputs = []
     for o in request.outputs:
         if SHM_PARAMETERS & set(o.parameters):
-            raise bad("shared memory is not available through the front door", "shared_memory")
+            raise shared_memory_parameters()
         count = o.parameters["class_count"].int64_param if "class_count" in o.parameters else 0
         outputs.append(Output(o.name, count))
     return inputs, outputs
@@ -88,12 +86,12 @@ class GrpcFrontDoor:
     """A grpc.aio server whose generic handler checks and forwards every method."""
 
     def __init__(
-        self, access: AccessControl, upstream: str, hidden: tuple[str, ...] = (), max_message: int = 0
+        self, access: AccessControl, upstream: str, internal: tuple[str, ...] = (), max_message: int = 0
     ):
         self.access = access
         self.upstream = upstream
-        self.hidden = hidden
-        self.max_message = max_message or access.catalog.limits.max_body_bytes + (1 << 20)
+        self.internal = internal  # strings never shown to clients (the repository's path)
+        self.max_message = max_message or access.public.limits.max_body_bytes + (1 << 20)
         self.server: grpc.aio.Server | None = None
         self.channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Any] = {}
@@ -119,6 +117,7 @@ class GrpcFrontDoor:
             await self.channel.close()
 
     def call(self, method: str, stream: bool = False) -> Any:
+        """Triton's ``method`` on the upstream channel, taking and giving serialized messages."""
         fn = self._calls.get(method)
         if fn is None:
             assert self.channel is not None
@@ -129,23 +128,23 @@ class GrpcFrontDoor:
 
     # --- the checks ---
 
-    def authorize(self, context: grpc.aio.ServicerContext, admin: bool = False) -> str:
+    def admit(self, context: grpc.aio.ServicerContext, call: Call) -> str:
+        """The caller's key name if the policy lets it make ``call`` (the key from the metadata)."""
         auth = None
         for name, value in context.invocation_metadata() or ():
             if name == "authorization":
                 auth = value
-        key = self.access.authorize(auth, admin=admin)
-        self.access.check_up()
-        return key.name if key else ANONYMOUS
+        return self.access.admit(call, auth)
 
     def check_infer(self, raw: bytes) -> tuple[pb.ModelInferRequest, str]:
         try:
             request = pb.ModelInferRequest.FromString(raw)
         except Exception:
-            raise bad("the request is not a valid ModelInferRequest", "malformed") from None
-        spec = self.access.catalog.model(request.model_name, request.model_version)
+            raise ClientError("the request is not a valid ModelInferRequest", reason="malformed") from None
+        spec = self.access.public.named(Call("infer", request.model_name, request.model_version))
+        assert spec is not None  # inference names a public model
         inputs, outputs = decode_infer(request)
-        check_infer(spec, inputs, outputs, self.access.catalog.limits)
+        check_infer(spec, inputs, outputs, self.access.public.limits)
         return request, spec.name
 
     def count(self, method: str, model: str, key: str, code: grpc.StatusCode, started: float) -> None:
@@ -153,16 +152,26 @@ class GrpcFrontDoor:
         metrics.requests.labels("grpc", method, model, key, code.name).inc()
         metrics.latency.labels("grpc", method).observe(time.perf_counter() - started)
 
+    def refused(self, error: Error, method: str, model: str, key: str, started: float) -> None:
+        """Count a call the front door refused."""
+        self.access.count_rejection(error.reason)
+        self.count(method, model, key, status_code(error), started)
+
     def clean(self, details: str | None) -> str:
-        return clean_message(details or "", self.hidden)
+        return clean_message(details or "", self.internal)
 
 
-async def _abort(context: grpc.aio.ServicerContext, door: GrpcFrontDoor, exc: ClientError) -> None:
-    door.access.reject(exc.reason)
-    retry = getattr(exc, "retry_after", None)
+def status_code(error: Error) -> grpc.StatusCode:
+    return grpc.StatusCode[error.grpc_code]
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: Error) -> None:
+    """End the call with ``error``: its status code and message, and ``retry-after`` trailing metadata
+    where it has one."""
+    retry = getattr(error, "retry_after", None)
     if retry:
         context.set_trailing_metadata((("retry-after", retry),))
-    await context.abort(STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), exc.message)
+    await context.abort(status_code(error), error.message)
 
 
 class _Handler(grpc.GenericRpcHandler):
@@ -182,14 +191,12 @@ class _Handler(grpc.GenericRpcHandler):
     async def infer(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         door, started, model, key = self.door, time.perf_counter(), "-", ANONYMOUS
         try:
-            key = door.authorize(context)
+            key = door.admit(context, Call("infer"))
             _, model = door.check_infer(raw)
             answer = await door.call("ModelInfer")(raw)
-        except ClientError as exc:
-            door.count(
-                "ModelInfer", model, key, STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), started
-            )
-            await _abort(context, door, exc)
+        except Error as exc:
+            door.refused(exc, "ModelInfer", model, key, started)
+            await _abort(context, exc)
         except grpc.aio.AioRpcError as exc:
             await self._upstream_error(context, exc, "ModelInfer", model, key, started)
         else:
@@ -200,65 +207,63 @@ class _Handler(grpc.GenericRpcHandler):
     async def _upstream_error(
         self, context: Any, exc: grpc.aio.AioRpcError, method: str, model: str, key: str, started: float
     ) -> None:
+        """Triton's error, cleaned; a model that is not loaded now, or Triton down, is UNAVAILABLE with
+        retry-after."""
         door = self.door
         code, details = exc.code(), exc.details() or ""
-        if stub_dead(details):
-            door.access.model_fault(model)
-            code, details = grpc.StatusCode.UNAVAILABLE, f"{model} is restarting; retry"
-            context.set_trailing_metadata((("retry-after", "5"),))
-        elif model_loading(details):
-            code, details = grpc.StatusCode.UNAVAILABLE, f"{model} is loading; retry"
-            context.set_trailing_metadata((("retry-after", "2"),))
-        elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and not door.access.state.up:
-            code, details = grpc.StatusCode.UNAVAILABLE, "the server is not available; retry"
-            context.set_trailing_metadata((("retry-after", "2"),))
+        error: Error | None = from_triton(details, code.name, model)
+        if isinstance(error, StubDied):
+            door.access.report_dead_stub(model)
+        if not isinstance(error, NotLoaded):
+            down = (
+                code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) and not door.access.state.up
+            )
+            error = upstream_down() if down else None
+        if error is not None:
+            door.count(method, model, key, status_code(error), started)
+            await _abort(context, error)
         door.count(method, model, key, code, started)
         await context.abort(code, door.clean(details))
 
     async def other(self, method: str, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         door, started, key, model = self.door, time.perf_counter(), ANONYMOUS, "-"
         try:
-            if method in ("ServerLive", "ServerReady"):
+            operation = grpc_operation(method)
+            if operation == "health":
                 return self._health(method)
-            if "SharedMemory" in method:
-                raise Refused(403, "shared memory is not available through the front door", "shared_memory")
-            if method in MODEL_METHODS:
-                key = door.authorize(context)
-                request = MODEL_METHODS[method].FromString(raw)
-                model = door.access.catalog.readable(request.name, request.version)
-            elif method == "ModelStatistics":
-                # The served models' statistics are open to their callers (perf_analyzer reads them); the
-                # whole list is cut to those models.
-                key = door.authorize(context)
-                request = pb.ModelStatisticsRequest.FromString(raw)
-                if request.name:
-                    model = door.access.catalog.readable(request.name, request.version)
-                else:
-                    answer = pb.ModelStatisticsResponse.FromString(await door.call(method)(raw))
-                    served = door.access.catalog.models.keys() | door.access.catalog.steps
-                    kept = [m for m in answer.model_stats if m.name in served]
-                    del answer.model_stats[:]
-                    answer.model_stats.extend(kept)
-                    door.count(method, model, key, grpc.StatusCode.OK, started)
-                    return answer.SerializeToString()
-            elif method in ADMIN:
-                key = door.authorize(context, admin=True)
+            if operation is None:
+                raise NotAllowed(f"{method} is not served", reason="no_route")
+            key = door.admit(context, Call(operation))
+            if method in MODEL_REQUESTS:
+                request = MODEL_REQUESTS[method].FromString(raw)
+                if method == "ModelStatistics" and not request.name:
+                    return await self._all_stats(raw, key, started)
+                door.access.public.named(Call(operation, request.name, request.version))
+                model = request.name
+            elif Call(operation).rule.who is Who.ADMIN:
                 self._check_admin(method, raw)
-            elif method in PUBLIC:
-                key = door.authorize(context)
-            else:
-                raise ClientError(405, f"{method} is not served", "no_route")
             answer = await door.call(method)(raw)
             door.count(method, model, key, grpc.StatusCode.OK, started)
             return answer
-        except ClientError as exc:
-            door.count(method, model, key, STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), started)
-            await _abort(context, door, exc)
+        except Error as exc:
+            door.refused(exc, method, model, key, started)
+            await _abort(context, exc)
         except grpc.aio.AioRpcError as exc:
             await self._upstream_error(context, exc, method, model, key, started)
         except Exception:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method}")
         raise AssertionError("unreachable")
+
+    async def _all_stats(self, raw: bytes, key: str, started: float) -> bytes:
+        """Every model's statistics cut to the served ones (perf_analyzer reads them at the end of a run)."""
+        door = self.door
+        answer = pb.ModelStatisticsResponse.FromString(await door.call("ModelStatistics")(raw))
+        served = door.access.public.served
+        kept = [m for m in answer.model_stats if m.name in served]
+        del answer.model_stats[:]
+        answer.model_stats.extend(kept)
+        door.count("ModelStatistics", "-", key, grpc.StatusCode.OK, started)
+        return answer.SerializeToString()
 
     def _health(self, method: str) -> bytes:
         state = self.door.access.state
@@ -269,14 +274,11 @@ class _Handler(grpc.GenericRpcHandler):
     @staticmethod
     def _check_admin(method: str, raw: bytes) -> None:
         if method == "RepositoryModelLoad":
-            request = pb.RepositoryModelLoadRequest.FromString(raw)
-            if any(k.startswith("file:") for k in request.parameters):
-                raise bad("model files cannot be uploaded through the front door")
+            refuse_file_writes(parameters=pb.RepositoryModelLoadRequest.FromString(raw).parameters)
         elif method == "TraceSetting":
-            if "trace_file" in pb.TraceSettingRequest.FromString(raw).settings:
-                raise bad("trace and log files cannot be set through the front door")
-        elif method == "LogSettings" and "log_file" in pb.LogSettingsRequest.FromString(raw).settings:
-            raise bad("trace and log files cannot be set through the front door")
+            refuse_file_writes(settings=pb.TraceSettingRequest.FromString(raw).settings)
+        elif method == "LogSettings":
+            refuse_file_writes(settings=pb.LogSettingsRequest.FromString(raw).settings)
 
     async def stream(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -284,10 +286,10 @@ class _Handler(grpc.GenericRpcHandler):
         """ModelStreamInfer: each message checked, a refused one answered on the stream; cancels go up."""
         door, started, key = self.door, time.perf_counter(), ANONYMOUS
         try:
-            key = door.authorize(context)
-        except ClientError as exc:
-            door.count("ModelStreamInfer", "-", key, STATUS[exc.status], started)
-            await _abort(context, door, exc)
+            key = door.admit(context, Call("infer"))
+        except Error as exc:
+            door.refused(exc, "ModelStreamInfer", "-", key, started)
+            await _abort(context, exc)
         out: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
         metadata = [(n, v) for n, v in context.invocation_metadata() or () if n != "authorization"]
         call = door.call("ModelStreamInfer", stream=True)(metadata=metadata or None)
@@ -299,15 +301,8 @@ class _Handler(grpc.GenericRpcHandler):
                     try:
                         _, model = door.check_infer(raw)
                         models.append(model)
-                    except ClientError as exc:
-                        door.access.reject(exc.reason)
-                        door.count(
-                            "ModelStreamInfer",
-                            "-",
-                            key,
-                            STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT),
-                            started,
-                        )
+                    except Error as exc:
+                        door.refused(exc, "ModelStreamInfer", "-", key, started)
                         rid = _request_id(raw)
                         response = pb.ModelStreamInferResponse(
                             error_message=exc.message, infer_response=pb.ModelInferResponse(id=rid)
@@ -359,11 +354,11 @@ class _Handler(grpc.GenericRpcHandler):
         if not response.error_message:
             return raw
         message = response.error_message
-        if stub_dead(message):
-            self.door.access.model_fault(response.infer_response.model_name)
-            message = "the model is restarting; retry"
-        elif model_loading(message):
-            message = "the model is loading; retry"
+        error = from_triton(message)
+        if isinstance(error, StubDied):
+            self.door.access.report_dead_stub(response.infer_response.model_name)
+        if isinstance(error, NotLoaded):
+            message = error.message
         response.error_message = self.door.clean(message)
         return response.SerializeToString()
 

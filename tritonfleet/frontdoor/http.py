@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,29 +22,29 @@ from typing import Any
 
 import httptools
 
-from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, Refused
-from tritonfleet.frontdoor.validation import (
+from tritonfleet.errors import (
     ClientError,
+    Error,
+    NotAllowed,
+    NotFound,
+    NotLoaded,
+    StubDied,
+    TooLarge,
+    UnsupportedMediaType,
+    from_triton,
+)
+from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, upstream_down
+from tritonfleet.frontdoor.policy import HEALTH_PATHS, Call, Models, Who, http_operation, refuse_file_writes
+from tritonfleet.frontdoor.validation import (
     check_generate,
     check_infer,
     clean_message,
     json_infer,
-    model_loading,
     parse_json,
-    stub_dead,
 )
 
 log = logging.getLogger("tritonfleet.frontdoor")
 IDLE_TIMEOUT_S = 120.0
-MODEL = r"([A-Za-z0-9_.\-]{1,128})"
-MODEL_ROUTE = re.compile(
-    rf"^/v2/models/{MODEL}(?:/versions/([0-9]{{1,18}}))?"
-    r"(?:/(ready|config|stats|infer|generate|generate_stream|trace/setting))?$"
-)
-REPOSITORY_ROUTE = re.compile(rf"^/v2/repository/models/{MODEL}/(load|unload)$")
-ADMIN_PATHS = {"/v2/repository/index", "/v2/trace/setting", "/v2/logging"}
-SHARED_MEMORY = ("/v2/systemsharedmemory", "/v2/cudasharedmemory")
-FILE_SETTINGS = {"trace_file", "log_file"}  # settings that write files on the server: never remote
 STATUS_TEXT = {
     200: b"OK", 100: b"Continue", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
     404: b"Not Found", 405: b"Method Not Allowed", 411: b"Length Required", 413: b"Payload Too Large",
@@ -61,7 +60,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     keep_alive: bool
-    refused: ClientError | None = None  # found while reading (compressed body, too many headers)
+    refused: Error | None = None  # found while reading (compressed body, too many headers)
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -89,8 +88,21 @@ def error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
+def error_answer(error: Error) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """An error of the family as KServe's HTTP answer: its status, ``{"error": message}``, ``Retry-After``
+    where it has one, ``WWW-Authenticate`` on a 401."""
+    headers = []
+    retry = getattr(error, "retry_after", None)
+    if retry:
+        headers.append((b"retry-after", retry.encode()))
+    if error.status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    return error.status, error_body(error.message), headers
+
+
 class Router:
-    """Decides what happens to a request: a :class:`Forward`, or a :class:`Reply` raised."""
+    """Decides what happens to a request: a :class:`Forward`, or a :class:`Reply` raised. What may be called
+    is :mod:`tritonfleet.frontdoor.policy`'s; this adds HTTP's own checks (paths, methods, bodies)."""
 
     def __init__(self, access: AccessControl, *, openai: bool = False, only_openai: bool = False) -> None:
         self.access = access
@@ -99,105 +111,66 @@ class Router:
 
     def route(self, req: Request) -> Forward:
         path = req.path
-        if path in ("/v2/health/live", "/v2/health/ready"):
+        call = http_operation(path)
+        if call is not None and call.operation == "health":
             raise self._health(path)
-        if path == "/v1" or path.startswith("/v1/"):
-            return self._openai(req)
+        if call is not None and call.operation == "openai":
+            return self._openai(req, call)
         if self.only_openai:
-            raise ClientError(404, f"no route {path}: this port serves /v1", "no_route")
+            raise NotFound(f"no route {path}: this port serves /v1", reason="no_route")
         if "%" in path or "//" in path or "/../" in path:
-            raise ClientError(400, "the path may not hold escapes or empty parts", "bad_path")
-        if path.startswith(SHARED_MEMORY):
-            raise Refused(403, "shared memory is not available through the front door", "shared_memory")
-        if path == "/v2/models/stats":  # cut to the served models on the way back
-            key = self._auth(req)
-            return self._forward(req, "stats", "", key)
-        match = MODEL_ROUTE.match(path)
-        if match:
-            return self._model(req, *match.groups())
-        if path in ADMIN_PATHS or REPOSITORY_ROUTE.match(path):
-            return self._admin(req)
-        if path == "/v2":
-            key = self._auth(req)
-            return self._forward(req, "metadata", "", key)
-        raise ClientError(404, f"no route {path}", "no_route")
-
-    def _auth(self, req: Request, *, admin: bool = False, tokens: bool = False) -> str:
-        key = self.access.authorize(req.headers.get("authorization"), admin=admin, tokens=tokens)
-        self.access.check_up()
-        return key.name if key else ANONYMOUS
+            raise ClientError("the path may not hold escapes or empty parts", reason="bad_path")
+        if call is None:
+            raise NotFound(f"no route {path}", reason="no_route")
+        rule = call.rule
+        key = self.access.admit(call, req.headers.get("authorization"))
+        spec = self.access.public.named(call, req.method)
+        if rule.method is not None and req.method != rule.method:
+            raise NotAllowed(f"{req.path} takes {rule.method}", reason="bad_method")
+        if call.operation == "infer":
+            self._check_infer(req, spec)
+        elif call.operation in ("generate", "generate_stream"):
+            check_generate(spec, req.body, self.access.public.limits)
+        elif rule.who is Who.ADMIN:
+            self._check_admin(req)
+        model = call.model if rule.models is not Models.NONE else ""
+        return self._forward(req, rule.route, model, key)
 
     def _health(self, path: str) -> Reply:
         state = self.access.state
         ok = path.endswith("live") or (state.up and state.ready)
         return Reply(200 if ok else 503, b"" if ok else error_body(f"not ready: {state.reason}"))
 
-    def _model(self, req: Request, model: str, version: str | None, action: str | None) -> Forward:
-        # A public model's own statistics are open to its callers (perf_analyzer reads them); all models'
-        # statistics and trace settings need an admin key.
-        key = self._auth(req, admin=action == "trace/setting")
-        catalog = self.access.catalog
-        if model in catalog.steps and action in (None, "config", "ready", "stats") and req.method == "GET":
-            return self._forward(req, action or "metadata", model, key)
-        spec = catalog.model(model, version or "")
-        route = action or "metadata"
-        if action in ("infer", "generate", "generate_stream"):
-            self._method(req, "POST")
-            if action == "infer":
-                self._check_infer(req, spec)
-            else:
-                check_generate(spec, req.body, self.access.catalog.limits)
-            return self._forward(req, route, model, key)
-        if action == "trace/setting":
-            self._no_file_settings(req)
-            return self._forward(req, "admin", model, key)
-        self._method(req, "GET")
-        return self._forward(req, route, model, key)
-
     def _check_infer(self, req: Request, spec: Any) -> None:
         header = req.headers.get("inference-header-content-length")
         length = None
         if header is not None:
             if not header.isdigit():
-                raise ClientError(400, "Inference-Header-Content-Length must be a number")
+                raise ClientError("Inference-Header-Content-Length must be a number")
             length = int(header)
         _, inputs, outputs = json_infer(req.body, length)
-        check_infer(spec, inputs, outputs, self.access.catalog.limits)
+        check_infer(spec, inputs, outputs, self.access.public.limits)
 
-    def _admin(self, req: Request) -> Forward:
-        key = self._auth(req, admin=True)
-        if req.method == "POST" and req.body:
-            settings = parse_json(req.body)
-            if not isinstance(settings, dict):
-                raise ClientError(400, "the request must be a JSON object")
-            params = settings.get("parameters") or {}
-            if isinstance(params, dict) and any(str(k).startswith("file:") for k in params):
-                raise ClientError(400, "model files cannot be uploaded through the front door", "invalid")
-            self._no_file_settings(req, settings)
-        return self._forward(req, "admin", "", key)
-
-    def _no_file_settings(self, req: Request, settings: Any = None) -> None:
-        if req.method != "POST":
+    @staticmethod
+    def _check_admin(req: Request) -> None:
+        """An admin request that sets something: a JSON object that writes no file on the server."""
+        if req.method != "POST" or not req.body:
             return
-        settings = parse_json(req.body) if settings is None else settings
-        if isinstance(settings, dict) and FILE_SETTINGS & set(settings):
-            raise ClientError(400, "trace and log files cannot be set through the front door", "invalid")
+        settings = parse_json(req.body)
+        if not isinstance(settings, dict):
+            raise ClientError("the request must be a JSON object")
+        parameters = settings.get("parameters") or {}
+        refuse_file_writes(parameters if isinstance(parameters, dict) else (), settings)
 
-    def _openai(self, req: Request) -> Forward:
+    def _openai(self, req: Request, call: Call) -> Forward:
         if not self.openai:
-            raise ClientError(404, "the OpenAI API is not served here", "no_route")
-        tokens = req.method == "POST"
-        key = self._auth(req, tokens=tokens)
+            raise NotFound("the OpenAI API is not served here", reason="no_route")
+        key = self.access.admit(call, req.headers.get("authorization"), tokens=req.method == "POST")
         headers = [(b"x-tritonfleet-key", key.encode())]
         for name in ("content-type", "accept"):
             if name in req.headers:
                 headers.append((name.encode(), req.headers[name].encode()))
-        return Forward("openai", req.path, req.body, headers, "openai", "", key)
-
-    @staticmethod
-    def _method(req: Request, method: str) -> None:
-        if req.method != method:
-            raise ClientError(405, f"{req.path} takes {method}", "bad_method")
+        return Forward("openai", req.path, req.body, headers, call.rule.route, "", key)
 
     @staticmethod
     def _forward(req: Request, route: str, model: str, key: str) -> Forward:
@@ -216,23 +189,23 @@ class MetricsRouter(Router):
     """The metrics port: ``/metrics`` (Triton's, then the front door's), no key; health probes."""
 
     def route(self, req: Request) -> Forward:
-        if req.path in ("/v2/health/live", "/v2/health/ready"):
+        if req.path in HEALTH_PATHS:
             raise self._health(req.path)
         if req.path != "/metrics":
-            raise ClientError(404, "this port serves /metrics", "no_route")
+            raise NotFound("this port serves /metrics", reason="no_route")
         if not self.access.state.up:
             raise Reply(200, self.access.metrics.text(), [(b"content-type", b"text/plain; version=0.0.4")])
         return Forward("metrics", "/metrics", b"", [], "metrics", "", ANONYMOUS)
 
 
-class Upstream(asyncio.Protocol):
+class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an upstream HTTP server, answering one request at a time."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.client: Connection | None = None
+        self.client: ClientConnection | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.streaming = False
@@ -247,7 +220,7 @@ class Upstream(asyncio.Protocol):
         except httptools.HttpParserError:
             self.abort()
 
-    def send(self, client: Connection, method: str, fwd: Forward) -> None:
+    def send(self, client: ClientConnection, method: str, fwd: Forward) -> None:
         self.client = client
         head = [f"{method} {fwd.path} HTTP/1.1\r\nhost: {self.pool.host}\r\n".encode()]
         for name, value in fwd.headers:
@@ -309,24 +282,24 @@ class Pool:
 
     def __init__(self, host: str, port: int, max_idle: int = 256) -> None:
         self.host, self.port, self.max_idle = host, port, max_idle
-        self.idle: list[Upstream] = []
+        self.idle: list[UpstreamConnection] = []
 
-    async def get(self) -> Upstream:
+    async def get(self) -> UpstreamConnection:
         while self.idle:
             conn = self.idle.pop()
             if not conn.closed:
                 return conn
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: Upstream(self), self.host, self.port)
+        _, conn = await loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port)
         return conn
 
-    def release(self, conn: Upstream) -> None:
+    def release(self, conn: UpstreamConnection) -> None:
         if len(self.idle) < self.max_idle and not conn.closed:
             self.idle.append(conn)
         else:
             conn.abort()
 
-    def forget(self, conn: Upstream) -> None:
+    def forget(self, conn: UpstreamConnection) -> None:
         if conn in self.idle:
             self.idle.remove(conn)
 
@@ -336,7 +309,7 @@ class Pool:
         self.idle.clear()
 
 
-class Connection(asyncio.Protocol):
+class ClientConnection(asyncio.Protocol):
     """One client connection: parses requests, answers them in order."""
 
     def __init__(self, server: HttpFrontDoor) -> None:
@@ -345,7 +318,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.queue: deque[Request] = deque()
         self.busy = False
-        self.upstream: Upstream | None = None
+        self.upstream: UpstreamConnection | None = None
         self.current: Request | None = None
         self.fwd: Forward | None = None
         self.last = time.monotonic()
@@ -358,7 +331,7 @@ class Connection(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
         self.size = 0
-        self.refused: ClientError | None = None
+        self.refused: Error | None = None
 
     # --- reading requests ---
 
@@ -371,37 +344,37 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(400, "protocol upgrades are not supported")
+            self._fail(ClientError("protocol upgrades are not supported", reason="bad_http"))
         except httptools.HttpParserCallbackError:
             raise
         except httptools.HttpParserError as exc:
-            self._fail(400, f"malformed HTTP request: {exc}")
+            self._fail(ClientError(f"malformed HTTP request: {exc}", reason="bad_http"))
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.headers) >= 100:
-            self.refused = self.refused or ClientError(400, "too many headers", "bad_http")
+            self.refused = self.refused or ClientError("too many headers", reason="bad_http")
             return
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        limit = self.server.access.catalog.limits.max_body_bytes
+        limit = self.server.access.public.limits.max_body_bytes
         length = self.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            self._fail(413, f"the body is over the limit of {limit} bytes", "too_large")
+            self._fail(TooLarge(f"the body is over the limit of {limit} bytes"))
             return
         if self.headers.get("content-encoding", "identity").lower() != "identity":
-            self.refused = ClientError(415, "compressed request bodies are not accepted", "bad_http")
+            self.refused = UnsupportedMediaType("compressed request bodies are not accepted")
         if self.headers.get("expect", "").lower() == "100-continue" and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
-        limit = self.server.access.catalog.limits.max_body_bytes
+        limit = self.server.access.public.limits.max_body_bytes
         if self.size > limit:
-            self._fail(413, f"the body is over the limit of {limit} bytes", "too_large")
+            self._fail(TooLarge(f"the body is over the limit of {limit} bytes"))
             return
         self.body.append(body)
 
@@ -417,12 +390,12 @@ class Connection(asyncio.Protocol):
         if not self.busy:
             self._next()
 
-    def _fail(self, status: int, message: str, reason: str = "bad_http") -> None:
+    def _fail(self, error: ClientError) -> None:
         """Answer and close: the connection cannot be read on (bad framing, a body over the limit)."""
-        self.server.access.reject(reason)
-        self.server.count("http", "-", "-", ANONYMOUS, status)
+        self.server.access.count_rejection(error.reason)
+        self.server.count("http", "-", "-", ANONYMOUS, error.status)
         if self.transport is not None and not self.transport.is_closing():
-            self._write(status, error_body(message), [], close=True)
+            self._write(error.status, error_body(error.message), [], close=True)
             self.transport.close()
 
     # --- answering ---
@@ -438,7 +411,7 @@ class Connection(asyncio.Protocol):
             except Reply as r:
                 self._answer(req, r.status, r.body, r.headers, "health", "", ANONYMOUS)
                 continue
-            except ClientError as exc:
+            except Error as exc:
                 self._refuse(req, exc)
                 continue
             except Exception:  # a bug here must cost one answer, not the connection
@@ -449,15 +422,10 @@ class Connection(asyncio.Protocol):
             self.fwd = fwd
             self.sending = asyncio.ensure_future(self._send(req, fwd))
 
-    def _refuse(self, req: Request, exc: ClientError) -> None:
-        self.server.access.reject(exc.reason)
-        headers = []
-        retry = getattr(exc, "retry_after", None)
-        if retry:
-            headers.append((b"retry-after", retry.encode()))
-        if exc.status == 401:
-            headers.append((b"www-authenticate", b"Bearer"))
-        self._answer(req, exc.status, error_body(exc.message), headers, "refused", "", ANONYMOUS)
+    def _refuse(self, req: Request, error: Error) -> None:
+        self.server.access.count_rejection(error.reason)
+        status, body, headers = error_answer(error)
+        self._answer(req, status, body, headers, "refused", "", ANONYMOUS)
 
     async def _send(self, req: Request, fwd: Forward) -> None:
         pool = self.server.pools.get(fwd.upstream)
@@ -466,7 +434,7 @@ class Connection(asyncio.Protocol):
             conn = await pool.get()
         except (OSError, AssertionError):
             self.busy = False
-            self._refuse(req, Refused(503, "the server is not available; retry", "unavailable", 2))
+            self._refuse(req, upstream_down())
             self._next()
             return
         if self.transport is None or self.transport.is_closing():
@@ -500,7 +468,7 @@ class Connection(asyncio.Protocol):
                 self.transport.close()
                 return
             self.busy = False
-            self._refuse(req, Refused(503, "the server is not available; retry", "unavailable", 2))
+            self._refuse(req, upstream_down())
             self._next()
 
     def stream_start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
@@ -518,7 +486,7 @@ class Connection(asyncio.Protocol):
     def stream_piece(self, data: bytes) -> None:
         if self.transport is not None and data:
             if b"error" in data:
-                data = clean_message(data.decode("utf-8", "replace"), self.server.hidden).encode()
+                data = clean_message(data.decode("utf-8", "replace"), self.server.internal).encode()
             self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def stream_end(self) -> None:
@@ -574,22 +542,22 @@ class HttpFrontDoor:
     """The HTTP front door: serves ``router``'s routes and forwards to the upstream pools."""
 
     def __init__(
-        self, access: AccessControl, pools: dict[str, Pool], router: Router, hidden: tuple[str, ...] = ()
+        self, access: AccessControl, pools: dict[str, Pool], router: Router, internal: tuple[str, ...] = ()
     ):
         self.access = access
         self.pools = pools
         self.router = router
-        self.hidden = hidden  # strings never shown to clients (the repository's path)
-        self.connections: set[Connection] = set()
+        self.internal = internal  # strings never shown to clients (the repository's path)
+        self.connections: set[ClientConnection] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task[None] | None = None
 
     async def listen(self, host: str, port: int, sock: Any = None) -> None:
         loop = asyncio.get_running_loop()
         if sock is not None:
-            server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=2048)
+            server = await loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=2048)
         else:
-            server = await loop.create_server(lambda: Connection(self), host, port, backlog=2048)
+            server = await loop.create_server(lambda: ClientConnection(self), host, port, backlog=2048)
         self.servers.append(server)
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep())
@@ -611,29 +579,28 @@ class HttpFrontDoor:
 
     def served_stats(self, body: bytes) -> bytes:
         """Triton's statistics of every model, cut to the served ones (public models and their steps)."""
-        catalog = self.access.catalog
         stats = json.loads(body)
-        served = catalog.models.keys() | catalog.steps
+        served = self.access.public.served
         stats["model_stats"] = [m for m in stats.get("model_stats", []) if m.get("name") in served]
         return json.dumps(stats).encode()
 
     def clean_error(
         self, fwd: Forward, status: int, body: bytes
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        """An upstream error without internal names; a dead model process becomes 503 + Retry-After."""
+        """An upstream error without internal names; a model that is not loaded now (its stub died, it is
+        reloading) becomes 503 + Retry-After."""
         try:
             message = json.loads(body).get("error", "")
         except (ValueError, AttributeError):
             message = body.decode("utf-8", "replace")
         if fwd.upstream == "openai":
-            return status, clean_message(body.decode("utf-8", "replace"), self.hidden).encode(), []
-        if stub_dead(message):
-            self.access.model_fault(fwd.model)
-            text = f"{fwd.model or 'the model'} is restarting; retry"
-            return 503, error_body(text), [(b"retry-after", b"5")]
-        if model_loading(message):
-            return 503, error_body(f"{fwd.model or 'the model'} is loading; retry"), [(b"retry-after", b"2")]
-        return status, error_body(clean_message(message, self.hidden)), []
+            return status, clean_message(body.decode("utf-8", "replace"), self.internal).encode(), []
+        error = from_triton(message, model=fwd.model)
+        if isinstance(error, NotLoaded):
+            if isinstance(error, StubDied):
+                self.access.report_dead_stub(fwd.model)
+            return error_answer(error)
+        return status, error_body(clean_message(message, self.internal)), []
 
     async def close(self) -> None:
         for server in self.servers:

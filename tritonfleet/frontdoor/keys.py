@@ -195,8 +195,3 @@ class Limiter:
         if key.tpm and tokens > 0:
             with self._lock:
                 self._bucket(self._tpm, key, key.tpm).charge(tokens)
-
-
-def retry_after(seconds: float) -> str:
-    """The Retry-After header's value: whole seconds, at least 1."""
-    return str(max(1, math.ceil(seconds)))

@@ -13,44 +13,12 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from tritonfleet.frontdoor.access import AccessControl
 from tritonfleet.frontdoor.grpc_proxy import GrpcFrontDoor
 from tritonfleet.frontdoor.http import HttpFrontDoor, MetricsRouter, Pool, Router
-from tritonfleet.frontdoor.validation import Catalog, Limits, ModelSpec
-from tritonfleet.repository import Repository
-
-
-def public_catalog(
-    repository: Path,
-    loaded: list[str],
-    target: str = "cpu",
-    limits: Limits | None = None,
-    public: list[str] | None = None,
-) -> Catalog:
-    """The public models among ``loaded`` (the pipelines' declarations say which, unless ``public`` names
-    them), with their configs."""
-    from tritonfleet import pipelines
-
-    repo = Repository(repository)
-    public = [m for m in (public or list(pipelines.public_models())) if m in loaded]
-    models = {}
-    for name in public:
-        spec = ModelSpec.from_config(repo.config(name, target), repo.root / name)
-        models[name] = replace(spec, decoupled=_decoupled(repo, name, target))
-    steps = frozenset(repo.closure(public, target)) - set(public)
-    return Catalog(models, limits or Limits(), steps)
-
-
-def _decoupled(repo: Repository, name: str, target: str) -> bool:
-    """A model streams if its config says so, or (an ensemble) if any of its steps streams."""
-    config = repo.config(name, target)
-    if config.model_transaction_policy.decoupled:
-        return True
-    return any(_decoupled(repo, step.model_name, target) for step in config.ensemble_scheduling.step)
 
 
 def is_local(host: str) -> bool:
@@ -90,13 +58,13 @@ class FrontDoor:
         host: str,
         ports: Ports,
         upstreams: Upstreams,
-        hidden: tuple[str, ...] = (),
+        internal: tuple[str, ...] = (),
     ):
         self.access = access
         self.host = host
         self.ports = ports
         self.upstreams = upstreams
-        self.hidden = hidden
+        self.internal = internal  # strings never shown to clients (the repository's path)
         self.http: HttpFrontDoor | None = None
         self.grpc: GrpcFrontDoor | None = None
         self._loops: list[asyncio.AbstractEventLoop] = []
@@ -111,10 +79,10 @@ class FrontDoor:
         if self.upstreams.openai:
             pools["openai"] = Pool("127.0.0.1", self.upstreams.openai)
         openai = self.upstreams.openai is not None
-        self.http = HttpFrontDoor(self.access, pools, Router(self.access, openai=openai), self.hidden)
-        metrics = HttpFrontDoor(self.access, pools, MetricsRouter(self.access), self.hidden)
+        self.http = HttpFrontDoor(self.access, pools, Router(self.access, openai=openai), self.internal)
+        metrics = HttpFrontDoor(self.access, pools, MetricsRouter(self.access), self.internal)
         openai_door = HttpFrontDoor(
-            self.access, pools, Router(self.access, openai=openai, only_openai=True), self.hidden
+            self.access, pools, Router(self.access, openai=openai, only_openai=True), self.internal
         )
         socks = {"http": _bind(self.host, self.ports.http), "metrics": _bind(self.host, self.ports.metrics)}
         if self.ports.openai is not None:
@@ -129,7 +97,7 @@ class FrontDoor:
 
         self._run_loop(serve_http, uvloop=True, name="frontdoor-http")
         self._closers = [self.http.close, metrics.close, openai_door.close]
-        self.grpc = GrpcFrontDoor(self.access, f"127.0.0.1:{self.upstreams.grpc}", self.hidden)
+        self.grpc = GrpcFrontDoor(self.access, f"127.0.0.1:{self.upstreams.grpc}", self.internal)
         grpc_port: Future[int] = Future()
 
         async def serve_grpc() -> None:

@@ -1,15 +1,15 @@
 """Request validation of the front door: every rule checked before Triton sees a request.
 
-Both protocols decode a request into :class:`Tensor` headers (name, datatype, shape, what data came with
-it) and :func:`check_infer` applies the same rules to either: the model and version exist and are public;
-each input's name, datatype and shape agree with the model's config (rank, fixed dims, 1 <= batch <=
-max_batch_size, no negative dims); the element count equals the data given (JSON values, typed gRPC
-contents) or the binary size declared (raw bytes; BYTES length prefixes walked); a byte limit per request;
-the outputs asked for are the model's, each once. The facts come from the model's config (the
-repository's, as Triton loads it), never restated here.
+Both protocols decode a request into :class:`Tensor` headers (name, datatype, shape, what data came with it)
+and :func:`check_infer` applies the same rules to either, to a model the policy lets the call name
+(:mod:`tritonfleet.frontdoor.policy`): each input's name, datatype and shape agree with the model's config
+(rank, fixed dims, 1 <= batch <= max_batch_size, no negative dims); the element count equals the data given
+(JSON values, typed gRPC contents) or the binary size declared (raw bytes; BYTES length prefixes walked); a
+byte limit per request; the outputs asked for are the model's, each once. The facts come from the model's
+config (the repository's, as Triton loads it), never restated here.
 
-Errors are :class:`ClientError` with the status to answer (400, 404, 413) and a message that names the
-tensor and what was wrong.
+Errors are :class:`~tritonfleet.errors.ClientError` (413: :class:`~tritonfleet.errors.TooLarge`), with a
+message that names the tensor and what was wrong.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import math
 import re
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
+
+from tritonfleet.errors import ClientError, TooLarge
 
 # Bytes per element of each Triton datatype (BYTES: variable, 4-byte length prefix + bytes each).
 ELEMENT_SIZE = {
@@ -40,18 +42,9 @@ SHM_PARAMETERS = {"shared_memory_region", "shared_memory_offset", "shared_memory
 MAX_ID_CHARS = 256
 
 
-class ClientError(Exception):
-    """A request the front door refuses: ``status`` to answer, ``reason`` for the rejection metrics."""
-
-    def __init__(self, status: int, message: str, reason: str = "invalid") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
-
-
-def bad(message: str, reason: str = "invalid") -> ClientError:
-    return ClientError(400, message, reason)
+def shared_memory_parameters() -> ClientError:
+    """The refusal of a request that names a shared-memory region (the front door passes no region)."""
+    return ClientError("shared memory is not available through the front door", reason="shared_memory")
 
 
 @dataclass(frozen=True)
@@ -132,83 +125,58 @@ class Output:
     class_count: int = 0
 
 
-@dataclass
-class Catalog:
-    """The public models by name (what the front door serves) and the limits."""
-
-    models: dict[str, ModelSpec]
-    limits: Limits = field(default_factory=Limits)
-    # The steps of public models: their config, metadata and readiness are readable (perf_analyzer reads
-    # an ensemble's steps' configs), nothing else (no inference, no statistics).
-    steps: frozenset[str] = frozenset()
-
-    def readable(self, name: str, version: str = "") -> str:
-        """``name`` if its config and metadata may be read, else 404."""
-        if name in self.steps:
-            return name
-        return self.model(name, version).name
-
-    def model(self, name: str, version: str = "") -> ModelSpec:
-        spec = self.models.get(name)
-        if spec is None:
-            raise ClientError(404, f"unknown model {name!r}", "unknown_model")
-        if version and version not in spec.versions:
-            raise ClientError(404, f"model {name!r} has no version {version!r}", "unknown_model")
-        return spec
-
-
 def check_infer(spec: ModelSpec, inputs: list[Tensor], outputs: list[Output], limits: Limits) -> None:
     """Raise :class:`ClientError` unless the request fits the model (the rules in the module docstring)."""
     if not inputs:
-        raise bad(f"{spec.name}: the request has no inputs")
+        raise ClientError(f"{spec.name}: the request has no inputs")
     seen: set[str] = set()
     total = 0
     batch: int | None = None
     for t in inputs:
         where = f"{spec.name}: input {t.name!r}"
         if t.name in seen:
-            raise bad(f"{where} is given twice")
+            raise ClientError(f"{where} is given twice")
         seen.add(t.name)
         ts = spec.inputs.get(t.name)
         if ts is None:
-            raise bad(f"{spec.name} has no input {t.name!r}; its inputs are {sorted(spec.inputs)}")
+            raise ClientError(f"{spec.name} has no input {t.name!r}; its inputs are {sorted(spec.inputs)}")
         if t.datatype != ts.datatype:
-            raise bad(f"{where} has datatype {ts.datatype}, not {t.datatype!r}")
+            raise ClientError(f"{where} has datatype {ts.datatype}, not {t.datatype!r}")
         check_shape(where, t.shape, ts.dims, spec.max_batch_size)
         if spec.max_batch_size > 0:
             if batch is not None and t.shape[0] != batch:
-                raise bad(f"{where} has batch size {t.shape[0]}, the other inputs {batch}")
+                raise ClientError(f"{where} has batch size {t.shape[0]}, the other inputs {batch}")
             batch = t.shape[0]
         count = math.prod(t.shape)
         size = ELEMENT_SIZE[ts.datatype]
         total += count * (size or 4)
         if total > limits.max_tensor_bytes:
-            raise ClientError(413, f"{where}: the inputs exceed {limits.max_tensor_bytes} bytes", "too_large")
+            raise TooLarge(f"{where}: the inputs exceed {limits.max_tensor_bytes} bytes")
         if t.raw is not None:
             check_raw(where, t.datatype, count, t.raw)
             total += len(t.raw) if not size else 0
         elif t.count is None:
-            raise bad(f"{where} carries no data")
+            raise ClientError(f"{where} carries no data")
         elif t.count != count:
-            raise bad(f"{where} has shape {t.shape} ({count} elements) but {t.count} values")
+            raise ClientError(f"{where} has shape {t.shape} ({count} elements) but {t.count} values")
     missing = [n for n, ts in spec.inputs.items() if not ts.optional and n not in seen]
     if missing:
-        raise bad(f"{spec.name}: missing required input(s) {missing}")
+        raise ClientError(f"{spec.name}: missing required input(s) {missing}")
     check_outputs(spec, outputs)
 
 
 def check_shape(where: str, shape: list[int], dims: tuple[int, ...], max_batch_size: int) -> None:
     expect = ("batch", *dims) if max_batch_size > 0 else dims
     if len(shape) != len(expect):
-        raise bad(f"{where} has shape {shape}: expected {len(expect)} dims {_show(expect)}")
+        raise ClientError(f"{where} has shape {shape}: expected {len(expect)} dims {_show(expect)}")
     if any(d < 0 for d in shape):
-        raise bad(f"{where} has a negative dimension in shape {shape}")
+        raise ClientError(f"{where} has a negative dimension in shape {shape}")
     if max_batch_size > 0 and not 1 <= shape[0] <= max_batch_size:
-        raise bad(f"{where} has batch size {shape[0]}: it must be 1 to {max_batch_size}")
+        raise ClientError(f"{where} has batch size {shape[0]}: it must be 1 to {max_batch_size}")
     fixed = shape[1:] if max_batch_size > 0 else shape
     for got, want in zip(fixed, dims, strict=True):
         if want != -1 and got != want:
-            raise bad(f"{where} has shape {shape}: expected {_show(expect)}")
+            raise ClientError(f"{where} has shape {shape}: expected {_show(expect)}")
 
 
 def _show(dims: Iterable[Any]) -> str:
@@ -220,30 +188,32 @@ def check_raw(where: str, datatype: str, count: int, raw: bytes | memoryview) ->
     size = ELEMENT_SIZE[datatype]
     if size:
         if len(raw) != count * size:
-            raise bad(f"{where}: {count} {datatype} elements are {count * size} bytes, {len(raw)} given")
+            raise ClientError(
+                f"{where}: {count} {datatype} elements are {count * size} bytes, {len(raw)} given"
+            )
         return
     offset, n = 0, 0
     while offset < len(raw):
         if n == count or offset + 4 > len(raw):
-            raise bad(f"{where}: the BYTES data holds more than its {count} elements or a cut length")
+            raise ClientError(f"{where}: the BYTES data holds more than its {count} elements or a cut length")
         (length,) = struct.unpack_from("<I", raw, offset)
         offset += 4 + length
         n += 1
     if offset != len(raw) or n != count:
-        raise bad(f"{where}: the BYTES data holds {n} complete elements, the shape says {count}")
+        raise ClientError(f"{where}: the BYTES data holds {n} complete elements, the shape says {count}")
 
 
 def check_outputs(spec: ModelSpec, outputs: list[Output]) -> None:
     names = [o.name for o in outputs]
     if len(names) != len(set(names)):
-        raise bad(f"{spec.name}: an output is asked for twice")
+        raise ClientError(f"{spec.name}: an output is asked for twice")
     for o in outputs:
         os_ = spec.outputs.get(o.name)
         if os_ is None:
-            raise bad(f"{spec.name} has no output {o.name!r}; its outputs are {sorted(spec.outputs)}")
+            raise ClientError(f"{spec.name} has no output {o.name!r}; its outputs are {sorted(spec.outputs)}")
         elements = math.prod(d for d in os_.dims if d > 0)
         if o.class_count < 0 or o.class_count > max(elements, 1):
-            raise bad(f"{spec.name}: class_count of {o.name!r} must be 0 to {elements}")
+            raise ClientError(f"{spec.name}: class_count of {o.name!r} must be 0 to {elements}")
 
 
 # --- HTTP/JSON (KServe v2 and Triton's binary tensor extension) ---
@@ -257,7 +227,7 @@ def parse_json(data: bytes | memoryview, what: str = "the request") -> Any:
     try:
         return json.loads(bytes(data), parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
-        raise bad(f"{what} is not valid JSON: {str(exc)[:200]}", "malformed_json") from None
+        raise ClientError(f"{what} is not valid JSON: {str(exc)[:200]}", reason="malformed_json") from None
 
 
 def _int(value: Any) -> bool:
@@ -271,50 +241,52 @@ def json_infer(body: bytes, header_length: int | None) -> tuple[dict[str, Any], 
         header, binary = body, b""
     else:
         if header_length < 0 or header_length > len(body):
-            raise bad(f"Inference-Header-Content-Length {header_length} does not fit a {len(body)}-byte body")
+            raise ClientError(
+                f"Inference-Header-Content-Length {header_length} does not fit a {len(body)}-byte body"
+            )
         view = memoryview(body)
         header, binary = view[:header_length], view[header_length:]
     request = parse_json(header)
     if not isinstance(request, dict):
-        raise bad("the request must be a JSON object")
+        raise ClientError("the request must be a JSON object")
     for key, value in request.items():
         if key == "id":
             if not isinstance(value, str) or len(value) > MAX_ID_CHARS:
-                raise bad(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
+                raise ClientError(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
         elif key == "parameters":
             _request_parameters(value)
         elif key not in ("inputs", "outputs"):
-            raise bad(f"unknown field {key!r} in the request")
+            raise ClientError(f"unknown field {key!r} in the request")
     raw_inputs = request.get("inputs")
     if not isinstance(raw_inputs, list):
-        raise bad("'inputs' must be a list of tensors")
+        raise ClientError("'inputs' must be a list of tensors")
     inputs: list[Tensor] = []
     offset = 0
     for i, item in enumerate(raw_inputs):
         tensor, size = _json_tensor(i, item)
         if size is not None:
             if offset + size > len(binary):
-                raise bad(f"input {tensor.name!r} declares {size} binary bytes beyond the body's end")
+                raise ClientError(f"input {tensor.name!r} declares {size} binary bytes beyond the body's end")
             tensor.raw = binary[offset : offset + size]
             offset += size
         inputs.append(tensor)
     if offset != len(binary):
-        raise bad(f"the body has {len(binary) - offset} bytes after the declared binary inputs")
+        raise ClientError(f"the body has {len(binary) - offset} bytes after the declared binary inputs")
     outputs = _json_outputs(request.get("outputs", []))
     return request, inputs, outputs
 
 
 def _parameters(where: str, value: Any, allowed: Mapping[str, type | tuple[type, ...]]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise bad(f"{where}: 'parameters' must be a JSON object")
+        raise ClientError(f"{where}: 'parameters' must be a JSON object")
     for key, v in value.items():
         if key in SHM_PARAMETERS:
-            raise bad("shared memory is not available through the front door", "shared_memory")
+            raise shared_memory_parameters()
         kind = allowed.get(key)
         if kind is None:
-            raise bad(f"{where}: unknown parameter {key!r}")
+            raise ClientError(f"{where}: unknown parameter {key!r}")
         if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-            raise bad(f"{where}: parameter {key!r} has the wrong type")
+            raise ClientError(f"{where}: parameter {key!r} has the wrong type")
     return value
 
 
@@ -334,28 +306,28 @@ def _request_parameters(value: Any) -> None:
 
 def _json_tensor(i: int, item: Any) -> tuple[Tensor, int | None]:
     if not isinstance(item, dict):
-        raise bad(f"input #{i} must be a JSON object")
+        raise ClientError(f"input #{i} must be a JSON object")
     name, datatype, shape = item.get("name"), item.get("datatype"), item.get("shape")
     if not isinstance(name, str):
-        raise bad(f"input #{i} needs a string 'name'")
+        raise ClientError(f"input #{i} needs a string 'name'")
     if not isinstance(datatype, str) or datatype not in ELEMENT_SIZE:
-        raise bad(f"input {name!r}: 'datatype' must be one of {sorted(ELEMENT_SIZE)}")
+        raise ClientError(f"input {name!r}: 'datatype' must be one of {sorted(ELEMENT_SIZE)}")
     if not isinstance(shape, list) or not all(_int(d) for d in shape):
-        raise bad(f"input {name!r}: 'shape' must be a list of integers")
+        raise ClientError(f"input {name!r}: 'shape' must be a list of integers")
     for key in item:
         if key not in ("name", "datatype", "shape", "data", "parameters"):
-            raise bad(f"input {name!r}: unknown field {key!r}")
+            raise ClientError(f"input {name!r}: unknown field {key!r}")
     params = _parameters(f"input {name!r}", item.get("parameters", {}), {"binary_data_size": int})
     size = params.get("binary_data_size")
     has_data = "data" in item
     if size is not None:
         if size < 0:
-            raise bad(f"input {name!r}: binary_data_size must be >= 0")
+            raise ClientError(f"input {name!r}: binary_data_size must be >= 0")
         if has_data:
-            raise bad(f"input {name!r} has both 'data' and binary_data_size")
+            raise ClientError(f"input {name!r} has both 'data' and binary_data_size")
         return Tensor(name, datatype, shape), size
     if not has_data:
-        raise bad(f"input {name!r} has neither 'data' nor binary_data_size")
+        raise ClientError(f"input {name!r} has neither 'data' nor binary_data_size")
     return Tensor(name, datatype, shape, count=count_values(name, datatype, item["data"])), None
 
 
@@ -365,7 +337,7 @@ def count_values(name: str, datatype: str, data: Any) -> int:
     count = 0
     for value in _flatten(name, data):
         if not ok(value):
-            raise bad(f"input {name!r}: {json.dumps(value)[:40]} is not a valid {datatype} value")
+            raise ClientError(f"input {name!r}: {json.dumps(value)[:40]} is not a valid {datatype} value")
         count += 1
     return count
 
@@ -398,14 +370,14 @@ def _value_check(datatype: str) -> Any:
 
 def _json_outputs(value: Any) -> list[Output]:
     if not isinstance(value, list):
-        raise bad("'outputs' must be a list")
+        raise ClientError("'outputs' must be a list")
     outputs = []
     for i, item in enumerate(value):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise bad(f"output #{i} must be an object with a string 'name'")
+            raise ClientError(f"output #{i} must be an object with a string 'name'")
         for key in item:
             if key not in ("name", "parameters"):
-                raise bad(f"output {item['name']!r}: unknown field {key!r}")
+                raise ClientError(f"output {item['name']!r}: unknown field {key!r}")
         params = _parameters(
             f"output {item['name']!r}",
             item.get("parameters", {}),
@@ -420,34 +392,32 @@ def check_generate(spec: ModelSpec, body: bytes, limits: Limits) -> None:
     optional ``id`` and ``parameters``."""
     request = parse_json(body)
     if not isinstance(request, dict):
-        raise bad("the request must be a JSON object")
+        raise ClientError("the request must be a JSON object")
     total = 0
     for key, value in request.items():
         if key == "id":
             if not isinstance(value, str) or len(value) > MAX_ID_CHARS:
-                raise bad(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
+                raise ClientError(f"'id' must be a string of at most {MAX_ID_CHARS} characters")
             continue
         if key == "parameters":
             _request_parameters(value)
             continue
         ts = spec.inputs.get(key)
         if ts is None:
-            raise bad(f"{spec.name} has no input {key!r}; its inputs are {sorted(spec.inputs)}")
+            raise ClientError(f"{spec.name} has no input {key!r}; its inputs are {sorted(spec.inputs)}")
         values = value if isinstance(value, list) else [value]
         ok = _value_check(ts.datatype)
         if not all(ok(v) for v in values):
-            raise bad(f"{spec.name}: input {key!r} takes {ts.datatype} values")
+            raise ClientError(f"{spec.name}: input {key!r} takes {ts.datatype} values")
         fixed = math.prod(d for d in ts.dims if d > 0)
         if -1 not in ts.dims and len(values) != fixed:
-            raise bad(f"{spec.name}: input {key!r} takes {fixed} value(s), {len(values)} given")
+            raise ClientError(f"{spec.name}: input {key!r} takes {fixed} value(s), {len(values)} given")
         total += sum(len(v.encode()) + 4 if isinstance(v, str) else 8 for v in values)
         if total > limits.max_tensor_bytes:
-            raise ClientError(
-                413, f"{spec.name}: the inputs exceed {limits.max_tensor_bytes} bytes", "too_large"
-            )
+            raise TooLarge(f"{spec.name}: the inputs exceed {limits.max_tensor_bytes} bytes")
     missing = [n for n, ts in spec.inputs.items() if not ts.optional and n not in request]
     if missing:
-        raise bad(f"{spec.name}: missing required input(s) {missing}")
+        raise ClientError(f"{spec.name}: missing required input(s) {missing}")
 
 
 # --- Messages that reach a client ---
@@ -456,24 +426,10 @@ _SHM = re.compile(r"triton_\w*shm_region_[\w-]+|/dev/shm/\S+")
 _PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]*")
 
 
-def clean_message(message: str, hidden: Iterable[str] = ()) -> str:
-    """An upstream error message without internal names: shared-memory regions and file paths."""
+def clean_message(message: str, internal: Iterable[str] = ()) -> str:
+    """An upstream error message without internal names: shared-memory regions, file paths and the
+    ``internal`` strings (the repository's path)."""
     message = _SHM.sub("<shared memory>", message)
-    for text in hidden:
+    for text in internal:
         message = message.replace(text, "<internal>")
     return _PATH.sub("<path>", message)[:2000]
-
-
-# What Triton answers for a served model that is (re)loading: its ensemble lost a step, or it has no
-# version loaded right now. The front door forwards only models it serves, so these mean "retry".
-_LOADING = ("has no available versions", "is not ready", "Request for unknown model")
-
-
-def stub_dead(message: str) -> bool:
-    """An upstream error saying a model's Python stub process died (the supervisor reloads it)."""
-    return "is not healthy" in message or "Stub process" in message
-
-
-def model_loading(message: str) -> bool:
-    """An upstream error saying a served model is not loaded at the moment (a reload is under way)."""
-    return any(text in message for text in _LOADING)

@@ -16,7 +16,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
 from tritonfleet import pipelines
-from tritonfleet.openai.errors import APIError, unknown_model
+from tritonfleet.errors import ClientError, Unavailable
+from tritonfleet.openai.errors import UnknownModel
 from tritonfleet.openai.triton import Triton
 from tritonfleet.pipelines import OpenAIModel
 from tritonfleet.pipelines.llm import interface as llm
@@ -68,26 +69,31 @@ class Served:
         return GUIDE_TYPE in self.inputs and GUIDE in self.inputs
 
 
-class Catalog:
-    """The declared OpenAI models of ``repository``, looked up by id."""
+class OpenAIModels:
+    """The models ``/v1`` offers: the pipelines' ``OpenAIModel`` declarations by id, resolved against
+    ``repository`` (tokenizers) and the running server (what is ready, what the served configs take)."""
 
     def __init__(
         self, repository: Path, triton: Triton, models: dict[str, OpenAIModel] | None = None
     ) -> None:
         self.repository = Path(repository)
         self.triton = triton
-        self.models = pipelines.openai_models() if models is None else models
+        self.declared = pipelines.openai_models() if models is None else models
         self._tokenizing: dict[str, Tokenizing] = {}
         self._served: dict[str, Served] = {}
 
+    def declared_model(self, model_id: Any) -> OpenAIModel:
+        """The declared model ``model_id``, else 404."""
+        model = self.declared.get(model_id) if isinstance(model_id, str) else None
+        if model is None:
+            raise UnknownModel(str(model_id))
+        return model
+
     def get(self, model_id: Any, kind: str) -> OpenAIModel:
         """The model ``model_id`` of ``kind``: 404 when there is none of that id, 400 for the wrong kind."""
-        model = self.models.get(model_id) if isinstance(model_id, str) else None
-        if model is None:
-            raise unknown_model(str(model_id))
+        model = self.declared_model(model_id)
         if model.kind != kind:
-            raise APIError(
-                400,
+            raise ClientError(
                 f"'{model_id}' is a {model.kind} model; use it on the {model.kind} endpoint",
                 param="model",
                 code="wrong_model_kind",
@@ -97,7 +103,7 @@ class Catalog:
     async def listed(self) -> list[OpenAIModel]:
         """The declared models whose Triton models are all READY."""
         ready = await self.triton.ready_models()
-        return [m for m in self.models.values() if self.triton_models(m) <= ready]
+        return [m for m in self.declared.values() if self.triton_models(m) <= ready]
 
     @staticmethod
     def triton_models(model: OpenAIModel) -> set[str]:
@@ -109,7 +115,7 @@ class Catalog:
         if model.id not in self._tokenizing:
             folder = self.repository / model.tokenizer / "1" / "tokenizer"
             if not (folder / "tokenizer.json").is_file():
-                raise APIError(503, f"{model.id}: no tokenizer in {model.tokenizer} (run `fleet build`)")
+                raise Unavailable(f"{model.id}: no tokenizer in {model.tokenizer} (run `fleet build`)")
             self._tokenizing[model.id] = Tokenizing.load(folder)
         return self._tokenizing[model.id]
 

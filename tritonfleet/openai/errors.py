@@ -1,73 +1,48 @@
-"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}`` with the right status.
+"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``, with the status of the
+error's kind in :mod:`tritonfleet.errors`.
 
 A client's mistake is a 400 (an unknown model 404), a pipeline that is not loaded or not ready a 503, and only
-a real fault a 500. Triton's gRPC status codes map onto these (:func:`from_triton`).
+a real fault a 500; :func:`openai_error` renders any exception so, and is the only place that does.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import grpc
+from starlette.exceptions import HTTPException
 
-TYPES = {
-    400: "invalid_request_error",
-    404: "invalid_request_error",
-    503: "service_unavailable",
-    500: "server_error",
-}
-CONTEXT_MESSAGE = "exceeds the context"  # how the pipeline words a prompt too long for the engine
+from tritonfleet.errors import ClientError, Error, NotFound, Unavailable
 
 
-class APIError(Exception):
-    """An error answered to the client in OpenAI's shape."""
-
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-
-    def body(self) -> dict[str, Any]:
-        kind = TYPES.get(self.status, "invalid_request_error" if self.status < 500 else "server_error")
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
-
-
-def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
-    return APIError(400, message, param=param, code=code)
-
-
-def unknown_model(model: str) -> APIError:
-    return APIError(404, f"The model '{model}' does not exist", param="model", code="model_not_found")
+def openai_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and OpenAI's error body for ``exc``: an error of the family, Starlette's own
+    (unknown route, wrong method), or anything else (a 500 that names only the exception's type)."""
+    param = code = None
+    if isinstance(exc, Error):
+        status, message, code = exc.status, exc.message, exc.code
+        param = exc.param if isinstance(exc, ClientError) else None
+    elif isinstance(exc, HTTPException):
+        status, message = exc.status_code, str(exc.detail)
+    else:
+        status, message = 500, f"internal error: {type(exc).__name__}"
+    if isinstance(exc, Unavailable):
+        kind = "service_unavailable"
+    elif status < 500:
+        kind = "invalid_request_error"
+    else:
+        kind = "server_error"
+    return status, {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def context_exceeded(message: str) -> APIError:
-    return APIError(400, message, param="messages", code="context_length_exceeded")
+class ContextExceeded(ClientError):
+    """A prompt with its completion's budget over the model's context (``context_length_exceeded``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="messages", code="context_length_exceeded")
 
 
-def from_triton(exc: Exception, model: str) -> APIError:
-    """A Triton error (tritonclient's ``InferenceServerException`` or a gRPC error) as an API error."""
-    status = getattr(exc, "status", None)
-    status = status() if callable(status) else status
-    message = getattr(exc, "message", None)
-    message = message() if callable(message) else (message or str(exc))
-    code = str(status or "")
-    if isinstance(exc, grpc.aio.AioRpcError):
-        code, message = exc.code().name, exc.details() or str(exc)
-    if "INVALID_ARG" in code:
-        if CONTEXT_MESSAGE in message:
-            return context_exceeded(message)
-        return bad_request(message)
-    if (
-        "UNAVAILABLE" in code
-        or "not found" in message
-        or "not ready" in message
-        or "unknown model" in message
-    ):
-        return APIError(503, f"{model} is not ready: {message}", code="model_not_ready")
-    if "CANCELLED" in code:
-        return APIError(499, "the request was cancelled")
-    return APIError(500, f"{model}: {message}")
+class UnknownModel(NotFound):
+    """No model of that id on ``/v1`` (``model_not_found``)."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(f"The model '{model_id}' does not exist", param="model", code="model_not_found")

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from tritonfleet.errors import ClientError, Fault
 from tritonfleet.openai.catalog import GUIDE, GUIDE_TYPE, Served, Tokenizing
-from tritonfleet.openai.errors import APIError, bad_request, context_exceeded
+from tritonfleet.openai.errors import ContextExceeded
 from tritonfleet.openai.schemas import ChatRequest, Message, ResponseFormat, _Sampling
 from tritonfleet.pipelines import OpenAIModel
 from tritonfleet.pipelines.llm import interface as llm
@@ -39,19 +40,19 @@ ROLE_NAMES = {"developer": "system"}  # OpenAI's newer name for the system role
 def render_chat(tokenizing: Tokenizing | None, messages: Sequence[Message]) -> str:
     """The prompt: ``messages`` through the model's own chat template."""
     if tokenizing is None or tokenizing.template is None:
-        raise bad_request("this model has no chat template: use /v1/completions", param="messages")
+        raise ClientError("this model has no chat template: use /v1/completions", param="messages")
     turns = [{"role": ROLE_NAMES.get(m.role, m.role), "content": m.text} for m in messages]
     try:
         return tokenizing.template.render(messages=turns, add_generation_prompt=True)
     except Exception as exc:  # the model's template refuses this conversation (say, roles out of order)
-        raise bad_request(f"messages: the chat template refused them: {exc}", param="messages") from None
+        raise ClientError(f"messages: the chat template refused them: {exc}", param="messages") from None
 
 
 def question(messages: Sequence[Message]) -> str:
     """The last user message (models that build their prompt themselves, such as ``rag``)."""
     users = [m.text for m in messages if m.role == "user"]
     if not users or not users[-1].strip():
-        raise bad_request("messages: give a user message with the question", param="messages")
+        raise ClientError("messages: give a user message with the question", param="messages")
     return users[-1]
 
 
@@ -62,23 +63,23 @@ def budget(
     context, cap = served.max_seq_len, served.max_tokens
     if prompt_tokens is not None and context is not None:
         if prompt_tokens >= context:
-            raise context_exceeded(
+            raise ContextExceeded(
                 f"This model's maximum context length is {context} tokens; the prompt has {prompt_tokens}."
             )
         if asked is not None and prompt_tokens + asked > context:
-            raise context_exceeded(
+            raise ContextExceeded(
                 f"This model's maximum context length is {context} tokens. However, you requested "
                 f"{prompt_tokens + asked} tokens ({prompt_tokens} in the prompt, {asked} for the completion)."
             )
     if asked is not None:
         if cap is not None and asked > cap:
-            raise bad_request(f"{param}: at most {cap} tokens on this server, got {asked}", param=param)
+            raise ClientError(f"{param}: at most {cap} tokens on this server, got {asked}", param=param)
         return asked
     limits = [n for n in (default, cap) if n is not None]
     if prompt_tokens is not None and context is not None:
         limits.append(context - prompt_tokens)
     if not limits:
-        raise bad_request(f"{param} is required for this model", param=param)
+        raise ClientError(f"{param} is required for this model", param=param)
     return min(limits)
 
 
@@ -89,7 +90,7 @@ def guide(response_format: ResponseFormat | None, served: Served) -> tuple[str, 
     if response_format is None or response_format.type == "text":
         return None
     if not served.guided:
-        raise bad_request(
+        raise ClientError(
             "response_format is not supported by this server: its LLM backend has no guided decoding "
             "(the GPU target's TensorRT-LLM v0.14 backend)",
             param="response_format",
@@ -107,7 +108,7 @@ def guide(response_format: ResponseFormat | None, served: Served) -> tuple[str, 
     except (ValueError, TypeError) as exc:
         problem = str(exc)
     if problem:
-        raise bad_request(
+        raise ClientError(
             f"response_format: the JSON schema is not supported: {problem}", param="response_format"
         )
     return "json_schema", json.dumps(schema)
@@ -187,7 +188,7 @@ def _dtype(value: Any) -> Any:
 
 def _extra(name: str, value: Any) -> np.ndarray:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise bad_request(f"{name}: a number or a string", param=name)
+        raise ClientError(f"{name}: a number or a string", param=name)
     if isinstance(value, str):
         return np.array([[value.encode()]], dtype=np.object_)
     return np.array([[value]])
@@ -283,12 +284,35 @@ class Choice:
 
 def check_prompt(text: str, param: str) -> None:
     if not text.strip():
-        raise bad_request(f"{param}: the prompt is empty", param=param)
+        raise ClientError(f"{param}: the prompt is empty", param=param)
 
 
 def chat_prompt(model: OpenAIModel, tokenizing: Tokenizing | None, request: ChatRequest) -> str:
     if model.prompt == "question":
         return question(request.messages)
     if model.prompt != "chat_template":
-        raise APIError(500, f"{model.id}: unknown prompt kind {model.prompt!r} in its declaration")
+        raise Fault(f"{model.id}: unknown prompt kind {model.prompt!r} in its declaration")
     return render_chat(tokenizing, request.messages)
+
+
+def chat_logprobs(entries: list[tuple[str, float]]) -> dict[str, Any]:
+    """Chat's logprobs: one entry per streamed piece (a token, or the tokens of one UTF-8 character)."""
+    return {
+        "content": [
+            {"token": t, "logprob": v, "bytes": list(t.encode()), "top_logprobs": []} for t, v in entries
+        ]
+    }
+
+
+def completion_logprobs(entries: list[tuple[str, float]]) -> dict[str, Any]:
+    """Completions' logprobs: the pieces, their log-probs and where each starts in the text."""
+    offsets, at = [], 0
+    for t, _ in entries:
+        offsets.append(at)
+        at += len(t)
+    return {
+        "tokens": [t for t, _ in entries],
+        "token_logprobs": [v for _, v in entries],
+        "top_logprobs": None,
+        "text_offset": offsets,
+    }

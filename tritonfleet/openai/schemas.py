@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tritonfleet.openai.errors import APIError, bad_request
+from tritonfleet.errors import ClientError
 
 MAX_STOP = 8  # stop sequences a request may give
 MAX_N = 8  # choices a request may ask for
@@ -221,7 +221,7 @@ Body = TypeVar("Body", bound=BaseModel)
 def parse(cls: type[Body], body: Any) -> Body:
     """``body`` (parsed JSON) as ``cls``, or a 400 naming the first wrong field."""
     if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
+        raise ClientError("the request body must be a JSON object")
     try:
         return cls.model_validate(body)
     except ValidationError as exc:
@@ -229,4 +229,4 @@ def parse(cls: type[Body], body: Any) -> Body:
         location = ".".join(str(p) for p in error["loc"])
         param = str(error["loc"][0]) if error["loc"] else None
         message = error["msg"].removeprefix("Value error, ")
-        raise APIError(400, f"{location}: {message}" if location else message, param=param) from None
+        raise ClientError(f"{location}: {message}" if location else message, param=param) from None

@@ -5,6 +5,7 @@ request, the decoupled ensemble's way). Inputs are cast to the data types the se
 (read once per model, :mod:`tritonfleet.clients.call`), and optional inputs the served model lacks are
 dropped, so one request builder serves both targets. A generation that nobody reads any more (a client that
 disconnected) is ended with TensorRT-LLM's stop request, as :class:`~tritonfleet.clients.FleetClient` does.
+Triton's errors come out as :mod:`tritonfleet.errors`' kinds (:func:`triton_error`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,35 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import grpc
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aio
 from tritonclient.utils import InferenceServerException
 
 from tritonfleet.clients import llm
 from tritonfleet.clients.call import Call, config_datatypes, infer_inputs
-from tritonfleet.openai.errors import APIError, from_triton
+from tritonfleet.errors import ClientError, Error, Fault, from_triton
+from tritonfleet.openai.errors import ContextExceeded
+
+CONTEXT_MESSAGE = "exceeds the context"  # how the pipeline words a prompt too long for the engine
+
+
+def triton_error(exc: BaseException, model: str) -> Error:
+    """tritonclient's ``InferenceServerException`` (or a gRPC error) from calling ``model``, as the error
+    family (:func:`tritonfleet.errors.from_triton`); a prompt the engine finds too long is
+    :class:`~tritonfleet.openai.errors.ContextExceeded`."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code, message = exc.code().name, exc.details() or str(exc)
+    else:
+        status = getattr(exc, "status", None)
+        status = status() if callable(status) else status
+        message = getattr(exc, "message", None)
+        message = message() if callable(message) else (message or str(exc))
+        code = str(status or "")
+    error = from_triton(message, code, model)
+    if type(error) is ClientError and CONTEXT_MESSAGE in message:
+        return ContextExceeded(message)
+    return error
 
 
 class Triton:
@@ -50,7 +73,7 @@ class Triton:
             try:
                 config = await self.client.get_model_config(model, as_json=True)
             except InferenceServerException as exc:
-                raise from_triton(exc, model) from None
+                raise triton_error(exc, model) from None
             self._configs[model] = config.get("config", config)
         return self._configs[model]
 
@@ -72,12 +95,12 @@ class Triton:
         return infer_inputs(grpcclient, call, types)
 
     async def infer(self, model: str, values: Mapping[str, Any], request_id: str = "") -> Any:
-        """One response (``InferResult``); Triton's errors as :class:`APIError`."""
+        """One response (``InferResult``); Triton's errors as the error family's."""
         inputs = await self.inputs(model, values)
         try:
             return await self.client.infer(model, inputs, request_id=request_id)
         except InferenceServerException as exc:
-            raise from_triton(exc, model) from None
+            raise triton_error(exc, model) from None
 
     async def stream(self, model: str, values: Mapping[str, Any], request_id: str) -> AsyncIterator[Any]:
         """The responses of one streamed request, to its final one (which may carry no tensors).
@@ -97,7 +120,7 @@ class Triton:
             async for result, error in responses:
                 if error is not None:
                     ended = True
-                    raise from_triton(error, model)
+                    raise triton_error(error, model)
                 ended = result.get_response().parameters["triton_final_response"].bool_param
                 yield result
                 if ended:
@@ -129,4 +152,4 @@ async def _one(request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
 def check(condition: bool, message: str) -> None:
     """A real fault of the server (500): what a pipeline answered is not what its interface says."""
     if not condition:
-        raise APIError(500, message)
+        raise Fault(message)

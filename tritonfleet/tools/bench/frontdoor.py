@@ -272,7 +272,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         main, tab = fleets[0], fleets[-1]
         if "tabular" not in skip:
             assert tabular is not None
-            features = next(iter(tab.access.catalog.model(tabular).inputs.values())).dims[0]
+            features = next(iter(tab.access.public.model(tabular).inputs.values())).dims[0]
             http_direct, http_front = f"127.0.0.1:{tab.server.http_port}", tab.http_url
             grpc_direct, grpc_front = f"127.0.0.1:{tab.server.grpc_port}", tab.grpc_url
             for c in args.concurrency:
