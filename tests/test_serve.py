@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -24,18 +25,38 @@ from tritonfleet.server import SHM_PREFIX, STUB_NAME, TritonServer, free_port, l
 pytestmark = pytest.mark.server
 
 
-def stub_pids() -> set[int]:
-    return {pid for pid, p in live_processes().items() if STUB_NAME.startswith(p.comm)}
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
-def shm_regions() -> set[Path]:
-    return set(Path(SHM_PREFIX).parent.glob(Path(SHM_PREFIX).name + "*"))
+def stub_pids(fleet_pid: int) -> set[int]:
+    """The Python stubs of the tritonserver that ``fleet_pid`` started (other servers on the machine, other
+    tests' or other users', are not ours to count)."""
+    return {
+        pid
+        for pid, p in live_processes().items()
+        if STUB_NAME.startswith(p.comm) and _parent(_parent(pid)) == fleet_pid
+    }
+
+
+def shm_regions(pids: set[int]) -> set[Path]:
+    """The shared memory regions these processes have mapped."""
+    regions = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        regions |= {Path(line.split(maxsplit=5)[-1]) for line in maps.splitlines() if SHM_PREFIX in line}
+    return regions
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int) -> None:
     ports = [free_port() for _ in range(4)]
-    before, shm_before = stub_pids(), shm_regions()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -83,13 +104,18 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
         assert v1 in output, output
         with urllib.request.urlopen(f"{v1}/models", timeout=10) as r:
             assert json.loads(r.read()) == {"object": "list", "data": []}
+        # a declared model whose pipeline is not loaded: 503 with a Retry-After, in OpenAI's shape
+        with pytest.raises(urllib.error.HTTPError) as not_loaded:
+            urllib.request.urlopen(f"{v1}/models/smollm2-135m-instruct", timeout=10)
+        assert not_loaded.value.code == 503 and int(not_loaded.value.headers["Retry-After"]) >= 1
+        assert json.loads(not_loaded.value.read())["error"]["code"] == "model_not_ready"
         from openai import OpenAI
 
         # as README calls it: the openai client always sends a key, which no keys configured lets through
         assert OpenAI(base_url=v1, api_key="none", max_retries=0).models.list().data == []
-        started = stub_pids() - before
+        started = stub_pids(proc.pid)
         assert len(started) >= 2  # image_preprocess + the onnxruntime Python-based backend
-        shm = shm_regions() - shm_before
+        shm = shm_regions(started)
         assert shm  # one region a stub
         proc.send_signal(stop_signal)
         assert proc.wait(timeout=60) == 0
@@ -97,10 +123,10 @@ def test_serve_loads_pipeline_with_its_steps_and_stops_cleanly(stop_signal: int)
         if proc.poll() is None:
             proc.kill()
     deadline = time.monotonic() + 10
-    while started & stub_pids() and time.monotonic() < deadline:
+    while started & set(live_processes()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not started & stub_pids(), "stub processes outlived the server"
-    assert not shm & shm_regions(), "shared memory outlived the server"
+    assert not started & set(live_processes()), "stub processes outlived the server"
+    assert not [region for region in shm if region.exists()], "shared memory outlived the server"
 
 
 def test_a_killed_fleet_serve_leaves_no_server_behind() -> None:

@@ -454,7 +454,7 @@ class ClientConnection(asyncio.Protocol):
         elif fwd.route == "stats" and not fwd.model and status == 200:
             body = self.server.served_stats(body)
         elif status >= 400:
-            status, body, extra = self.server.clean_error(fwd, status, body)
+            status, body, extra = self.server.clean_error(fwd, status, body, headers)
             keep = [(b"content-type", b"application/json"), *extra]
         self._answer(req, status, body, keep, fwd.route, fwd.model, fwd.key)
         self._next()
@@ -585,16 +585,17 @@ class HttpFrontDoor:
         return json.dumps(stats).encode()
 
     def clean_error(
-        self, fwd: Forward, status: int, body: bytes
+        self, fwd: Forward, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         """An upstream error without internal names; a model that is not loaded now (its stub died, it is
-        reloading) becomes 503 + Retry-After."""
+        reloading) becomes 503 + Retry-After (the ``/v1`` app's 503s keep the Retry-After they carry)."""
         try:
             message = json.loads(body).get("error", "")
         except (ValueError, AttributeError):
             message = body.decode("utf-8", "replace")
         if fwd.upstream == "openai":
-            return status, clean_message(body.decode("utf-8", "replace"), self.internal).encode(), []
+            retry = [(n, v) for n, v in headers or [] if n == b"retry-after"]
+            return status, clean_message(body.decode("utf-8", "replace"), self.internal).encode(), retry
         error = from_triton(message, model=fwd.model)
         if isinstance(error, NotLoaded):
             if isinstance(error, StubDied):

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tritonfleet.errors import ClientError, Error, NotLoaded
+from tritonfleet.errors import ClientError, Error, NotLoaded, Unavailable
 from tritonfleet.openai import generation as gen
 from tritonfleet.openai import sse
 from tritonfleet.openai.catalog import OpenAIModels
@@ -89,7 +89,8 @@ def create_app(
 
 async def _error(request: Request, exc: Exception) -> Response:
     status, body = openai_error(exc)
-    return JSONResponse(body, status_code=status)
+    headers = {"Retry-After": exc.retry_after} if isinstance(exc, Unavailable) else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _fault(request: Request, exc: Exception) -> Response:
