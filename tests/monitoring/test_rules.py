@@ -120,7 +120,9 @@ def test_readme_lists_every_metric() -> None:
     ("series", "family"),
     [("tritonfleet_llm_time_to_first_token_seconds_bucket", "tritonfleet_llm_time_to_first_token_seconds"),
      ("tritonfleet_frontdoor_requests_total", "tritonfleet_frontdoor_requests_total"),
-     ("nv_inference_count", "nv_inference_count"), ("nv_inference_count_sum", "nv_inference_count_sum")],
+     ("nv_inference_count", "nv_inference_count"), ("nv_inference_count_sum", "nv_inference_count_sum"),
+     ("nv_inference_queue_summary_us_count", "nv_inference_queue_summary_us"),
+     ("nv_inference_queue_summary_us_bucket", "nv_inference_queue_summary_us_bucket")],
 )  # fmt: skip
 def test_scraped_series_map_to_their_family(series: str, family: str) -> None:
     assert catalog.scraped_name(series) == family

@@ -23,10 +23,22 @@ class Family:
     source: str
     help: str
     target: str = "both"  # "cpu", "gpu" or "both": where it is served
+    condition: str = ""  # served only when this is set (a server flag)
 
 
 def _triton(name: str, kind: str, help: str, labels: tuple[str, ...] = ("model", "version"), target="both"):
     return Family(name, kind, labels, TRITON, help, target)
+
+
+SUMMARIES = "--metrics-config=summary_latencies=true"
+
+
+def _summary(stage: str, what: str) -> Family:
+    """Triton's per-model latency summaries (quantiles per replica: they do not add up over replicas, so the
+    rules read the histograms and the cumulative counters instead)."""
+    name = f"nv_inference_{stage}_summary_us"
+    return Family(name, "summary", ("model", "version", "quantile"), TRITON, f"{what} quantiles (µs)",
+                  condition=SUMMARIES)  # fmt: skip
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -45,6 +57,11 @@ FAMILIES: tuple[Family, ...] = (
     _triton("nv_inference_compute_infer_duration_us", "counter", "Cumulative compute time of the model (µs)"),
     _triton("nv_inference_compute_output_duration_us", "counter", "Cumulative output processing time (µs)"),
     _triton("nv_inference_pending_request_count", "gauge", "Requests queued or executing now (queue depth)"),
+    _summary("request", "End-to-end request time"),
+    _summary("queue", "Queue time"),
+    _summary("compute_input", "Input processing time"),
+    _summary("compute_infer", "Model compute time"),
+    _summary("compute_output", "Output processing time"),
     _triton("nv_pinned_memory_pool_total_bytes", "gauge", "Pinned memory pool size", ()),
     _triton("nv_pinned_memory_pool_used_bytes", "gauge", "Pinned memory in use", ()),
     _triton("nv_cpu_utilization", "gauge", "The host's CPU utilisation (0-1)", ()),
@@ -214,7 +231,8 @@ def scraped_name(series: str) -> str:
         return series
     for suffix in ("_bucket", "_sum", "_count"):
         base = series.removesuffix(suffix)
-        if base != series and families.get(base, Family("", "", (), "", "")).kind == "histogram":
+        kind = families[base].kind if base in families else ""
+        if base != series and (kind == "histogram" or (kind == "summary" and suffix != "_bucket")):
             return base
     return series
 
@@ -224,6 +242,7 @@ def markdown() -> str:
     rows = ["| metric | type | labels | from | what |", "| --- | --- | --- | --- | --- |"]
     for f in FAMILIES:
         where = "" if f.target == "both" else f" ({f.target} only)"
+        where += f" (with `{f.condition}`)" if f.condition else ""
         labels = ", ".join(f.labels) or "-"
         rows.append(f"| `{f.name}` | {f.kind} | {labels} | {f.source}{where} | {f.help} |")
     return "\n".join(rows)
