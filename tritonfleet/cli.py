@@ -12,6 +12,7 @@ fleet soak [--minutes 30] [--concurrency 16]    # mixed traffic over every pipel
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
 fleet bench PIPELINE|fleet|openai|all ... [--url URL]
 fleet status [--url localhost:8000]
+fleet monitor [--target localhost:8002] [--port 9090]   # Prometheus with the fleet's rules
 
 The pipelines and their ``infer`` / ``bench`` arguments come from their declarations
 (``tritonfleet.pipelines``).
@@ -25,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -107,7 +109,22 @@ def parser() -> argparse.ArgumentParser:
         "--tritonserver", type=Path, help="run this tritonserver (the GPU image's) instead of the bundled one"
     )
     s.add_argument("server_args", nargs="*", metavar="-- TRITONSERVER_ARG", help="passed on to tritonserver")
+    s.add_argument(
+        "--prometheus", action="store_true", help="also run Prometheus on the metrics port (rules)"
+    )
+    s.add_argument("--prometheus-port", type=int, default=9090, help="Prometheus' port on 127.0.0.1")
     s.set_defaults(handler=cmd_serve)
+
+    mo = sub.add_parser(
+        "monitor", help="Prometheus on a running fleet's metrics port, with the fleet's rules"
+    )
+    mo.add_argument(
+        "--target", type=pipelines.names, default=["localhost:8002"], help="metrics ports, comma-separated"
+    )
+    mo.add_argument("--port", type=int, default=9090, help="Prometheus' port on 127.0.0.1")
+    mo.add_argument("--interval", default="15s", help="scrape and rule evaluation interval")
+    mo.add_argument("--storage", type=Path, help="its data (default $TRITONFLEET_HOME/prometheus)")
+    mo.set_defaults(handler=cmd_monitor)
 
     st = sub.add_parser("status", help="what a running server serves: models, load, memory (like ollama ps)")
     st.add_argument("--url", default="localhost:8000", help="the server's HTTP address")
@@ -291,7 +308,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except (ServerError, FleetError, OSError, RuntimeError) as exc:
             console.print(f"[red]✗[/] {exc}")
             return 1
+    prometheus = None
     try:
+        if args.prometheus:
+            prometheus = _prometheus(args.repository, [fleet.metrics_url.split("/")[2]], args.prometheus_port)
+            if prometheus is None:
+                return 1
         console.print(f"[green]✓[/] serving {len(models)} models: {', '.join(models)}")
         console.print(f"  public  {', '.join(fleet.public)}")
         console.print(f"  HTTP    http://{fleet.http_url}   (KServe v2: /v2/models/<name>/infer)")
@@ -302,6 +324,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             console.print(
                 f'  OpenAI  {fleet.openai_url}   (OpenAI(base_url="{fleet.openai_url}", api_key="{key}"))'
             )
+        if prometheus is not None:
+            console.print(f"  Prometheus {prometheus.url}   (rules and alerts: {prometheus.url}/alerts)")
         if fleet.keys.enabled:
             console.print(f"  keys    {fleet.keys.file.path} (send Authorization: Bearer <key>)")
         elif fleet.insecure:
@@ -319,7 +343,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print("stopping ...")
         return 0
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         fleet.stop()
+
+
+def _prometheus(
+    repository: Path, targets: list[str], port: int, storage: Path | None = None, interval: str = "15s"
+) -> Any:
+    """Prometheus on 127.0.0.1:``port`` scraping ``targets`` with the fleet's rules, started; None (said why)
+    when it cannot start."""
+    from tritonfleet.frontdoor.keys import home
+    from tritonfleet.monitoring.prometheus import Prometheus, PrometheusError
+
+    log = artifacts.cache_root() / "logs" / "prometheus.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    storage = storage or home() / "prometheus"
+    try:
+        return Prometheus(targets, repository, port=port, storage=storage, interval=interval, log=log).start()
+    except PrometheusError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        return None
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
+    prometheus = _prometheus(args.repository, args.target, args.port, args.storage, args.interval)
+    if prometheus is None:
+        return 1
+    try:
+        console.print(
+            f"[green]✓[/] Prometheus {prometheus.url} scraping {', '.join(args.target)} every {args.interval}"
+        )
+        console.print(
+            f"  alerts  {prometheus.url}/alerts   dashboard: docker/monitoring/dashboard.json (Grafana)"
+        )
+        console.print("Ctrl-C stops it.")
+        signal.pause() if hasattr(signal, "pause") else time.sleep(1e9)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        prometheus.stop()
 
 
 def _own_fleet(args: argparse.Namespace, **kwargs: object):

@@ -177,7 +177,6 @@ class TritonServer:
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
-            "--allow-gpu-metrics=false",
             "--pinned-memory-pool-byte-size=0",
             # Configs are complete: skipping auto-complete halves start-up (no extra stub per model).
             "--disable-auto-complete-config",
@@ -189,8 +188,8 @@ class TritonServer:
         ]
         if self.address:
             cmd += [f"--{api}-address={self.address}" for api in ("http", "grpc", "metrics")]
-        if self.target == "cpu":
-            cmd.append("--model-config-name=cpu")
+        if self.target == "cpu":  # on the GPU target Triton's nv_gpu_* metrics stay on (the dashboard's)
+            cmd += ["--model-config-name=cpu", "--allow-gpu-metrics=false"]
         cmd.append("--model-control-mode=explicit")
         cmd += [f"--load-model={name}" for name in self.models]
         return cmd + self.extra_args

@@ -87,6 +87,7 @@ class Supervisor:
     # --- lifecycle ---
 
     def start(self) -> None:
+        self.access.metrics.expect(self.server.models)
         self._snapshot()
         self.state.up = True
         self.state.reason = "probing"

@@ -4,9 +4,9 @@ A pipeline is its model folders in ``model_repository/`` plus one declaration he
 the models clients call (``public``; the steps those depend on come from the repository's configs), the
 build recipes that make its artifacts, the client helpers ``FleetClient`` offers, its ``fleet infer`` and
 ``fleet bench`` commands, a probe (one real request whose answer is checked, for tests and the
-supervisor), its pip requirements, and the OpenAI-API models it serves. The CLI, the clients, ``fleet
-serve``, the Docker build and the tests read this registry; adding a pipeline adds a module here, its model
-folders and its build script, and edits nothing else.
+supervisor), its pip requirements, the OpenAI-API models it serves and its latency objective. The CLI,
+the clients, ``fleet serve``, the Docker build, the Prometheus rules and the tests read this registry; adding
+a pipeline adds a module here, its model folders and its build script, and edits nothing else.
 
 Declarations are imported whenever the registry is read, by clients too: keep them light (heavy imports
 go inside the hooks).
@@ -83,6 +83,20 @@ class OpenAIModel:
 
 
 @dataclass(frozen=True)
+class Slo:
+    """A pipeline's latency objective, which Prometheus alerts on (``tritonfleet.monitoring.rules``).
+
+    ``p99_seconds``: the 99th percentile of its requests' duration at the front door (a stream's until its
+    last byte), over its public models and its ``/v1`` models. ``ttft_p99_seconds``: the 99th percentile of
+    the time to first token of the LLM steps it runs. The values hold for the CPU fleet under its benchmarks'
+    load; a GPU deployment declares its own.
+    """
+
+    p99_seconds: float
+    ttft_p99_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """One pipeline of the fleet (see the module docstring)."""
 
@@ -97,6 +111,7 @@ class Pipeline:
     requires: tuple[str, ...] = ()  # pip requirements of its serving-time models (CPU venv, GPU image)
     build_requires: tuple[str, ...] = ()  # pip requirements of its build recipes
     openai: tuple[OpenAIModel, ...] = ()
+    slo: Slo | None = None  # its latency objective (alerts); None: no latency alert
 
 
 @functools.cache

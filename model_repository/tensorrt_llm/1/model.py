@@ -137,6 +137,23 @@ class TritonPythonModel:
             "tokens": pb_utils.MetricFamily(
                 "tritonfleet_llm_generated_tokens_total", "Tokens generated", counter
             ),
+            "prompt": pb_utils.MetricFamily(
+                "tritonfleet_llm_prompt_tokens_total", "Prompt tokens of the sequences submitted", counter
+            ),
+            "waited": pb_utils.MetricFamily(
+                "tritonfleet_llm_queue_duration_seconds", "Arrival to the start of the sequence's wave", hist
+            ),
+            "slots": pb_utils.MetricFamily(
+                "tritonfleet_llm_max_sequences", "Sequences the running waves may hold at once", gauge
+            ),
+            "kv": pb_utils.MetricFamily(
+                "tritonfleet_llm_kv_cache_used_tokens",
+                "KV-cache positions held by the running sequences",
+                gauge,
+            ),
+            "kv_capacity": pb_utils.MetricFamily(
+                "tritonfleet_llm_kv_cache_capacity_tokens", "KV-cache positions the engine can hold", gauge
+            ),
             "queue": pb_utils.MetricFamily(
                 "tritonfleet_llm_queue_size", "Requests waiting for a wave", gauge
             ),
@@ -154,10 +171,22 @@ class TritonPythonModel:
             labels=labels, buckets=[0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]
         )
         self.tokens = self.families["tokens"].Metric(labels=labels)
+        self.prompt_tokens = self.families["prompt"].Metric(labels=labels)
+        self.waited = self.families["waited"].Metric(
+            labels=labels, buckets=[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16]
+        )
+        self.kv = self.families["kv"].Metric(labels=labels)
+        # No KV pool here: each wave's rows hold a cache of the wave's max length (the wave scheduler), so the
+        # most the waves hold is max_rows rows of max_seq_len; a paged engine reports its blocks instead.
+        max_rows = int(params.get("max_rows", "16"))
+        self.slots = self.families["slots"].Metric(labels=labels)
+        self.slots.set(max_rows)
+        self.kv_capacity = self.families["kv_capacity"].Metric(labels=labels)
+        self.kv_capacity.set(max_rows * self.max_seq_len)
         self.queue = self.families["queue"].Metric(labels=labels)
         self.active = self.families["active"].Metric(labels=labels)
         self.rows = self.families["rows"].Metric(labels=labels, buckets=[1, 2, 4, 8, 16])
-        self.gauges = (-1, -1)  # (queued, active) last set: the gauges are set when they change
+        self.gauges = (-1, -1, -1)  # (queued, active, KV positions) last set: set when they change
 
         self.scheduler = WaveScheduler(
             self.engine,
@@ -167,7 +196,7 @@ class TritonPythonModel:
             max_wait_ms=float(params.get("max_wait_ms", "100")),
             gather_ms=float(params.get("gather_ms", "20")),
             max_waves=int(params.get("max_waves", "4")),
-            max_rows=int(params.get("max_rows", "16")),
+            max_rows=max_rows,
             on_step=self._on_step,
         )
         self.running = {}  # request id or stop_request_id -> its sequences not yet finished
@@ -177,8 +206,11 @@ class TritonPythonModel:
     def _on_step(self, queued, active, rows):
         if rows:
             self.rows.observe(rows)
-        if (queued, active) != self.gauges:
-            self.gauges = (queued, active)
+        kv = self.scheduler.kv_tokens  # changes only when a wave starts or ends
+        if (queued, active, kv) != self.gauges:
+            if kv != self.gauges[2]:
+                self.kv.set(kv)
+            self.gauges = (queued, active, kv)
             self.queue.set(queued)
             self.active.set(active)
 
@@ -297,6 +329,7 @@ class TritonPythonModel:
         seqs = []
         for index, (prompt, params, stream, prefix, counts, guide) in enumerate(rows):
             seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
+            self.prompt_tokens.increment(len(prompt))
             seq.guide = guide
             with self.running_lock:
                 for i in ids:
@@ -316,10 +349,13 @@ class TritonPythonModel:
         return seqs
 
     def _emitter(self, seq, sender, ids, left, prefix, counts, stop_id, batch_index, passthrough):
-        state = {"last": None, "responses": 0, "passthrough": passthrough}
+        state = {"last": None, "responses": 0, "passthrough": passthrough, "waited": False}
 
         def emit(tokens, logprobs, reason):
             now = time.monotonic()
+            if not state["waited"] and seq.started is not None:  # its first call after its wave started
+                state["waited"] = True
+                self.waited.observe(seq.started - seq.arrival)
             if tokens and state["last"] is None:
                 self.ttft.observe(now - seq.arrival)
             elif tokens:
@@ -390,5 +426,6 @@ class TritonPythonModel:
         # cycle) now, while the stub still reaches Triton: left to interpreter exit, their destructors write
         # to shared memory already unmapped and the stub segfaults on shutdown (seen with gdb).
         del self.ttft, self.itl, self.tokens, self.queue, self.active, self.rows
+        del self.prompt_tokens, self.waited, self.kv, self.slots, self.kv_capacity
         self.families.clear()
         gc.collect()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import image_classifier as client
-from tritonfleet.pipelines import Command, Pipeline, ints
+from tritonfleet.pipelines import Command, Pipeline, Slo, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -87,4 +87,5 @@ PIPELINE = Pipeline(
     bench=Command("perf_analyzer (gRPC) vs the in-process batched floor", _bench_arguments, _bench),
     probe=_probe,
     requires=("pillow>=10.4",),
+    slo=Slo(p99_seconds=0.5),  # one image, decode to top-k
 )

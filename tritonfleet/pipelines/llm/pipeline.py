@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import llm as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, ints
+from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Slo, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -114,4 +114,5 @@ PIPELINE = Pipeline(
             engine="tensorrt_llm",
         ),
     ),
+    slo=Slo(p99_seconds=60.0, ttft_p99_seconds=2.0),  # a whole generation; its first token
 )

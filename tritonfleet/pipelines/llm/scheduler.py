@@ -58,6 +58,7 @@ class Sequence:
     cancelled: Callable[[], bool] = lambda: False
     stream: bool = True
     arrival: float = field(default_factory=time.monotonic)
+    started: float | None = None  # when its wave started (the end of its queueing)
     generated: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     first_token_time: float | None = None
@@ -155,6 +156,12 @@ class WaveScheduler:
         """Live rows over all waves in flight."""
         return sum(w.live for w in self._alive)
 
+    @property
+    def kv_tokens(self) -> int:
+        """KV-cache positions the waves in flight hold: each row of a wave has its cache sized for the wave's
+        max length (onnxruntime-genai's shared past/present buffer), from its start to its end."""
+        return sum(len(w.seqs) * w.max_length for w in self._alive)
+
     def halt(self, seq: Sequence) -> None:
         """End ``seq`` early: at once while it waits, else at its wave's next step (reason ``"stopped"``)."""
         with self._cv:
@@ -243,6 +250,9 @@ class WaveScheduler:
             return
         samplers = [Sampler(s.params, s.prompt, s.guide) for s in seqs]
         self._alive.append(_Running(seqs, samplers, batch, max_length))
+        now = time.monotonic()
+        for s in seqs:
+            s.started = now
         self.stats.waves += 1
         self.stats.rows += len(seqs)
         self.stats.peak_waves = max(self.stats.peak_waves, len(self._alive))

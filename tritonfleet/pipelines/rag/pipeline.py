@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import BuildOption, Recipe
 from tritonfleet.clients import rag as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline
+from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Slo
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -114,4 +114,5 @@ PIPELINE = Pipeline(
             extra_outputs=(client.SOURCES,),
         ),
     ),
+    slo=Slo(p99_seconds=60.0),  # retrieval and a whole generation
 )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import tabular as client
-from tritonfleet.pipelines import Command, Pipeline, ints, names
+from tritonfleet.pipelines import Command, Pipeline, Slo, ints, names
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -246,4 +246,5 @@ PIPELINE = Pipeline(
     # image, whose Python 3.10 gets onnxruntime 1.23 at most).
     requires=("onnxruntime>=1.20",),
     build_requires=("scikit-learn==1.9.1", "xgboost-cpu==3.2.0", "skl2onnx==1.20.0", "onnxmltools==1.16.0"),
+    slo=Slo(p99_seconds=0.1),
 )

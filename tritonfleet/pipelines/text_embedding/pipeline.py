@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import text_embedding as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, ints
+from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Slo, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -111,4 +111,5 @@ PIPELINE = Pipeline(
     openai=(
         OpenAIModel(id="all-minilm-l6-v2", kind="embedding", unary_model=client.MODEL, tokenizer="tokenizer"),
     ),
+    slo=Slo(p99_seconds=0.5),
 )
