@@ -12,6 +12,7 @@ need=()
 dpkg -s python3.11-venv >/dev/null 2>&1 || need+=(python3.11-venv)
 dpkg -s libpython3.11 >/dev/null 2>&1 || need+=(libpython3.11)
 dpkg -s libb64-0d >/dev/null 2>&1 || need+=(libb64-0d)  # perf_analyzer
+dpkg -s prometheus >/dev/null 2>&1 || need+=(prometheus)  # prometheus + promtool (fleet monitor, rule tests)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "setup: apt-get install ${need[*]}"

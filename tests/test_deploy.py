@@ -57,7 +57,8 @@ def test_image_takes_every_pin_from_docker_image_env() -> None:
     assert "docker/image.env" in makefile and "--build-arg" in makefile
     for name, value in pinned.items():  # written nowhere else in docker/
         for path in DOCKER.rglob("*"):
-            if path.is_file() and path.name not in ("image.env", ".env") and value and len(value) > 6:
+            generated = "k8s" in path.relative_to(DOCKER).parts  # written from the pin by fleet deploy
+            if path.is_file() and not generated and path.name not in ("image.env", ".env") and len(value) > 6:
                 assert value not in path.read_text(errors="ignore"), (name, path)
 
 
