@@ -4,6 +4,7 @@ fleet build [PIPELINE ...] [--target cpu|image|gpu]
 fleet render                                    # config.pbtxt + configs/cpu.pbtxt from the interfaces
 fleet validate
 fleet plan --gpus SPEC [--name NAME]          # place the fleet on GPUs: configs/NAME.pbtxt + report
+fleet deploy k8s --plan reports/plan/NAME.json  # Kubernetes manifests (and KServe) from that plan
 fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
             [--openai-port 9000] [--models NAME,...]
 fleet keys add NAME [--rpm N] [--tpm N] [--admin] | list | revoke NAME
@@ -31,6 +32,8 @@ from typing import Any
 from rich.console import Console
 
 from tritonfleet import artifacts, pipelines
+from tritonfleet.deploy import command as deploy_command
+from tritonfleet.deploy import gpubuild
 from tritonfleet.plan import command as plan_command
 from tritonfleet.repository import Repository
 
@@ -78,6 +81,10 @@ def parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="pack the fleet onto GPUs: planned configs, report, Kubernetes requests")
     plan_command.add_arguments(pl)
     pl.set_defaults(handler=lambda args: plan_command.run(args, console))
+
+    dp = sub.add_parser("deploy", help="Kubernetes manifests from a plan; calibration inputs for TensorRT")
+    deploy_command.add_arguments(dp)
+    dp.set_defaults(handler=lambda args: deploy_command.run(args, console))
 
     s = sub.add_parser("serve", help="serve the fleet: tritonserver behind the front door, supervised")
     s.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
@@ -220,6 +227,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         value = getattr(args, f"option_{option.name}", None)
         if value is not None:  # files given on the command line are relative to where it runs
             options[option.name] = _absolute(value) if option.files else value
+    exact = lambda text: console.print(text, soft_wrap=True, markup=False, highlight=False)  # noqa: E731
+    if args.target == "gpu" and (code := gpubuild.gate(args.repository, args.pipelines, exact)):
+        return code
     for recipe in recipes:
         label = f"{', '.join(recipe.models)}: {len(recipe.outputs)} file(s) for {args.target}"
         start = time.monotonic()
@@ -232,6 +242,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                 console.print(f"[red]✗[/] {label}\n{exc}")
                 return 1
         console.print(f"[green]✓[/] {label}: {state} in {time.monotonic() - start:.1f}s")
+    if args.target == "gpu":
+        return gpubuild.build_engines(args.repository, args.pipelines, exact)
     return 0
 
 
