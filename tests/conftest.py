@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from tritonfleet import artifacts, pipelines
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.repository import Repository
+from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
 from tritonfleet.server import TritonServer
 
 # ImageNet-1k indices of the domestic cat classes: tabby, tiger cat, Persian, Siamese, Egyptian cat.
@@ -80,12 +79,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     ``FLEET_TEST_MODELS=a,b`` loads only those pipelines or models (and their steps), for a quick local run.
     """
     only = [n for n in os.environ.get("FLEET_TEST_MODELS", "").split(",") if n]
-    models = Repository(REPOSITORY).closure(pipelines.expand(only or list(pipelines.registry())))
-    missing = artifacts.missing(REPOSITORY, models, "cpu")
+    models = models_to_load(REPOSITORY, only or None)
+    missing = missing_artifacts(REPOSITORY, models, "cpu")
     if missing:
         pytest.fail("artifacts not built (make test builds them): " + ", ".join(missing))
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
-    srv = TritonServer.on_free_ports(REPOSITORY, models=only or None, log=log)
+    srv = TritonServer.on_free_ports(REPOSITORY, models=models, log=log)
     try:
         srv.start()
     except Exception:

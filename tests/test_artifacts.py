@@ -10,7 +10,7 @@ import pytest
 
 from tritonfleet import artifacts, pipelines
 from tritonfleet.artifacts import REPOSITORY, BuildError, Recipe
-from tritonfleet.repository import Repository
+from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
 
 COUNTING_RECIPE = """
 import argparse, pathlib
@@ -119,8 +119,7 @@ def test_cached_recipes_are_current_after_make_build() -> None:
 
 def test_every_served_artifact_has_a_recipe_and_nothing_is_missing() -> None:
     """What `fleet serve` checks before it starts: no built file of any loaded model is missing."""
-    models = Repository(REPOSITORY).closure(pipelines.expand(list(pipelines.registry())))
-    assert artifacts.missing(REPOSITORY, models, "cpu") == []
+    assert missing_artifacts(REPOSITORY, models_to_load(REPOSITORY), "cpu") == []
 
 
 def test_unknown_pipeline_is_a_clear_error() -> None:

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,15 +147,13 @@ class Recipe:
         )
 
 
-def missing(repository: Path, models: list[str], target: str) -> list[str]:
-    """Artifacts the recipes promise for ``models`` that are not in ``repository``, with the build command."""
-    from tritonfleet import pipelines
-
+def missing(repository: Path, models: list[str], recipes: Mapping[str, Iterable[Recipe]]) -> list[str]:
+    """Outputs of ``recipes`` (by the name ``fleet build`` takes: the pipeline) for ``models`` that are not in
+    ``repository``, each with the command that builds it."""
     return [
-        f"{name} (run `fleet build {pipeline.name}`)"
-        for pipeline in pipelines.registry().values()
-        for recipe in pipeline.recipes
-        if recipe.builds_for(target)
+        f"{name} (run `fleet build {build}`)"
+        for build, written in recipes.items()
+        for recipe in written
         for name in recipe.outputs
         if Path(name).parts[0] in models and not (repository / name).exists()
     ]

@@ -20,7 +20,8 @@ from tests.python_models import load as load_model
 from tritonfleet import artifacts, pipelines
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.clients import tabular as client
-from tritonfleet.pipelines.tabular.pipeline import PROBE_ROWS, parse_row, read_rows
+from tritonfleet.pipelines.tabular.commands import parse_row, read_rows
+from tritonfleet.pipelines.tabular.pipeline import PROBE_ROWS
 
 train = load("build/tabular/train.py")
 

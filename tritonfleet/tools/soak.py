@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 from tritonfleet import pipelines, status
+from tritonfleet.clients import FleetClient
 
 TARGET_GROWTH = 0.05
 
 
 def run(fleet: Any, *, minutes: float, concurrency: int = 16, say: Any = None) -> dict[str, Any]:
     """Soak a started :class:`~tritonfleet.fleet.Fleet`; the numbers as a dict."""
-    from tritonfleet.clients import FleetClient
 
     probed = [p for p in pipelines.registry().values() if p.probe and set(p.public) <= set(fleet.public)]
     work: list[tuple[str, Any]] = [(p.name, p.probe) for p in probed]

@@ -35,19 +35,12 @@ import numpy as np
 from rich.console import Console
 
 from tritonfleet import pipelines
+from tritonfleet.clients import FleetClient
+from tritonfleet.fleet import Fleet
 from tritonfleet.tools.bench import perf_analyzer, report
 
 TABULAR = ("wine_sklearn", "breast_cancer_xgboost")
 TARGETS = {"tabular_c32": 0.6, "image_classifier": 0.95, "llm_tokens": 0.95}
-
-
-def arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=lambda t: [int(n) for n in t.split(",")], default=[1, 8, 32])
-    p.add_argument("--seconds", type=int, default=5, help="wrk duration and perf_analyzer window")
-    p.add_argument("--rounds", type=int, default=2, help="direct / front door alternations per point")
-    p.add_argument("--llm-requests", type=int, default=16, help="LLM streams per level")
-    p.add_argument("--llm-tokens", type=int, default=32, help="tokens each LLM request generates")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: tabular,image,llm,recovery")
 
 
 def tabular_stand_in(repository: Path) -> str:
@@ -159,7 +152,6 @@ def perf(
 
 def llm_tokens(url: str, streams: int, requests: int, tokens: int) -> dict[str, float]:
     """Output tokens/s of ``requests`` streams through ``ensemble`` (gRPC), ``streams`` at a time."""
-    from tritonfleet.clients import FleetClient
 
     left = list(range(requests))
     lock = threading.Lock()
@@ -213,7 +205,6 @@ def side_by_side(measure: Any, direct: str, front: str, rounds: int) -> dict[str
 
 def recovery_times(fleet: Any, image: bytes) -> dict[str, float]:
     """Seconds from kill -9 to a right answer through the front door: a stub, then the server."""
-    from tritonfleet.clients import FleetClient
 
     def until_right() -> float:
         start = time.monotonic()
@@ -243,7 +234,6 @@ def recovery_times(fleet: Any, image: bytes) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.fleet import Fleet
     from tritonfleet.pipelines.image_classifier.bench import bench_images
 
     skip = set(filter(None, args.skip.split(",")))
