@@ -17,6 +17,7 @@ from rich.console import Console
 
 from tritonfleet import pipelines, status
 from tritonfleet.clients import FleetClient
+from tritonfleet.pipelines.loading import models_to_load
 from tritonfleet.server import TritonServer
 from tritonfleet.tools.bench import report
 
@@ -26,7 +27,8 @@ TARGETS = {"ready_s": 60.0, "memory_gb": 4.0}
 def measure(repository: Path, output: Path) -> dict[str, Any]:
     """One fresh start: seconds to ready, models and stubs loaded, PSS after start and after the probes."""
 
-    server = TritonServer.on_free_ports(repository, log=output / "tritonserver-fleet.log")
+    models = models_to_load(repository)
+    server = TritonServer.on_free_ports(repository, models=models, log=output / "tritonserver-fleet.log")
     start = time.monotonic()
     server.start()
     try:
