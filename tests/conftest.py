@@ -73,8 +73,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    """tritonserver 2.51.0 serving the whole repository with its CPU configs.
+def rag_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built repository but for the retriever, indexed from the RAG tests' frozen corpus
+    (tests/rag/frozen.py): what the tests assert about retrieval does not depend on README and docs/."""
+    from tests.rag.frozen import build_repository
+
+    return build_repository(tmp_path_factory.mktemp("rag") / "repository")
+
+
+@pytest.fixture(scope="session")
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
+    """tritonserver 2.51.0 serving the whole repository with its CPU configs (the retriever's index from the
+    frozen corpus: :func:`rag_repository`).
 
     ``FLEET_TEST_MODELS=a,b`` loads only those pipelines or models (and their steps), for a quick local run.
     """
@@ -84,7 +96,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     if missing:
         pytest.fail("artifacts not built (make test builds them): " + ", ".join(missing))
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
-    srv = TritonServer.on_free_ports(REPOSITORY, models=models, log=log)
+    repository = request.getfixturevalue("rag_repository") if "retriever" in models else REPOSITORY
+    srv = TritonServer.on_free_ports(repository, models=models, log=log)
     try:
         srv.start()
     except Exception:

@@ -119,8 +119,9 @@ class Recipe:
         for option in self.options:
             digest.update(f"{option.name}={values[option.name]}".encode())
             if option.files:
-                for path in option.paths(values[option.name]):
-                    digest.update(f"{path} {sha256(path)}".encode())
+                for path in option.paths(values[option.name]):  # where the project is does not count
+                    name = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+                    digest.update(f"{name} {sha256(path)}".encode())
         return digest.hexdigest()[:20]
 
     def cache_dir(self, repository: Path | None = None, options: Mapping[str, str] | None = None) -> Path:

@@ -1,0 +1,283 @@
+"""A pipeline's code is together and nothing shared lists pipelines: in a copy of the project, a new pipeline
+of its own is added by adding files only (its package, client helpers, recipe, model folder), and it builds,
+validates, serves on a real tritonserver behind the front door, answers its probe and ``fleet infer``, is
+listed on ``/v1/models`` and answers ``/v1/embeddings``, and gets fuzzed; ``git status`` shows additions only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import string
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_repository
+from tritonfleet.artifacts import PROJECT_ROOT
+
+# --- the new pipeline: letter_counts, texts in, the share of each letter a-z out (an "embedding") --------
+NEW_FILES = {
+    "tritonfleet/pipelines/letter_counts/__init__.py": '''
+        """The letter_counts pipeline: texts in, how often each letter occurs out."""
+    ''',
+    "tritonfleet/pipelines/letter_counts/pipeline.py": '''
+        """letter_counts: each text's letters a-z counted, as a unit vector, and its words."""
+        from tritonfleet.artifacts import Recipe
+        from tritonfleet.clients import letter_counts as client
+        from tritonfleet.pipelines import Command, OpenAIModel, Pipeline
+
+
+        def _arguments(parser):
+            parser.add_argument("texts", nargs="+")
+
+
+        def _infer(args, console):
+            from tritonfleet.clients import FleetClient
+
+            with FleetClient(args.url, protocol=args.protocol) as fleet:
+                for text, vector in zip(args.texts, fleet.count_letters(args.texts)):
+                    print(f"{text}: {'abcdefghijklmnopqrstuvwxyz'[int(vector.argmax())]}")
+            return 0
+
+
+        def _probe(fleet):
+            vectors = fleet.count_letters(["aab", "zzz y"])
+            assert vectors.shape == (2, 26), vectors.shape
+            assert vectors[0].argmax() == 0 and vectors[1].argmax() == 25, vectors
+
+
+        PIPELINE = Pipeline(
+            name="letter_counts",
+            summary="letters counted, a test's pipeline",
+            public=(client.MODEL,),
+            recipes=(
+                Recipe(
+                    script="build/letter_counts/alphabet.py",
+                    outputs=("letter_counts/1/alphabet.txt",),
+                    args=("--output", "{output}/letter_counts/1"),
+                ),
+            ),
+            infer=Command("the most frequent letter of each text", _arguments, _infer),
+            probe=_probe,
+            openai=(OpenAIModel(id="letter-counts", kind="embedding", unary_model=client.MODEL),),
+        )
+    ''',
+    "clients/letter_counts.py": '''
+        """Requests of the letter_counts pipeline."""
+        import numpy as np
+
+        from tritonfleet.clients.call import Call
+
+        MODEL = "letter_counts"
+
+
+        def count_letters(texts):
+            """Each text's letters a-z, counted and scaled to unit length."""
+            rows = np.array([[t.encode()] for t in texts], dtype=np.object_)
+            return Call(MODEL, {"TEXT": rows}, lambda result: result.as_numpy("EMBEDDING"))
+
+
+        HELPERS = (count_letters,)
+    ''',
+    "build/letter_counts/alphabet.py": '''
+        """Write the alphabet the model counts (its one artifact)."""
+        import argparse
+        import pathlib
+        import string
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--output", type=pathlib.Path, required=True)
+        args = parser.parse_args()
+        (args.output / "alphabet.txt").write_text(string.ascii_lowercase)
+    ''',
+    "model_repository/letter_counts/config.pbtxt": """
+        name: "letter_counts"
+        backend: "python"
+        max_batch_size: 8
+        input [ { name: "TEXT", data_type: TYPE_STRING, dims: [ 1 ] } ]
+        output [
+          { name: "EMBEDDING", data_type: TYPE_FP32, dims: [ 26 ] },
+          { name: "NUM_TOKENS", data_type: TYPE_INT32, dims: [ 1 ] }
+        ]
+        instance_group [ { count: 1, kind: KIND_CPU } ]
+        dynamic_batching { }
+    """,
+    "model_repository/letter_counts/1/model.py": '''
+        """letter_counts: TEXT -> EMBEDDING (letter counts, unit length) and NUM_TOKENS (words)."""
+        from pathlib import Path
+
+        import numpy as np
+        import triton_python_backend_utils as pb_utils
+
+
+        class TritonPythonModel:
+            def initialize(self, args):
+                folder = Path(args["model_repository"]) / args["model_version"]
+                self.alphabet = (folder / "alphabet.txt").read_text().strip()
+
+            def execute(self, requests):
+                responses = []
+                for request in requests:
+                    texts = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+                    try:
+                        words = [t.decode("utf-8").lower() for t in texts]
+                    except UnicodeDecodeError:
+                        error = pb_utils.TritonError("TEXT is not UTF-8", pb_utils.TritonError.INVALID_ARG)
+                        responses.append(pb_utils.InferenceResponse(error=error))
+                        continue
+                    counts = np.array([[w.count(c) for c in self.alphabet] for w in words], np.float32)
+                    counts /= np.maximum(np.linalg.norm(counts, axis=1, keepdims=True), 1e-9)
+                    tokens = np.array([[len(w.split())] for w in words], np.int32)
+                    responses.append(pb_utils.InferenceResponse(
+                        [pb_utils.Tensor("EMBEDDING", counts), pb_utils.Tensor("NUM_TOKENS", tokens)]
+                    ))
+                return responses
+    ''',
+}
+
+# Run in the copy, with its own package: serve the new pipeline behind the front door (with /v1), probe it,
+# call it through `fleet infer` and /v1, fuzz it; print what happened as JSON.
+DRIVER = """
+import json, subprocess, sys, urllib.request
+from pathlib import Path
+from tritonfleet import pipelines
+from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.clients import FleetClient
+from tritonfleet.fleet import Fleet
+from tritonfleet.server import free_port
+from tritonfleet.tools import stress
+
+new = pipelines.get("letter_counts")
+work = Path(sys.argv[1])
+fleet = Fleet.on_free_ports(REPOSITORY, models=["letter_counts"], keys_path=work / "keys.json",
+                            openai_port=free_port(), probe_interval=3600, log=work / "triton.log")
+
+
+def correct():
+    with FleetClient(fleet.http_url) as client:
+        new.probe(client)
+
+
+fleet.start()
+try:
+    with FleetClient(fleet.grpc_url, protocol="grpc") as client:
+        new.probe(client)
+    command = ["infer", "letter_counts", "hello", "zz", "--url", fleet.http_url]
+    infer = subprocess.run([sys.executable, "-m", "tritonfleet.cli", *command],
+                           capture_output=True, text=True, check=True).stdout
+    with urllib.request.urlopen(fleet.openai_url + "/models") as r:
+        listed = [m["id"] for m in json.load(r)["data"]]
+    body = json.dumps({"model": "letter-counts", "input": ["aab", "b"]}).encode()
+    headers = {"Content-Type": "application/json"}
+    with urllib.request.urlopen(urllib.request.Request(fleet.openai_url + "/embeddings", body, headers)) as r:
+        embeddings = json.load(r)
+    specs = list(fleet.access.catalog.models.values())
+    storm = stress.run(fleet.http_url, fleet.grpc_url, specs, http_count=300, grpc_count=200,
+                       correct=correct, every=100)
+    alive = fleet.server.process.poll() is None
+finally:
+    fleet.stop()
+print(json.dumps({"public": fleet.public, "infer": infer, "listed": listed, "embeddings": embeddings,
+                  "sent": storm.sent, "failures": storm.failures, "alive": alive,
+                  "fuzzed": sorted({s.name for s in specs})}))
+"""
+
+
+def throwaway_install(project: Path, venv: Path) -> Path:
+    """A venv whose tritonfleet is ``project`` (an editable install, as `make setup` makes) over this venv's
+    packages; its python, which tritonserver's Python stubs also run."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    here = [p for p in sys.path if p.endswith("site-packages")]
+    (Path(glob_one(venv, "lib/python*/site-packages")) / "base.pth").write_text("\n".join(here) + "\n")
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(project)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return python
+
+
+def glob_one(folder: Path, pattern: str) -> Path:
+    (found,) = folder.glob(pattern)
+    return found
+
+
+def run(python: Path, project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+    out = subprocess.run([python, *args], cwd=project, capture_output=True, text=True, env=env)
+    assert not check or out.returncode == 0, f"{args}: {out.stdout[-3000:]}{out.stderr[-3000:]}"
+    return out
+
+
+def project_copy(dest: Path) -> Path:
+    """The project's tracked files in a git repository of their own (the repository without built files)."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in files:
+        if (PROJECT_ROOT / name).is_file() and not name.startswith("model_repository/"):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / name, dest / name)
+    copy_repository(dest / "model_repository")
+    commit = ["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "the project"]
+    for command in (["init", "-q"], ["add", "-A"], commit):
+        subprocess.run(["git", *command], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+@pytest.mark.server
+def test_a_new_pipeline_is_files_added_and_nothing_edited(tmp_path: Path) -> None:
+    project = project_copy(tmp_path / "project")
+    for name, text in NEW_FILES.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(textwrap.dedent(text).lstrip())
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=project, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert sorted(line.removeprefix("?? ") for line in status) == sorted(NEW_FILES)  # additions only
+
+    python = throwaway_install(project, tmp_path / "venv")
+    where = run(python, project, "-c", "import tritonfleet.clients as c; print(c.__file__)").stdout
+    assert where.startswith(str(project))  # the copy's package, its clients too
+    listed = run(python, project, "-m", "tritonfleet.cli", "pipelines", "letter_counts").stdout
+    for part in (
+        "letter_counts (public)",
+        "build/letter_counts/alphabet.py",
+        "FleetClient.count_letters(texts)",
+        "fleet infer letter_counts",
+        "clients/letter_counts.py",
+        "model_repository/letter_counts/",
+    ):
+        assert part in listed, (part, listed)
+    refused = run(python, project, "-m", "tritonfleet.cli", "serve", "--models", "letter_counts", check=False)
+    assert refused.returncode == 1 and "letter_counts/1/alphabet.txt (run `fleet build letter_counts`)" in (
+        refused.stdout
+    )
+    run(python, project, "-m", "tritonfleet.cli", "build", "letter_counts")
+    assert (project / "model_repository/letter_counts/1/alphabet.txt").read_text() == string.ascii_lowercase
+    assert "models valid" in run(python, project, "-m", "tritonfleet.cli", "validate").stdout
+
+    result = json.loads(run(python, project, "-c", DRIVER, str(tmp_path)).stdout.splitlines()[-1])
+    assert result["public"] == ["letter_counts"] and result["fuzzed"] == ["letter_counts"]
+    assert result["infer"].split() == ["hello:", "l", "zz:", "z"]
+    assert result["listed"] == ["letter-counts"]  # the declared models whose Triton models are loaded
+    vectors = [d["embedding"] for d in result["embeddings"]["data"]]
+    assert len(vectors) == 2 and len(vectors[0]) == 26 and vectors[1][1] == pytest.approx(1.0)
+    assert result["embeddings"]["usage"]["prompt_tokens"] == 2
+    assert result["sent"] == 500 and result["failures"] == [] and result["alive"]
+    assert (
+        subprocess.run(  # the build wrote into ignored folders only: still additions only
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        == status
+    )
