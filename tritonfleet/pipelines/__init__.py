@@ -109,6 +109,8 @@ class Pipeline:
     infer: Command | None = None
     bench: Command | None = None
     probe: Callable[[FleetClient], None] | None = None  # raises AssertionError on a wrong answer
+    # Other real requests that load tests send beside the probe (``fleet soak``), checked like it.
+    traffic: tuple[Callable[[FleetClient], None], ...] = ()
     # pip requirements of its serving-time models (CPU venv, GPU image) and what its build recipes need
     # besides (every build installs both): a bare name takes its version from pyproject.toml, where the
     # project pins it; a version written here is that distribution's only one.

