@@ -1,5 +1,6 @@
 """A pipeline's code is together and nothing shared lists pipelines: in a copy of the project, a new pipeline
-of its own is added by adding files only (its package, client helpers, recipe, model folder), and it builds,
+of its own is added by adding files only (its package with its interface, client helpers, recipe, model code;
+`fleet render` adds its config), and it builds,
 validates, serves on a real tritonserver behind the front door, answers its probe and ``fleet infer``, is
 listed on ``/v1/models`` and answers ``/v1/embeddings``, and gets fuzzed; ``git status`` shows additions only.
 """
@@ -95,18 +96,23 @@ NEW_FILES = {
         args = parser.parse_args()
         (args.output / "alphabet.txt").write_text(string.ascii_lowercase)
     ''',
-    "model_repository/letter_counts/config.pbtxt": """
-        name: "letter_counts"
-        backend: "python"
-        max_batch_size: 8
-        input [ { name: "TEXT", data_type: TYPE_STRING, dims: [ 1 ] } ]
-        output [
-          { name: "EMBEDDING", data_type: TYPE_FP32, dims: [ 26 ] },
-          { name: "NUM_TOKENS", data_type: TYPE_INT32, dims: [ 1 ] }
-        ]
-        instance_group [ { count: 1, kind: KIND_CPU } ]
-        dynamic_batching { }
-    """,
+    "tritonfleet/pipelines/letter_counts/interface.py": '''
+        """letter_counts' model: texts in, the share of each letter out (`fleet render` writes its config)."""
+        from tritonfleet.spec import Batching, Deployment, Model, Tensor
+
+        TEXT = Tensor("TEXT", "STRING", [1])
+        EMBEDDING = Tensor("EMBEDDING", "FP32", [26])
+        NUM_TOKENS = Tensor("NUM_TOKENS", "INT32", [1])
+        LETTER_COUNTS = Model(
+            name="letter_counts",
+            inputs=(TEXT,),
+            outputs=(EMBEDDING, NUM_TOKENS),
+            max_batch_size=8,
+            gpu=Deployment(backend="python", batching=Batching()),
+            doc="Letters a-z counted in each text, scaled to unit length; its words counted.",
+        )
+        MODELS = (LETTER_COUNTS,)
+    ''',
     "model_repository/letter_counts/1/model.py": '''
         """letter_counts: TEXT -> EMBEDDING (letter counts, unit length) and NUM_TOKENS (words)."""
         from pathlib import Path
@@ -176,7 +182,7 @@ try:
     headers = {"Content-Type": "application/json"}
     with urllib.request.urlopen(urllib.request.Request(fleet.openai_url + "/embeddings", body, headers)) as r:
         embeddings = json.load(r)
-    specs = list(fleet.access.catalog.models.values())
+    specs = list(fleet.access.public.models.values())
     storm = stress.run(fleet.http_url, fleet.grpc_url, specs, http_count=300, grpc_count=200,
                        correct=correct, every=100)
     alive = fleet.server.process.poll() is None
@@ -246,6 +252,8 @@ def test_a_new_pipeline_is_files_added_and_nothing_edited(tmp_path: Path) -> Non
     python = throwaway_install(project, tmp_path / "venv")
     where = run(python, project, "-c", "import tritonfleet.clients as c; print(c.__file__)").stdout
     assert where.startswith(str(project))  # the copy's package, its clients too
+    rendered = run(python, project, "-m", "tritonfleet.cli", "render").stdout
+    assert "wrote letter_counts/config.pbtxt" in rendered and "\n1 of " in rendered  # that file only
     listed = run(python, project, "-m", "tritonfleet.cli", "pipelines", "letter_counts").stdout
     for part in (
         "letter_counts (public)",
@@ -272,12 +280,7 @@ def test_a_new_pipeline_is_files_added_and_nothing_edited(tmp_path: Path) -> Non
     assert len(vectors) == 2 and len(vectors[0]) == 26 and vectors[1][1] == pytest.approx(1.0)
     assert result["embeddings"]["usage"]["prompt_tokens"] == 2
     assert result["sent"] == 500 and result["failures"] == [] and result["alive"]
-    assert (
-        subprocess.run(  # the build wrote into ignored folders only: still additions only
-            ["git", "status", "--porcelain", "--untracked-files=all"],
-            cwd=project,
-            capture_output=True,
-            text=True,
-        ).stdout.splitlines()
-        == status
-    )
+    after = subprocess.run(  # render added the config; the build wrote into ignored folders only
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=project, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert sorted(after) == sorted([*status, "?? model_repository/letter_counts/config.pbtxt"])

@@ -25,6 +25,8 @@ from tritonfleet import pipelines
 from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
 from tritonfleet.repository import Repository
 
+FAKE = PROJECT_ROOT / "tests" / "fake_pb_utils.py"  # triton_python_backend_utils, as the stub gives it
+
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -107,7 +109,7 @@ def blocked_imports(allowed: set[str]) -> list[str]:
 
 
 CHECK = """
-import importlib, json, runpy, sys, io, contextlib
+import importlib, importlib.util, json, runpy, sys, io, contextlib
 WHEEL, BLOCKED, MODULES = sys.argv[1], set(json.loads(sys.argv[2])), json.loads(sys.argv[3])
 
 class Absent:
@@ -116,8 +118,12 @@ class Absent:
         if name.partition(".")[0] in BLOCKED:
             raise ModuleNotFoundError(f"No module named {name!r} (not in this environment)", name=name)
 
-sys.meta_path.insert(0, Absent())
 sys.path.insert(0, WHEEL)
+# What tritonserver's Python stub provides its models: the tests' fake of it.
+spec = importlib.util.spec_from_file_location("triton_python_backend_utils", sys.argv[4])
+sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules[spec.name])  # before Absent: it reads the real one's source
+sys.meta_path.insert(0, Absent())
 for module in MODULES:
     importlib.import_module(module)
 from tritonfleet import cli
@@ -160,7 +166,7 @@ def test_the_image_entry_points_import_from_the_wheel_with_runtime_dependencies_
         assert {"pytriton", "onnxruntime_genai"} <= set(blocked)
     modules = ["tritonfleet.fleet", "tritonfleet.openai", *model_imports(target)]
     out = subprocess.run(
-        [sys.executable, "-I", "-c", CHECK, str(wheel), json.dumps(blocked), json.dumps(modules)],
+        [sys.executable, "-I", "-c", CHECK, str(wheel), json.dumps(blocked), json.dumps(modules), str(FAKE)],
         cwd=wheel, capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
