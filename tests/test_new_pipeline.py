@@ -1,8 +1,10 @@
-"""A pipeline's code is together and nothing shared lists pipelines: in a copy of the project, a new pipeline
-of its own is added by adding files only (its package with its interface, client helpers, recipe, model code;
-`fleet render` adds its config), and it builds,
-validates, serves on a real tritonserver behind the front door, answers its probe and ``fleet infer``, is
-listed on ``/v1/models`` and answers ``/v1/embeddings``, and gets fuzzed; ``git status`` shows additions only.
+"""A pipeline's code is together and nothing shared lists pipelines or their models: in a copy of the
+project, a new classifier joins the tabular pipeline (one module) and a new pipeline of its own is added
+(its package with its interface, client helpers, recipe, model code), by adding files only (`fleet render`
+adds their configs), and both build,
+validates, serve on a real tritonserver behind the front door, answer their probes and ``fleet
+infer``, get fuzzed, and the new pipeline is listed on ``/v1/models`` and answers ``/v1/embeddings`` (the
+tabular pipeline serves no /v1 model); ``git status`` shows additions only.
 """
 
 from __future__ import annotations
@@ -21,8 +23,37 @@ import pytest
 from tests.conftest import copy_repository
 from tritonfleet.artifacts import PROJECT_ROOT
 
-# --- the new pipeline: letter_counts, texts in, the share of each letter a-z out (an "embedding") --------
+# --- a new tabular model: one module; and a new pipeline, letter_counts: texts in, letters counted out ---
 NEW_FILES = {
+    "tritonfleet/pipelines/tabular/models/iris_sklearn.py": '''
+        """iris_sklearn: a scikit-learn LogisticRegression on its iris data."""
+        from tritonfleet.pipelines.tabular import convert
+        from tritonfleet.pipelines.tabular.models import TabularModel
+
+
+        def dataset():
+            from sklearn.datasets import load_iris
+
+            return load_iris()
+
+
+        def fit(x, y):
+            from sklearn.linear_model import LogisticRegression
+
+            return LogisticRegression(max_iter=1000, random_state=0).fit(x, y)
+
+
+        MODEL = TabularModel(
+            name="iris_sklearn",
+            features=("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"),
+            classes=("setosa", "versicolor", "virginica"),
+            dataset=dataset,
+            fit=fit,
+            convert=convert.sklearn,
+            probe=([7.0, 3.2, 4.7, 1.4], "versicolor"),  # row 50 and its class
+            doc="A logistic regression on scikit-learn's iris data, a test's classifier.",
+        )
+    ''',
     "tritonfleet/pipelines/letter_counts/__init__.py": '''
         """The letter_counts pipeline: texts in, how often each letter occurs out."""
     ''',
@@ -160,22 +191,31 @@ from tritonfleet.tools import stress
 
 new = pipelines.get("letter_counts")
 work = Path(sys.argv[1])
-fleet = Fleet.on_free_ports(REPOSITORY, models=["letter_counts"], keys_path=work / "keys.json",
+fleet = Fleet.on_free_ports(REPOSITORY, models=["letter_counts", "tabular"], keys_path=work / "keys.json",
                             openai_port=free_port(), probe_interval=3600, log=work / "triton.log")
 
 
 def correct():
     with FleetClient(fleet.http_url) as client:
         new.probe(client)
+        pipelines.get("tabular").probe(client)
 
 
 fleet.start()
 try:
     with FleetClient(fleet.grpc_url, protocol="grpc") as client:
         new.probe(client)
-    command = ["infer", "letter_counts", "hello", "zz", "--url", fleet.http_url]
-    infer = subprocess.run([sys.executable, "-m", "tritonfleet.cli", *command],
-                           capture_output=True, text=True, check=True).stdout
+        pipelines.get("tabular").probe(client)  # each classifier, iris_sklearn too
+        iris = client.predict_tabular("iris_sklearn", [{"sepal length (cm)": 5.1, "sepal width (cm)": 3.5,
+                                                        "petal length (cm)": 1.4, "petal width (cm)": 0.2}])
+
+    def cli(*args):
+        command = [sys.executable, "-m", "tritonfleet.cli", "infer", *args, "--url", fleet.http_url]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    infer = cli("letter_counts", "hello", "zz")
+    described = cli("tabular", "--model", "iris_sklearn", "--describe")
+    classified = cli("tabular", "--model", "iris_sklearn", "--json", "6.3,3.3,6.0,2.5")
     with urllib.request.urlopen(fleet.openai_url + "/models") as r:
         listed = [m["id"] for m in json.load(r)["data"]]
     body = json.dumps({"model": "letter-counts", "input": ["aab", "b"]}).encode()
@@ -189,6 +229,7 @@ try:
 finally:
     fleet.stop()
 print(json.dumps({"public": fleet.public, "infer": infer, "listed": listed, "embeddings": embeddings,
+                  "iris": iris.class_names, "described": described, "classified": classified,
                   "sent": storm.sent, "failures": storm.failures, "alive": alive,
                   "fuzzed": sorted({s.name for s in specs})}))
 """
@@ -239,7 +280,7 @@ def project_copy(dest: Path) -> Path:
 
 
 @pytest.mark.server
-def test_a_new_pipeline_is_files_added_and_nothing_edited(tmp_path: Path) -> None:
+def test_a_new_model_and_a_new_pipeline_are_files_added_and_nothing_edited(tmp_path: Path) -> None:
     project = project_copy(tmp_path / "project")
     for name, text in NEW_FILES.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
@@ -253,7 +294,10 @@ def test_a_new_pipeline_is_files_added_and_nothing_edited(tmp_path: Path) -> Non
     where = run(python, project, "-c", "import tritonfleet.clients as c; print(c.__file__)").stdout
     assert where.startswith(str(project))  # the copy's package, its clients too
     rendered = run(python, project, "-m", "tritonfleet.cli", "render").stdout
-    assert "wrote letter_counts/config.pbtxt" in rendered and "\n1 of " in rendered  # that file only
+    assert "wrote letter_counts/config.pbtxt" in rendered and "wrote iris_sklearn/config.pbtxt" in rendered
+    assert "\n2 of " in rendered  # those files only
+    tabular = run(python, project, "-m", "tritonfleet.cli", "pipelines", "tabular").stdout
+    assert "iris_sklearn (public)" in tabular and "model_repository/iris_sklearn/" in tabular
     listed = run(python, project, "-m", "tritonfleet.cli", "pipelines", "letter_counts").stdout
     for part in (
         "letter_counts (public)",
@@ -264,16 +308,31 @@ def test_a_new_pipeline_is_files_added_and_nothing_edited(tmp_path: Path) -> Non
         "model_repository/letter_counts/",
     ):
         assert part in listed, (part, listed)
-    refused = run(python, project, "-m", "tritonfleet.cli", "serve", "--models", "letter_counts", check=False)
-    assert refused.returncode == 1 and "letter_counts/1/alphabet.txt (run `fleet build letter_counts`)" in (
-        refused.stdout
+    refused = run(
+        python, project, "-m", "tritonfleet.cli", "serve", "--models", "letter_counts,tabular", check=False
     )
-    run(python, project, "-m", "tritonfleet.cli", "build", "letter_counts")
+    assert refused.returncode == 1
+    for missing in (
+        "letter_counts/1/alphabet.txt (run `fleet build letter_counts`)",
+        "iris_sklearn/1/model.onnx (run `fleet build tabular`)",
+    ):
+        assert missing in refused.stdout, refused.stdout  # fmt: skip
+    built = run(python, project, "-m", "tritonfleet.cli", "build", "letter_counts", "tabular").stdout
+    assert "iris_sklearn: 2 file(s) for cpu: built" in built
+    training = json.loads((project / "model_repository/iris_sklearn/1/training.json").read_text())
+    assert training["rows"] == 150 and training["parity"]["labels_differing"] == 0
     assert (project / "model_repository/letter_counts/1/alphabet.txt").read_text() == string.ascii_lowercase
     assert "models valid" in run(python, project, "-m", "tritonfleet.cli", "validate").stdout
 
     result = json.loads(run(python, project, "-c", DRIVER, str(tmp_path)).stdout.splitlines()[-1])
-    assert result["public"] == ["letter_counts"] and result["fuzzed"] == ["letter_counts"]
+    classifiers = ["breast_cancer_xgboost", "iris_sklearn", "wine_sklearn"]
+    assert sorted(result["public"]) == sorted(result["fuzzed"]) == sorted(["letter_counts", *classifiers])
+    assert result["iris"] == ["setosa"]
+    assert (
+        "iris_sklearn: 4 features" in result["described"]
+        and "setosa, versicolor, virginica" in (result["described"])
+    )
+    assert json.loads(result["classified"])["class"] == "virginica"
     assert result["infer"].split() == ["hello:", "l", "zz:", "z"]
     assert result["listed"] == ["letter-counts"]  # the declared models whose Triton models are loaded
     vectors = [d["embedding"] for d in result["embeddings"]["data"]]
@@ -283,4 +342,8 @@ def test_a_new_pipeline_is_files_added_and_nothing_edited(tmp_path: Path) -> Non
     after = subprocess.run(  # render added the config; the build wrote into ignored folders only
         ["git", "status", "--porcelain", "--untracked-files=all"], cwd=project, capture_output=True, text=True
     ).stdout.splitlines()
-    assert sorted(after) == sorted([*status, "?? model_repository/letter_counts/config.pbtxt"])
+    configs = [
+        "?? model_repository/letter_counts/config.pbtxt",
+        "?? model_repository/iris_sklearn/config.pbtxt",
+    ]
+    assert sorted(after) == sorted([*status, *configs])

@@ -128,7 +128,7 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tune", action="store_true", help="compare Triton batching settings instead (docs/tabular.md)"
     )
-    p.add_argument("--models", type=names, default=list(client.MODELS), help="default: both")
+    p.add_argument("--models", type=names, default=list(client.MODELS), help="default: every one")
     p.add_argument(
         "--systems",
         type=names,
