@@ -10,11 +10,12 @@ The layer map, bottom to top (a module imports its own layer and those below it)
 1. core: ``repository``, ``artifacts`` (the build cache), ``server`` (the tritonserver launcher),
    ``validate``, ``status``, and the clients (``tritonfleet.clients``, from ``clients/``).
 2. declarations: the pipeline registry (``tritonfleet.pipelines``), each pipeline's ``pipeline.py`` (recipes,
-   probe) and ``commands.py`` (``fleet infer`` / ``fleet bench`` arguments and runs), what the registry's
-   declarations give ``fleet serve`` (``pipelines.loading``) and ``fleet pipelines`` (``pipelines.layout``),
-   and the system benchmarks' command declarations (``benches``).
+   probe), ``commands.py`` (``fleet infer`` / ``fleet bench`` arguments and runs) and ``calibration.py`` (real
+   inputs for the GPU build), what the registry's declarations give ``fleet serve`` (``pipelines.loading``)
+   and ``fleet pipelines`` (``pipelines.layout``), and the system benchmarks' command declarations
+   (``benches``).
 3. serving: the front door, the OpenAI app, the supervisor, the fleet (``fleet serve``), and the serving
-   features that are packages of their own (batch, console, monitoring, plan).
+   features that are packages of their own (batch, console, deploy, monitoring, plan).
 4. top: the CLI.
 
 Apart: the tools (``tritonfleet.tools``: benchmarks' machinery, fuzzers, stress, soak; and each pipeline's
@@ -57,6 +58,7 @@ LAYER_MAP: list[tuple[str, int]] = [
     ("tritonfleet.pipelines.layout", DECLARATIONS),
     ("tritonfleet.pipelines.*.pipeline", DECLARATIONS),
     ("tritonfleet.pipelines.*.commands", DECLARATIONS),
+    ("tritonfleet.pipelines.*.calibration", DECLARATIONS),  # its models' real inputs for TensorRT's int8
     ("tritonfleet.pipelines.*", BOTTOM),  # a pipeline's package, interface.py and model logic
     ("tritonfleet", BOTTOM),
     ("tritonfleet.errors", BOTTOM),
@@ -81,7 +83,7 @@ LAYER_MAP: list[tuple[str, int]] = [
     ("tritonfleet.fleet", SERVING),
     *(
         (f"tritonfleet.{feature}{tail}", SERVING)
-        for feature in ("batch", "console", "monitoring", "plan")
+        for feature in ("batch", "console", "deploy", "monitoring", "plan")
         for tail in ("", ".*")
     ),
     ("tritonfleet.cli", TOP),
