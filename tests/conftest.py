@@ -6,13 +6,14 @@ import asyncio
 import io
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
 from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
 from tritonfleet.server import TritonServer
 
@@ -39,6 +40,20 @@ def copy_repository(dest: Path) -> Path:
         ]
 
     shutil.copytree(REPOSITORY, dest, ignore=built)
+    return dest
+
+
+def copy_sources(dest: Path) -> Path:
+    """The project's files as a clean clone has them (tracked, and new ones git does not ignore), but the
+    model repository: callers copy it (:func:`copy_repository`) or link the built one."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in files:
+        if (PROJECT_ROOT / name).is_file() and not name.startswith("model_repository/"):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / name, dest / name)
     return dest
 
 

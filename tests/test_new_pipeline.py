@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import string
 import subprocess
 import sys
@@ -20,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_repository
-from tritonfleet.artifacts import PROJECT_ROOT
+from tests.conftest import copy_repository, copy_sources
 
 # --- a new tabular model: one module; and a new pipeline, letter_counts: texts in, letters counted out ---
 NEW_FILES = {
@@ -263,15 +261,8 @@ def run(python: Path, project: Path, *args: str, check: bool = True) -> subproce
 
 
 def project_copy(dest: Path) -> Path:
-    """The project's tracked files in a git repository of their own (the repository without built files)."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    for name in files:
-        if (PROJECT_ROOT / name).is_file() and not name.startswith("model_repository/"):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT_ROOT / name, dest / name)
+    """The project's files in a git repository of their own (the model repository without built files)."""
+    copy_sources(dest)
     copy_repository(dest / "model_repository")
     commit = ["-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "the project"]
     for command in (["init", "-q"], ["add", "-A"], commit):

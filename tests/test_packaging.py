@@ -9,7 +9,6 @@ import email.parser
 import importlib.metadata
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from tests.conftest import copy_sources
 from tests.test_layers import imports, source_modules
 from tritonfleet import pipelines
 from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
@@ -36,14 +36,7 @@ def canonical(name: str) -> str:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel of the tracked files (as a clean clone builds it), unpacked."""
     work = tmp_path_factory.mktemp("wheel")
-    tracked = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    for name in tracked:
-        if (PROJECT_ROOT / name).is_file():
-            (work / "src" / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT_ROOT / name, work / "src" / name)
+    copy_sources(work / "src")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
          str(work / "dist"), str(work / "src")],

@@ -10,24 +10,17 @@ server tests assert on the same frozen index.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
+from tests.conftest import copy_sources
+from tritonfleet.artifacts import REPOSITORY
 
 
 def project_copy(dest: Path) -> Path:
-    """The tracked (and new, not ignored) files of the project, and the built repository linked in."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    for name in files:
-        if (PROJECT_ROOT / name).is_file() and not name.startswith("model_repository/"):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT_ROOT / name, dest / name)
+    """The project's files, and the built repository linked in."""
+    copy_sources(dest)
     (dest / "model_repository").symlink_to(REPOSITORY, target_is_directory=True)
     return dest
 
