@@ -271,7 +271,12 @@ def project_copy(dest: Path) -> Path:
 
 
 @pytest.mark.server
-def test_a_new_model_and_a_new_pipeline_are_files_added_and_nothing_edited(tmp_path: Path) -> None:
+def test_a_new_model_and_a_new_pipeline_are_files_added_and_nothing_edited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "TRITONFLEET_CACHE", str(tmp_path / "cache")
+    )  # the copy's artifacts are built, not found
     project = project_copy(tmp_path / "project")
     for name, text in NEW_FILES.items():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
