@@ -7,7 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from tritonfleet.pipelines import Command
-from tritonfleet.tools.bench import fleet, frontdoor
+from tritonfleet.tools.bench import batch, fleet, frontdoor
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,6 +38,11 @@ def _openai(args: argparse.Namespace, console: Console) -> int:
 
 
 BENCHES = {
+    "batch": Command(
+        "batch lines vs the same requests straight to /v1; interactive traffic during a batch; recovery",
+        batch.arguments,
+        batch.run,
+    ),
     "fleet": Command(
         "the whole fleet: time to ready and memory over fresh starts", fleet.arguments, fleet.run
     ),
