@@ -18,7 +18,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from sklearn.datasets import load_wine
 
-from tests.batch.conftest import client, read_lines, upload, wait_for
+from tests.batch.conftest import client, embedding_line, read_lines, upload, wait_for
 from tests.conftest import CAT_CLASSES, COFFEE_CLASSES
 from tritonfleet.clients import FleetClient
 
@@ -133,3 +133,20 @@ def test_fleet_batch_list_status_results(batch_fleet, tmp_path: Path) -> None:
     assert json.loads(status.stdout)["id"] == batch_id
     results = fleet_cli(batch_fleet, "batch", "results", batch_id, "--url", batch_fleet.openai_url)
     assert json.loads(results.stdout.splitlines()[0])["custom_id"] == "p1"
+
+
+def test_fleet_batch_results_in_the_input_order(batch_fleet) -> None:
+    """Answers and errors together, in the input file's order (the output and error files are apart)."""
+    c = client(batch_fleet)
+    unknown = embedding_line("b", "y")
+    unknown["body"]["model"] = "no-such-model"
+    rows = [embedding_line("c", "x"), unknown, embedding_line("a", "z"), "not json"]
+    batch = c.batches.create(
+        input_file_id=upload(c, rows), endpoint="/v1/embeddings", completion_window="24h"
+    )
+    assert wait_for(c, batch.id).status == "completed"
+    results = fleet_cli(batch_fleet, "batch", "results", batch.id, "--url", batch_fleet.openai_url)
+    assert results.returncode == 0, results.stderr
+    lines = [json.loads(line) for line in results.stdout.splitlines()]
+    assert [line["custom_id"] for line in lines] == ["c", "b", "a", None]
+    assert [line["error"] is None for line in lines] == [True, False, True, False]

@@ -56,7 +56,9 @@ def add_arguments(b: argparse.ArgumentParser, console: Console) -> None:
         p = bsub.add_parser(name, parents=[common], help=what)
         p.add_argument("batch_id")
         p.set_defaults(handler=lambda args, name=name: _status(args, console, cancel=name == "cancel"))
-    res = bsub.add_parser("results", parents=[common], help="a batch's output and error lines, in order")
+    res = bsub.add_parser(
+        "results", parents=[common], help="a batch's output and error lines, in its input's order"
+    )
     res.add_argument("batch_id")
     res.add_argument("--output", type=Path, help="write JSONL here (default: print)")
     res.set_defaults(handler=lambda args: _results(args, console))
@@ -225,6 +227,19 @@ def _merged(client: Any, batch: Any) -> list[dict[str, Any]]:
     return lines
 
 
+def _input_order(content: str) -> dict[str, int]:
+    """Each ``custom_id`` of an input file and its line's place."""
+    order: dict[str, int] = {}
+    for line in content.splitlines():
+        try:
+            custom_id = json.loads(line).get("custom_id")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(custom_id, str):
+            order.setdefault(custom_id, len(order))
+    return order
+
+
 def _readable(line: dict[str, Any]) -> dict[str, Any]:
     """An output line as ``fleet batch run`` writes it: the id, the status, the answer in short."""
     response = line.get("response") or {}
@@ -264,7 +279,10 @@ def _results(args: argparse.Namespace, console: Console) -> int:
     if batch.status not in TERMINAL:
         console.print(f"[yellow]{batch.id} is {batch.status}: no results yet[/]")
         return 1
-    text = "".join(json.dumps(line) + "\n" for line in _merged(client, batch))
+    lines = _merged(client, batch)
+    order = _input_order(client.files.content(batch.input_file_id).text)
+    lines.sort(key=lambda line: order.get(line.get("custom_id"), len(order)))  # not JSON: last
+    text = "".join(json.dumps(line) + "\n" for line in lines)
     if args.output:
         args.output.write_text(text)
         console.print(f"[green]✓[/] {args.output}")
