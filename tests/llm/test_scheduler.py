@@ -178,3 +178,61 @@ def test_idle_engine_gathers_requests_sent_together(make):
     apart.submit(second.seq)
     assert second.done.wait(60) and first.done.wait(60)
     assert apart.stats.waves == 2
+
+
+# --- priority (batch jobs send priority_level 2; interactive requests have the default, 1) ---
+
+BATCH = 2
+
+
+class Watched:
+    """A request that records how far ``other`` had got when it started and when it ended."""
+
+    def __init__(self, prompt: list[int], tokens: int, priority: int = 0, other: Watched | None = None):
+        params = SamplingParams(max_tokens=tokens, min_tokens=tokens, end_ids=(2,))
+        self.seq = Sequence(prompt, params, emit=self.emit, priority=priority)
+        self.other = other
+        self.first, self.last = -1, -1
+        self.started, self.done = threading.Event(), threading.Event()
+
+    def emit(self, tokens: list[int], _logprobs: list[float], reason: str | None) -> None:
+        if self.other is not None and self.first < 0 and self.seq.generated:
+            self.first = len(self.other.seq.generated)
+        if len(self.seq.generated) >= 3:
+            self.started.set()
+        if reason is not None:
+            if self.other is not None:
+                self.last = len(self.other.seq.generated)
+            self.done.set()
+
+
+def test_a_batch_request_pauses_while_an_interactive_one_runs(make) -> None:
+    scheduler = make(max_batch=1, max_waves=4)
+    batch = Watched(PROMPTS[0], 120, priority=BATCH)
+    scheduler.submit(batch.seq)
+    assert batch.started.wait(120)
+    interactive = Watched(PROMPTS[1], 24, other=batch)
+    scheduler.submit(interactive.seq)
+    assert interactive.done.wait(120)
+    assert interactive.seq.finish_reason == "length" and len(interactive.seq.generated) == 24
+    assert interactive.first == interactive.last  # not one batch token while the interactive one ran
+    assert batch.done.wait(300) and len(batch.seq.generated) == 120  # then it went on to its end
+    alone = run_to_completion(
+        scheduler, PROMPTS[0], SamplingParams(max_tokens=120, min_tokens=120, end_ids=(2,))
+    )
+    assert alone.generated == batch.seq.generated  # the pause changed nothing
+
+
+def test_lower_levels_leave_a_wave_free(make) -> None:
+    scheduler = make(max_batch=1, max_waves=2, max_rows=2)
+    first = Watched(PROMPTS[0], 60, priority=BATCH)
+    second = Watched(PROMPTS[2], 8, priority=BATCH, other=first)
+    scheduler.submit(first.seq)
+    assert first.started.wait(120)
+    scheduler.submit(second.seq)
+    interactive = Watched(PROMPTS[1], 8, other=first)
+    scheduler.submit(interactive.seq)
+    assert interactive.done.wait(120)
+    assert not second.seq.generated  # the second batch request waits: one wave is the top level's
+    assert second.done.wait(300) and first.done.wait(300)
+    assert second.first == len(first.seq.generated)  # it started only once the first batch wave ended

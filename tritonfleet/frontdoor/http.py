@@ -35,7 +35,15 @@ from tritonfleet.errors import (
     from_triton,
 )
 from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, key_of, upstream_down
-from tritonfleet.frontdoor.policy import HEALTH_PATHS, Call, Models, Who, http_operation, refuse_file_writes
+from tritonfleet.frontdoor.policy import (
+    HEALTH_PATHS,
+    OPENAI_OPERATIONS,
+    Call,
+    Models,
+    Who,
+    http_operation,
+    refuse_file_writes,
+)
 from tritonfleet.frontdoor.validation import (
     check_generate,
     check_infer,
@@ -49,9 +57,9 @@ IDLE_TIMEOUT_S = 120.0
 OPENAI_PEEK_BYTES = 1 << 20  # /v1 bodies up to this size are read for their model (the metrics' label)
 STATUS_TEXT = {
     200: b"OK", 100: b"Continue", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
-    404: b"Not Found", 405: b"Method Not Allowed", 411: b"Length Required", 413: b"Payload Too Large",
-    415: b"Unsupported Media Type", 429: b"Too Many Requests", 500: b"Internal Server Error",
-    501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    404: b"Not Found", 405: b"Method Not Allowed", 409: b"Conflict", 411: b"Length Required",
+    413: b"Payload Too Large", 415: b"Unsupported Media Type", 429: b"Too Many Requests",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
 }  # fmt: skip
 
 
@@ -64,6 +72,7 @@ class Request:
     keep_alive: bool
     refused: Error | None = None  # found while reading (compressed body, too many headers)
     started: float = field(default_factory=time.perf_counter)
+    query: str = ""  # passed on to /v1 only (the batch API's pagination)
 
 
 @dataclass
@@ -117,7 +126,7 @@ class Router:
         call = http_operation(path)
         if call is not None and call.operation == "health":
             raise self._health(path)
-        if call is not None and call.operation == "openai":
+        if call is not None and call.operation in OPENAI_OPERATIONS:
             return self._openai(req, call)
         if self.only_openai:
             raise NotFound(f"no route {path}: this port serves /v1", reason="no_route")
@@ -168,12 +177,14 @@ class Router:
     def _openai(self, req: Request, call: Call) -> Forward:
         if not self.openai:
             raise NotFound("the OpenAI API is not served here", reason="no_route")
-        key = self.access.admit(call, req.headers.get("authorization"), tokens=req.method == "POST")
+        tokens = call.rule.tokens and req.method == "POST"
+        key = self.access.admit(call, req.headers.get("authorization"), tokens=tokens)
         headers = [(b"x-tritonfleet-key", key.encode())]
         for name in ("content-type", "accept"):
             if name in req.headers:
                 headers.append((name.encode(), req.headers[name].encode()))
-        return Forward("openai", req.path, req.body, headers, call.rule.route, self._openai_model(req), key)
+        path = f"{req.path}?{req.query}" if req.query else req.path
+        return Forward("openai", path, req.body, headers, call.rule.route, self._openai_model(req), key)
 
     def _openai_model(self, req: Request) -> str:
         """The declared ``/v1`` model a request names, for the metrics' model label ("" when it names
@@ -395,10 +406,10 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        path, _, query = self.url.decode("latin-1").partition("?")
         method = self.parser.get_method().decode("latin-1")
         keep = self.parser.should_keep_alive()
-        req = Request(method, path, self.headers, b"".join(self.body), keep, self.refused)
+        req = Request(method, path, self.headers, b"".join(self.body), keep, self.refused, query=query)
         self._reset()
         self.queue.append(req)
         if not self.busy:

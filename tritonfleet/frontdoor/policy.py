@@ -1,7 +1,8 @@
 """Who may call what through the front door: one table that the HTTP and the gRPC servers both read.
 
 Each operation of Triton's API the front door passes on is one :class:`Rule` in :data:`OPERATIONS`: who
-may call it, which models it may name, the HTTP method it takes and the route label of its metrics.
+may call it, which models it may name, the HTTP method it takes, the route label of its metrics and whether
+a POST is charged tokens per minute.
 :func:`http_operation` and :func:`grpc_operation` say which operation a path or a gRPC method is; what
 neither knows is not served (HTTP 404, gRPC UNIMPLEMENTED).
 
@@ -49,11 +50,14 @@ class Rule:
     models: Models = Models.NONE
     method: str | None = None  # the HTTP method it takes (None: any; gRPC has none)
     route: str = ""  # its label in the request metrics
+    tokens: bool = False  # a POST is charged tokens per minute too (the key's tpm)
 
 
 OPERATIONS: dict[str, Rule] = {
     "health": Rule(Who.ANYONE, route="health"),
-    "openai": Rule(Who.CALLER, route="openai"),  # /v1; a POST is charged tokens per minute too
+    "openai": Rule(Who.CALLER, route="openai", tokens=True),  # /v1
+    # /v1/files and /v1/batches: a batch's tokens are counted apart from the key's tokens per minute
+    "batch": Rule(Who.CALLER, route="batch"),
     "server_metadata": Rule(Who.CALLER, route="metadata"),
     "model_metadata": Rule(Who.CALLER, Models.READABLE, "GET", "metadata"),
     "model_ready": Rule(Who.CALLER, Models.READABLE, "GET", "ready"),
@@ -102,6 +106,8 @@ PATHS = {
     "/v2/logging": "logging",
 }
 SHARED_MEMORY_PATHS = ("/v2/systemsharedmemory", "/v2/cudasharedmemory")
+BATCH_PATHS = ("/v1/files", "/v1/batches")  # OpenAI's Batch API (tritonfleet/batch), served by the /v1 app
+OPENAI_OPERATIONS = frozenset({"openai", "batch"})  # what the /v1 app answers
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,8 @@ def http_operation(path: str) -> Call | None:
     """The operation an HTTP path is, or None (not served)."""
     if path in HEALTH_PATHS:
         return Call("health")
+    if path in BATCH_PATHS or path.startswith(tuple(f"{p}/" for p in BATCH_PATHS)):
+        return Call("batch")
     if path == "/v1" or path.startswith("/v1/"):
         return Call("openai")
     if path.startswith(SHARED_MEMORY_PATHS):

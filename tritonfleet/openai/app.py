@@ -31,7 +31,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from tritonfleet.errors import ClientError, Error, NotLoaded, Unavailable
 from tritonfleet.openai import generation as gen
@@ -60,31 +60,35 @@ def create_app(
     on_usage: OnUsage | None = None,
     default_max_tokens: int | None = None,
     models: dict[str, OpenAIModel] | None = None,
+    priority: int = 0,
+    routes: list[BaseRoute] | None = None,
 ) -> Starlette:
     """The ``/v1`` app over the Triton server at ``grpc_url`` (gRPC, e.g. ``localhost:8001``) serving
     ``repository``.
 
     ``default_max_tokens``: a completion's budget when the request gives none (capped by the context left
     and the engine's limit; None: all that is left). ``models``: the OpenAI models by id (default: every
-    pipeline's declarations).
+    pipeline's declarations). ``priority``: Triton's priority level of every request (batch jobs).
+    ``routes``: more routes to serve (the batch API, :mod:`tritonfleet.batch.api`).
     """
-    api = _API(grpc_url, Path(repository), on_usage, default_max_tokens, models)
+    api = _API(grpc_url, Path(repository), on_usage, default_max_tokens, models, priority)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await api.triton.close()
 
-    routes = [
+    served = [
         Route("/v1/models", api.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", api.get_model, methods=["GET"]),
         Route("/v1/chat/completions", api.chat, methods=["POST"]),
         Route("/v1/completions", api.completions, methods=["POST"]),
         Route("/v1/embeddings", api.embeddings, methods=["POST"]),
         Route("/health", api.health, methods=["GET"]),
+        *(routes or []),
     ]
     handlers = {Error: _error, HTTPException: _error, Exception: _fault}
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)  # type: ignore[arg-type]
+    return Starlette(routes=served, exception_handlers=handlers, lifespan=lifespan)  # type: ignore[arg-type]
 
 
 async def _error(request: Request, exc: Exception) -> Response:
@@ -106,8 +110,9 @@ class _API:
         on_usage: OnUsage | None,
         default_max_tokens: int | None,
         models: dict[str, OpenAIModel] | None,
+        priority: int = 0,
     ) -> None:
-        self.triton = Triton(grpc_url)
+        self.triton = Triton(grpc_url, priority)
         self.models = OpenAIModels(repository, self.triton, models)
         self.on_usage = on_usage
         self.default_max_tokens = default_max_tokens

@@ -18,6 +18,9 @@ running step, so each request also has a request id of its own, ``stop_request_i
 ``STOP_ID_EVERY``-th response of each row when asked: the CPU ensemble hands it to postprocessing, which stops
 the request (all its rows) when Triton gives it a cancelled step (see postprocessing).
 
+The request parameter ``priority_level`` (batch jobs send 2) is the sequence's priority on the scheduler:
+waves of a worse level pause while a better one runs (``tritonfleet.pipelines.llm.scheduler``).
+
 ``passthrough_in`` (optional, strings) comes back unchanged as ``passthrough_out`` on each row's first
 response (how the ``rag`` ensemble returns its sources beside the streamed text).
 
@@ -48,6 +51,7 @@ from tritonfleet.pipelines.llm.guided import GuideCompiler
 from tritonfleet.pipelines.llm.sampling import SamplingParams
 from tritonfleet.pipelines.llm.scheduler import Sequence, WaveScheduler
 from tritonfleet.python_backend import FINAL, check_required, required_inputs, send_each
+from tritonfleet.spec import PRIORITY_PARAMETER
 
 
 def _rows(request, name, batch):
@@ -326,11 +330,13 @@ class TritonPythonModel:
         ids = [i for i in (request.request_id(), stop_id) if i]
         left = [len(rows)]  # rows still generating
         passthrough = _rows(request, llm.PASSTHROUGH_IN.name, len(rows))
+        priority = _priority(request)
         seqs = []
         for index, (prompt, params, stream, prefix, counts, guide) in enumerate(rows):
             seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
             self.prompt_tokens.increment(len(prompt))
             seq.guide = guide
+            seq.priority = priority
             with self.running_lock:
                 for i in ids:
                     self.running.setdefault(i, set()).add(seq)
@@ -429,3 +435,13 @@ class TritonPythonModel:
         del self.prompt_tokens, self.waited, self.kv, self.slots, self.kv_capacity
         self.families.clear()
         gc.collect()
+
+
+def _priority(request):
+    """The request parameter ``priority_level``: Triton's priority level, which a Python model cannot read
+    (batch jobs send both, ``tritonfleet.spec``); 0 when absent or not a number."""
+    try:
+        value = json.loads(request.parameters() or "{}").get(PRIORITY_PARAMETER, 0)
+        return max(int(value), 0)
+    except (ValueError, TypeError, AttributeError):
+        return 0
