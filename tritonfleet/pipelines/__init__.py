@@ -4,8 +4,9 @@ A pipeline is its model folders in ``model_repository/`` plus one declaration he
 the models clients call (``public``; the steps those depend on come from the repository's configs), the
 build recipes that make its artifacts, the client helpers ``FleetClient`` offers, its ``fleet infer`` and
 ``fleet bench`` commands, a probe (one real request whose answer is checked, for tests and the
-supervisor), its pip requirements, the OpenAI-API models it serves and its latency objective. The CLI,
-the clients, ``fleet serve``, the Docker build, the Prometheus rules and the tests read this registry; adding
+supervisor), its pip requirements, the OpenAI-API models it serves, its latency objective and its page in
+the web console. The CLI, the clients, ``fleet serve``, the Docker build, the Prometheus rules, the console
+and the tests read this registry; adding
 a pipeline adds a module here, its model folders and its build script, and edits nothing else.
 
 Declarations are imported whenever the registry is read, by clients too: keep them light (heavy imports
@@ -97,6 +98,24 @@ class Slo:
 
 
 @dataclass(frozen=True)
+class Playground:
+    """How the web console (``tritonfleet/console``) lets a person try the pipeline; one that declares none
+    gets the generic "form" (an input per tensor of its models' configs, the outputs as they come).
+
+    ``kind`` names the page: "chat" (the pipeline's OpenAI chat models, on the chat page), "image" (an
+    encoded image in, the top classes out), "texts" (texts in, their embeddings' cosine similarities),
+    "tabular" (a form of the config's feature names in, class probabilities out) or "form". ``models``:
+    the public models it calls, one tab each (default: the pipeline's public models). ``params``: what the
+    page needs to know, JSON values: tensor and config-parameter names, examples (docs/console.md lists
+    each kind's).
+    """
+
+    kind: str
+    models: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """One pipeline of the fleet (see the module docstring)."""
 
@@ -112,6 +131,7 @@ class Pipeline:
     build_requires: tuple[str, ...] = ()  # pip requirements of its build recipes
     openai: tuple[OpenAIModel, ...] = ()
     slo: Slo | None = None  # its latency objective (alerts); None: no latency alert
+    playground: Playground | None = None  # its page in the web console; None: the generic form
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import image_classifier as client
-from tritonfleet.pipelines import Command, Pipeline, Slo, ints
+from tritonfleet.pipelines import Command, Pipeline, Playground, Slo, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -88,4 +88,5 @@ PIPELINE = Pipeline(
     probe=_probe,
     requires=("pillow>=10.4",),
     slo=Slo(p99_seconds=0.5),  # one image, decode to top-k
+    playground=Playground("image", params={"input": client.INPUT, "output": client.OUTPUT, "top_k": 5}),
 )

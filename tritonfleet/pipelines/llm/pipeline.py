@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import llm as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Slo, ints
+from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Playground, Slo, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -115,4 +115,5 @@ PIPELINE = Pipeline(
         ),
     ),
     slo=Slo(p99_seconds=60.0, ttft_p99_seconds=2.0),  # a whole generation; its first token
+    playground=Playground("chat"),
 )

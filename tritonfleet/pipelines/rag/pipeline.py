@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import BuildOption, Recipe
 from tritonfleet.clients import rag as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Slo
+from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Playground, Slo
+from tritonfleet.pipelines.rag import interface
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -115,4 +116,6 @@ PIPELINE = Pipeline(
         ),
     ),
     slo=Slo(p99_seconds=60.0),  # retrieval and a whole generation
+    # The sources' passages: the retriever's chunks.json.
+    playground=Playground("chat", params={"passages": interface.RETRIEVER.name}),
 )

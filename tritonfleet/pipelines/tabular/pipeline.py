@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import tabular as client
-from tritonfleet.pipelines import Command, Pipeline, Slo, ints, names
+from tritonfleet.pipelines import Command, Pipeline, Playground, Slo, ints, names
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -247,4 +247,15 @@ PIPELINE = Pipeline(
     requires=("onnxruntime>=1.20",),
     build_requires=("scikit-learn==1.9.1", "xgboost-cpu==3.2.0", "skl2onnx==1.20.0", "onnxmltools==1.16.0"),
     slo=Slo(p99_seconds=0.1),
+    playground=Playground(
+        "tabular",
+        params={
+            "input": client.INPUT,
+            "output": client.PROBABILITIES,
+            "label": client.LABEL,
+            "features": client.FEATURE_NAMES,  # config parameters: comma-separated names
+            "classes": client.CLASS_NAMES,
+            "examples": {m: row for m, (row, _) in PROBE_ROWS.items()},  # a real row each, to start from
+        },
+    ),
 )

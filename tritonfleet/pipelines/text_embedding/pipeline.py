@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import text_embedding as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Slo, ints
+from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Playground, Slo, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -112,4 +112,16 @@ PIPELINE = Pipeline(
         OpenAIModel(id="all-minilm-l6-v2", kind="embedding", unary_model=client.MODEL, tokenizer="tokenizer"),
     ),
     slo=Slo(p99_seconds=0.5),
+    playground=Playground(
+        "texts",
+        params={
+            "input": client.INPUT,
+            "output": client.OUTPUTS[0],  # EMBEDDING
+            "examples": [
+                "A man is playing a guitar.",
+                "Someone is strumming a guitar.",
+                "The stock market fell sharply today.",
+            ],
+        },
+    ),
 )
