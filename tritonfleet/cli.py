@@ -374,6 +374,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print(f"  HTTP    http://{fleet.http_url}   (KServe v2: /v2/models/<name>/infer)")
         console.print(f"  gRPC    {fleet.grpc_url}")
         console.print(f"  metrics {fleet.metrics_url}")
+        if fleet.console_url:
+            console.print(f"  console [bold]{fleet.console_url}[/]   (chat, playgrounds, live charts)")
         if fleet.openai_url:
             key = "<key>" if fleet.keys.enabled else "none"
             console.print(

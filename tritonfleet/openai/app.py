@@ -38,7 +38,7 @@ from tritonfleet.openai import generation as gen
 from tritonfleet.openai import sse
 from tritonfleet.openai.catalog import OpenAIModels
 from tritonfleet.openai.errors import openai_error
-from tritonfleet.openai.run import Run, collect
+from tritonfleet.openai.run import Run, collect, first_event
 from tritonfleet.openai.schemas import ChatRequest, CompletionRequest, EmbeddingRequest, parse
 from tritonfleet.openai.triton import Triton, check
 from tritonfleet.pipelines import OpenAIModel
@@ -69,7 +69,8 @@ def create_app(
     ``default_max_tokens``: a completion's budget when the request gives none (capped by the context left
     and the engine's limit; None: all that is left). ``models``: the OpenAI models by id (default: every
     pipeline's declarations). ``priority``: Triton's priority level of every request (batch jobs).
-    ``routes``: more routes to serve (the batch API, :mod:`tritonfleet.batch.api`).
+    ``routes``: more routes served beside ``/v1`` (the batch API, :mod:`tritonfleet.batch.api`; the
+    console's API).
     """
     api = _API(grpc_url, Path(repository), on_usage, default_max_tokens, models, priority)
 
@@ -236,7 +237,7 @@ class _API:
     async def _collect(self, request: Request, run: Run) -> None:
         """Run every row to its end; a client that disconnects meanwhile stops them."""
         try:
-            await collect(run, _disconnected(request))
+            await collect(run, sse.disconnected(request))
         finally:
             await self._usage(request, run.tokens)
 
@@ -244,10 +245,11 @@ class _API:
         self, request: Request, run: Run, kind: str, include_usage: bool, echo: bool = False
     ) -> Response:
         """Start the rows and wait for their first response (so that an error is this request's status),
-        then stream SSE chunks: OpenAI's ``chat.completion.chunk`` or ``text_completion``."""
+        then stream SSE chunks: OpenAI's ``chat.completion.chunk`` or ``text_completion``. A client that
+        disconnects before the first response (during a long prompt's prefill) stops the rows then."""
         events = run.events()
         try:
-            first = await anext(events)
+            first = await first_event(events, sse.disconnected(request))
         except BaseException:
             await events.aclose()
             await self._usage(request, run.tokens)
@@ -319,14 +321,6 @@ async def _json(request: Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ClientError(f"the request body is not valid JSON: {exc}") from None
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client disconnects (the body has been read: only the disconnect is left)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 def _encode(vector: np.ndarray, encoding: str) -> Any:
