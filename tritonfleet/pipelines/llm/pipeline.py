@@ -2,8 +2,8 @@
 
 ``ensemble`` streams (preprocessing -> tensorrt_llm -> postprocessing), ``tensorrt_llm_bls`` answers once,
 ``tensorrt_llm`` takes token ids and TensorRT-LLM's stop request. On the CPU ``tensorrt_llm`` runs the
-onnxruntime-genai engine that ``build/llm/cpu_engine.py`` compiles; on GPU the TensorRT-LLM engine that the
-image's entrypoint builds with ``build/llm/trtllm_engine.py``.
+OpenVINO engine that ``build/llm/cpu_engine.py`` exports (continuous batching, paged KV cache); on GPU the
+TensorRT-LLM engine that the image's entrypoint builds with ``build/llm/trtllm_engine.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from tritonfleet.artifacts import Recipe
+from tritonfleet.artifacts import BuildOption, Recipe
 from tritonfleet.clients import llm as client
 from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, ints
 
@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
     from tritonfleet.clients import FleetClient
 
+LLM_ENGINE = BuildOption(
+    "llm_engine",
+    "openvino",
+    "the CPU LLM engine: openvino (continuous batching) or ortgenai (onnxruntime-genai, in waves)",
+)
 TOKENIZER_OUTPUTS = tuple(
     f"{model}/1/tokenizer/{name}"
     for model in ("preprocessing", "postprocessing")
@@ -50,11 +55,36 @@ def _infer(args: argparse.Namespace, console: Console) -> int:
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=ints, default=[1, 4, 8])
     p.add_argument("--requests", type=int, default=16, help="requests per level")
+    p.add_argument(
+        "--engines",
+        help="compare CPU engines side by side instead (openvino, genai, ortgenai, llamaserver; "
+        "name:key=value,... sets an engine's parameters), e.g. --engines openvino,genai,ortgenai,llamaserver",
+    )
+    p.add_argument("--levels", type=ints, default=[1, 8, 16, 32], help="--engines: concurrent streams")
+    p.add_argument("--mixed", type=int, default=48, help="--engines: requests of the mixed set (0: none)")
+    p.add_argument("--prefix-trials", type=int, default=3, help="--engines: prefix-cache probes (0: none)")
+    p.add_argument(
+        "--build-peer",
+        action="store_true",
+        help="compile llama.cpp's llama-server into the build cache (once, ~25 min on 2 cores) and stop",
+    )
 
 
 def _bench(args: argparse.Namespace, console: Console) -> int:
+    from tritonfleet.pipelines.llm import engine_bench, peer
     from tritonfleet.pipelines.llm.bench import run_llm_bench
 
+    if args.build_peer:
+        console.print(f"[green]✓[/] {peer.build(console.print)}")
+        return 0
+    if args.engines:
+        work = engine_bench.Workloads(
+            levels=tuple(args.levels), mixed=args.mixed, prefix_trials=args.prefix_trials
+        )
+        specs = engine_bench.split_specs(args.engines)
+        path = engine_bench.run_engine_bench(args.repository, specs, args.output, console, work)
+        console.print(f"[green]✓[/] report: {path}")
+        return 0
     path = run_llm_bench(
         args.repository,
         concurrency=args.concurrency,
@@ -81,12 +111,9 @@ PIPELINE = Pipeline(
         # Keeps its own content-hash cache (checkpoint, engine) and hard-links into the repository.
         Recipe(
             script="build/llm/cpu_engine.py",
-            outputs=(
-                "tensorrt_llm/1/cpu_engine/engine.json",
-                "tensorrt_llm/1/cpu_engine/genai_config.json",
-                *TOKENIZER_OUTPUTS,
-            ),
-            args=("--repository", "{repository}", "--precision", "int8"),
+            outputs=("tensorrt_llm/1/cpu_engine/engine.json", *TOKENIZER_OUTPUTS),
+            args=("--repository", "{repository}", "--engine", "{llm_engine}", "--precision", "int8"),
+            options=(LLM_ENGINE,),
             targets=("cpu",),
             cached=False,
         ),
@@ -101,7 +128,11 @@ PIPELINE = Pipeline(
     ),
     helpers=(client.generate,),
     infer=Command("generate text (streams by default)", _infer_arguments, _infer),
-    bench=Command("genai-perf streaming vs the in-process engine (and llama.cpp)", _bench_arguments, _bench),
+    bench=Command(
+        "genai-perf streaming vs the in-process engine (and llama.cpp); --engines: CPU engines side by side",
+        _bench_arguments,
+        _bench,
+    ),
     probe=_probe,
     requires=("tokenizers==0.23.3", "jinja2>=3.1"),
     openai=(
