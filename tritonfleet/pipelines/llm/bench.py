@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from tritonfleet.clients import FleetClient
+from tritonfleet.pipelines import pinned
 from tritonfleet.pipelines.llm.engine_info import EngineInfo
 from tritonfleet.pipelines.llm.engines import open_scheduler
 from tritonfleet.pipelines.llm.sampling import SamplingParams
@@ -42,7 +44,7 @@ from tritonfleet.tools.bench import perf_analyzer, report
 MODEL = "ensemble"
 GENAI_PERF = "genai-perf==0.0.16"
 # The tokenizer folder's tokenizer_config.json names transformers 5's TokenizersBackend class.
-GENAI_PERF_PINS = (GENAI_PERF, "transformers==5.23.0")
+GENAI_PERF_PINS = (GENAI_PERF, pinned("transformers"))  # the project's: the one that wrote that config
 CACHE = Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet"))
 GENAI_PERF_VENV = CACHE / "genai-perf-venv"
 BASE_PYTHON = Path("/usr/bin/python3.11")
@@ -208,7 +210,6 @@ def parse_genai_perf_export(path: Path, concurrency: int) -> LlmPoint:
 
 def warm_up(url: str, prompt: str, max_tokens: int = 4) -> None:
     """One streamed request, so that no measured request pays for warm-up."""
-    from tritonfleet.clients import FleetClient
 
     with FleetClient(url, protocol="grpc") as fleet:
         try:

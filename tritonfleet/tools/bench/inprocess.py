@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from tritonfleet.pipelines.loading import models_to_load
 from tritonfleet.server import TritonServer
 from tritonfleet.tools.bench import perf_analyzer, report
 
@@ -122,7 +123,8 @@ def run(
     if url is None:
         output.mkdir(parents=True, exist_ok=True)
         log = output / f"tritonserver-{bench.pipeline}.log"
-        server = TritonServer.on_free_ports(repository, models=[bench.pipeline], log=log)
+        models = models_to_load(repository, [bench.pipeline])
+        server = TritonServer.on_free_ports(repository, models=models, log=log)
         with console.status("starting tritonserver"):
             server.start()
         url = server.grpc_url

@@ -21,6 +21,7 @@ import numpy as np
 from rich.console import Console
 
 from tritonfleet.clients import tabular as client
+from tritonfleet.pipelines.tabular import models
 from tritonfleet.server import TritonServer
 from tritonfleet.tools.bench import perf_analyzer, report
 
@@ -83,10 +84,7 @@ SETTINGS = (
 
 def dataset_rows(model: str) -> np.ndarray:
     """Every row of the model's dataset as float32 (scikit-learn's bundled copy: the training data)."""
-    from sklearn.datasets import load_breast_cancer, load_wine
-
-    loaders = {"breast_cancer_xgboost": load_breast_cancer, "wine_sklearn": load_wine}
-    return loaders[model]().data.astype(np.float32)
+    return models.get(model).dataset().data.astype(np.float32)
 
 
 def write_input_data(rows: np.ndarray, path: Path) -> Path:
