@@ -14,9 +14,8 @@ import pytest
 from rich.console import Console
 
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.pipelines.llm import bench as llm
-from tritonfleet.pipelines.llm import engine_bench as engines
-from tritonfleet.pipelines.llm import peer
+from tritonfleet.pipelines.llm.bench import engines, peer
+from tritonfleet.pipelines.llm.bench import served as llm
 
 FIXTURE = Path(__file__).parent / "data" / "genai_perf" / "profile_export_genai_perf.json"
 

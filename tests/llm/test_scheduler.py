@@ -184,7 +184,9 @@ def test_a_request_that_could_never_fit_is_refused(make, small_engine):
 
 
 def test_halted_and_cancelled_rows_free_their_blocks(make):
-    scheduler = make(max_seqs=1, cancel_check_steps=1)  # a second sequence waits while the first runs
+    seen: list[tuple[int, int]] = []
+    scheduler = make(max_seqs=1, cancel_check_steps=1, on_step=lambda q, a, _r: seen.append((q, a)))
+    # (max_seqs 1: a second sequence waits while the first runs)
     running, queued = Request(PROMPTS[0], 500), Request(PROMPTS[1], 500)
     running.submit(scheduler)
     assert running.started.wait(60)
@@ -201,6 +203,7 @@ def test_halted_and_cancelled_rows_free_their_blocks(make):
     assert len(cancelled.seq.generated) < 500
     scheduler.stop()
     assert scheduler.active == 0 and scheduler.pool.used == 0
+    assert seen[-1] == (0, 0)  # the report after the cancelled one left: the gauges fall to 0
 
 
 def test_caps_hold_and_the_queue_drains(make):

@@ -214,12 +214,10 @@ class BatchScheduler:
                     break
                 self._admit()
             self._drop_stopped()
-            if not self._running:
-                continue
-            chunks = self._plan()
+            chunks = self._plan() if self._running else []
             if chunks:
                 self._step(chunks)
-            if self.on_step is not None:
+            if self.on_step is not None:  # also when the last ones were dropped: the gauges fall to 0
                 self.on_step(len(self._waiting), len(self._running), len(chunks))
         for live in self._running:
             self.pool.release(live.blocks)

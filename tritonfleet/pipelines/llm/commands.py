@@ -50,8 +50,9 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
 
 def bench(args: argparse.Namespace, console: Console) -> int:
     # The benchmark is the tools extra's (optional): imported when it runs.
-    from tritonfleet.pipelines.llm import engine_bench, peer
-    from tritonfleet.pipelines.llm.bench import run_llm_bench
+    from tritonfleet.pipelines.llm.bench import engines as engine_bench
+    from tritonfleet.pipelines.llm.bench import peer
+    from tritonfleet.pipelines.llm.bench.served import run_llm_bench
 
     if args.build_peer:
         console.print(f"[green]✓[/] {peer.build(console.print)}")

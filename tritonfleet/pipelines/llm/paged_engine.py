@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tritonfleet.artifacts import cache_root
+from tritonfleet.defaults import cache_root
 from tritonfleet.pipelines.llm.engine_info import EngineInfo
 
 MODEL_FILE = "openvino_model.xml"

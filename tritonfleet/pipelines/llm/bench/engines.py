@@ -1,6 +1,6 @@
 """``fleet bench llm --engines openvino,genai,ortgenai,llamaserver``: CPU LLM engines side by side in one run.
 
-Each engine runs in a worker process of its own (:mod:`~tritonfleet.pipelines.llm.bench_worker`); the
+Each engine runs in a worker process of its own (:mod:`~tritonfleet.pipelines.llm.bench.worker`); the
 orchestrator sends every worker the same token prompts and, at each level, runs the engines one after the
 other, rotating which goes first, so that a shared machine's drift weighs on all of them alike. Workloads:
 
@@ -14,7 +14,7 @@ other, rotating which goes first, so that a shared machine's drift weighs on all
 
 Engine folders come from the build (``build/llm/cpu_engine.py --engine NAME --no-install``, cached);
 ``genai`` runs on the OpenVINO export in the export venv (which has ``openvino-genai``); ``llamaserver`` needs
-``--build-peer`` once (:mod:`~tritonfleet.pipelines.llm.peer`) and is reported missing otherwise.
+``--build-peer`` once (:mod:`~tritonfleet.pipelines.llm.bench.peer`) and is reported missing otherwise.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any
 from rich.console import Console
 
 from tritonfleet.artifacts import PROJECT_ROOT
-from tritonfleet.pipelines.llm import peer
-from tritonfleet.pipelines.llm.bench_worker import parse_spec, percentile
+from tritonfleet.pipelines.llm.bench import peer
+from tritonfleet.pipelines.llm.bench.worker import parse_spec, percentile
 from tritonfleet.repository import Repository
 from tritonfleet.tools.bench import report
 
@@ -217,7 +217,7 @@ def start_workers(
             if name == "genai":
                 python = export_python(console)
                 args += ["--kv-blocks", str(blocks)]
-        cmd = [str(python), "-m", "tritonfleet.pipelines.llm.bench_worker", "--engine", spec, *args]
+        cmd = [str(python), "-m", "tritonfleet.pipelines.llm.bench.worker", "--engine", spec, *args]
         safe = "".join(c if c.isalnum() else "_" for c in spec)
         with console.status(f"starting {spec}"):
             workers[spec] = Worker(spec, cmd, output / f"llm-engines-{safe}.log", env)

@@ -95,7 +95,6 @@ def build(log: Callable[[str], None] = print, jobs: int | None = None) -> Path:
                     "--no-binary",
                     ":all:",
                     "--no-deps",
-                    "--no-build-isolation",
                     "-d",
                     str(sdists),
                     SDIST,

@@ -1,6 +1,6 @@
 """One engine of ``fleet bench llm --engines`` in a process of its own, driven over JSON lines.
 
-    python -m tritonfleet.pipelines.llm.bench_worker --engine SPEC --engine-dir DIR [--threads 2] ...
+    python -m tritonfleet.pipelines.llm.bench.worker --engine SPEC --engine-dir DIR [--threads 2] ...
 
 So that each engine's imports, load time, threads and peak RSS are its own. Engines (``SPEC`` is
 ``name[:key=value,...]``, the options overriding the served model's parameters):

@@ -1,6 +1,6 @@
 """``fleet bench llm``: genai-perf against the streaming ``ensemble`` vs the in-process engine, and llama.cpp.
 (``fleet bench llm --engines ...`` compares CPU engines side by side instead:
-:mod:`~tritonfleet.pipelines.llm.engine_bench`.)
+:mod:`~tritonfleet.pipelines.llm.bench.engines`.)
 
 Served: genai-perf (pinned, in its own venv: it wants numpy 2, this venv pins numpy<2; it runs tritonclient
 2.51.0's ``perf_analyzer`` from this venv) streams over gRPC to the ``ensemble`` at each concurrency,
