@@ -59,7 +59,12 @@ def test_the_wheel_holds_every_module_and_data_file(wheel: Path) -> None:
     ).stdout.split()
     data = [Path(n) for n in tracked if not n.endswith(".py")]
     assert Path("tritonfleet/pipelines/tabular/bench/peers/rows.lua") in data
+    console_sources = Path("tritonfleet/console/web")  # bundled into console/static/ at set-up, not shipped
+    assert any(path.is_relative_to(console_sources) for path in data)
     for path in data:
+        if path.is_relative_to(console_sources):
+            assert not (wheel / path).exists(), f"{path} (a console source) is in the wheel"
+            continue
         inside = Path("tritonfleet/clients", *path.parts[1:]) if path.parts[0] == "clients" else path
         assert (wheel / inside).is_file(), f"{path} is not in the wheel"
     (info,) = wheel.glob("tritonfleet-*.dist-info")

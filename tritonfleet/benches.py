@@ -1,6 +1,7 @@
-"""The benchmarks of the whole system as ``fleet bench`` commands (``fleet``, ``frontdoor``, ``openai``):
-their arguments here, so that the CLI offers them without importing the benchmarks, which are the ``tools``
-extra's (:mod:`tritonfleet.tools.bench`) and imported when one runs. Each pipeline declares its own."""
+"""The benchmarks of the whole system as ``fleet bench`` commands (``batch``, ``fleet``, ``frontdoor``,
+``openai``): their arguments here, so that the CLI offers them without importing the benchmarks, which are
+the ``tools`` extra's (:mod:`tritonfleet.tools.bench`) and imported when one runs. Each pipeline declares
+its own."""
 
 from __future__ import annotations
 
@@ -11,6 +12,24 @@ from tritonfleet.pipelines import Command, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+def _batch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embedding-lines", type=int, default=10_000)
+    p.add_argument("--chat-lines", type=int, default=500)
+    p.add_argument("--chat-tokens", type=int, default=64)
+    p.add_argument("--embedding-concurrency", type=int, default=16)
+    p.add_argument("--chat-concurrency", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=20.0, help="each interactive measurement")
+    p.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: throughput,interactive,recovery"
+    )
+
+
+def _batch(args: argparse.Namespace, console: Console) -> int:
+    from tritonfleet.tools.bench import batch
+
+    return batch.run(args, console)
 
 
 def _fleet_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,6 +82,11 @@ def _openai(args: argparse.Namespace, console: Console) -> int:
 
 
 BENCHES = {
+    "batch": Command(
+        "batch lines vs the same requests straight to /v1; interactive traffic during a batch; recovery",
+        _batch_arguments,
+        _batch,
+    ),
     "fleet": Command("the whole fleet: time to ready and memory over fresh starts", _fleet_arguments, _fleet),
     "frontdoor": Command(
         "the same requests straight to Triton and through the front door (and recovery times)",

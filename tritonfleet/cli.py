@@ -7,7 +7,9 @@ fleet plan --gpus SPEC [--name NAME]          # place the fleet on GPUs: configs
 fleet deploy k8s --plan reports/plan/NAME.json  # Kubernetes manifests (and KServe) from that plan
 fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
             [--openai-port 9000] [--models NAME,...]
-fleet keys add NAME [--rpm N] [--tpm N] [--admin] | list | revoke NAME
+fleet keys add NAME [--rpm N] [--tpm N] [--admin] [--batch-lines N ...] | list | revoke NAME
+fleet batch run PIPELINE INPUT --output OUT | list | status ID | cancel ID | results ID
+fleet worker --broker URL --store URL [--triton HOST:PORT]   # a Celery batch worker
 fleet stress [--requests 100000]                # fuzz the front door of a fleet of its own
 fleet soak [--minutes 30] [--concurrency 16]    # mixed traffic over every pipeline: errors, memory
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
@@ -35,6 +37,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tritonfleet import artifacts, defaults, pipelines, status
+from tritonfleet.batch import jobs as batch_jobs
+from tritonfleet.batch.config import BatchConfig
 from tritonfleet.benches import BENCHES
 from tritonfleet.clients.fleet import _auth
 from tritonfleet.deploy import command as deploy_command
@@ -135,6 +139,12 @@ def parser() -> argparse.ArgumentParser:
         default=defaults.PROBE_INTERVAL_S,
         help="seconds between pipeline probes",
     )
+    s.add_argument(
+        "--batch-store", help="batch store URL (default sqlite in $TRITONFLEET_HOME; postgresql://...)"
+    )
+    s.add_argument(
+        "--batch-broker", help="wake `fleet worker` processes through this broker (no worker here)"
+    )
     s.add_argument("--verbose", action="store_true", help="stream the server log to the console")
     s.add_argument(
         "--tritonserver", type=Path, help="run this tritonserver (the GPU image's) instead of the bundled one"
@@ -175,6 +185,9 @@ def parser() -> argparse.ArgumentParser:
     ka.add_argument("--rpm", type=int, default=0, help="requests per minute (0: no limit)")
     ka.add_argument("--tpm", type=int, default=0, help="tokens per minute on /v1 (0: no limit)")
     ka.add_argument("--admin", action="store_true", help="may use the admin APIs")
+    ka.add_argument("--batch-lines", type=int, default=0, help="lines a batch (0: the fleet's default)")
+    ka.add_argument("--batch-file-mb", type=int, default=0, help="largest batch input file (0: default)")
+    ka.add_argument("--batches", type=int, default=0, help="batches in flight (0: the fleet's default)")
     ka.set_defaults(handler=cmd_keys_add)
     ksub.add_parser("list", help="the keys (names and limits; never the keys)").set_defaults(
         handler=cmd_keys_list
@@ -182,6 +195,14 @@ def parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="remove a key (a running server stops accepting it)")
     kr.add_argument("name")
     kr.set_defaults(handler=cmd_keys_revoke)
+
+    ba = sub.add_parser(
+        "batch", help="batch jobs: run a file through a pipeline; list, status, cancel, results"
+    )
+    batch_jobs.add_arguments(ba, console)
+    wk = sub.add_parser("worker", help="a Celery batch worker: lines from --store, woken through --broker")
+    batch_jobs.add_worker_arguments(wk)
+    wk.set_defaults(handler=batch_jobs.worker)
 
     fz = sub.add_parser("stress", help="fuzz the front door of a fleet of its own (malformed requests)")
     fz.add_argument("--requests", type=int, default=100_000, help="malformed requests in all (0.6 HTTP)")
@@ -328,6 +349,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_args={"binary": args.tritonserver, "extra_args": args.server_args},
         openai_port=args.openai_port or None,
         openai_max_tokens=args.openai_max_tokens,
+        batch=BatchConfig.from_env(store=args.batch_store, broker=args.batch_broker),
     )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -352,6 +374,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print(f"  HTTP    http://{fleet.http_url}   (KServe v2: /v2/models/<name>/infer)")
         console.print(f"  gRPC    {fleet.grpc_url}")
         console.print(f"  metrics {fleet.metrics_url}")
+        if fleet.console_url:
+            console.print(f"  console [bold]{fleet.console_url}[/]   (chat, playgrounds, live charts)")
         if fleet.openai_url:
             key = "<key>" if fleet.keys.enabled else "none"
             console.print(
@@ -505,7 +529,10 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 def cmd_keys_add(args: argparse.Namespace) -> int:
     try:
-        secret = KeyFile(args.keys).add(args.name, rpm=args.rpm, tpm=args.tpm, admin=args.admin)
+        secret = KeyFile(args.keys).add(
+            args.name, rpm=args.rpm, tpm=args.tpm, admin=args.admin,
+            batch_lines=args.batch_lines, batch_file_mb=args.batch_file_mb, batches=args.batches,
+        )  # fmt: skip
     except KeysError as exc:
         console.print(f"[red]✗[/] {exc}")
         return 2

@@ -6,9 +6,9 @@ commands and benchmark), its client helpers (``clients/<name>.py``), build recip
 folders (``model_repository/``) and tests (``tests/<name>/``); ``fleet pipelines NAME`` lists them. The
 declaration names the models clients call (``public``; the steps those depend on come from the repository's
 configs), the build recipes that make its artifacts, its commands, a probe (one real request whose answer is
-checked, for tests and the supervisor), its pip requirements, the OpenAI-API models it serves and its latency
-objective. The CLI, ``fleet serve``, the set-up, the Docker build, the Prometheus rules and the tests read
-this registry; adding a pipeline adds files and edits none.
+checked, for tests and the supervisor), its pip requirements, the OpenAI-API models it serves, its latency
+objective and its page in the web console. The CLI, ``fleet serve``, the set-up, the Docker build, the
+Prometheus rules, the console and the tests read this registry; adding a pipeline adds files and edits none.
 
 Any module of a pipeline package runs this one first (the model code in tritonserver's Python stubs too),
 so it imports nothing of the project at run time; the declarations import what they need themselves.
@@ -99,6 +99,24 @@ class Slo:
 
 
 @dataclass(frozen=True)
+class Playground:
+    """How the web console (``tritonfleet/console``) lets a person try the pipeline; one that declares none
+    gets the generic "form" (an input per tensor of its models' configs, the outputs as they come).
+
+    ``kind`` names the page: "chat" (the pipeline's OpenAI chat models, on the chat page), "image" (an
+    encoded image in, the top classes out), "texts" (texts in, their embeddings' cosine similarities),
+    "tabular" (a form of the config's feature names in, class probabilities out) or "form". ``models``:
+    the public models it calls, one tab each (default: the pipeline's public models). ``params``: what the
+    page needs to know, JSON values: tensor and config-parameter names, examples (docs/console.md lists
+    each kind's).
+    """
+
+    kind: str
+    models: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """One pipeline of the fleet (see the module docstring)."""
 
@@ -119,6 +137,7 @@ class Pipeline:
     build_requires_no_deps: tuple[str, ...] = ()  # installed with pip --no-deps (their own are not needed)
     openai: tuple[OpenAIModel, ...] = ()
     slo: Slo | None = None  # its latency objective (alerts); None: no latency alert
+    playground: Playground | None = None  # its page in the web console; None: the generic form
 
 
 @functools.cache

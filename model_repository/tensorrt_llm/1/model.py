@@ -24,6 +24,9 @@ running step, so each request also has a request id of its own, ``stop_request_i
 ``STOP_ID_EVERY``-th response of each row when asked: the CPU ensemble hands it to postprocessing, which stops
 the request (all its rows) when Triton gives it a cancelled step (see postprocessing).
 
+The request parameter ``priority_level`` (batch jobs send 2) is the sequence's priority on the scheduler:
+waves of a worse level pause while a better one runs (``tritonfleet.pipelines.llm.scheduler``).
+
 ``passthrough_in`` (optional, strings) comes back unchanged as ``passthrough_out`` on each row's first
 response (how the ``rag`` ensemble returns its sources beside the streamed text).
 
@@ -54,6 +57,7 @@ from tritonfleet.pipelines.llm.guided import GuideCompiler
 from tritonfleet.pipelines.llm.sampling import SamplingParams
 from tritonfleet.pipelines.llm.sequence import Sequence
 from tritonfleet.python_backend import FINAL, check_required, required_inputs, send_each
+from tritonfleet.spec import PRIORITY_PARAMETER
 
 
 def _rows(request, name, batch):
@@ -446,10 +450,10 @@ class TritonPythonModel:
 
 
 def _priority(request):
-    """The request parameter ``priority_level`` (Triton's priority, which Python models cannot read: batch
-    jobs send both); 0 when absent or not a number."""
+    """The request parameter ``priority_level``: Triton's priority level, which a Python model cannot read
+    (batch jobs send both, ``tritonfleet.spec``); 0 when absent or not a number."""
     try:
-        value = json.loads(request.parameters() or "{}").get("priority_level", 0)
+        value = json.loads(request.parameters() or "{}").get(PRIORITY_PARAMETER, 0)
         return max(int(value), 0)
     except (ValueError, TypeError, AttributeError):
         return 0

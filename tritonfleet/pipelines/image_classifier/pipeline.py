@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import image_classifier as client
-from tritonfleet.pipelines import Pipeline, Slo
+from tritonfleet.pipelines import Pipeline, Playground, Slo
 from tritonfleet.pipelines.image_classifier import commands
 
 if TYPE_CHECKING:
@@ -55,4 +55,5 @@ PIPELINE = Pipeline(
     probe=_probe,
     requires=("pillow>=10.4",),
     slo=Slo(p99_seconds=0.5),  # one image, decode to top-k
+    playground=Playground("image", params={"input": client.INPUT, "output": client.OUTPUT, "top_k": 5}),
 )

@@ -247,7 +247,9 @@ TENSORRT_LLM = Model(
     decoupled=True,
     gpu=Deployment(
         backend="tensorrtllm",
-        batching=Batching(preferred=(64,), max_queue_delay_us=0, queue_policy=QueuePolicy(max_queue_size=0)),
+        batching=Batching.interactive_first(
+            preferred=(64,), max_queue_delay_us=0, queue_policy=QueuePolicy(max_queue_size=0)
+        ),
         # tensorrtllm_backend v0.14.0's all_models/inflight_batcher_llm/tensorrt_llm template, filled in.
         parameters={
             "max_beam_width": "1",
@@ -336,7 +338,7 @@ POST_OUTPUT = Tensor("OUTPUT", "STRING", [-1])
 
 _POSTPROCESSING_GPU = Deployment(
     backend="python",
-    batching=Batching(max_queue_delay_us=0),
+    batching=Batching.interactive_first(max_queue_delay_us=0),
     parameters={"tokenizer_dir": "tokenizer", "skip_special_tokens": "true"},
     doc="""No STRING inputs here, so the dynamic batcher is safe: Triton 24.10 passes a STRING input whose
     last element is cut short, and the Python backend then fails the whole dynamic batch it lands in (other

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import BuildOption, Recipe
 from tritonfleet.clients import llm as client
-from tritonfleet.pipelines import OpenAIModel, Pipeline, Slo
+from tritonfleet.pipelines import OpenAIModel, Pipeline, Playground, Slo
 from tritonfleet.pipelines.llm import commands
 
 if TYPE_CHECKING:
@@ -82,4 +82,5 @@ PIPELINE = Pipeline(
         ),
     ),
     slo=Slo(p99_seconds=60.0, ttft_p99_seconds=2.0),  # a whole generation; its first token
+    playground=Playground("chat"),
 )

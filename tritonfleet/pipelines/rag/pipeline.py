@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import BuildOption, Recipe
 from tritonfleet.clients import rag as client
-from tritonfleet.pipelines import OpenAIModel, Pipeline, Slo
-from tritonfleet.pipelines.rag import commands
+from tritonfleet.pipelines import OpenAIModel, Pipeline, Playground, Slo
+from tritonfleet.pipelines.rag import commands, interface
 
 if TYPE_CHECKING:
     from tritonfleet.clients import FleetClient
@@ -85,4 +85,6 @@ PIPELINE = Pipeline(
         ),
     ),
     slo=Slo(p99_seconds=60.0),  # retrieval and a whole generation
+    # The sources' passages: the retriever's chunks.json.
+    playground=Playground("chat", params={"passages": interface.RETRIEVER.name}),
 )

@@ -16,7 +16,7 @@ FEATURE_NAMES, CLASS_NAMES = "feature_names", "class_names"  # the interface's p
 
 _SERVED = Deployment(
     platform="onnxruntime_onnx",
-    batching=Batching(max_queue_delay_us=0),
+    batching=Batching.interactive_first(max_queue_delay_us=0),
     parameters={
         "intra_op_thread_count": "1",
         "reject_non_finite": "true",  # NaN or infinity: a 400 (the Python-based backend's check)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import tabular as client
-from tritonfleet.pipelines import Pipeline, Slo
+from tritonfleet.pipelines import Pipeline, Playground, Slo
 from tritonfleet.pipelines.tabular import commands, models
 
 if TYPE_CHECKING:
@@ -60,4 +60,15 @@ PIPELINE = Pipeline(
     requires=("onnxruntime",),
     build_requires=("scikit-learn==1.9.1", "xgboost-cpu==3.2.0", "skl2onnx==1.20.0", "onnxmltools==1.16.0"),
     slo=Slo(p99_seconds=0.1),
+    playground=Playground(
+        "tabular",
+        params={
+            "input": client.INPUT,
+            "output": client.PROBABILITIES,
+            "label": client.LABEL,
+            "features": client.FEATURE_NAMES,  # config parameters: comma-separated names
+            "classes": client.CLASS_NAMES,
+            "examples": {m.name: m.probe[0] for m in models.discover().values()},  # a real row each
+        },
+    ),
 )

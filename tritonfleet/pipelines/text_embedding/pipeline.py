@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import text_embedding as client
-from tritonfleet.pipelines import OpenAIModel, Pipeline, Slo
+from tritonfleet.pipelines import OpenAIModel, Pipeline, Playground, Slo
 from tritonfleet.pipelines.text_embedding import commands
 
 if TYPE_CHECKING:
@@ -75,4 +75,16 @@ PIPELINE = Pipeline(
         OpenAIModel(id="all-minilm-l6-v2", kind="embedding", unary_model=client.MODEL, tokenizer="tokenizer"),
     ),
     slo=Slo(p99_seconds=0.5),
+    playground=Playground(
+        "texts",
+        params={
+            "input": client.INPUT,
+            "output": client.OUTPUTS[0],  # EMBEDDING
+            "examples": [
+                "A man is playing a guitar.",
+                "Someone is strumming a guitar.",
+                "The stock market fell sharply today.",
+            ],
+        },
+    ),
 )
