@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import importlib.metadata
-import os
 import shutil
 import subprocess
 import sys
@@ -21,12 +20,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritonfleet.defaults import cache_root
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REPOSITORY = PROJECT_ROOT / "model_repository"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet"))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ pipelines name the distributions they need and take the versions from there
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 HTTP_PORT = 8000  # KServe v2 over HTTP (the front door's public port; tritonserver's own when run alone)
 GRPC_PORT = 8001  # KServe v2 over gRPC
 METRICS_PORT = 8002  # Prometheus metrics
@@ -16,3 +19,9 @@ GRPC_URL = f"localhost:{GRPC_PORT}"
 
 MAX_BODY_MB = 64  # the largest request body (and all of one request's tensors) the front door accepts
 PROBE_INTERVAL_S = 30.0  # seconds between the supervisor's rounds of pipeline probes
+
+
+def cache_root() -> Path:
+    """The build cache (content-hashed artifacts, engines, compiled models, peers): ``$TRITONFLEET_CACHE``
+    or ``~/.cache/tritonfleet``."""
+    return Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet"))

@@ -160,8 +160,8 @@ def test_completions_batch_echo_and_refusals(client, server) -> None:
     assert reply.choices[1].text.startswith(prompts[1]) and " 5" in reply.choices[1].text
     assert reply.usage.prompt_tokens == tokens(prompts[0]) + tokens(prompts[1])
     assert reply.usage.completion_tokens == 12 and {c.finish_reason for c in reply.choices} == {"length"}
-    # (rows of one batch: not compared with the prompts alone, which may part at a near-tie when rows of
-    # different lengths share a wave, see tensorrt_llm's tests)
+    # (rows of one batch: not compared with the prompts alone, which may part at a near-tie when the
+    # engine's steps batch them differently, see tensorrt_llm's tests)
     alone = client.completions.create(model=CHAT_MODEL, prompt=prompts[1], max_tokens=6, temperature=0)
     streamed = client.completions.create(
         model=CHAT_MODEL, prompt=prompts[1], max_tokens=6, temperature=0, stream=True

@@ -168,6 +168,22 @@ FAMILIES: tuple[Family, ...] = (
         "cpu",
     ),
     Family(
+        "tritonfleet_llm_prefix_cache_hit_tokens_total",
+        "counter",
+        ("model", "version"),
+        LLM,
+        "Prompt tokens whose KV blocks the prefix cache had (not computed again)",
+        "cpu",
+    ),
+    Family(
+        "tritonfleet_llm_prefix_cache_miss_tokens_total",
+        "counter",
+        ("model", "version"),
+        LLM,
+        "Prompt tokens the prefix cache did not have (computed)",
+        "cpu",
+    ),
+    Family(
         "tritonfleet_llm_rows_per_step",
         "histogram",
         ("model", "version"),

@@ -33,12 +33,38 @@ def infer(args: argparse.Namespace, console: Console) -> int:
 def bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=ints, default=[1, 4, 8])
     p.add_argument("--requests", type=int, default=16, help="requests per level")
+    p.add_argument(
+        "--engines",
+        help="compare CPU engines side by side instead (openvino, genai, ortgenai, llamaserver; "
+        "name:key=value,... sets an engine's parameters), e.g. --engines openvino,genai,ortgenai,llamaserver",
+    )
+    p.add_argument("--levels", type=ints, default=[1, 8, 16, 32], help="--engines: concurrent streams")
+    p.add_argument("--mixed", type=int, default=48, help="--engines: requests of the mixed set (0: none)")
+    p.add_argument("--prefix-trials", type=int, default=3, help="--engines: prefix-cache probes (0: none)")
+    p.add_argument(
+        "--build-peer",
+        action="store_true",
+        help="compile llama.cpp's llama-server into the build cache (once, ~25 min on 2 cores) and stop",
+    )
 
 
 def bench(args: argparse.Namespace, console: Console) -> int:
     # The benchmark is the tools extra's (optional): imported when it runs.
-    from tritonfleet.pipelines.llm.bench import run_llm_bench
+    from tritonfleet.pipelines.llm.bench import engines as engine_bench
+    from tritonfleet.pipelines.llm.bench import peer
+    from tritonfleet.pipelines.llm.bench.served import run_llm_bench
 
+    if args.build_peer:
+        console.print(f"[green]✓[/] {peer.build(console.print)}")
+        return 0
+    if args.engines:
+        work = engine_bench.Workloads(
+            levels=tuple(args.levels), mixed=args.mixed, prefix_trials=args.prefix_trials
+        )
+        specs = engine_bench.split_specs(args.engines)
+        path = engine_bench.run_engine_bench(args.repository, specs, args.output, console, work)
+        console.print(f"[green]✓[/] report: {path}")
+        return 0
     path = run_llm_bench(
         args.repository,
         concurrency=args.concurrency,
@@ -52,4 +78,8 @@ def bench(args: argparse.Namespace, console: Console) -> int:
 
 
 INFER = Command("generate text (streams by default)", infer_arguments, infer)
-BENCH = Command("genai-perf streaming vs the in-process engine (and llama.cpp)", bench_arguments, bench)
+BENCH = Command(
+    "genai-perf streaming vs the in-process engine (and llama.cpp); --engines: CPU engines side by side",
+    bench_arguments,
+    bench,
+)

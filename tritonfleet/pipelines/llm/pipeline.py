@@ -2,15 +2,15 @@
 
 ``ensemble`` streams (preprocessing -> tensorrt_llm -> postprocessing), ``tensorrt_llm_bls`` answers once,
 ``tensorrt_llm`` takes token ids and TensorRT-LLM's stop request. On the CPU ``tensorrt_llm`` runs the
-onnxruntime-genai engine that ``build/llm/cpu_engine.py`` compiles; on GPU the TensorRT-LLM engine that the
-image's entrypoint builds with ``build/llm/trtllm_engine.py``.
+OpenVINO engine that ``build/llm/cpu_engine.py`` exports (continuous batching, paged KV cache); on GPU the
+TensorRT-LLM engine that the image's entrypoint builds with ``build/llm/trtllm_engine.py``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tritonfleet.artifacts import Recipe
+from tritonfleet.artifacts import BuildOption, Recipe
 from tritonfleet.clients import llm as client
 from tritonfleet.pipelines import OpenAIModel, Pipeline, Playground, Slo
 from tritonfleet.pipelines.llm import commands
@@ -18,6 +18,11 @@ from tritonfleet.pipelines.llm import commands
 if TYPE_CHECKING:
     from tritonfleet.clients import FleetClient
 
+LLM_ENGINE = BuildOption(
+    "llm_engine",
+    "openvino",
+    "the CPU LLM engine: openvino (continuous batching) or ortgenai (onnxruntime-genai, in waves)",
+)
 TOKENIZER_OUTPUTS = tuple(
     f"{model}/1/tokenizer/{name}"
     for model in ("preprocessing", "postprocessing")
@@ -45,12 +50,9 @@ PIPELINE = Pipeline(
         # Keeps its own content-hash cache (checkpoint, engine) and hard-links into the repository.
         Recipe(
             script="build/llm/cpu_engine.py",
-            outputs=(
-                "tensorrt_llm/1/cpu_engine/engine.json",
-                "tensorrt_llm/1/cpu_engine/genai_config.json",
-                *TOKENIZER_OUTPUTS,
-            ),
-            args=("--repository", "{repository}", "--precision", "int8"),
+            outputs=("tensorrt_llm/1/cpu_engine/engine.json", *TOKENIZER_OUTPUTS),
+            args=("--repository", "{repository}", "--engine", "{llm_engine}", "--precision", "int8"),
+            options=(LLM_ENGINE,),
             targets=("cpu",),
             cached=False,
         ),
