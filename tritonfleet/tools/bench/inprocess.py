@@ -116,9 +116,10 @@ def run(
     measurement_ms: int,
     console: Console,
     stability_percentage: int | None = None,
+    window_requests: int | None = None,
 ) -> Path:
     """Measure each level, write ``output/<pipeline>.{json,md,png}`` and return the Markdown's path
-    (``stability_percentage``: instead of the bench's)."""
+    (``stability_percentage``: instead of the bench's; ``window_requests``: see `perf_analyzer.command`)."""
     server = None
     if url is None:
         output.mkdir(parents=True, exist_ok=True)
@@ -144,6 +145,7 @@ def run(
                     shapes={bench.input_name: [1]},
                     measurement_ms=measurement_ms,
                     stability_percentage=stability_percentage or bench.stability_percentage,
+                    window_requests=window_requests,
                 )
                 batch = min(c, bench.max_batch)
                 work = bench.batch_work(batch)
