@@ -32,12 +32,8 @@ from typing import Any
 
 from rich.console import Console
 
-from tritonfleet.pipelines.llm.bench.served import (
-    GENAI_PERF,
-    genai_perf_environment,
-    genai_perf_venv,
-    gguf_path,
-)
+from tritonfleet.pipelines.llm.bench.peer import gguf as gguf_path
+from tritonfleet.pipelines.llm.bench.served import GENAI_PERF, genai_perf_environment, genai_perf_venv
 from tritonfleet.server import free_port
 from tritonfleet.tools.bench import loadgen, report
 

