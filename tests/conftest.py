@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
+from tritonfleet.fleet import Fleet
 from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
-from tritonfleet.server import TritonServer
+from tritonfleet.server import TritonServer, free_port
 
 # ImageNet-1k indices of the domestic cat classes: tabby, tiger cat, Persian, Siamese, Egyptian cat.
 CAT_CLASSES = {281, 282, 283, 284, 285}
@@ -55,6 +58,39 @@ def copy_sources(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT_ROOT / name, dest / name)
     return dest
+
+
+@contextlib.contextmanager
+def running_fleet(home: Path, **options: Any) -> Iterator[Fleet]:
+    """``fleet serve``'s Fleet of the built repository on free ports (front door, /v1 app, console), started,
+    with its keys file and server log in ``home`` and no probes (their tokens would count in the tests'
+    generation checks); ``options`` go to :class:`Fleet`. Stopped on exit."""
+    fleet = Fleet.on_free_ports(
+        REPOSITORY,
+        keys_path=home / "keys.json",
+        log=home / "tritonserver.log",
+        probe_interval=3600,
+        openai_port=free_port(),
+        **options,
+    )
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str = "", every: float = 0.2) -> Any:
+    """``check()``'s first true value, or an AssertionError naming ``what`` (else the check) after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {what or getattr(check, '__name__', check)}")
+        time.sleep(every)
 
 
 def infer_concurrently(

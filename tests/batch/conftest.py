@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from tritonfleet.artifacts import REPOSITORY
+from tests.conftest import running_fleet
 from tritonfleet.batch.config import BatchConfig
 from tritonfleet.fleet import Fleet
 from tritonfleet.frontdoor.keys import KeyFile
-from tritonfleet.server import free_port
 
 MODELS = ["llm", "text_embedding", "wine_sklearn", "image_classifier"]
 CHAT_MODEL = "smollm2-135m-instruct"
@@ -32,19 +31,11 @@ def batch_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         "alice": keys.add("alice"),
         "bob": keys.add("bob", batch_lines=BOB_LINES, batch_file_mb=BOB_FILE_MB, batches=BOB_BATCHES),
     }
-    fleet = Fleet.on_free_ports(
-        REPOSITORY,
-        models=MODELS,
-        keys_path=home / "keys.json",
-        log=home / "tritonserver.log",
-        probe_interval=3600,
-        openai_port=free_port(),
-        batch=BatchConfig(store=f"sqlite:///{home / 'batch.db'}"),
-    )
-    fleet.start()
-    fleet.secrets = secrets  # type: ignore[attr-defined]
-    yield fleet
-    fleet.stop()
+    with running_fleet(
+        home, models=MODELS, batch=BatchConfig(store=f"sqlite:///{home / 'batch.db'}")
+    ) as fleet:
+        fleet.secrets = secrets  # type: ignore[attr-defined]
+        yield fleet
 
 
 def client(fleet: Fleet, who: str = "alice"):

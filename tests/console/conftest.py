@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -14,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tritonfleet.artifacts import REPOSITORY
+from tests import conftest
+from tests.conftest import running_fleet
 from tritonfleet.fleet import Fleet
-from tritonfleet.server import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -38,17 +37,8 @@ WAIT_S = 120  # the longest a page waits for the model (2 shared cores, other te
 def console_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Every pipeline behind the front door, with /v1 and the console; no probes during the tests (their
     tokens would count in the generation checks)."""
-    home = tmp_path_factory.mktemp("console")
-    fleet = Fleet.on_free_ports(
-        REPOSITORY,
-        keys_path=home / "keys.json",
-        log=home / "tritonserver.log",
-        probe_interval=3600,
-        openai_port=free_port(),
-    )
-    fleet.start()
-    yield fleet
-    fleet.stop()
+    with running_fleet(tmp_path_factory.mktemp("console")) as fleet:
+        yield fleet
 
 
 @pytest.fixture(scope="session")
@@ -84,16 +74,9 @@ def metric(fleet: Fleet, name: str, **labels: str) -> float:
     )
 
 
-def wait_for(check: Callable[[], Any], timeout: float = WAIT_S, every: float = 0.2) -> Any:
-    """``check()``'s first true value, or an AssertionError naming it after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {getattr(check, '__name__', check)}")
-        time.sleep(every)
+def wait_for(check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
+    """:func:`tests.conftest.wait_for` with the console's patience by default."""
+    return conftest.wait_for(check, timeout)
 
 
 @pytest.fixture(scope="session")

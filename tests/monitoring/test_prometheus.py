@@ -20,6 +20,7 @@ import pytest
 import requests
 from openai import OpenAI
 
+from tests.conftest import running_fleet, wait_for
 from tritonfleet import pipelines
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.fleet import Fleet
@@ -34,17 +35,6 @@ pytestmark = pytest.mark.server
 ABSENT_HERE = {"gpu": "no GPU on this machine", "batch": "no batch line answered yet"}
 
 
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(1)
-
-
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Prometheus, dict[str, str]]]:
     """A fleet of every pipeline with keys, Prometheus scraping it every second, and the load it served:
@@ -53,30 +43,22 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet,
     home = tmp_path_factory.mktemp("monitoring")
     keyfile = KeyFile(home / "keys.json")
     keys = {"load": keyfile.add("load"), "limited": keyfile.add("limited", rpm=2)}
-    fleet = Fleet.on_free_ports(
-        REPOSITORY,
-        keys_path=home / "keys.json",
-        log=home / "tritonserver.log",
-        probe_interval=3600,
-        openai_port=free_port(),
-    )
-    fleet.start()
-    assert fleet.ports is not None
-    prometheus = Prometheus(
-        [f"127.0.0.1:{fleet.ports.metrics}"],
-        REPOSITORY,
-        port=free_port(),
-        storage=home / "prometheus",
-        interval="1s",
-        log=home / "prometheus.log",
-    )
-    try:
-        prometheus.start()
-        load(fleet, keys)
-        yield fleet, prometheus, keys
-    finally:
-        prometheus.stop()
-        fleet.stop()
+    with running_fleet(home) as fleet:
+        assert fleet.ports is not None
+        prometheus = Prometheus(
+            [f"127.0.0.1:{fleet.ports.metrics}"],
+            REPOSITORY,
+            port=free_port(),
+            storage=home / "prometheus",
+            interval="1s",
+            log=home / "prometheus.log",
+        )
+        try:
+            prometheus.start()
+            load(fleet, keys)
+            yield fleet, prometheus, keys
+        finally:
+            prometheus.stop()
 
 
 def load(fleet: Fleet, keys: dict[str, str]) -> None:
