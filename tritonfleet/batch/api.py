@@ -14,7 +14,8 @@ batches in flight (429), lines a batch (at validating); the key's own where it h
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 OWNER_HEADER = "x-tritonfleet-key"
 ANONYMOUS = "-"
+T = TypeVar("T")
 IN_FLIGHT_RETRY_S = 60.0  # a key at its batches-in-flight limit: when to ask again (batches take minutes)
 
 
@@ -53,6 +55,16 @@ def routes(service: BatchService) -> list[Route]:
 
 def _not_found(what: str, ident: str, param: str | None = None) -> NotFound:
     return NotFound(f"No such {what}: {ident}", param=param, code=f"{what}_not_found")
+
+
+def _owned(request: Request, what: str, find: Callable[[str, str], T | None]) -> tuple[str, T]:
+    """The id of the ``what`` ("file" or "batch") that the path names and what ``find`` (a store lookup by id
+    and owner) gives of it for the caller; a 404 where that is None (no such thing, or another key's)."""
+    ident = request.path_params[f"{what}_id"]
+    found = find(ident, owner(request))
+    if found is None:
+        raise _not_found(what, ident)
+    return ident, found
 
 
 class InFlightLimit(RateLimited):
@@ -102,17 +114,11 @@ class _Routes:
         return JSONResponse({"object": "list", "data": data, "has_more": False})
 
     async def get_file(self, request: Request) -> Response:
-        file_id = request.path_params["file_id"]
-        found = self.store.file(file_id, owner(request))
-        if found is None:
-            raise _not_found("file", file_id)
+        _, found = _owned(request, "file", self.store.file)
         return JSONResponse(found)
 
     async def content(self, request: Request) -> Response:
-        file_id = request.path_params["file_id"]
-        data = self.store.content(file_id, owner(request))
-        if data is None:
-            raise _not_found("file", file_id)
+        _, data = _owned(request, "file", self.store.content)
         return Response(data, media_type="application/jsonl")
 
     async def delete_file(self, request: Request) -> Response:
@@ -179,17 +185,11 @@ class _Routes:
         )
 
     async def get_batch(self, request: Request) -> Response:
-        batch_id = request.path_params["batch_id"]
-        found = self.store.batch(batch_id, owner(request))
-        if found is None:
-            raise _not_found("batch", batch_id)
+        _, found = _owned(request, "batch", self.store.batch)
         return JSONResponse(found)
 
     async def cancel(self, request: Request) -> Response:
-        batch_id = request.path_params["batch_id"]
-        found = self.store.batch(batch_id, owner(request))
-        if found is None:
-            raise _not_found("batch", batch_id)
+        batch_id, found = _owned(request, "batch", self.store.batch)
         if not self.store.cancel(batch_id) and found["status"] != "cancelling":
             raise Conflict(
                 f"a batch that is {found['status']} cannot be cancelled", code="batch_not_cancellable"
