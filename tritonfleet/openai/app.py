@@ -180,18 +180,7 @@ class _API:
             }
             for c in run.choices
         ]
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{run.id}",
-                "object": "chat.completion",
-                "created": run.created,
-                "model": model.id,
-                "choices": choices,
-                "usage": run.usage(),
-                "system_fingerprint": None,
-                **run.extra_outputs,
-            }
-        )
+        return _answer(run, "chat", choices)
 
     async def completions(self, request: Request) -> Response:
         body = parse(CompletionRequest, await _json(request))
@@ -222,17 +211,7 @@ class _API:
             }
             for c in run.choices
         ]
-        return JSONResponse(
-            {
-                "id": f"cmpl-{run.id}",
-                "object": "text_completion",
-                "created": run.created,
-                "model": model.id,
-                "choices": choices,
-                "usage": run.usage(),
-                **run.extra_outputs,
-            }
-        )
+        return _answer(run, "completion", choices)
 
     async def _collect(self, request: Request, run: Run) -> None:
         """Run every row to its end; a client that disconnects meanwhile stops them."""
@@ -313,6 +292,23 @@ class _API:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+
+def _answer(run: Run, kind: str, choices: list[dict[str, Any]]) -> JSONResponse:
+    """The whole answer of a finished ``run`` in OpenAI's shape: a ``chat.completion`` (``kind`` "chat") or
+    a ``text_completion``, with its usage and the model's extra outputs."""
+    chat = kind == "chat"
+    body: dict[str, Any] = {
+        "id": f"{'chatcmpl' if chat else 'cmpl'}-{run.id}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": run.created,
+        "model": run.model.id,
+        "choices": choices,
+        "usage": run.usage(),
+    }
+    if chat:
+        body["system_fingerprint"] = None
+    return JSONResponse({**body, **run.extra_outputs})
 
 
 async def _json(request: Request) -> Any:
