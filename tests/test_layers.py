@@ -12,8 +12,8 @@ The layer map, bottom to top (a module imports its own layer and those below it)
 2. declarations: the pipeline registry (``tritonfleet.pipelines``), each pipeline's ``pipeline.py`` (recipes,
    probe), ``commands.py`` (``fleet infer`` / ``fleet bench`` arguments and runs) and ``calibration.py`` (real
    inputs for the GPU build), what the registry's declarations give ``fleet serve`` (``pipelines.loading``)
-   and ``fleet pipelines`` (``pipelines.layout``), and the system benchmarks' command declarations
-   (``benches``).
+   and ``fleet pipelines`` (``pipelines.layout``), the floor benchmarks' command (``pipelines.floor_bench``),
+   and the system benchmarks' command declarations (``benches``).
 3. serving: the front door, the OpenAI app, the supervisor, the fleet (``fleet serve``), and the serving
    features that are packages of their own (batch, console, deploy, monitoring, plan).
 4. top: the CLI.
@@ -56,6 +56,7 @@ LAYER_MAP: list[tuple[str, int]] = [
     ("tritonfleet.pipelines.__main__", DECLARATIONS),
     ("tritonfleet.pipelines.loading", DECLARATIONS),
     ("tritonfleet.pipelines.layout", DECLARATIONS),
+    ("tritonfleet.pipelines.floor_bench", DECLARATIONS),
     ("tritonfleet.pipelines.*.pipeline", DECLARATIONS),
     ("tritonfleet.pipelines.*.commands", DECLARATIONS),
     ("tritonfleet.pipelines.*.calibration", DECLARATIONS),  # its models' real inputs for TensorRT's int8

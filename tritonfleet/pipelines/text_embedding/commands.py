@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tritonfleet.clients import FleetClient
-from tritonfleet.pipelines import Command, ints
+from tritonfleet.pipelines import Command
+from tritonfleet.pipelines.floor_bench import floor_bench
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,18 +34,12 @@ def infer(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=ints, default=[1, 4, 16], help="default 1,4,16")
-    p.add_argument("--measurement-ms", type=int, default=5000, help="perf_analyzer window")
-
-
-def bench(args: argparse.Namespace, console: Console) -> int:
-    # The benchmark is the tools extra's (optional): imported when it runs.
+def bench_factory() -> Callable[..., Any]:
+    """The floor benchmark's factory, imported when ``fleet bench`` runs (the tools extra is optional)."""
     from tritonfleet.pipelines.text_embedding.bench import text_embedding_bench
-    from tritonfleet.tools.bench import inprocess
 
-    return inprocess.command(text_embedding_bench, args, console)
+    return text_embedding_bench
 
 
 INFER = Command("embed texts (and print their cosine similarities)", infer_arguments, infer)
-BENCH = Command("perf_analyzer (gRPC) vs the in-process batched floor", bench_arguments, bench)
+BENCH = floor_bench(bench_factory)
