@@ -17,18 +17,29 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "build" / "tensorrt_plan.py"
 MODEL_DIR = ROOT / "model_repository" / "efficientnet_lite0"
 ITEM = (3, 224, 224)
+# A model with two inputs of variable length: minilm_l6 (text_embedding), batch and sequence profiles.
+MINILM_DIR = ROOT / "model_repository" / "minilm_l6"
 
 
 plan = build_scripts.load("build/tensorrt_plan.py")
 
 
+def config_copy(model_dir: Path, dest: Path) -> Path:
+    """A copy of a GPU model folder (config only) in ``dest``, to edit."""
+    copy = dest / model_dir.name
+    (copy / "1").mkdir(parents=True)
+    shutil.copy(model_dir / "config.pbtxt", copy / "config.pbtxt")
+    return copy
+
+
 @pytest.fixture
 def model_copy(tmp_path: Path) -> Path:
-    """A copy of the GPU model folder (config only) to edit."""
-    dest = tmp_path / "efficientnet_lite0"
-    (dest / "1").mkdir(parents=True)
-    shutil.copy(MODEL_DIR / "config.pbtxt", dest / "config.pbtxt")
-    return dest
+    return config_copy(MODEL_DIR, tmp_path)
+
+
+@pytest.fixture
+def minilm_copy(tmp_path: Path) -> Path:
+    return config_copy(MINILM_DIR, tmp_path)
 
 
 def edit(model_dir: Path, old: str, new: str) -> None:
@@ -36,6 +47,15 @@ def edit(model_dir: Path, old: str, new: str) -> None:
     text = config.read_text()
     assert old in text
     config.write_text(text.replace(old, new))
+
+
+def exported_graph(model_dir: Path) -> Any:
+    """The graph of the folder's exported ``model.onnx``; skipped where onnx or the export is missing."""
+    onnx = pytest.importorskip("onnx")
+    path = model_dir / "1" / "model.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is not exported yet (fleet build)")
+    return onnx.load(str(path), load_external_data=False).graph
 
 
 def test_profile_from_the_gpu_config() -> None:
@@ -209,11 +229,8 @@ def test_fleet_build_recipe_calls_the_script_as_it_expects(tmp_path: Path) -> No
 
 def test_onnx_export_fits_the_profile() -> None:
     """The ONNX input TensorRT sees: the config's name and item dims, and a free batch dimension."""
-    onnx = pytest.importorskip("onnx")
-    path = MODEL_DIR / "1" / "model.onnx"
-    if not path.is_file():
-        pytest.skip(f"{path} is not exported yet (fleet build)")
-    graph = onnx.load(str(path), load_external_data=False).graph
+    graph = exported_graph(MODEL_DIR)
+    from onnx import TensorProto
 
     def dims(value: Any) -> list[int | str]:
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
@@ -221,7 +238,7 @@ def test_onnx_export_fits_the_profile() -> None:
     (tensor,) = graph.input
     batch, *item = dims(tensor)
     assert (tensor.name, tuple(item)) == ("input", ITEM)
-    assert tensor.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert tensor.type.tensor_type.elem_type == TensorProto.FLOAT
     assert isinstance(batch, str), f"batch dimension is fixed at {batch}: export with dynamic_axes"
     assert [o.name for o in graph.output] == ["probabilities"]
 
@@ -238,34 +255,36 @@ def test_without_tensorrt_it_points_to_the_gpu_image() -> None:
 
 
 @pytest.mark.gpu
-def test_builds_and_verifies_a_plan(model_copy: Path) -> None:
+@pytest.mark.parametrize(
+    ("model_dir", "batching", "shapes"),
+    [
+        (MODEL_DIR, ("max_batch_size: 32", "preferred_batch_size: [ 8, 16, 32 ]"),
+         {"input": [(1, *ITEM), (2, *ITEM), (4, *ITEM)]}),
+        (MINILM_DIR, ("max_batch_size: 64", "preferred_batch_size: [ 16, 32, 64 ]"),
+         {name: [(1, 1), (2, 128), (4, 256)] for name in ("input_ids", "attention_mask")}),
+    ],
+    ids=("efficientnet_lite0", "minilm_l6"),
+)  # fmt: skip
+def test_builds_and_verifies_a_plan(
+    tmp_path: Path, model_dir: Path, batching: tuple[str, str], shapes: dict[str, list[tuple[int, ...]]]
+) -> None:
+    """A plan built at max batch 4 (preferred 2): each input's profile (min, opt, max) is the config's."""
     trt = pytest.importorskip("tensorrt")
-    onnx = MODEL_DIR / "1" / "model.onnx"
+    onnx = model_dir / "1" / "model.onnx"
     if not onnx.is_file():
         pytest.skip(f"{onnx} is not exported yet")
-    shutil.copy(onnx, model_copy / "1" / "model.onnx")
-    edit(model_copy, "max_batch_size: 32", "max_batch_size: 4")
-    edit(model_copy, "preferred_batch_size: [ 8, 16, 32 ]", "preferred_batch_size: [ 2 ]")
+    copy = config_copy(model_dir, tmp_path)
+    shutil.copy(onnx, copy / "1" / "model.onnx")
+    max_batch, preferred = batching
+    edit(copy, max_batch, "max_batch_size: 4")
+    edit(copy, preferred, "preferred_batch_size: [ 2 ]")
 
-    assert plan.main(["--model-dir", str(model_copy), "--workspace-gib", "1"]) == 0
+    assert plan.main(["--model-dir", str(copy), "--workspace-gib", "1"]) == 0
 
-    serialized = (model_copy / "1" / "model.plan").read_bytes()
+    serialized = (copy / "1" / "model.plan").read_bytes()
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(serialized)
-    shapes = [tuple(s) for s in engine.get_tensor_profile_shape("input", 0)]
-    assert shapes == [(1, *ITEM), (2, *ITEM), (4, *ITEM)]
-    assert list((model_copy / "1").glob("*.partial")) == []
-
-
-# A model with two inputs of variable length: minilm_l6 (text_embedding), batch and sequence profiles.
-MINILM_DIR = ROOT / "model_repository" / "minilm_l6"
-
-
-@pytest.fixture
-def minilm_copy(tmp_path: Path) -> Path:
-    dest = tmp_path / "minilm_l6"
-    (dest / "1").mkdir(parents=True)
-    shutil.copy(MINILM_DIR / "config.pbtxt", dest / "config.pbtxt")
-    return dest
+    assert {name: [tuple(s) for s in engine.get_tensor_profile_shape(name, 0)] for name in shapes} == shapes
+    assert list((copy / "1").glob("*.partial")) == []
 
 
 def test_multi_input_profile_with_variable_dims_from_the_config() -> None:
@@ -333,32 +352,9 @@ def test_bad_shape_parameters_are_refused(minilm_copy: Path, old: str, new: str,
 
 
 def test_text_embedding_onnx_fits_the_profile() -> None:
-    onnx = pytest.importorskip("onnx")
-    path = MINILM_DIR / "1" / "model.onnx"
-    if not path.is_file():
-        pytest.skip(f"{path} is not exported yet (fleet build text_embedding)")
-    graph = onnx.load(str(path), load_external_data=False).graph
+    graph = exported_graph(MINILM_DIR)
     config = plan.load_config(MINILM_DIR)
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
     assert list(dims) == [t.name for t in config.input]
     assert all(isinstance(b, str) and isinstance(s, str) for b, s in dims.values()), dims  # both dynamic
     assert [o.name for o in graph.output] == [t.name for t in config.output]
-
-
-@pytest.mark.gpu
-def test_builds_a_plan_with_sequence_profiles(minilm_copy: Path) -> None:
-    trt = pytest.importorskip("tensorrt")
-    onnx = MINILM_DIR / "1" / "model.onnx"
-    if not onnx.is_file():
-        pytest.skip(f"{onnx} is not exported yet")
-    shutil.copy(onnx, minilm_copy / "1" / "model.onnx")
-    edit(minilm_copy, "max_batch_size: 64", "max_batch_size: 4")
-    edit(minilm_copy, "preferred_batch_size: [ 16, 32, 64 ]", "preferred_batch_size: [ 2 ]")
-
-    assert plan.main(["--model-dir", str(minilm_copy), "--workspace-gib", "1"]) == 0
-
-    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
-        (minilm_copy / "1" / "model.plan").read_bytes()
-    )
-    for name in ("input_ids", "attention_mask"):
-        assert [tuple(s) for s in engine.get_tensor_profile_shape(name, 0)] == [(1, 1), (2, 128), (4, 256)]
