@@ -164,13 +164,7 @@ class CompletionRequest(_Sampling):
 
     @model_validator(mode="after")
     def _completion_checks(self) -> CompletionRequest:
-        prompts = self.prompt if isinstance(self.prompt, list) else [self.prompt]
-        if not prompts:
-            raise ValueError("prompt: give a string or a non-empty list of strings")
-        if not all(isinstance(p, str) for p in prompts):
-            raise ValueError("prompt: token arrays are not supported; send the text")
-        if len(prompts) > MAX_PROMPTS:
-            raise ValueError(f"prompt: at most {MAX_PROMPTS} prompts in one request")
+        _texts("prompt", self.prompt, MAX_PROMPTS, "prompts")
         if self.suffix:
             raise ValueError("suffix is not supported: this model does not do fill-in-the-middle")
         if self.best_of is not None and self.best_of != self.n:
@@ -183,7 +177,7 @@ class CompletionRequest(_Sampling):
 
     @property
     def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)  # type: ignore[arg-type]
+        return _texts("prompt", self.prompt, MAX_PROMPTS, "prompts")
 
     @property
     def limit(self) -> int | None:
@@ -199,20 +193,26 @@ class EmbeddingRequest(_Body):
 
     @model_validator(mode="after")
     def _checks(self) -> EmbeddingRequest:
-        texts = self.input if isinstance(self.input, list) else [self.input]
-        if not texts:
-            raise ValueError("input: give a string or a non-empty list of strings")
-        if not all(isinstance(t, str) for t in texts):
-            raise ValueError("input: token arrays are not supported by this model; send the text")
-        if any(not t for t in texts):
+        if any(not t for t in self.texts):
             raise ValueError("input: empty strings cannot be embedded")
-        if len(texts) > MAX_EMBEDDING_INPUTS:
-            raise ValueError(f"input: at most {MAX_EMBEDDING_INPUTS} texts in one request")
         return self
 
     @property
     def texts(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)  # type: ignore[arg-type]
+        return _texts("input", self.input, MAX_EMBEDDING_INPUTS, "texts")
+
+
+def _texts(field: str, value: Any, most: int, what: str) -> list[str]:
+    """``field``'s ``value``, a string or a list of them, as a list; a ValueError where it is empty, holds
+    token arrays (this API takes text only) or more than ``most`` ``what``."""
+    texts = value if isinstance(value, list) else [value]
+    if not texts:
+        raise ValueError(f"{field}: give a string or a non-empty list of strings")
+    if not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"{field}: token arrays are not supported; send the text")
+    if len(texts) > most:
+        raise ValueError(f"{field}: at most {most} {what} in one request")
+    return texts
 
 
 Body = TypeVar("Body", bound=BaseModel)
