@@ -23,6 +23,7 @@ collects responses as Triton would is ``tests/python_models.py``.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import threading
@@ -310,18 +311,8 @@ class Logger:
     def log(message: str, level: str = "INFO") -> None:
         LOG.append((level, message))
 
-    @staticmethod
-    def log_info(message: str) -> None:
-        LOG.append(("INFO", message))
-
-    @staticmethod
-    def log_warn(message: str) -> None:
-        LOG.append(("WARNING", message))
-
-    @staticmethod
-    def log_error(message: str) -> None:
-        LOG.append(("ERROR", message))
-
-    @staticmethod
-    def log_verbose(message: str) -> None:
-        LOG.append(("VERBOSE", message))
+    # log_info(message) and its kin: log at their level
+    log_info = staticmethod(functools.partial(log, level="INFO"))
+    log_warn = staticmethod(functools.partial(log, level="WARNING"))
+    log_error = staticmethod(functools.partial(log, level="ERROR"))
+    log_verbose = staticmethod(functools.partial(log, level="VERBOSE"))
