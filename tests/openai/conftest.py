@@ -55,6 +55,16 @@ def embedding_model() -> str:
     return found[0]
 
 
+def whole_and_streamed(
+    client: Any, stream_options: dict | None = None, **request: Any
+) -> tuple[Any, list[Any]]:
+    """One chat request answered whole and then streamed (with ``stream_options``): the reply and the
+    stream's chunks."""
+    reply = client.chat.completions.create(**request)
+    streamed = client.chat.completions.create(**request, stream=True, stream_options=stream_options)
+    return reply, list(streamed)
+
+
 def streamed_text(chunks: list[Any]) -> str:
     """The text of a streamed chat completion: its chunks' deltas, joined."""
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -19,7 +19,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from tests.llm.conftest import metric, wait_idle
-from tests.openai.conftest import CHAT_MODEL, streamed_text
+from tests.openai.conftest import CHAT_MODEL, streamed_text, whole_and_streamed
 from tritonfleet import pipelines
 
 TOKENIZER = Path(__file__).resolve().parents[2] / "model_repository" / "preprocessing" / "1" / "tokenizer"
@@ -59,7 +59,10 @@ def test_models_are_the_declared_ones(client) -> None:
 
 def test_chat_greedy_answer_streamed_and_not(client, usage_log) -> None:
     before = len(usage_log)
-    reply = client.chat.completions.create(model=CHAT_MODEL, messages=COLORS, max_tokens=32, temperature=0)
+    usage = {"include_usage": True}
+    reply, chunks = whole_and_streamed(
+        client, usage, model=CHAT_MODEL, messages=COLORS, max_tokens=32, temperature=0
+    )
     text = reply.choices[0].message.content
     assert "Red" in text or "red" in text, text
     assert reply.choices[0].finish_reason == "stop"
@@ -68,16 +71,6 @@ def test_chat_greedy_answer_streamed_and_not(client, usage_log) -> None:
     assert 0 < reply.usage.completion_tokens < 32
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
-    chunks = list(
-        client.chat.completions.create(
-            model=CHAT_MODEL,
-            messages=COLORS,
-            max_tokens=32,
-            temperature=0,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
     assert chunks[0].choices[0].delta.role == "assistant"
     streamed = streamed_text(chunks)
     assert streamed == text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.openai.conftest import streamed_text
+from tests.openai.conftest import streamed_text, whole_and_streamed
 from tritonfleet import pipelines
 
 QUESTION = [{"role": "user", "content": "How do I add a pipeline to the fleet?"}]
@@ -19,22 +19,13 @@ def rag_model() -> str:
 
 
 def test_rag_answers_with_sources(client, rag_model: str) -> None:
-    reply = client.chat.completions.create(
-        model=rag_model, messages=QUESTION, max_tokens=48, temperature=0, extra_body={"num_sources": 2}
+    two = {"num_sources": 2}
+    reply, chunks = whole_and_streamed(
+        client, model=rag_model, messages=QUESTION, max_tokens=48, temperature=0, extra_body=two
     )
     sources = reply.model_extra["sources"]
     assert len(sources) == 2 and all("#" in s for s in sources), sources
     assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
-    chunks = list(
-        client.chat.completions.create(
-            model=rag_model,
-            messages=QUESTION,
-            max_tokens=48,
-            temperature=0,
-            stream=True,
-            extra_body={"num_sources": 2},
-        )
-    )
     last = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
     assert last.model_extra["sources"] == sources
     assert streamed_text(chunks) == reply.choices[0].message.content
