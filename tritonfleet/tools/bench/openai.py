@@ -33,7 +33,12 @@ from typing import Any
 from rich.console import Console
 
 from tritonfleet.pipelines.llm.bench.peer import gguf as gguf_path
-from tritonfleet.pipelines.llm.bench.served import GENAI_PERF, genai_perf_environment, genai_perf_venv
+from tritonfleet.pipelines.llm.bench.served import (
+    GENAI_PERF,
+    genai_perf_counts,
+    genai_perf_environment,
+    genai_perf_venv,
+)
 from tritonfleet.server import free_port
 from tritonfleet.tools.bench import loadgen, report
 
@@ -105,19 +110,14 @@ def genai_perf_command(
 def parse_export(path: Path, side: str, concurrency: int, memory_mb: float | None) -> Point:
     """genai-perf's ``profile_export_genai_perf.json`` as a :class:`Point`."""
     d = json.loads(path.read_text())
-    latency, ttft = d["request_latency"], d["time_to_first_token"]
+    latency = d["request_latency"]
     return Point(
         side=side,
         concurrency=concurrency,
-        request_count=int(d["request_count"]["avg"]),
-        requests_per_s=d["request_throughput"]["avg"],
+        **genai_perf_counts(d),
         latency_p50_ms=latency["p50"],
         latency_p95_ms=latency["p95"],
         latency_p99_ms=latency["p99"],
-        ttft_p50_ms=ttft["p50"],
-        ttft_p99_ms=ttft["p99"],
-        output_tokens_per_s=d["output_token_throughput"]["avg"],
-        output_tokens_avg=d["output_sequence_length"]["avg"],
         memory_mb=memory_mb,
     )
 

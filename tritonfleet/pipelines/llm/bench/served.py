@@ -190,22 +190,32 @@ def run_genai_perf(cmd: list[str], env: dict[str, str], artifact_dir: Path, conc
     return parse_genai_perf_export(exports[0], concurrency)
 
 
+def genai_perf_counts(export: dict[str, Any]) -> dict[str, Any]:
+    """What every genai-perf report here reads of its ``profile_export_genai_perf.json`` (parsed): requests,
+    their rate, time to first token, output tokens and their rate."""
+    ttft = export["time_to_first_token"]
+    return {
+        "request_count": int(export["request_count"]["avg"]),
+        "requests_per_s": export["request_throughput"]["avg"],
+        "ttft_p50_ms": ttft["p50"],
+        "ttft_p99_ms": ttft["p99"],
+        "output_tokens_per_s": export["output_token_throughput"]["avg"],
+        "output_tokens_avg": export["output_sequence_length"]["avg"],
+    }
+
+
 def parse_genai_perf_export(path: Path, concurrency: int) -> LlmPoint:
-    """Read genai-perf's ``profile_export_genai_perf.json``."""
+    """Read genai-perf's ``profile_export_genai_perf.json``: the counts, and the mean time to first token and
+    inter-token latency."""
     d = json.loads(path.read_text())
-    ttft, itl = d["time_to_first_token"], d["inter_token_latency"]
+    itl = d["inter_token_latency"]
     return LlmPoint(
         concurrency=concurrency,
-        request_count=int(d["request_count"]["avg"]),
-        ttft_avg_ms=ttft["avg"],
-        ttft_p50_ms=ttft["p50"],
-        ttft_p99_ms=ttft["p99"],
+        **genai_perf_counts(d),
+        ttft_avg_ms=d["time_to_first_token"]["avg"],
         itl_avg_ms=itl["avg"],
         itl_p50_ms=itl["p50"],
         itl_p99_ms=itl["p99"],
-        output_tokens_per_s=d["output_token_throughput"]["avg"],
-        requests_per_s=d["request_throughput"]["avg"],
-        output_tokens_avg=d["output_sequence_length"]["avg"],
     )
 
 
