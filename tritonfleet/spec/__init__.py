@@ -24,6 +24,8 @@ from tritonfleet.spec.declare import (
     Step,
     Tensor,
     ensemble,
+    onnxruntime,
+    tensorrt_plan,
 )
 from tritonfleet.spec.registry import Declared, declared, model, models
 
@@ -41,4 +43,4 @@ __all__ = [
     "Model",
     "QueuePolicy",
 ]
-__all__ += ["Step", "Tensor", "declared", "ensemble", "model", "models"]
+__all__ += ["Step", "Tensor", "declared", "ensemble", "model", "models", "onnxruntime", "tensorrt_plan"]

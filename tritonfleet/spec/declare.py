@@ -170,6 +170,31 @@ def ensemble(*steps: Step, doc: str = "") -> Deployment:
     return Deployment(platform="ensemble", steps=steps, doc=doc)
 
 
+def tensorrt_plan(
+    preferred: tuple[int, ...], *, parameters: Mapping[str, str] | None = None, doc: str = ""
+) -> Deployment:
+    """An ONNX model's GPU deployment: a TensorRT plan (built by build/tensorrt_plan.py), batched to the
+    ``preferred`` sizes within 0.5 ms, interactive requests first."""
+    return Deployment(
+        platform="tensorrt_plan",
+        kind=GPU,
+        batching=Batching.interactive_first(preferred=preferred, max_queue_delay_us=500),
+        parameters=parameters or {},
+        doc=doc,
+    )
+
+
+def onnxruntime(threads: int, *, doc: str = "") -> Deployment:
+    """An ONNX model's CPU deployment: the same export on onnxruntime with ``threads`` intra-op threads,
+    batching what is queued without waiting, interactive requests first."""
+    return Deployment(
+        platform="onnxruntime_onnx",
+        batching=Batching.interactive_first(max_queue_delay_us=0),
+        parameters={"intra_op_thread_count": str(threads)},
+        doc=doc,
+    )
+
+
 @dataclass(frozen=True)
 class Model:
     """One Triton model, declared once for every target.

@@ -4,7 +4,7 @@
 ``efficientnet_lite0`` (TensorRT on GPU, onnxruntime on CPU).
 """
 
-from tritonfleet.spec import GPU, Batching, Deployment, Model, Step, Tensor, ensemble
+from tritonfleet.spec import Deployment, Model, Step, Tensor, ensemble, onnxruntime, tensorrt_plan
 
 LABELS = "labels.txt"  # the ImageNet class names, one per line, in the model folders
 
@@ -41,19 +41,12 @@ EFFICIENTNET_LITE0 = Model(
     inputs=(PIXELS_IN,),
     outputs=(PROBABILITIES_OUT,),
     max_batch_size=32,
-    gpu=Deployment(
-        platform="tensorrt_plan",
-        kind=GPU,
-        batching=Batching.interactive_first(preferred=(8, 16, 32), max_queue_delay_us=500),
+    gpu=tensorrt_plan(
+        (8, 16, 32),
         doc="GPU production config: a TensorRT plan built from model.onnx inside the NGC image "
         "(build/tensorrt_plan.py; fp16, optimization profile derived from this file).",
     ),
-    cpu=Deployment(
-        platform="onnxruntime_onnx",
-        batching=Batching.interactive_first(max_queue_delay_us=0),
-        parameters={"intra_op_thread_count": "2"},
-        doc="CPU config: the same ONNX export served with onnxruntime.",
-    ),
+    cpu=onnxruntime(2, doc="CPU config: the same ONNX export served with onnxruntime."),
     doc="EfficientNet-Lite0, the pretrained ImageNet classifier (softmax probabilities).",
 )
 

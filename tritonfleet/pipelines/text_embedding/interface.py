@@ -4,7 +4,7 @@
 (TensorRT on GPU, onnxruntime on CPU; mean pooling and L2 normalisation are in the graph).
 """
 
-from tritonfleet.spec import GPU, Batching, Deployment, Model, Step, Tensor, ensemble
+from tritonfleet.spec import Batching, Deployment, Model, Step, Tensor, ensemble, onnxruntime, tensorrt_plan
 
 MAX_WORD_PIECES = 256  # the model's limit; the tokenizer cuts longer texts (TRUNCATED)
 
@@ -51,10 +51,8 @@ MINILM_L6 = Model(
     inputs=(INPUT_IDS, ATTENTION_MASK),
     outputs=(SENTENCE_EMBEDDING,),
     max_batch_size=64,
-    gpu=Deployment(
-        platform="tensorrt_plan",
-        kind=GPU,
-        batching=Batching.interactive_first(preferred=(16, 32, 64), max_queue_delay_us=500),
+    gpu=tensorrt_plan(
+        (16, 32, 64),
         parameters={
             "tensorrt_min_shapes": "input_ids:1,attention_mask:1",
             "tensorrt_opt_shapes": "input_ids:128,attention_mask:128",
@@ -65,10 +63,8 @@ MINILM_L6 = Model(
         the largest preferred size), sequence 1..256 word pieces (the tokenizer's limit), opt 128 (the
         parameters below).""",
     ),
-    cpu=Deployment(
-        platform="onnxruntime_onnx",
-        batching=Batching.interactive_first(max_queue_delay_us=0),
-        parameters={"intra_op_thread_count": "1"},
+    cpu=onnxruntime(
+        1,
         doc="""CPU config: the same ONNX export served with onnxruntime. Triton's dynamic batcher batches only
         requests of equal shapes (dims -1, no allow_ragged_batch); the tokenizer pads every request of one of
         its executions to the same length, so those run here together. One onnxruntime thread: the other core
