@@ -85,6 +85,18 @@ class Recipe:
     # scripts that keep a cache of their own (the LLM engine).
     cached: bool = True
 
+    @classmethod
+    def tensorrt_plan(cls, model: str) -> Recipe:
+        """``model``'s TensorRT plan, built on a GPU from its exported ``model.onnx`` by
+        build/tensorrt_plan.py (the optimization profile from its config)."""
+        return cls(
+            script="build/tensorrt_plan.py",
+            outputs=(f"{model}/1/model.plan",),
+            args=("--model-dir", f"{{repository}}/{model}", "--output", f"{{output}}/{model}/1"),
+            targets=("gpu",),
+            cached=False,
+        )
+
     @property
     def models(self) -> tuple[str, ...]:
         """The model folders this recipe writes into."""
