@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,29 +58,21 @@ def binary() -> str:
     return found
 
 
+@dataclass(eq=False)
 class Prometheus:
-    """One Prometheus process; ``start`` returns once it answers ``/-/ready``."""
+    """One Prometheus process scraping ``targets`` (``host:port``) with ``repository``'s rules; ``start``
+    returns once it answers ``/-/ready``."""
 
-    def __init__(
-        self,
-        targets: list[str],
-        repository: Path,
-        *,
-        port: int = 9090,
-        storage: Path | None = None,
-        interval: str = "15s",
-        retention: str = "15d",
-        log: Path | None = None,
-    ) -> None:
-        self.targets = targets
-        self.repository = repository
-        self.port = port
-        self.storage = storage
-        self.interval = interval
-        self.retention = retention
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self._work: Path | None = None
+    targets: list[str]
+    repository: Path
+    _: KW_ONLY
+    port: int = 9090
+    storage: Path | None = None  # None: a temporary folder, removed with it
+    interval: str = "15s"
+    retention: str = "15d"
+    log: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _work: Path | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
