@@ -34,7 +34,6 @@ exception from the engine fails the sequences of that step, not the scheduler.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from tritonfleet.pipelines.llm.detokenizer import Decoder
 from tritonfleet.pipelines.llm.kv_blocks import BlockPool, PrefixStats, blocks_for
 from tritonfleet.pipelines.llm.paged_engine import Chunk, PagedEngine
 from tritonfleet.pipelines.llm.sampling import Sampler
-from tritonfleet.pipelines.llm.sequence import Sequence, accept, finish, prepare
+from tritonfleet.pipelines.llm.sequence import SchedulerThread, Sequence, accept, finish, prepare
 
 
 @dataclass
@@ -91,7 +90,7 @@ def _plain(seq: Sequence) -> bool:
     )
 
 
-class BatchScheduler:
+class BatchScheduler(SchedulerThread[_Live]):
     """Runs :class:`~tritonfleet.pipelines.llm.sequence.Sequence` objects on a :class:`PagedEngine` from one
     background thread.
 
@@ -120,14 +119,14 @@ class BatchScheduler:
         self.on_step = on_step
         self.pool = BlockPool(engine.num_blocks, engine.block_size, prefix_caching)
         self.stats = BatchStats()
-        self._waiting: list[_Live] = []
         self._running: list[_Live] = []
         self._serials = count()
         self._admissions = count()
-        self._cv = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="batch-scheduler", daemon=True)
-        self._thread.start()
+        super().__init__("batch-scheduler")
+
+    @staticmethod
+    def _sequence(waiting: _Live) -> Sequence:
+        return waiting.seq
 
     # --- the callers' side ---
 
@@ -152,34 +151,7 @@ class BatchScheduler:
             next(self._serials),
             _plain(seq),
         )
-        with self._cv:
-            self._waiting.append(live)
-            self._cv.notify()
-
-    def halt(self, seq: Sequence) -> None:
-        """End ``seq`` early: at once while it waits, else before the next step (reason ``"stopped"``)."""
-        with self._cv:
-            waiting = next((w for w in self._waiting if w.seq is seq), None)
-            if waiting is not None:
-                self._waiting.remove(waiting)
-            else:
-                seq.halted = True
-        if waiting is not None:
-            finish(seq, "stopped")
-
-    def stop(self) -> None:
-        with self._cv:
-            self._stopping = True
-            self._cv.notify()
-        self._thread.join(timeout=30)
-        with self._cv:
-            waiting, self._waiting = self._waiting, []
-        for live in waiting:
-            finish(live.seq, "cancelled")
-
-    @property
-    def queue_size(self) -> int:
-        return len(self._waiting)
+        self._queue(live)
 
     @property
     def active(self) -> int:

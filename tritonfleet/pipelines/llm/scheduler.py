@@ -39,9 +39,7 @@ rows of 1024 tokens take ~0.75 GB).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,7 +47,7 @@ from tritonfleet.pipelines.llm.detokenizer import Decoder
 from tritonfleet.pipelines.llm.engine import CpuEngine, Wave
 from tritonfleet.pipelines.llm.kv_blocks import PrefixStats
 from tritonfleet.pipelines.llm.sampling import Sampler
-from tritonfleet.pipelines.llm.sequence import TOP_LEVEL, Sequence, accept, finish, prepare
+from tritonfleet.pipelines.llm.sequence import TOP_LEVEL, SchedulerThread, Sequence, accept, finish, prepare
 
 
 @dataclass
@@ -77,7 +75,7 @@ class _Running:
         return sum(not s.done for s in self.seqs)
 
 
-class WaveScheduler:
+class WaveScheduler(SchedulerThread[Sequence]):
     """Runs :class:`Sequence` objects on a :class:`CpuEngine` from one background thread.
 
     ``on_step(queued, active, rows)`` is called after every decode step (``rows``: the live rows it
@@ -109,22 +107,16 @@ class WaveScheduler:
         self.cancel_check_steps = cancel_check_steps
         self.on_step = on_step
         self.stats = SchedulerStats()
-        self._queue: deque[Sequence] = deque()
         self._alive: list[_Running] = []
-        self._cv = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="wave-scheduler", daemon=True)
-        self._thread.start()
+        super().__init__("wave-scheduler")
+
+    @staticmethod
+    def _sequence(waiting: Sequence) -> Sequence:
+        return waiting
 
     def submit(self, seq: Sequence) -> None:
         prepare(seq, self.tokenizer)
-        with self._cv:
-            self._queue.append(seq)
-            self._cv.notify()
-
-    @property
-    def queue_size(self) -> int:
-        return len(self._queue)
+        self._queue(seq)
 
     @property
     def alive_waves(self) -> int:
@@ -157,25 +149,6 @@ class WaveScheduler:
     def check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
         """Every request within the context fits: each wave allocates its own cache."""
 
-    def halt(self, seq: Sequence) -> None:
-        """End ``seq`` early: at once while it waits, else at its wave's next step (reason ``"stopped"``)."""
-        with self._cv:
-            queued = seq in self._queue
-            if queued:
-                self._queue.remove(seq)
-            else:
-                seq.halted = True
-        if queued:
-            finish(seq, "stopped")
-
-    def stop(self) -> None:
-        with self._cv:
-            self._stopping = True
-            self._cv.notify()
-        self._thread.join(timeout=30)
-        for seq in list(self._queue):
-            finish(seq, "cancelled")
-
     def _next_wave(self) -> list[Sequence] | None:
         """Requests for a new wave (maybe none); ``None`` once stopping.
 
@@ -186,14 +159,14 @@ class WaveScheduler:
         and row caps.
         """
         with self._cv:
-            while not self._queue and not self._alive and not self._stopping:
+            while not self._waiting and not self._alive and not self._stopping:
                 self._cv.wait()
             if self._stopping:
                 return None
-            if not self._queue:
+            if not self._waiting:
                 return []
-            level = min(s.level for s in self._queue)  # the best level waiting, oldest first
-            waiting = [s for s in self._queue if s.level == level]
+            level = min(s.level for s in self._waiting)  # the best level waiting, oldest first
+            waiting = [s for s in self._waiting if s.level == level]
             if any(w.level < level for w in self._alive):
                 return []  # a better level is running: worse ones wait
             top = level == TOP_LEVEL  # lower levels leave a wave and a wave's rows to the top level
@@ -213,7 +186,7 @@ class WaveScheduler:
                     self._cv.wait(patience - waited)
                 return []
             for s in wave:
-                self._queue.remove(s)
+                self._waiting.remove(s)
             return wave
 
     def _run(self) -> None:
@@ -239,7 +212,7 @@ class WaveScheduler:
             if over:
                 self._alive.remove(wave)
                 if self.on_step is not None:  # the wave's slots are free
-                    self.on_step(len(self._queue), self.active, 0)
+                    self.on_step(len(self._waiting), self.active, 0)
             else:
                 turn += 1
         for wave in self._alive:
@@ -293,7 +266,7 @@ class WaveScheduler:
         self.stats.steps += 1
         self.stats.shared_steps += live > 1
         if self.on_step is not None:
-            self.on_step(len(self._queue), self.active, live)
+            self.on_step(len(self._waiting), self.active, live)
         if wave.live == 0 or batch.length + 1 >= wave.max_length:
             for s in wave.seqs:
                 if not s.done:

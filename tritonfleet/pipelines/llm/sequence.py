@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from tritonfleet.pipelines.llm.detokenizer import Decoder, IncrementalDetokenizer
 from tritonfleet.pipelines.llm.guided import Guide
@@ -57,6 +57,9 @@ class Sequence:
     @property
     def level(self) -> int:
         return max(self.priority, TOP_LEVEL)
+
+
+W = TypeVar("W")
 
 
 class Scheduler(Protocol):
@@ -115,6 +118,57 @@ def finish(seq: Sequence, reason: str) -> None:
     if not seq.stream:
         seq._sent = 0
     send(seq, reason)
+
+
+class SchedulerThread(Generic[W]):
+    """What both schedulers share: the requests waiting (``_waiting``, each as a ``W`` whose sequence
+    :meth:`_sequence` gives), one background thread that runs ``_run``, and halting, queueing and stopping.
+    A subclass sets up its own state first, then calls this ``__init__``, which starts the thread."""
+
+    def __init__(self, name: str) -> None:
+        self._waiting: list[W] = []
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _sequence(waiting: W) -> Sequence:
+        raise NotImplementedError
+
+    def _queue(self, waiting: W) -> None:
+        with self._cv:
+            self._waiting.append(waiting)
+            self._cv.notify()
+
+    def halt(self, seq: Sequence) -> None:
+        """End ``seq`` early: at once while it waits, else at its next step (reason ``"stopped"``)."""
+        with self._cv:
+            waiting = next((w for w in self._waiting if self._sequence(w) is seq), None)
+            if waiting is not None:
+                self._waiting.remove(waiting)
+            else:
+                seq.halted = True
+        if waiting is not None:
+            finish(seq, "stopped")
+
+    def stop(self) -> None:
+        """Stop the thread; the requests still waiting end ``"cancelled"``."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+        with self._cv:
+            waiting, self._waiting = self._waiting, []
+        for w in waiting:
+            finish(self._sequence(w), "cancelled")
+
+    @property
+    def queue_size(self) -> int:
+        return len(self._waiting)
 
 
 def run_to_completion(scheduler: Scheduler, prompt: list[int], params: SamplingParams) -> Sequence:
