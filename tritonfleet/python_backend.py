@@ -62,6 +62,16 @@ def send_each(
             sender.send(pb_utils.InferenceResponse(error=error(model, exc, prefix)), flags=FINAL)
 
 
+def parameters(config: dict[str, Any]) -> dict[str, str]:
+    """A model config's (as JSON) ``parameters``: each name's string value."""
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def output_dtypes(config: dict[str, Any]) -> dict[str, Any]:
+    """The numpy type of each output of a model's config (as JSON), by name."""
+    return {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
+
+
 def required_inputs(config: dict[str, Any]) -> list[str]:
     """The inputs a model's config (as JSON) does not mark optional."""
     return [t["name"] for t in config["input"] if not t.get("optional")]

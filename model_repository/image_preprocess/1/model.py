@@ -15,13 +15,13 @@ import triton_python_backend_utils as pb_utils
 
 from tritonfleet.pipelines.image_classifier import interface
 from tritonfleet.pipelines.image_classifier.imaging import DEFAULT_MAX_PIXELS, ImageError, preprocess
-from tritonfleet.python_backend import answer_each
+from tritonfleet.python_backend import answer_each, parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = parameters(config)
         self.max_pixels = int(params.get(interface.MAX_PIXELS, DEFAULT_MAX_PIXELS))
         [output] = config["output"]
         self.dtype = pb_utils.triton_string_to_numpy(output["data_type"])

@@ -27,13 +27,13 @@ from tokenizers import Tokenizer
 
 from tritonfleet.errors import ClientError
 from tritonfleet.pipelines.llm import interface as llm
-from tritonfleet.python_backend import answer_each, check_required, numpy_type, required_inputs
+from tritonfleet.python_backend import answer_each, check_required, numpy_type, parameters, required_inputs
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = parameters(config)
         tokenizer_dir = (
             Path(args["model_repository"]) / args["model_version"] / params.get("tokenizer_dir", "tokenizer")
         )

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from tritonfleet.errors import ClientError
 from tritonfleet.pipelines.llm import interface as llm
-from tritonfleet.python_backend import answer_each, check_required, required_inputs
+from tritonfleet.python_backend import answer_each, check_required, output_dtypes, parameters, required_inputs
 
 
 def _text(value, what):
@@ -35,8 +35,8 @@ def _text(value, what):
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
+        params = parameters(config)
+        self.dtypes = output_dtypes(config)
         self.required = required_inputs(config)
         tokenizer_dir = (
             Path(args["model_repository"]) / args["model_version"] / params.get("tokenizer_dir", "tokenizer")

@@ -18,7 +18,7 @@ from tritonfleet.errors import ClientError
 from tritonfleet.pipelines.rag import interface as rag
 from tritonfleet.pipelines.rag.retrieval import Index, prompt
 from tritonfleet.pipelines.text_embedding.embedding import decode_text
-from tritonfleet.python_backend import answer_each
+from tritonfleet.python_backend import answer_each, output_dtypes, parameters
 
 
 def _values(request, name):
@@ -32,11 +32,11 @@ class TritonPythonModel:
 
         faiss.omp_set_num_threads(1)  # exact search over a small index: threads would only contend
         config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = parameters(config)
         self.index = Index.load(Path(args["model_repository"]) / args["model_version"])
         self.default_sources = int(params.get("default_sources", "3"))
         self.max_sources = int(params.get("max_sources", "8"))
-        self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
+        self.dtypes = output_dtypes(config)
 
     def execute(self, requests):
         name = rag.RETRIEVER.name

@@ -18,20 +18,20 @@ import triton_python_backend_utils as pb_utils
 from tritonfleet.errors import ClientError
 from tritonfleet.pipelines.text_embedding import interface
 from tritonfleet.pipelines.text_embedding.embedding import TextTokenizer, decode_text
-from tritonfleet.python_backend import error
+from tritonfleet.python_backend import error, output_dtypes, parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        params = parameters(config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer = TextTokenizer(
             version_dir / params.get("tokenizer_file", "tokenizer.json"),
             pad_to_multiple_of=int(params.get("pad_to_multiple_of", "0")) or None,
         )
         self.input = interface.TEXT.name
-        self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["output"]}
+        self.dtypes = output_dtypes(config)
 
     def execute(self, requests):
         texts, errors = [], []
