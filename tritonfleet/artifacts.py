@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from tritonfleet.defaults import cache_root
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REPOSITORY = PROJECT_ROOT / "model_repository"
+BASE_PYTHON = Path("/usr/bin/python3.11")  # Debian's, which pinned venvs are made from (else this one)
 
 
 @dataclass(frozen=True)
@@ -247,3 +248,22 @@ def _version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "missing"
+
+
+def pinned_venv(path: Path, pins: Sequence[str], log: Path) -> Path:
+    """A venv at ``path`` with ``pins`` installed, made on first use and again when the pins change (a stamp
+    in it lists them); its ``python``. pip's output goes to ``log``; a failed step is a RuntimeError."""
+    python = path / "bin" / "python"
+    stamp = path / "tritonfleet-pins.txt"
+    listed = "\n".join(pins)
+    if stamp.is_file() and stamp.read_text().strip() == listed:
+        return python
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = str(BASE_PYTHON) if BASE_PYTHON.exists() else sys.executable
+    with log.open("w") as out:
+        for cmd in ([base, "-m", "venv", str(path)], [str(python), "-m", "pip", "install", *pins]):
+            if subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode:
+                raise RuntimeError(f"creating the venv {path} failed: see {log}")
+    stamp.write_text(listed + "\n")
+    return python

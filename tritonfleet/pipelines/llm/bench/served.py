@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from tritonfleet.artifacts import pinned_venv
 from tritonfleet.clients import FleetClient
 from tritonfleet.pipelines import pinned
 from tritonfleet.pipelines.llm.bench.peer import GGUF_NAME
@@ -49,7 +49,6 @@ GENAI_PERF = "genai-perf==0.0.16"
 GENAI_PERF_PINS = (GENAI_PERF, pinned("transformers"))  # the project's: the one that wrote that config
 CACHE = Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet"))
 GENAI_PERF_VENV = CACHE / "genai-perf-venv"
-BASE_PYTHON = Path("/usr/bin/python3.11")
 FILLER = (
     "The quick brown fox jumps over the lazy dog while the farmer counts his sheep in the morning light, "
     "and the river runs past the old mill towards the sea. "
@@ -116,23 +115,8 @@ class EngineSettings:
 
 def genai_perf_venv(console: Console, venv: Path = GENAI_PERF_VENV) -> Path:
     """The pinned genai-perf venv, created on first use; returns its ``genai-perf`` script."""
-    stamp = venv / "tritonfleet-pins.txt"
-    pins = "\n".join(GENAI_PERF_PINS)
-    if stamp.is_file() and stamp.read_text() == pins:
-        return venv / "bin" / "genai-perf"
-    shutil.rmtree(venv, ignore_errors=True)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    log = venv.parent / "genai-perf-venv.log"
-    base = str(BASE_PYTHON) if BASE_PYTHON.exists() else sys.executable
-    steps = [
-        [base, "-m", "venv", str(venv)],
-        [str(venv / "bin" / "python"), "-m", "pip", "install", *GENAI_PERF_PINS],
-    ]
-    with console.status(f"creating {venv} ({GENAI_PERF}, about a minute)"), log.open("w") as out:
-        for cmd in steps:
-            if subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode:
-                raise RuntimeError(f"creating the genai-perf venv failed: see {log}")
-    stamp.write_text(pins)
+    with console.status(f"the genai-perf venv {venv} ({GENAI_PERF}; about a minute when it is made)"):
+        pinned_venv(venv, GENAI_PERF_PINS, venv.parent / "genai-perf-venv.log")
     return venv / "bin" / "genai-perf"
 
 

@@ -56,7 +56,6 @@ from tritonfleet.server import TritonServer, free_port
 from tritonfleet.tools.bench import report
 
 PEERS_DIR = Path(__file__).parent / "peers"
-BASE_PYTHON = Path("/usr/bin/python3.11")
 CORES = os.cpu_count() or 1
 MAX_BATCH = 32  # the peers' batch limit: the highest concurrency measured
 SYSTEMS = ("triton-grpc", "triton-http", "fastapi-1", f"fastapi-{CORES}", "bentoml", "litserve")
@@ -101,21 +100,8 @@ def peer_venv(kind: str, console: Console) -> Path:
     pins = (*PEER_PINS[kind], f"onnxruntime=={importlib.metadata.version('onnxruntime')}")
     key = hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12]
     venv = artifacts.cache_root() / "bench-peers" / f"{kind}-{key}"
-    python = venv / "bin" / "python"
-    if (venv / "tritonfleet-pins.txt").is_file():
-        return python
-    shutil.rmtree(venv, ignore_errors=True)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    log = venv.parent / f"{kind}-{key}.log"
-    with console.status(f"creating the {kind} venv {venv} ({', '.join(pins)})"), log.open("w") as out:
-        for cmd in (
-            [str(BASE_PYTHON), "-m", "venv", str(venv)],
-            [str(python), "-m", "pip", "install", *pins],
-        ):
-            if subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
-                raise RuntimeError(f"creating the {kind} venv failed: see {log}")
-    (venv / "tritonfleet-pins.txt").write_text("\n".join(pins) + "\n")
-    return python
+    with console.status(f"the {kind} venv {venv} ({', '.join(pins)})"):
+        return artifacts.pinned_venv(venv, pins, venv.parent / f"{kind}-{key}.log")
 
 
 def wrk_binary(console: Console) -> str:
