@@ -14,6 +14,27 @@ from __future__ import annotations
 
 import math
 
+# Triton's TritonError codes (the Python backend's) by the gRPC code they stand for.
+TRITON_CODES = {
+    "INVALID_ARGUMENT": "INVALID_ARG",
+    "NOT_FOUND": "NOT_FOUND",
+    "UNIMPLEMENTED": "UNSUPPORTED",
+    "CANCELLED": "CANCELLED",
+    "UNAVAILABLE": "UNAVAILABLE",
+    "INTERNAL": "INTERNAL",
+}
+
+
+class _RetryAfter:
+    """An error that tells the client when to try again: after ``retry_s`` seconds."""
+
+    retry_s: float
+
+    @property
+    def retry_after(self) -> str:
+        """The ``Retry-After`` header's value."""
+        return retry_after(self.retry_s)
+
 
 class Error(Exception):
     """An error whose answer is known: ``status`` (HTTP), ``grpc_code``, ``triton_code``, the ``message``
@@ -22,7 +43,6 @@ class Error(Exception):
 
     status = 500
     grpc_code = "INTERNAL"
-    triton_code = "INTERNAL"
     default_reason = "fault"
 
     def __init__(self, message: str, *, reason: str | None = None, code: str | None = None) -> None:
@@ -31,13 +51,19 @@ class Error(Exception):
         self.reason = reason or self.default_reason
         self.code = code
 
+    @property
+    def triton_code(self) -> str:
+        """Triton's code of the same name as the gRPC code where it has one; else a client's mistake is
+        ``INVALID_ARG`` (a 400) and anything else ``INTERNAL``."""
+        fallback = "INVALID_ARG" if isinstance(self, ClientError) else "INTERNAL"
+        return TRITON_CODES.get(self.grpc_code, fallback)
+
 
 class ClientError(Error):
     """The request is wrong: the client must change it (HTTP 400, gRPC INVALID_ARGUMENT)."""
 
     status = 400
     grpc_code = "INVALID_ARGUMENT"
-    triton_code = "INVALID_ARG"
     default_reason = "invalid"
 
     def __init__(
@@ -52,7 +78,6 @@ class NotFound(ClientError):
 
     status = 404
     grpc_code = "NOT_FOUND"
-    triton_code = "NOT_FOUND"
     default_reason = "not_found"
 
 
@@ -61,7 +86,6 @@ class NotAllowed(ClientError):
 
     status = 405
     grpc_code = "UNIMPLEMENTED"
-    triton_code = "UNSUPPORTED"
     default_reason = "bad_method"
 
 
@@ -105,7 +129,7 @@ class Forbidden(ClientError):
     default_reason = "forbidden"
 
 
-class RateLimited(ClientError):
+class RateLimited(_RetryAfter, ClientError):
     """Over the caller's budget: try again after ``retry_s`` seconds (HTTP 429 + Retry-After)."""
 
     status = 429
@@ -119,36 +143,26 @@ class RateLimited(ClientError):
         self.retry_s = retry_s
         self.key = key  # the caller's key name, for the metrics
 
-    @property
-    def retry_after(self) -> str:
-        return retry_after(self.retry_s)
-
 
 class Cancelled(ClientError):
     """The client cancelled the request or went away before its answer (HTTP 499, nginx's code)."""
 
     status = 499
     grpc_code = "CANCELLED"
-    triton_code = "CANCELLED"
     default_reason = "cancelled"
 
 
-class Unavailable(Error):
+class Unavailable(_RetryAfter, Error):
     """The server cannot answer now (starting, restarting, a model reloading): not the client's fault, worth
     retrying after ``retry_s`` seconds (HTTP 503 + Retry-After, gRPC UNAVAILABLE)."""
 
     status = 503
     grpc_code = "UNAVAILABLE"
-    triton_code = "UNAVAILABLE"
     default_reason = "unavailable"
 
     def __init__(self, message: str, retry_s: float = 1.0, *, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_s = retry_s
-
-    @property
-    def retry_after(self) -> str:
-        return retry_after(self.retry_s)
 
 
 class NotLoaded(Unavailable):
