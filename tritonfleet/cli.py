@@ -102,6 +102,12 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--max-body-mb", type=int, default=64, help="largest request body accepted")
     s.add_argument("--probe-interval", type=float, default=30.0, help="seconds between pipeline probes")
+    s.add_argument(
+        "--grpc-transport",
+        choices=["auto", "native", "aio"],
+        default="auto",
+        help="the front door's gRPC transport: native (C++, built at set-up) or aio; auto: native if built",
+    )
     s.add_argument("--verbose", action="store_true", help="stream the server log to the console")
     s.add_argument(
         "--tritonserver", type=Path, help="run this tritonserver (the GPU image's) instead of the bundled one"
@@ -278,6 +284,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_args={"binary": args.tritonserver, "extra_args": args.server_args},
         openai_port=args.openai_port or None,
         openai_max_tokens=args.openai_max_tokens,
+        grpc_transport=args.grpc_transport,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -295,7 +302,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print(f"[green]✓[/] serving {len(models)} models: {', '.join(models)}")
         console.print(f"  public  {', '.join(fleet.public)}")
         console.print(f"  HTTP    http://{fleet.http_url}   (KServe v2: /v2/models/<name>/infer)")
-        console.print(f"  gRPC    {fleet.grpc_url}")
+        assert fleet.door is not None
+        console.print(f"  gRPC    {fleet.grpc_url}   ({fleet.door.transport} transport)")
         console.print(f"  metrics {fleet.metrics_url}")
         if fleet.openai_url:
             key = "<key>" if fleet.keys.enabled else "none"

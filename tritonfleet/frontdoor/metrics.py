@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -9,6 +11,7 @@ class Metrics:
     """Requests by route, model, key and status; rejections by reason; latency; recoveries."""
 
     def __init__(self) -> None:
+        self.before_scrape: list[Callable[[], object]] = []  # bring counts up to date (the gRPC transport's)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "tritonfleet_frontdoor_requests",
@@ -46,4 +49,6 @@ class Metrics:
         )
 
     def text(self) -> bytes:
+        for update in self.before_scrape:
+            update()
         return generate_latest(self.registry)
