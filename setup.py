@@ -9,5 +9,5 @@ setup(
         "tritonfleet.clients",
     ],
     package_dir={"tritonfleet.clients": "clients"},
-    package_data={"tritonfleet": ["**/*.lua"]},
+    package_data={"tritonfleet": ["**/*.lua", "**/*.cpp"]},  # the front door's C++ gRPC transport: built where installed
 )

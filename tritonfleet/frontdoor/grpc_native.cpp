@@ -30,6 +30,7 @@
 #include <pybind11/stl.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -227,6 +228,16 @@ class Door {
     if (!stopping_) reporters_[thread]->Arm();
   }
   void Report() { answered_.Report(handler_); }  // with the GIL held
+  // Calls taken and not yet done: the queues are shut down only once there are none (an operation
+  // started on a queue that is shut down aborts the process).
+  void Began() {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    ++live_;
+  }
+  void Ended() {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    if (--live_ == 0) live_cv_.notify_all();
+  }
 
  private:
   py::object handler_;
@@ -241,6 +252,9 @@ class Door {
   std::vector<std::unique_ptr<Reporter>> reporters_;
   Answered answered_;
   std::atomic<bool> stopping_{false};
+  std::mutex live_mu_;
+  std::condition_variable live_cv_;
+  int live_ = 0;
 };
 
 void Reporter::Fire(bool) {
@@ -280,6 +294,8 @@ class Proxied {
   void Handle(int op, bool ok) {
     if (op == REQUESTED) {
       if (ok) {  // else: shutting down
+        door_->Began();
+        began_ = true;
         door_->Listen(thread_);
         stream_mode_ = door_->IsStream(context_.method());
         if (stream_mode_)
@@ -302,7 +318,10 @@ class Proxied {
         Gil gil;
         token_ = py::object();
       }
+      Door* door = door_;
+      bool began = began_;
       delete this;
+      if (began) door->Ended();
     }
   }
 
@@ -622,7 +641,7 @@ class Proxied {
   grpc::ClientContext upstream_context_;
   py::object token_;
   grpc::Status status_;
-  bool stream_mode_ = false, cancelled_ = false, upstream_open_ = false;
+  bool began_ = false, stream_mode_ = false, cancelled_ = false, upstream_open_ = false;
   // unary
   grpc::ByteBuffer request_, answer_;
   std::unique_ptr<grpc::GenericClientAsyncResponseReader> unary_upstream_;
@@ -687,8 +706,14 @@ void Door::Stop(double grace_s) {
   {
     py::gil_scoped_release release;
     stopping_ = true;
+    // After grace_s every call still running is cancelled (and so its upstream call); the pollers go on
+    // until each call has ended.
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000)));
+    {
+      std::unique_lock<std::mutex> lock(live_mu_);
+      live_cv_.wait(lock, [this] { return live_ == 0; });
+    }
     for (auto& q : queues_) q->Shutdown();
     for (auto& t : pollers_) t.join();
     pollers_.clear();

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -64,6 +65,27 @@ class GrpcFrontDoor:
             fn = self.channel.stream_stream(path) if stream else self.channel.unary_unary(path)
             self._calls[method] = fn
         return fn
+
+
+class GrpcFrontDoorThread:
+    """A grpc.aio front door on an event loop of its own thread: the fallback served beside the fleet's
+    transport on the same :class:`~tritonfleet.frontdoor.access.AccessControl` (tests, benches)."""
+
+    def __init__(self, access: AccessControl, upstream: str, internal: tuple[str, ...] = ()) -> None:
+        self.door = GrpcFrontDoor(access, upstream, internal)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="frontdoor-grpc-aio", daemon=True)
+
+    def start(self, address: str = "127.0.0.1:0") -> int:
+        """Bind ``address``; the port (0: it could not)."""
+        self.thread.start()
+        return asyncio.run_coroutine_threadsafe(self.door.start(address), self.loop).result(30)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.door.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
 
 
 def authorization(context: grpc.aio.ServicerContext) -> str | None:
@@ -142,7 +164,8 @@ class _Handler(grpc.GenericRpcHandler):
             except (asyncio.CancelledError, grpc.aio.AioRpcError):
                 pass
             except Exception as exc:
-                await out.put(exc)
+                if not call.done():  # else the upstream ended (dead, refused): its status comes out
+                    await out.put(exc)
 
         async def pump_out() -> None:
             try:
