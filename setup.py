@@ -9,5 +9,6 @@ setup(
         "tritonfleet.clients",
     ],
     package_dir={"tritonfleet.clients": "clients"},
-    package_data={"tritonfleet": ["**/*.lua", "**/*.cpp"]},  # the front door's C++ gRPC transport: built where installed
+    # *.cpp: the front door's C++ gRPC transport, built where the package is installed
+    package_data={"tritonfleet": ["**/*.lua", "**/*.cpp"]},
 )
