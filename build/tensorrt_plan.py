@@ -1,22 +1,33 @@
 #!/usr/bin/env python3
-"""Build ``model.plan`` from ``<model-dir>/1/model.onnx`` with the TensorRT Python API.
+"""Build ``model.plan`` from ``<model-dir>/1/model.onnx`` with the TensorRT Python API, for any ONNX model of
+the fleet whose GPU config says ``platform: "tensorrt_plan"`` (which ones: tritonfleet/deploy/tensorrt.py).
 
     python build/tensorrt_plan.py --model-dir model_repository/efficientnet_lite0 [--output DIR]
+        [--no-fp16] [--int8 --calibration SAMPLES.npz] [--check SAMPLES.npz] [--workspace-gib 0.5]
+        [--print-command]
 
 writes ``DIR/model.plan`` (default DIR: ``<model-dir>/1``), the recipe convention of ``fleet build``.
 
+Precision: fp16 kernels by default (I/O stays as the ONNX declares it); ``--int8`` adds int8 kernels with
+post-training calibration over real inputs: ``SAMPLES.npz`` holds one array per input, batch first, made by
+the model's pipeline from real data (``fleet deploy calibration MODEL``), fed through TensorRT's entropy
+calibrator in batches within the profile; the calibration cache is written beside the plan. TensorRT 10
+deprecates this implicit quantization in favour of Q/DQ graphs (ModelOpt) but still builds it.
+
 The optimization profile is derived from the model's GPU config (``config.pbtxt``), for every input: the
 batch dimension from 1 up to ``max_batch_size``, optimized for the largest
-``dynamic_batching.preferred_batch_size`` (or ``max_batch_size`` when there is none); the variable dims
-(``-1``) from the parameters ``tensorrt_min_shapes``, ``tensorrt_opt_shapes`` and ``tensorrt_max_shapes``,
-which give each such input's shape without the batch dimension in trtexec's syntax
-(``input_ids:1,attention_mask:1``; ``x`` between dims: ``image:3x64x64``). Plans are specific to the GPU
-and the TensorRT version, so this runs on the serving GPU inside the image from ``docker/Dockerfile`` (its
-entrypoint calls it at start). After building, the plan is deserialized and its tensors checked against the
-config before it is moved into place. Targets TensorRT 10 (the GPU image has 10.4, TensorRT-LLM 0.14's); 8.6
-works too for models without INT64 inputs.
+``dynamic_batching.preferred_batch_size`` (or ``max_batch_size`` when there is none), no batch dimension
+when ``max_batch_size`` is 0; the variable dims (``-1``) from the parameters ``tensorrt_min_shapes``,
+``tensorrt_opt_shapes`` and ``tensorrt_max_shapes``, which give each such input's shape without the batch
+dimension in trtexec's syntax (``input_ids:1,attention_mask:1``; ``x`` between dims: ``image:3x64x64``).
+The builder workspace is limited to ``WORKSPACE_GIB`` (the figure the placement planner assumes per
+instance, tritonfleet/plan/memory.py). Plans are specific to the GPU and the TensorRT version, so this runs
+on the serving GPU inside the image from ``docker/Dockerfile`` (its entrypoint calls it at start). After
+building, the plan is deserialized and its tensors checked against the config before it is moved into
+place; ``--check`` then runs it and onnxruntime on the same real inputs and fails beyond the tolerance of
+its precision. Targets TensorRT 10 (the image's 10.14, TensorRT-LLM 1.2.1's).
 
-Standalone script: ``build/`` is not a package, and it runs on the serving image's Python 3.10.
+Standalone script: ``build/`` is not a package, and it runs on the serving image's Python (3.12).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -34,6 +46,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 Shape = tuple[int, ...]
 
 TRT_PLATFORM = "tensorrt_plan"
+WORKSPACE_GIB = 0.5  # tritonfleet/plan/memory.py TRT_WORKSPACE: the planner counts this much per instance
+# How close a plan must come to onnxruntime on real inputs, by precision: (max |a-b| / max |b|, cosine).
+TOLERANCE = {"fp32": (1e-3, 0.99999), "fp16": (2e-2, 0.9995), "int8": (0.15, 0.98)}
 # Triton data type -> name of the matching ``tensorrt.DataType`` member.
 TRT_DTYPES = {
     "TYPE_FP32": "FLOAT",
@@ -90,11 +105,12 @@ def profiles_from_config(config: mc.ModelConfig) -> tuple[Profile, ...]:
         raise PlanError(f"{config.name}: {kind!r} is not a TensorRT model (platform {TRT_PLATFORM!r})")
     if not config.input:
         raise PlanError(f"{config.name}: the config declares no input")
-    if config.max_batch_size < 1:
-        raise PlanError(f"{config.name}: max_batch_size must be >= 1 to derive a batch profile")
+    if config.max_batch_size < 0:
+        raise PlanError(f"{config.name}: max_batch_size must be >= 0")
+    batched = config.max_batch_size > 0
     largest = config.max_batch_size
     opt = max(config.dynamic_batching.preferred_batch_size, default=largest)
-    if not 1 <= opt <= largest:
+    if batched and not 1 <= opt <= largest:
         raise PlanError(f"{config.name}: preferred_batch_size {opt} is outside 1..{largest}")
     given = [_shapes_parameter(config, key) for key in SHAPE_PARAMETERS]
     unknown = set().union(*given) - {t.name for t in config.input}
@@ -120,7 +136,10 @@ def profiles_from_config(config: mc.ModelConfig) -> tuple[Profile, ...]:
             raise PlanError(
                 f"{config.name}: input {tensor.name!r}: need min <= opt <= max, got {low} {best} {high}"
             )
-        profiles.append(Profile(tensor.name, (1, *low), (opt, *best), (largest, *high)))
+        if batched:
+            profiles.append(Profile(tensor.name, (1, *low), (opt, *best), (largest, *high)))
+        else:
+            profiles.append(Profile(tensor.name, tuple(low), tuple(best), tuple(high)))
     return tuple(profiles)
 
 
@@ -142,9 +161,15 @@ def _shapes_parameter(config: mc.ModelConfig, key: str) -> dict[str, Shape]:
 
 
 def trtexec_command(
-    onnx: Path, plan: Path, profiles: tuple[Profile, ...], fp16: bool, workspace_gib: float | None = None
+    onnx: Path,
+    plan: Path,
+    profiles: tuple[Profile, ...],
+    fp16: bool,
+    workspace_gib: float | None = None,
+    int8_cache: Path | None = None,
 ) -> list[str]:
-    """The ``trtexec`` command that builds the same plan."""
+    """The ``trtexec`` command that builds the same plan (int8: from the calibration cache a Python build
+    wrote, which trtexec reads but cannot make from real inputs itself)."""
 
     def spec(which: str) -> str:
         def one(p: Profile) -> str:
@@ -165,6 +190,8 @@ def trtexec_command(
         command.append(f"--memPoolSize=workspace:{round(workspace_gib * 1024)}")  # MiB
     if fp16:
         command.append("--fp16")
+    if int8_cache is not None:
+        command += ["--int8", f"--calib={int8_cache}"]
     return command
 
 
@@ -195,8 +222,90 @@ def check_tensors(
     return problems
 
 
-def build_plan(onnx: Path, profiles: tuple[Profile, ...], fp16: bool, workspace_gib: float) -> bytes:
-    """Parse ``onnx`` and build a serialized engine with one optimization profile over its inputs."""
+class CalibrationBatches:
+    """Real sample inputs cut into batches that fit the profile: each batch has the profile's opt batch size
+    (the last one may be smaller), every input the same rows. Pure numpy: the calibrator copies them to the
+    GPU."""
+
+    def __init__(self, samples: dict[str, Any], profiles: tuple[Profile, ...], batched: bool = True) -> None:
+        names = [p.name for p in profiles]
+        if sorted(samples) != sorted(names):
+            raise PlanError(f"calibration inputs {sorted(samples)} != the model's inputs {sorted(names)}")
+        rows = {len(samples[n]) for n in names} if batched else {1}
+        if len(rows) != 1 or 0 in rows:
+            raise PlanError(f"calibration inputs must have the same number of rows, got {sorted(rows)}")
+        for p in profiles:
+            shape = tuple(samples[p.name].shape[1:] if batched else samples[p.name].shape)
+            low, high = (p.min[1:], p.max[1:]) if batched else (p.min, p.max)
+            if len(shape) != len(low) or not all(
+                a <= s <= b for a, s, b in zip(low, shape, high, strict=True)
+            ):
+                raise PlanError(
+                    f"calibration input {p.name!r}: shape {shape} is outside the profile {low}..{high}"
+                )
+        self.samples, self.names, self.batched = samples, names, batched
+        self.rows = rows.pop()
+        self.batch_size = profiles[0].opt[0] if batched else 1
+
+    def __iter__(self):
+        if not self.batched:
+            yield {n: self.samples[n] for n in self.names}
+            return
+        for start in range(0, self.rows, self.batch_size):
+            yield {n: self.samples[n][start : start + self.batch_size] for n in self.names}
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.batch_size) if self.batched else 1
+
+
+def load_samples(path: Path) -> dict[str, Any]:
+    """Arrays by input name from an ``.npz`` written by ``fleet deploy calibration``."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _entropy_calibrator(trt: Any, batches: CalibrationBatches, cache: Path) -> Any:
+    """TensorRT's ``IInt8EntropyCalibrator2`` over ``batches``; torch (in the image) holds the buffers."""
+    import torch
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches = iter(batches)
+            self.held: list[Any] = []
+
+        def get_batch_size(self) -> int:
+            return batches.batch_size
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            batch = next(self.batches, None)
+            if batch is None:
+                return None
+            self.held = [torch.from_numpy(batch[n].copy()).cuda() for n in names]
+            return [t.data_ptr() for t in self.held]
+
+        def read_calibration_cache(self) -> bytes | None:
+            return cache.read_bytes() if cache.is_file() else None
+
+        def write_calibration_cache(self, data: Any) -> None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_bytes(bytes(data))
+
+    return Calibrator()
+
+
+def build_plan(
+    onnx: Path,
+    profiles: tuple[Profile, ...],
+    fp16: bool,
+    workspace_gib: float,
+    calibration: CalibrationBatches | None = None,
+    calibration_cache: Path | None = None,
+) -> bytes:
+    """Parse ``onnx`` and build a serialized engine with one optimization profile over its inputs; with
+    ``calibration``, int8 kernels calibrated on those batches."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -221,6 +330,11 @@ def build_plan(onnx: Path, profiles: tuple[Profile, ...], fp16: bool, workspace_
     for p in profiles:
         optimization_profile.set_shape(p.name, p.min, p.opt, p.max)
     config.add_optimization_profile(optimization_profile)
+    if calibration is not None:
+        assert calibration_cache is not None
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = _entropy_calibrator(trt, calibration, calibration_cache)
+        config.set_calibration_profile(optimization_profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise PlanError(f"{onnx}: TensorRT failed to build an engine (see its log above)")
@@ -244,14 +358,82 @@ def plan_tensors(plan: bytes) -> dict[str, Tensor]:
     return tensors
 
 
+def agreement(expected: Any, actual: Any) -> tuple[float, float]:
+    """(max |actual - expected| / max |expected|, cosine similarity) of two outputs, flattened."""
+    import numpy as np
+
+    a = np.asarray(expected, dtype=np.float64).ravel()
+    b = np.asarray(actual, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise PlanError(f"output sizes differ: {a.size} vs {b.size}")
+    scale = float(np.abs(a).max()) or 1.0
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    cosine = float(a @ b / norms) if norms else float(np.array_equal(a, b))
+    return float(np.abs(a - b).max()) / scale, cosine
+
+
+def check_against_onnxruntime(
+    plan: bytes, onnx: Path, batches: CalibrationBatches, precision: str
+) -> list[str]:
+    """Run the plan and onnxruntime (CPU) on the same real inputs; one line per output that disagrees
+    beyond ``TOLERANCE[precision]`` (empty: they agree)."""
+    import numpy as np
+    import onnxruntime
+    import tensorrt as trt
+    import torch
+
+    session = onnxruntime.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
+    context = engine.create_execution_context()
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    bound, worst, problems = {}, {}, []
+    max_rel, min_cos = TOLERANCE[precision]
+    for batch in batches:
+        for name, array in batch.items():
+            context.set_input_shape(name, tuple(array.shape))
+            bound[name] = torch.from_numpy(np.ascontiguousarray(array)).cuda()
+            context.set_tensor_address(name, bound[name].data_ptr())
+        for name in outputs:
+            dtype = torch.from_numpy(np.zeros(0, trt.nptype(engine.get_tensor_dtype(name)))).dtype
+            bound[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
+            context.set_tensor_address(name, bound[name].data_ptr())
+        stream = torch.cuda.Stream()
+        if not context.execute_async_v3(stream.cuda_stream):
+            return ["TensorRT failed to execute the plan"]
+        stream.synchronize()
+        expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, batch), strict=True))
+        for name in outputs:
+            rel, cos = agreement(expected[name], bound[name].cpu().numpy())
+            worst[name] = (max(rel, worst.get(name, (0, 1))[0]), min(cos, worst.get(name, (0, 1))[1]))
+    for name, (rel, cos) in worst.items():
+        verdict = "ok" if rel <= max_rel and cos >= min_cos else "DIFFERS"
+        print(f"  {name}: max relative difference {rel:.2e}, cosine {cos:.6f} ({precision}: {verdict})")
+        if verdict != "ok":
+            problems.append(
+                f"{name}: max relative difference {rel:.2e} (<= {max_rel}), cosine {cos:.6f} (>= {min_cos})"
+            )
+    return problems
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True, help="model folder holding config.pbtxt")
     parser.add_argument("--output", type=Path, help="folder for model.plan (default <model-dir>/1)")
     parser.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="FP16 kernels")
-    parser.add_argument("--workspace-gib", type=float, default=4.0, help="builder workspace limit (GiB)")
+    parser.add_argument("--int8", action="store_true", help="int8 kernels, calibrated on --calibration")
+    parser.add_argument(
+        "--calibration", type=Path, help="real sample inputs (.npz, fleet deploy calibration)"
+    )
+    parser.add_argument("--check", type=Path, help="compare with onnxruntime on these real inputs (.npz)")
+    parser.add_argument(
+        "--workspace-gib", type=float, default=WORKSPACE_GIB, help="builder workspace limit (GiB)"
+    )
     parser.add_argument("--print-command", action="store_true", help="print the trtexec equivalent and exit")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.int8 and args.calibration is None:
+        parser.error("--int8 needs --calibration SAMPLES.npz (real inputs, fleet deploy calibration MODEL)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, PlanError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    command = shlex.join(trtexec_command(onnx, plan, profiles, args.fp16, args.workspace_gib))
+    cache = plan.with_name("calibration.cache") if args.int8 else None
+    command = shlex.join(trtexec_command(onnx, plan, profiles, args.fp16, args.workspace_gib, cache))
     if args.print_command:
         print(command)
         return 0
@@ -281,15 +464,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {onnx} is missing: export the model to ONNX first", file=sys.stderr)
         return 2
 
-    print(f"TensorRT {trt.__version__}: {onnx} -> {plan} (fp16={args.fp16}, profile {profiles})")
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    print(f"TensorRT {trt.__version__}: {onnx} -> {plan} ({precision}, profile {profiles})")
+    batched = config.max_batch_size > 0
     try:
-        serialized = build_plan(onnx, profiles, args.fp16, args.workspace_gib)
+        calibration = (
+            CalibrationBatches(load_samples(args.calibration), profiles, batched) if args.int8 else None
+        )
+        serialized = build_plan(onnx, profiles, args.fp16, args.workspace_gib, calibration, cache)
         problems = check_tensors(plan_tensors(serialized), config, profiles)
-    except PlanError as exc:
+        if not problems and args.check is not None:
+            print(f"checking against onnxruntime on {args.check}:")
+            batches = CalibrationBatches(load_samples(args.check), profiles, batched)
+            problems = check_against_onnxruntime(serialized, onnx, batches, precision)
+    except (OSError, PlanError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if problems:
-        print(f"error: the plan does not match {args.model_dir / 'config.pbtxt'}:", file=sys.stderr)
+        print(
+            f"error: the plan does not match {args.model_dir / 'config.pbtxt'} or onnxruntime:",
+            file=sys.stderr,
+        )
         print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
         return 1
     # Write then rename: replicas sharing a plan cache never load a half-written file.

@@ -7,11 +7,15 @@
 # a Secret at $TRITONFLEET_KEYS (default /etc/tritonfleet/keys.json). Without one it refuses to start unless
 # TRITONFLEET_INSECURE=1.
 #
-# Plans and engines are specific to the GPU model and the TensorRT (-LLM) version, so they are built here,
-# on the serving GPU, and cached under $PLAN_CACHE / $ENGINE_CACHE (volumes shared by replicas) keyed by
-# GPU, version and the hash of their inputs, config and build script. A TensorRT-LLM engine is built from
-# $LLM_CHECKPOINT (the image's fp32 checkpoint) into the cache, and the model's gpt_model_path becomes a link
-# to it. Extra arguments are passed on to tritonserver.
+# Plans and engines are specific to the GPU and the TensorRT (-LLM) version, so they are built here, on the
+# serving GPU, and cached under $PLAN_CACHE / $ENGINE_CACHE (volumes shared by replicas) keyed by the GPU's
+# name and compute capability, the TensorRT (-LLM) version, the precision and the hash of their inputs,
+# config, build script and build arguments. TRT_PRECISION=int8 builds int8 plans calibrated on the image's
+# real sample inputs ($CALIBRATION/<model>.npz); TRITONFLEET_CHECK_PLANS=1 compares each new plan with
+# onnxruntime on them. A TensorRT-LLM engine is built from $LLM_CHECKPOINT (the image's fp32 checkpoint)
+# with $LLM_BUILD_ARGS (e.g. --tp 3 from a tensor-parallel plan) into the cache, and the model's
+# gpt_model_path becomes a link to it. Extra arguments (a plan's --model-config-name=NAME, ...) are passed
+# on to tritonserver.
 set -euo pipefail
 
 MODEL_REPOSITORY="${MODEL_REPOSITORY:-/models}"
@@ -20,10 +24,19 @@ BUILD_SCRIPT="${BUILD_SCRIPT:-/opt/tritonfleet/build/tensorrt_plan.py}"
 ENGINE_CACHE="${ENGINE_CACHE:-/engines/cache}"
 LLM_BUILD_SCRIPT="${LLM_BUILD_SCRIPT:-/opt/tritonfleet/build/llm/trtllm_engine.py}"
 LLM_CHECKPOINT="${LLM_CHECKPOINT:-/opt/tritonfleet/checkpoints/smollm2-135m-instruct}"
+LLM_BUILD_ARGS="${LLM_BUILD_ARGS:-}"
+CALIBRATION="${CALIBRATION:-/opt/tritonfleet/calibration}"
+TRT_PRECISION="${TRT_PRECISION:-fp16}"
 
-# The GPU's name fixes its architecture (compute_cap is not queryable on the older drivers 24.10 allows).
-gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader -i 0 | tr -c 'A-Za-z0-9.\n' '_')"
+# The GPU: its name and compute capability (sm90 for 9.0), both in every cache key.
+IFS=, read -r gpu_name compute_cap < <(nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader -i 0)
+gpu="$(echo "$gpu_name" | tr -c 'A-Za-z0-9.\n' '_')-sm$(echo "$compute_cap" | tr -dc '0-9')"
 trt="$(python3 -c 'import tensorrt; print(tensorrt.__version__)')"
+case "$TRT_PRECISION" in
+    fp16) precision_args=() ;;
+    int8) precision_args=(--int8) ;;
+    *) echo "tritonfleet: TRT_PRECISION must be fp16 or int8, not $TRT_PRECISION" >&2; exit 2 ;;
+esac
 
 for config in "$MODEL_REPOSITORY"/*/config.pbtxt; do
     model_dir="$(dirname "$config")"
@@ -33,13 +46,19 @@ for config in "$MODEL_REPOSITORY"/*/config.pbtxt; do
         echo "tritonfleet: $model: $model_dir/1/model.onnx is missing; the image's export stage makes it" >&2
         exit 1
     fi
-    key="$(cat "$model_dir/1/model.onnx" "$config" "$BUILD_SCRIPT" | sha256sum | cut -c1-16)"
-    plan="$PLAN_CACHE/$model/${gpu}-trt${trt}-${key}/model.plan"
+    samples="$CALIBRATION/$model.npz"
+    args=("${precision_args[@]}")
+    if [[ "$TRT_PRECISION" == int8 ]]; then args+=(--calibration "$samples"); fi
+    if [[ "${TRITONFLEET_CHECK_PLANS:-0}" == 1 ]]; then args+=(--check "$samples"); fi
+    inputs=("$model_dir/1/model.onnx" "$config" "$BUILD_SCRIPT")
+    if [[ "$TRT_PRECISION" == int8 ]]; then inputs+=("$samples"); fi
+    key="$( (cat "${inputs[@]}"; echo "${args[*]}") | sha256sum | cut -c1-16)"
+    plan="$PLAN_CACHE/$model/${gpu}-trt${trt}-${TRT_PRECISION}-${key}/model.plan"
     if [[ -s "$plan" ]]; then
         echo "tritonfleet: $model: cached plan $plan"
     else
-        echo "tritonfleet: $model: building a TensorRT plan for $gpu (first start on this GPU)"
-        python3 "$BUILD_SCRIPT" --model-dir "$model_dir" --output "$(dirname "$plan")"
+        echo "tritonfleet: $model: building a $TRT_PRECISION TensorRT plan for $gpu (first start on this GPU)"
+        python3 "$BUILD_SCRIPT" --model-dir "$model_dir" --output "$(dirname "$plan")" "${args[@]}"
     fi
     cp -f "$plan" "$model_dir/1/model.plan"
 done
@@ -54,15 +73,16 @@ for config in "$MODEL_REPOSITORY"/*/config.pbtxt; do
         exit 1
     fi
     version="$(python3 -c 'import tensorrt_llm; print(tensorrt_llm.__version__)' 2>/dev/null | tail -n 1)"
-    key="$(cat "$LLM_CHECKPOINT"/config.json "$LLM_CHECKPOINT"/*.safetensors "$config" "$LLM_BUILD_SCRIPT" \
-        | sha256sum | cut -c1-16)"
+    key="$( (cat "$LLM_CHECKPOINT"/config.json "$LLM_CHECKPOINT"/*.safetensors "$config" "$LLM_BUILD_SCRIPT"
+        echo "$LLM_BUILD_ARGS") | sha256sum | cut -c1-16)"
     engine="$ENGINE_CACHE/$model/${gpu}-trtllm${version}-${key}"
     if [[ -d "$engine" ]]; then
         echo "tritonfleet: $model: cached engine $engine"
     else
         echo "tritonfleet: $model: building a TensorRT-LLM engine for $gpu (first start on this GPU)"
         rm -rf "$engine.tmp"
-        python3 "$LLM_BUILD_SCRIPT" --checkpoint "$LLM_CHECKPOINT" --output "$engine.tmp"
+        # shellcheck disable=SC2086  # LLM_BUILD_ARGS is a list of flags
+        python3 "$LLM_BUILD_SCRIPT" --checkpoint "$LLM_CHECKPOINT" --output "$engine.tmp" $LLM_BUILD_ARGS
         mv "$engine.tmp" "$engine"  # only a finished build is ever found in the cache
     fi
     mkdir -p "$(dirname "$target")"

@@ -60,7 +60,7 @@ def test_opt_is_max_batch_without_preferred_sizes(model_copy: Path) -> None:
     ("old", "new", "message"),
     [
         ('platform: "tensorrt_plan"', 'platform: "onnxruntime_onnx"', "is not a TensorRT model"),
-        ("max_batch_size: 32", "max_batch_size: 0", "max_batch_size must be >= 1"),
+        ("max_batch_size: 32", "max_batch_size: -1", "max_batch_size must be >= 0"),
         ("preferred_batch_size: [ 8, 16, 32 ]", "preferred_batch_size: [ 8, 64 ]", "outside 1..32"),
         ("dims: [ 3, 224, 224 ]", "dims: [ 3, -1, -1 ]", "variable dims .* give its range"),
     ],
@@ -124,9 +124,68 @@ def test_print_command() -> None:
         "--minShapes=input:1x3x224x224",
         "--optShapes=input:32x3x224x224",
         "--maxShapes=input:32x3x224x224",
-        "--memPoolSize=workspace:4096",
+        "--memPoolSize=workspace:512",
         "--fp16",
     ]
+
+
+def test_workspace_is_the_one_the_planner_counts() -> None:
+    from tritonfleet.plan import memory
+
+    assert plan.WORKSPACE_GIB * (1 << 30) == memory.TRT_WORKSPACE
+    assert plan.parse_args(["--model-dir", "m"]).workspace_gib == plan.WORKSPACE_GIB
+
+
+def test_no_batch_dimension_when_max_batch_size_is_0(model_copy: Path) -> None:
+    edit(model_copy, "max_batch_size: 32", "max_batch_size: 0")
+    edit(model_copy, "preferred_batch_size: [ 8, 16, 32 ]", "")
+    edit(model_copy, "dims: [ 3, 224, 224 ]", "dims: [ 1, 3, 224, 224 ]")
+    (profile,) = plan.profiles_from_config(plan.load_config(model_copy))
+    assert (profile.min, profile.opt, profile.max) == ((1, *ITEM), (1, *ITEM), (1, *ITEM))
+
+
+def test_int8_needs_real_calibration_inputs() -> None:
+    result = run_script("--model-dir", "model_repository/efficientnet_lite0", "--int8", "--print-command")
+    assert result.returncode == 2 and "--int8 needs --calibration" in result.stderr
+    result = run_script(
+        "--model-dir", "model_repository/efficientnet_lite0", "--int8", "--calibration", "x.npz",
+        "--print-command",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == [
+        "--int8",
+        "--calib=model_repository/efficientnet_lite0/1/calibration.cache",
+    ]
+
+
+def test_calibration_batches_follow_the_profile() -> None:
+    import numpy as np
+
+    profiles = plan.profiles_from_config(plan.load_config(MINILM_DIR))  # opt batch 64, sequence 1..256
+    ids = np.arange(100 * 12, dtype=np.int64).reshape(100, 12)
+    batches = plan.CalibrationBatches({"input_ids": ids, "attention_mask": np.ones_like(ids)}, profiles)
+    sizes = [len(b["input_ids"]) for b in batches]
+    assert sizes == [64, 36] and len(batches) == 2
+    assert np.array_equal(np.concatenate([b["input_ids"] for b in batches]), ids)
+    with pytest.raises(plan.PlanError, match="outside the profile"):
+        long = np.ones((4, 300), np.int64)
+        plan.CalibrationBatches({"input_ids": long, "attention_mask": long}, profiles)
+    with pytest.raises(plan.PlanError, match="the model's inputs"):
+        plan.CalibrationBatches({"input_ids": ids}, profiles)
+    with pytest.raises(plan.PlanError, match="same number of rows"):
+        plan.CalibrationBatches({"input_ids": ids, "attention_mask": ids[:5]}, profiles)
+
+
+def test_agreement_measures_relative_difference_and_direction() -> None:
+    import numpy as np
+
+    expected = np.array([[0.1, 0.7, 0.2]], np.float32)
+    assert plan.agreement(expected, expected) == (0.0, pytest.approx(1.0))
+    rel, cos = plan.agreement(expected, expected.astype(np.float16) + np.float16(0.007))
+    assert 0.009 < rel < 0.011 and cos > 0.999
+    rel, cos = plan.agreement(expected, np.array([[0.7, 0.1, 0.2]]))  # another class wins
+    assert rel > 0.5 and cos < 0.6
+    assert plan.TOLERANCE["fp32"][0] < plan.TOLERANCE["fp16"][0] < plan.TOLERANCE["int8"][0]
 
 
 def test_output_names_a_folder(tmp_path: Path) -> None:

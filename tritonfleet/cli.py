@@ -4,17 +4,23 @@ fleet build [PIPELINE ...] [--target cpu|image|gpu]
 fleet render                                    # config.pbtxt + configs/cpu.pbtxt from the interfaces
 fleet validate
 fleet plan --gpus SPEC [--name NAME]          # place the fleet on GPUs: configs/NAME.pbtxt + report
+fleet deploy k8s --plan reports/plan/NAME.json  # Kubernetes manifests (and KServe) from that plan
 fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
             [--openai-port 9000] [--models NAME,...]
-fleet keys add NAME [--rpm N] [--tpm N] [--admin] | list | revoke NAME
+fleet keys add NAME [--rpm N] [--tpm N] [--admin] [--batch-lines N ...] | list | revoke NAME
+fleet batch run PIPELINE INPUT --output OUT | list | status ID | cancel ID | results ID
+fleet worker --broker URL --store URL [--triton HOST:PORT]   # a Celery batch worker
 fleet stress [--requests 100000]                # fuzz the front door of a fleet of its own
 fleet soak [--minutes 30] [--concurrency 16]    # mixed traffic over every pipeline: errors, memory
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
 fleet bench PIPELINE|fleet|openai|all ... [--url URL]
 fleet status [--url localhost:8000]
+fleet monitor [--target localhost:8002] [--port 9090]   # Prometheus with the fleet's rules
+fleet pipelines [NAME]                          # each pipeline's models, recipes, helpers, commands, files
 
 The pipelines and their ``infer`` / ``bench`` arguments come from their declarations
-(``tritonfleet.pipelines``).
+(``tritonfleet.pipelines``). The benchmarks, ``stress`` and ``soak`` are the ``tools`` extra's
+(``tritonfleet.tools``, each pipeline's ``bench``): imported when they run.
 """
 
 from __future__ import annotations
@@ -25,12 +31,29 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
-from tritonfleet import artifacts, pipelines
+from tritonfleet import artifacts, defaults, pipelines, status
+from tritonfleet.batch import jobs as batch_jobs
+from tritonfleet.batch.config import BatchConfig
+from tritonfleet.benches import BENCHES
+from tritonfleet.clients.fleet import _auth
+from tritonfleet.deploy import command as deploy_command
+from tritonfleet.deploy import gpubuild
+from tritonfleet.fleet import Fleet, FleetError, internal_url
+from tritonfleet.frontdoor.keys import KeyFile, KeysError, home
+from tritonfleet.frontdoor.validation import Limits
+from tritonfleet.monitoring.prometheus import Prometheus, PrometheusError
+from tritonfleet.pipelines import layout
+from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
 from tritonfleet.plan import command as plan_command
 from tritonfleet.repository import Repository
+from tritonfleet.server import ServerError
+from tritonfleet.spec.config import rendered, write
+from tritonfleet.validate import validate_repository
 
 console = Console(highlight=False)
 
@@ -77,16 +100,23 @@ def parser() -> argparse.ArgumentParser:
     plan_command.add_arguments(pl)
     pl.set_defaults(handler=lambda args: plan_command.run(args, console))
 
+    dp = sub.add_parser("deploy", help="Kubernetes manifests from a plan; calibration inputs for TensorRT")
+    deploy_command.add_arguments(dp)
+    dp.set_defaults(handler=lambda args: deploy_command.run(args, console))
+
     s = sub.add_parser("serve", help="serve the fleet: tritonserver behind the front door, supervised")
     s.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
     s.add_argument(
         "--host", default="127.0.0.1", help="the front door's address (other than localhost needs keys)"
     )
-    s.add_argument("--http-port", type=int, default=8000)
-    s.add_argument("--grpc-port", type=int, default=8001)
-    s.add_argument("--metrics-port", type=int, default=8002)
+    s.add_argument("--http-port", type=int, default=defaults.HTTP_PORT)
+    s.add_argument("--grpc-port", type=int, default=defaults.GRPC_PORT)
+    s.add_argument("--metrics-port", type=int, default=defaults.METRICS_PORT)
     s.add_argument(
-        "--openai-port", type=int, default=9000, help="OpenAI-compatible API (/v1) on this port; 0: none"
+        "--openai-port",
+        type=int,
+        default=defaults.OPENAI_PORT,
+        help="OpenAI-compatible API (/v1) on this port; 0: none",
     )
     s.add_argument(
         "--openai-max-tokens", type=int, help="/v1 budget of a request giving none (default: context left)"
@@ -100,8 +130,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--insecure", action="store_true", help="serve a non-local address without API keys (not advised)"
     )
-    s.add_argument("--max-body-mb", type=int, default=64, help="largest request body accepted")
-    s.add_argument("--probe-interval", type=float, default=30.0, help="seconds between pipeline probes")
+    s.add_argument(
+        "--max-body-mb", type=int, default=defaults.MAX_BODY_MB, help="largest request body accepted"
+    )
+    s.add_argument(
+        "--probe-interval",
+        type=float,
+        default=defaults.PROBE_INTERVAL_S,
+        help="seconds between pipeline probes",
+    )
+    s.add_argument(
+        "--batch-store", help="batch store URL (default sqlite in $TRITONFLEET_HOME; postgresql://...)"
+    )
+    s.add_argument(
+        "--batch-broker", help="wake `fleet worker` processes through this broker (no worker here)"
+    )
     s.add_argument(
         "--grpc-transport",
         choices=["auto", "native", "aio"],
@@ -113,11 +156,32 @@ def parser() -> argparse.ArgumentParser:
         "--tritonserver", type=Path, help="run this tritonserver (the GPU image's) instead of the bundled one"
     )
     s.add_argument("server_args", nargs="*", metavar="-- TRITONSERVER_ARG", help="passed on to tritonserver")
+    s.add_argument(
+        "--prometheus", action="store_true", help="also run Prometheus on the metrics port (rules)"
+    )
+    s.add_argument("--prometheus-port", type=int, default=9090, help="Prometheus' port on 127.0.0.1")
     s.set_defaults(handler=cmd_serve)
 
+    mo = sub.add_parser(
+        "monitor", help="Prometheus on a running fleet's metrics port, with the fleet's rules"
+    )
+    mo.add_argument(
+        "--target", type=pipelines.names, default=["localhost:8002"], help="metrics ports, comma-separated"
+    )
+    mo.add_argument("--port", type=int, default=9090, help="Prometheus' port on 127.0.0.1")
+    mo.add_argument("--interval", default="15s", help="scrape and rule evaluation interval")
+    mo.add_argument("--storage", type=Path, help="its data (default $TRITONFLEET_HOME/prometheus)")
+    mo.set_defaults(handler=cmd_monitor)
+
     st = sub.add_parser("status", help="what a running server serves: models, load, memory (like ollama ps)")
-    st.add_argument("--url", default="localhost:8000", help="the server's HTTP address")
+    st.add_argument("--url", default=defaults.HTTP_URL, help="the server's HTTP address")
     st.set_defaults(handler=cmd_status)
+
+    pl = sub.add_parser(
+        "pipelines", help="each pipeline's models, recipes, client helpers, commands and files"
+    )
+    pl.add_argument("name", nargs="?", choices=names, metavar="NAME", help=f"one of {', '.join(names)}")
+    pl.set_defaults(handler=cmd_pipelines)
 
     k = sub.add_parser("keys", help="API keys of the front door (hashed in $TRITONFLEET_HOME/keys.json)")
     k.add_argument("--keys", type=Path, help="keys file (default $TRITONFLEET_HOME/keys.json)")
@@ -127,6 +191,9 @@ def parser() -> argparse.ArgumentParser:
     ka.add_argument("--rpm", type=int, default=0, help="requests per minute (0: no limit)")
     ka.add_argument("--tpm", type=int, default=0, help="tokens per minute on /v1 (0: no limit)")
     ka.add_argument("--admin", action="store_true", help="may use the admin APIs")
+    ka.add_argument("--batch-lines", type=int, default=0, help="lines a batch (0: the fleet's default)")
+    ka.add_argument("--batch-file-mb", type=int, default=0, help="largest batch input file (0: default)")
+    ka.add_argument("--batches", type=int, default=0, help="batches in flight (0: the fleet's default)")
     ka.set_defaults(handler=cmd_keys_add)
     ksub.add_parser("list", help="the keys (names and limits; never the keys)").set_defaults(
         handler=cmd_keys_list
@@ -134,6 +201,14 @@ def parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="remove a key (a running server stops accepting it)")
     kr.add_argument("name")
     kr.set_defaults(handler=cmd_keys_revoke)
+
+    ba = sub.add_parser(
+        "batch", help="batch jobs: run a file through a pipeline; list, status, cancel, results"
+    )
+    batch_jobs.add_arguments(ba, console)
+    wk = sub.add_parser("worker", help="a Celery batch worker: lines from --store, woken through --broker")
+    batch_jobs.add_worker_arguments(wk)
+    wk.set_defaults(handler=batch_jobs.worker)
 
     fz = sub.add_parser("stress", help="fuzz the front door of a fleet of its own (malformed requests)")
     fz.add_argument("--requests", type=int, default=100_000, help="malformed requests in all (0.6 HTTP)")
@@ -149,7 +224,9 @@ def parser() -> argparse.ArgumentParser:
     so.set_defaults(handler=cmd_soak)
 
     client = argparse.ArgumentParser(add_help=False)
-    client.add_argument("--url", help="server address (default localhost:8000 for http, :8001 for grpc)")
+    client.add_argument(
+        "--url", help=f"server address (default {defaults.HTTP_URL} for http, {defaults.GRPC_URL} for grpc)"
+    )
     client.add_argument("--protocol", choices=["http", "grpc"], default="http")
     i = sub.add_parser("infer", help="call a pipeline and print the result")
     per_pipeline = i.add_subparsers(required=True, metavar="PIPELINE")
@@ -164,8 +241,6 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--output", type=Path, default=Path("reports"))
     r = sub.add_parser("bench", help="a served pipeline against its baseline, side by side in one run")
     per_pipeline = r.add_subparsers(required=True, metavar="PIPELINE|BENCH")
-    from tritonfleet.tools.bench import BENCHES
-
     benched = {p.name: p.bench for p in pipelines.registry().values() if p.bench is not None} | BENCHES
     for name, command in benched.items():
         sp = per_pipeline.add_parser(name, help=command.help, parents=[bench])
@@ -209,6 +284,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         value = getattr(args, f"option_{option.name}", None)
         if value is not None:  # files given on the command line are relative to where it runs
             options[option.name] = _absolute(value) if option.files else value
+    exact = lambda text: console.print(text, soft_wrap=True, markup=False, highlight=False)  # noqa: E731
+    if args.target == "gpu" and (code := gpubuild.gate(args.repository, args.pipelines, exact)):
+        return code
     for recipe in recipes:
         label = f"{', '.join(recipe.models)}: {len(recipe.outputs)} file(s) for {args.target}"
         start = time.monotonic()
@@ -221,12 +299,12 @@ def cmd_build(args: argparse.Namespace) -> int:
                 console.print(f"[red]✗[/] {label}\n{exc}")
                 return 1
         console.print(f"[green]✓[/] {label}: {state} in {time.monotonic() - start:.1f}s")
+    if args.target == "gpu":
+        return gpubuild.build_engines(args.repository, args.pipelines, exact)
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from tritonfleet.spec.config import rendered, write
-
     changed = write(args.repository)
     for name in changed:
         console.print(f"[green]✓[/] {'wrote' if (args.repository / name).is_file() else 'removed'} {name}")
@@ -236,8 +314,6 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tritonfleet.validate import validate_repository
-
     problems = validate_repository(args.repository)
     for problem in problems:
         console.print(f"[red]✗[/] {problem}")
@@ -250,16 +326,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tritonfleet.fleet import Fleet, FleetError
-    from tritonfleet.frontdoor.validation import Limits
-    from tritonfleet.server import ServerError
-
     if args.target == "gpu" and not args.tritonserver:
         console.print("[red]✗[/] the GPU target runs in the NGC image: see `docker/Dockerfile`")
         return 2
-    repo = Repository(args.repository)
-    models = repo.closure(pipelines.expand(args.models or list(pipelines.registry())))
-    missing = artifacts.missing(args.repository, models, args.target)
+    models = models_to_load(args.repository, args.models, args.target)
+    missing = missing_artifacts(args.repository, models, args.target)
     if missing:
         console.print("[red]✗[/] missing artifacts:\n  " + "\n  ".join(missing))
         return 1
@@ -285,6 +356,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         openai_port=args.openai_port or None,
         openai_max_tokens=args.openai_max_tokens,
         grpc_transport=args.grpc_transport,
+        batch=BatchConfig.from_env(store=args.batch_store, broker=args.batch_broker),
     )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -298,18 +370,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except (ServerError, FleetError, OSError, RuntimeError) as exc:
             console.print(f"[red]✗[/] {exc}")
             return 1
+    prometheus = None
     try:
+        if args.prometheus:
+            prometheus = _prometheus(args.repository, [fleet.metrics_url.split("/")[2]], args.prometheus_port)
+            if prometheus is None:
+                return 1
         console.print(f"[green]✓[/] serving {len(models)} models: {', '.join(models)}")
         console.print(f"  public  {', '.join(fleet.public)}")
         console.print(f"  HTTP    http://{fleet.http_url}   (KServe v2: /v2/models/<name>/infer)")
         assert fleet.door is not None
         console.print(f"  gRPC    {fleet.grpc_url}   ({fleet.door.transport} transport)")
         console.print(f"  metrics {fleet.metrics_url}")
+        if fleet.console_url:
+            console.print(f"  console [bold]{fleet.console_url}[/]   (chat, playgrounds, live charts)")
         if fleet.openai_url:
             key = "<key>" if fleet.keys.enabled else "none"
             console.print(
                 f'  OpenAI  {fleet.openai_url}   (OpenAI(base_url="{fleet.openai_url}", api_key="{key}"))'
             )
+        if prometheus is not None:
+            console.print(f"  Prometheus {prometheus.url}   (rules and alerts: {prometheus.url}/alerts)")
         if fleet.keys.enabled:
             console.print(f"  keys    {fleet.keys.file.path} (send Authorization: Bearer <key>)")
         elif fleet.insecure:
@@ -327,13 +408,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print("stopping ...")
         return 0
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         fleet.stop()
 
 
-def _own_fleet(args: argparse.Namespace, **kwargs: object):
-    import tempfile
+def _prometheus(
+    repository: Path, targets: list[str], port: int, storage: Path | None = None, interval: str = "15s"
+) -> Any:
+    """Prometheus on 127.0.0.1:``port`` scraping ``targets`` with the fleet's rules, started; None (said why)
+    when it cannot start."""
+    log = artifacts.cache_root() / "logs" / "prometheus.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    storage = storage or home() / "prometheus"
+    try:
+        return Prometheus(targets, repository, port=port, storage=storage, interval=interval, log=log).start()
+    except PrometheusError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        return None
 
-    from tritonfleet.fleet import Fleet
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
+    prometheus = _prometheus(args.repository, args.target, args.port, args.storage, args.interval)
+    if prometheus is None:
+        return 1
+    try:
+        console.print(
+            f"[green]✓[/] Prometheus {prometheus.url} scraping {', '.join(args.target)} every {args.interval}"
+        )
+        console.print(
+            f"  alerts  {prometheus.url}/alerts   dashboard: docker/monitoring/dashboard.json (Grafana)"
+        )
+        console.print("Ctrl-C stops it.")
+        signal.pause() if hasattr(signal, "pause") else time.sleep(1e9)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        prometheus.stop()
+
+
+def _own_fleet(args: argparse.Namespace, **kwargs: object) -> Fleet:
+    import tempfile
 
     work = Path(tempfile.mkdtemp(prefix="fleet-"))
     return Fleet.on_free_ports(
@@ -346,7 +463,7 @@ def _own_fleet(args: argparse.Namespace, **kwargs: object):
 
 
 def cmd_stress(args: argparse.Namespace) -> int:
-    from tritonfleet.tools import stress
+    from tritonfleet.tools import stress  # the tools extra
 
     fleet = _own_fleet(args, models=args.models, memory_limit=int(args.memory_gb * (1 << 30)))
     with console.status("starting a fleet of its own"):
@@ -378,7 +495,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
 def cmd_soak(args: argparse.Namespace) -> int:
     import json
 
-    from tritonfleet.tools import soak
+    from tritonfleet.tools import soak  # the tools extra
     from tritonfleet.tools.bench import report
 
     fleet = _own_fleet(args)
@@ -419,10 +536,11 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_add(args: argparse.Namespace) -> int:
-    from tritonfleet.frontdoor.keys import KeyFile, KeysError
-
     try:
-        secret = KeyFile(args.keys).add(args.name, rpm=args.rpm, tpm=args.tpm, admin=args.admin)
+        secret = KeyFile(args.keys).add(
+            args.name, rpm=args.rpm, tpm=args.tpm, admin=args.admin,
+            batch_lines=args.batch_lines, batch_file_mb=args.batch_file_mb, batches=args.batches,
+        )  # fmt: skip
     except KeysError as exc:
         console.print(f"[red]✗[/] {exc}")
         return 2
@@ -432,8 +550,6 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from tritonfleet.frontdoor.keys import KeyFile
-
     keys = KeyFile(args.keys).load()
     if not keys:
         console.print(f"no keys in {KeyFile(args.keys).path}")
@@ -444,8 +560,6 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from tritonfleet.frontdoor.keys import KeyFile, KeysError
-
     try:
         KeyFile(args.keys).revoke(args.name)
     except KeysError as exc:
@@ -456,12 +570,6 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from tritonfleet import status
-    from tritonfleet.clients.fleet import _auth
-    from tritonfleet.fleet import internal_url
-
     try:
         # A local fleet serve: its tritonserver's internal port (no key). Elsewhere: an admin key.
         fleet = status.collect(internal_url(args.url), headers=_auth(None))
@@ -492,6 +600,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"tritonserver (pid {fleet.server_pid}) {fleet.server_pss_mb:.0f} MB + stubs: "
             f"[bold]{fleet.total_pss_mb / 1024:.2f} GB[/] in all (PSS)"
         )
+    return 0
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    chosen = [pipelines.get(args.name)] if args.name else list(pipelines.registry().values())
+    for pipeline in chosen:
+        found = layout.describe(pipeline, args.repository)
+        console.print(f"[bold]{pipeline.name}[/]: {pipeline.summary}", soft_wrap=True)
+        for label, items in found.items():
+            for i, item in enumerate(items):
+                console.print(f"  {label if i == 0 else '':12} {item}", soft_wrap=True, markup=False)
+        if args.name is None and pipeline is not chosen[-1]:
+            console.print()
     return 0
 
 

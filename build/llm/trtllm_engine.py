@@ -4,21 +4,21 @@
         [--weight-only int8|int4 | --fp8] [--max-batch-size 64] [--max-input-len 2047] [--max-seq-len 2048]
         [--max-num-tokens 8192] [--tp 1] [--pp 1] [--examples DIR] [--print-commands]
 
-Runs inside docker/Dockerfile's image (nvcr.io/nvidia/tritonserver:24.10-trtllm-python-py3: TensorRT-LLM
-0.14.0, TensorRT 10.4, Python 3.10) with TensorRT-LLM v0.14.0's ``examples/`` (the image has the wheel, not
-the examples: a checkout of tensorrtllm_backend v0.14.0 with its ``tensorrt_llm`` submodule,
+Runs inside docker/Dockerfile's image (the tag of docker/image.env, nvcr.io/nvidia/tritonserver:26.07-trtllm-
+python-py3: TensorRT-LLM 1.2.1, TensorRT 10.14, Python 3.12) with that TensorRT-LLM release's ``examples/``
+(the image has the wheel, not the examples: the Dockerfile checks them out at the tag,
 ``--examples``/$TRTLLM_EXAMPLES). Elsewhere it prints the two commands and exits non-zero. The checkpoint is
 the fp32 one build/llm/cpu_engine.py caches (SmolLM2-135M-Instruct, llama,
 ``~/.cache/tritonfleet/llm/checkpoint-*``).
 
-0. Stage the checkpoint for TensorRT-LLM 0.14's transformers 4.x: transformers 5 writes ``rope_theta``
-   inside ``rope_parameters`` and ``dtype`` for ``torch_dtype``; read as is, RoPE would silently fall back
-   to 10000 instead of this model's 100000. Weights are linked, ``config.json`` rewritten
-   (``<output>.work/hf``).
-1. Convert (``<output>.work/checkpoint``): ``examples/llama/convert_checkpoint.py`` for float16/bfloat16 and
-   weight-only int8/int4, or ModelOpt's ``examples/quantization/quantize.py --qformat fp8 --kv_cache_dtype
-   fp8`` (needs nvidia-modelopt and a calibration set: ``--calib-dataset`` for an offline one; Ada/Hopper
-   GPUs).
+0. Stage the checkpoint for the transformers 4.x TensorRT-LLM's converters read: transformers 5 writes
+   ``rope_theta`` inside ``rope_parameters`` and ``dtype`` for ``torch_dtype``; read as is, RoPE would
+   silently fall back to 10000 instead of this model's 100000. Weights are linked, ``config.json``
+   rewritten (``<output>.work/hf``).
+1. Convert (``<output>.work/checkpoint``): ``examples/models/core/llama/convert_checkpoint.py`` for
+   float16/bfloat16 and weight-only int8/int4, or ModelOpt's ``examples/quantization/quantize.py
+   --qformat fp8 --kv_cache_dtype fp8`` (needs nvidia-modelopt and a calibration set: ``--calib-dataset``
+   for an offline one; Ada/Hopper GPUs).
 2. ``trtllm-build`` into ``<output>``: paged KV cache (``--kv_cache_type paged``; ``--paged_kv_cache`` is
    deprecated since 0.13), packed inputs, and paged context FMHA, which the Triton config's
    ``enable_chunked_context`` and ``enable_kv_cache_reuse`` require.
@@ -31,8 +31,8 @@ scripts/launch_triton_server.py).
 
 README: the GPU engine and newer TensorRT-LLM releases
 ------------------------------------------------------
-The GPU image pins ``nvcr.io/nvidia/tritonserver:24.10-trtllm-python-py3`` (TensorRT-LLM 0.14.0 and its
-Triton backend v0.14.0), one of the releases that still compile TensorRT engines:
+The GPU image pins ``nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3`` (TensorRT-LLM 1.2.1 and its
+Triton backend), the last line that still compiles TensorRT engines:
 ``build/llm/trtllm_engine.py`` converts the same Hugging Face checkpoint the CPU engine starts from and
 compiles it with ``trtllm-build`` (dtype, batch and sequence limits, ``max_num_tokens``, paged KV cache,
 packed inputs, GEMM/attention plugins, tensor/pipeline parallelism, weight-only int8/int4 or fp8);
@@ -63,12 +63,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-IMAGE = "nvcr.io/nvidia/tritonserver:24.10-trtllm-python-py3"
-TRTLLM_VERSION = "0.14.0"
+
+def _pinned() -> dict[str, str]:
+    """``docker/image.env`` (the image's one pin), found beside the project or where the image copies it."""
+    here = Path(__file__).resolve()
+    for path in (here.parents[2] / "docker" / "image.env", Path("/opt/tritonfleet/image.env")):
+        if path.is_file():
+            lines = (ln.strip() for ln in path.read_text().splitlines())
+            return dict(ln.split("=", 1) for ln in lines if ln and not ln.startswith("#"))
+    return {}
+
+
+IMAGE = _pinned().get("TRITON_IMAGE", "docker/image.env's TRITON_IMAGE")
+TRTLLM_VERSION = _pinned().get("TRTLLM_VERSION", "1.2.1")
 ENGINE_DIR = Path("/engines/smollm2-135m-instruct/trtllm")  # gpt_model_path in tensorrt_llm/config.pbtxt
 EXAMPLES_DIR = Path("/tensorrtllm_backend/tensorrt_llm/examples")  # the backend README's checkout layout
 MAX_NUM_TOKENS_LIMIT = 16384  # trtllm-build warns above: no gain, risks exceeding TensorRT's tensor volume
-# The tensors TensorRT-LLM 0.14's tensorrtllm backend knows: tensorrtllm_backend v0.14.0's
+# The tensors TensorRT-LLM 0.14's tensorrtllm backend knows (the 1.2.1 configs, issue 18 section 3, replace
+# this list with that tag's all_models/inflight_batcher_llm): tensorrtllm_backend v0.14.0's
 # all_models/inflight_batcher_llm/tensorrt_llm/config.pbtxt, the names inflight_batcher_llm/src/utils.h reads
 # (random_seed and min_length, not 1.x's seed and min_tokens; no token-count tensors).
 BACKEND_INPUTS = frozenset(
@@ -170,7 +182,8 @@ def convert_command(params: EngineParams) -> list[str]:
                "--qformat", "fp8", "--kv_cache_dtype", "fp8", "--calib_size", str(params.calib_size),
                *parallel]  # fmt: skip
         return cmd + (["--calib_dataset", params.calib_dataset] if params.calib_dataset else [])
-    cmd = ["python3", str(params.examples / "llama" / "convert_checkpoint.py"), *io, *parallel]
+    convert = params.examples / "models" / "core" / "llama" / "convert_checkpoint.py"  # 1.x layout
+    cmd = ["python3", str(convert), *io, *parallel]
     if params.weight_only:
         cmd += ["--use_weight_only", "--weight_only_precision", params.weight_only]
     return cmd + (["--workers", str(params.gpus)] if params.gpus > 1 else [])

@@ -6,6 +6,7 @@ answer right again, and no shared-memory region of a dead process is left in /de
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -163,4 +164,7 @@ def test_killed_tritonserver_restarts(fleet: Fleet, cat_jpeg: bytes) -> None:
     with FleetClient(fleet.grpc_url, protocol="grpc", api_key="") as client:
         assert "red" in client.generate("Name three primary colors.", max_tokens=16).lower()
     metrics = requests.get(fleet.metrics_url, timeout=30).text
-    assert 'tritonfleet_frontdoor_recoveries_total{kind="server_restart"' in metrics
+    # The counter starts at 0 (so Prometheus sees the first restart as an increase): it is 1 or more now.
+    series = 'tritonfleet_frontdoor_recoveries_total{kind="server_restart",model="tritonserver"}'
+    restarts = re.search(rf"^{re.escape(series)} (\S+)$", metrics, re.M)
+    assert restarts and float(restarts.group(1)) >= 1, metrics

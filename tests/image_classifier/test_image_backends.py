@@ -15,7 +15,7 @@ from tritonfleet.repository import Repository
 from tritonfleet.server import BACKENDS_SOURCE
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "docker" / "Dockerfile"
-# tritonserver:24.10-trtllm-python-py3 ships python and tensorrtllm; the Dockerfile compiles tensorrt.
+# The trtllm-python-py3 image (docker/image.env) has python and tensorrtllm; the Dockerfile compiles tensorrt.
 IMAGE_BACKENDS = {"python", "tensorrtllm", "tensorrt"}
 PLATFORMS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt"}
 PYTHON_BASED = {d.name for d in BACKENDS_SOURCE.iterdir() if (d / "model.py").is_file()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.pipelines.llm import interface as llm
 from tritonfleet.repository import Repository
 
 GUIDED = ("guided_decoding_guide_type", "guided_decoding_guide")  # tensorrtllm_backend v0.19's, CPU only
@@ -67,13 +68,12 @@ def test_cpu_tensorrt_llm_adds_only_the_count_stop_and_guided_decoding_tensors()
 
 
 def test_cpu_bls_calls_tensorrt_llm_directly_and_is_otherwise_the_gpu_bls() -> None:
-    """...with as many instances as a wave of the CPU scheduler has rows."""
+    """...with fewer instances (each a Python process) than on GPU."""
     repo = Repository(REPOSITORY)
     gpu, cpu = repo.config("tensorrt_llm_bls", "gpu"), repo.config("tensorrt_llm_bls", "cpu")
     assert gpu.parameters["llm_model"].string_value == "tensorrt_llm_counts"
     assert cpu.parameters["llm_model"].string_value == "tensorrt_llm"
-    wave = repo.config("tensorrt_llm", "cpu").parameters["max_batch"].string_value
-    assert cpu.instance_group[0].count == int(wave) < gpu.instance_group[0].count
+    assert cpu.instance_group[0].count == llm.CPU_BLS_INSTANCES < gpu.instance_group[0].count
     gpu.instance_group[0].count = cpu.instance_group[0].count
     for key, value in (
         ("llm_model", "tensorrt_llm"),

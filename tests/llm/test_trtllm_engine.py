@@ -1,4 +1,4 @@
-"""build/llm/trtllm_engine.py: the TensorRT-LLM 0.14 commands, their checks, and the GPU config they imply."""
+"""build/llm/trtllm_engine.py: the TensorRT-LLM 1.2.1 commands, their checks, the GPU config they imply."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ BUILD = ["trtllm-build", "--checkpoint_dir", CONVERTED, "--output_dir", ENGINE, 
          "--max_beam_width", "1", "--gemm_plugin", "float16", "--gpt_attention_plugin", "float16",
          "--kv_cache_type", "paged",
          "--remove_input_padding", "enable", "--use_paged_context_fmha", "enable"]  # fmt: skip
-CONVERT = ["python3", f"{EX}/llama/convert_checkpoint.py", "--model_dir", HF, "--output_dir", CONVERTED,
-           "--dtype", "float16", "--tp_size", "1", "--pp_size", "1"]  # fmt: skip
+CONVERT = ["python3", f"{EX}/models/core/llama/convert_checkpoint.py", "--model_dir", HF,
+           "--output_dir", CONVERTED, "--dtype", "float16", "--tp_size", "1", "--pp_size", "1"]  # fmt: skip
 
 
 def cached_checkpoint() -> Path | None:
@@ -123,7 +123,7 @@ def test_without_tensorrt_llm_the_script_says_where_to_run(tmp_path: Path) -> No
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "Run this inside the GPU image" in result.stderr
-    assert "nvcr.io/nvidia/tritonserver:24.10-trtllm-python-py3" in result.stderr
+    assert "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3" in result.stderr
     assert "trtllm-build --checkpoint_dir" in result.stderr
     assert not (tmp_path / "engine").exists()
 
@@ -142,11 +142,11 @@ def test_build_flow_with_stand_in_tools(tmp_path: Path) -> None:
         (bin_dir / name).chmod(0o755)
     (site / "tensorrt_llm").mkdir(parents=True)
     (site / "tensorrt_llm" / "__init__.py").write_text("")
-    (site / "tensorrt_llm-0.14.0.dist-info").mkdir()
-    (site / "tensorrt_llm-0.14.0.dist-info" / "METADATA").write_text("Name: tensorrt_llm\nVersion: 0.14.0\n")
+    (site / "tensorrt_llm-1.2.1.dist-info").mkdir()
+    (site / "tensorrt_llm-1.2.1.dist-info" / "METADATA").write_text("Name: tensorrt_llm\nVersion: 1.2.1\n")
     examples = tmp_path / "examples"
-    (examples / "llama").mkdir(parents=True)
-    (examples / "llama" / "convert_checkpoint.py").write_text(
+    (examples / "models" / "core" / "llama").mkdir(parents=True)
+    (examples / "models" / "core" / "llama" / "convert_checkpoint.py").write_text(
         "import json, sys\n"
         f"open({str(log)!r}, 'a').write('convert_checkpoint.py ' + ' '.join(sys.argv[1:]) + '\\n')\n"
         "cfg = json.load(open(sys.argv[2] + '/config.json'))\n"

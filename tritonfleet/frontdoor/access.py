@@ -6,13 +6,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tritonfleet.errors import Forbidden, RateLimited, Unauthenticated, Unavailable
+from tritonfleet.errors import Error, Forbidden, RateLimited, Unauthenticated, Unavailable
 from tritonfleet.frontdoor.keys import Key, KeyStore, Limiter
 from tritonfleet.frontdoor.metrics import Metrics
 from tritonfleet.frontdoor.policy import Call, PublicModels, Who, never
 
 ANONYMOUS = "-"  # the key name of a call without a key, in the metrics
 DOWN_RETRY_S = 2  # how long a client waits before it retries while Triton is down
+
+
+def key_of(error: Error, default: str) -> str:
+    """The key name a refused call is counted as: its own where the refusal names it (over its rate)."""
+    return getattr(error, "key", None) or default
 
 
 def upstream_down() -> Unavailable:
@@ -98,7 +103,10 @@ class AccessControl:
             if wait > 0:
                 what = "tokens" if tokens and key.tpm and not key.rpm else "requests"
                 raise RateLimited(
-                    f"rate limit of key {key.name!r} reached ({what} per minute)", wait, reason="rate"
+                    f"rate limit of key {key.name!r} reached ({what} per minute)",
+                    wait,
+                    reason="rate",
+                    key=key.name,
                 )
         return key
 

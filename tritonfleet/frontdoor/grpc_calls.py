@@ -22,7 +22,8 @@ from typing import Any
 from tritonclient.grpc import service_pb2 as pb
 
 from tritonfleet.errors import ClientError, Error, NotAllowed, NotLoaded, StubDied, from_triton
-from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, upstream_down
+from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, key_of, upstream_down
+from tritonfleet.frontdoor.metrics import status_class
 from tritonfleet.frontdoor.policy import Call, Who, grpc_operation, refuse_file_writes
 from tritonfleet.frontdoor.validation import (
     SHM_PARAMETERS,
@@ -138,9 +139,9 @@ class GrpcCalls:
     def __init__(self, access: AccessControl, internal: tuple[str, ...] = ()) -> None:
         self.access = access
         self.internal = internal  # strings never shown to clients (the repository's path)
-        metrics = access.metrics
-        self._requests, self._latency = metrics.requests, metrics.latency
-        self._series: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}  # (requests, latency)
+        # Each label set's (requests, duration) children, looked up once: the native transport counts
+        # thousands of calls a second.
+        self._series: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
     # --- unary calls ---
 
@@ -218,7 +219,7 @@ class GrpcCalls:
             down = code in ("UNAVAILABLE", "CANCELLED") and not self.access.state.up
             error = upstream_down() if down else None
         if error is not None:
-            self.count(method, model, key, error.grpc_code, started)
+            self.count(method, model, key_of(error, key), error.grpc_code, started)
             return Refusal.of(error)
         self.count(method, model, key, code, started)
         return Refusal(code, self.clean(details))
@@ -293,9 +294,10 @@ class GrpcCalls:
         labels = (method, model, key, code)
         series = self._series.get(labels)
         if series is None:
+            metrics = self.access.metrics
             series = self._series[labels] = (
-                self._requests.labels("grpc", *labels),
-                self._latency.labels("grpc", method),
+                metrics.requests.labels("grpc", *labels, status_class(code)),
+                metrics.duration.labels("grpc", method, model),
             )
         series[0].inc()
         series[1].observe((time.monotonic() if ended is None else ended) - started)
@@ -308,7 +310,7 @@ class GrpcCalls:
     def refused(self, error: Error, method: str, model: str, key: str, started: float) -> None:
         """Count a call the front door refused."""
         self.access.count_rejection(error.reason)
-        self.count(method, model, key, error.grpc_code, started)
+        self.count(method, model, key_of(error, key), error.grpc_code, started)
 
     def clean(self, details: str | None) -> str:
         return clean_message(details or "", self.internal)

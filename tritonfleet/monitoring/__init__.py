@@ -1,0 +1,26 @@
+"""Monitoring the fleet with Prometheus: the metric catalog, the recording and alerting rules (generated from
+the pipeline registry), the Grafana dashboard, and a runner for Debian's ``prometheus``.
+
+``docker/monitoring/`` holds what this package generates for deployments: ``rules.yml``, ``dashboard.json``
+and ``prometheus.yml`` (a scrape config for a fleet reachable as ``tritonfleet:8002``, as in a compose file).
+``python -m tritonfleet.monitoring`` rewrites them; a test checks that the committed files are current.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tritonfleet.monitoring import dashboard, prometheus, rules
+
+FOLDER = Path("docker/monitoring")
+PRODUCTION_TARGET = "tritonfleet:8002"
+
+
+def generated(repository: Path) -> dict[Path, str]:
+    """Each file of ``docker/monitoring/`` (relative to the project's root) and its generated text."""
+    return {
+        FOLDER / "rules.yml": prometheus.dump(rules.document(repository)),
+        FOLDER / "prometheus.yml": prometheus.dump(prometheus.config([PRODUCTION_TARGET], "rules.yml")),
+        FOLDER / "dashboard.json": json.dumps(dashboard.document(), indent=2) + "\n",
+    }
