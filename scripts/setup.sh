@@ -26,6 +26,10 @@ need=()
 dpkg -s python3.11-venv >/dev/null 2>&1 || need+=(python3.11-venv)
 dpkg -s libpython3.11 >/dev/null 2>&1 || need+=(libpython3.11)
 dpkg -s libb64-0d >/dev/null 2>&1 || need+=(libb64-0d)  # perf_analyzer
+# The front door's C++ gRPC transport (tritonfleet/frontdoor/grpc_native.cpp): Debian's gRPC and pybind11.
+for pkg in g++ pkg-config python3.11-dev libgrpc++-dev pybind11-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 dpkg -s prometheus >/dev/null 2>&1 || need+=(prometheus)  # prometheus + promtool (fleet monitor, rule tests)
 # Batch inference past one machine: the broker and the store that `fleet worker` and its tests use.
 dpkg -s redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -56,4 +60,7 @@ echo "setup: pip install -e .[cpu,build,tools,test,batch] + the pipelines' requi
   "$VENV/bin/pip" install --no-deps -r "$VENV/requirements-no-deps.txt"
 } >"$VENV/pip.log" 2>&1 || { tail -40 "$VENV/pip.log"; exit 1; }
 bundle_console
+# Compiled once per source and libgrpc++ version into the build cache (~/.cache/tritonfleet/native); without
+# it the front door serves gRPC on grpc.aio (slower), and tests/frontdoor/test_grpc_calls.py fails.
+"$VENV/bin/python" -m tritonfleet.frontdoor.grpc_native || echo "setup: the front door's gRPC falls back to grpc.aio"
 echo "setup: $VENV ready ($("$VENV/bin/python" --version))"

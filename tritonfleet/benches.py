@@ -48,7 +48,9 @@ def _frontdoor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=2, help="direct / front door alternations per point")
     p.add_argument("--llm-requests", type=int, default=16, help="LLM streams per level")
     p.add_argument("--llm-tokens", type=int, default=32, help="tokens each LLM request generates")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: tabular,image,llm,recovery")
+    p.add_argument(
+        "--skip", default="", help="comma-separated parts to skip: tabular,http,image,llm,recovery"
+    )
 
 
 def _frontdoor(args: argparse.Namespace, console: Console) -> int:

@@ -145,6 +145,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--batch-broker", help="wake `fleet worker` processes through this broker (no worker here)"
     )
+    s.add_argument(
+        "--grpc-transport",
+        choices=["auto", "native", "aio"],
+        default="auto",
+        help="the front door's gRPC transport: native (C++, built at set-up) or aio; auto: native if built",
+    )
     s.add_argument("--verbose", action="store_true", help="stream the server log to the console")
     s.add_argument(
         "--tritonserver", type=Path, help="run this tritonserver (the GPU image's) instead of the bundled one"
@@ -349,6 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_args={"binary": args.tritonserver, "extra_args": args.server_args},
         openai_port=args.openai_port or None,
         openai_max_tokens=args.openai_max_tokens,
+        grpc_transport=args.grpc_transport,
         batch=BatchConfig.from_env(store=args.batch_store, broker=args.batch_broker),
     )
     signal.signal(signal.SIGTERM, _interrupt)
@@ -372,7 +379,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print(f"[green]✓[/] serving {len(models)} models: {', '.join(models)}")
         console.print(f"  public  {', '.join(fleet.public)}")
         console.print(f"  HTTP    http://{fleet.http_url}   (KServe v2: /v2/models/<name>/infer)")
-        console.print(f"  gRPC    {fleet.grpc_url}")
+        assert fleet.door is not None
+        console.print(f"  gRPC    {fleet.grpc_url}   ({fleet.door.transport} transport)")
         console.print(f"  metrics {fleet.metrics_url}")
         if fleet.console_url:
             console.print(f"  console [bold]{fleet.console_url}[/]   (chat, playgrounds, live charts)")

@@ -79,10 +79,12 @@ class Fleet:
         server_args: dict[str, Any] | None = None,
         public: list[str] | None = None,
         openai_max_tokens: int | None = None,
+        grpc_transport: str = "auto",
         batch: BatchConfig | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.openai_max_tokens = openai_max_tokens
+        self.grpc_transport = grpc_transport  # the front door's (frontdoor.service.grpc_transport)
         self.openai: Any = None  # the /v1 app (tritonfleet.openai.OpenAIServer) on an internal port
         self.batch_config = batch  # None: from the environment (BatchConfig.from_env)
         self.batch: Any = None  # the batch service (tritonfleet.batch.service.BatchService), with /v1
@@ -150,6 +152,7 @@ class Fleet:
                     self.server.http_port, self.server.grpc_port, self.server.metrics_port, openai_port
                 ),
                 internal=(str(self.repository), str(self.server.repository)),
+                transport=self.grpc_transport,
             )
             self.ports = self.door.start()
             self.supervisor = Supervisor(

@@ -13,7 +13,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.errors import ClientError, NotFound, RateLimited, retry_after
 from tritonfleet.frontdoor.access import AccessControl, ServerState
-from tritonfleet.frontdoor.grpc_proxy import decode_infer
+from tritonfleet.frontdoor.grpc_calls import decode_infer
 from tritonfleet.frontdoor.http import Request, Router
 from tritonfleet.frontdoor.keys import Bucket, KeyFile, KeysError, KeyStore, Limiter
 from tritonfleet.frontdoor.policy import (

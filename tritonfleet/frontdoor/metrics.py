@@ -7,6 +7,8 @@ replicas); README's Monitoring section lists them with Triton's and the LLM's, a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -37,6 +39,7 @@ class Metrics:
     """Requests by route, model, key and status; their duration; rejections by reason; recoveries; tokens."""
 
     def __init__(self) -> None:
+        self.before_scrape: list[Callable[[], object]] = []  # bring counts up to date (the gRPC transport's)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "tritonfleet_frontdoor_requests",
@@ -90,4 +93,6 @@ class Metrics:
             self.recoveries.labels("model_reload", model)
 
     def text(self) -> bytes:
+        for update in self.before_scrape:
+            update()
         return generate_latest(self.registry)

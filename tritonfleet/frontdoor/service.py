@@ -1,8 +1,8 @@
 """The front door as one object: the public HTTP, gRPC, OpenAI and metrics ports before a Triton on 127.0.0.1.
 
-HTTP, ``/v1`` and metrics run on one uvloop event loop, gRPC on a grpc.aio loop, each on a thread of its
-own; they share the :class:`~tritonfleet.frontdoor.access.AccessControl` (keys, limits, metrics, server
-state).
+HTTP, ``/v1`` and metrics run on one uvloop event loop (a thread of its own), gRPC on the C++ transport's
+threads (:mod:`~tritonfleet.frontdoor.grpc_native`; where it is not built, on a grpc.aio loop); they share
+the :class:`~tritonfleet.frontdoor.access.AccessControl` (keys, limits, metrics, server state).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from tritonfleet.frontdoor import grpc_native
 from tritonfleet.frontdoor.access import AccessControl
+from tritonfleet.frontdoor.grpc_native import NativeGrpcFrontDoor
 from tritonfleet.frontdoor.grpc_proxy import GrpcFrontDoor
 from tritonfleet.frontdoor.http import HttpFrontDoor, MetricsRouter, Pool, Router
 
@@ -49,8 +51,27 @@ class Upstreams:
     openai: int | None = None
 
 
+GRPC_TRANSPORTS = ("auto", "native", "aio")
+
+
+def grpc_transport(wanted: str = "auto") -> str:
+    """The gRPC transport to serve with: ``native`` (C++) when built, else ``aio``; ``wanted`` may insist
+    on either (``native`` where it is not built: :class:`~.grpc_native.NativeUnavailable`)."""
+    if wanted not in GRPC_TRANSPORTS:
+        raise ValueError(f"gRPC transport {wanted!r}: one of {', '.join(GRPC_TRANSPORTS)}")
+    if wanted == "aio":
+        return "aio"
+    why = grpc_native.available()
+    if why is None:
+        return "native"
+    if wanted == "native":
+        raise grpc_native.NativeUnavailable(why)
+    return "aio"
+
+
 class FrontDoor:
-    """Serves the public ports; ``start`` binds them (errors surface at once) and returns."""
+    """Serves the public ports; ``start`` binds them (errors surface at once) and returns.
+    ``transport``: the gRPC transport (:func:`grpc_transport`)."""
 
     def __init__(
         self,
@@ -59,7 +80,9 @@ class FrontDoor:
         ports: Ports,
         upstreams: Upstreams,
         internal: tuple[str, ...] = (),
+        transport: str = "auto",
     ):
+        self.transport = grpc_transport(transport)
         self.access = access
         self.host = host
         self.ports = ports
@@ -67,6 +90,7 @@ class FrontDoor:
         self.internal = internal  # strings never shown to clients (the repository's path)
         self.http: HttpFrontDoor | None = None
         self.grpc: GrpcFrontDoor | None = None
+        self.native: NativeGrpcFrontDoor | None = None
         self._loops: list[asyncio.AbstractEventLoop] = []
         self._threads: list[threading.Thread] = []
         self.bound: Ports | None = None
@@ -97,19 +121,12 @@ class FrontDoor:
 
         self._run_loop(serve_http, uvloop=True, name="frontdoor-http")
         self._closers = [self.http.close, metrics.close, openai_door.close]
-        self.grpc = GrpcFrontDoor(self.access, f"127.0.0.1:{self.upstreams.grpc}", self.internal)
-        grpc_port: Future[int] = Future()
-
-        async def serve_grpc() -> None:
-            assert self.grpc is not None
-            try:
-                grpc_port.set_result(await self.grpc.start(f"{_grpc_host(self.host)}:{self.ports.grpc}"))
-            except BaseException as exc:
-                grpc_port.set_exception(exc)
-                raise
-
-        self._run_loop(serve_grpc, uvloop=False, name="frontdoor-grpc")
-        bound_grpc = grpc_port.result(timeout=30)
+        upstream, address = f"127.0.0.1:{self.upstreams.grpc}", f"{_grpc_host(self.host)}:{self.ports.grpc}"
+        if self.transport == "native":
+            self.native = NativeGrpcFrontDoor(self.access, upstream, self.internal)
+            bound_grpc = self.native.start(address)
+        else:
+            bound_grpc = self._start_aio(upstream, address)
         if not bound_grpc:
             raise OSError(f"cannot listen on {self.host}:{self.ports.grpc} (gRPC)")
         self.bound = Ports(
@@ -119,6 +136,21 @@ class FrontDoor:
             socks["openai"].getsockname()[1] if "openai" in socks else None,
         )
         return self.bound
+
+    def _start_aio(self, upstream: str, address: str) -> int:
+        self.grpc = GrpcFrontDoor(self.access, upstream, self.internal)
+        grpc_port: Future[int] = Future()
+
+        async def serve_grpc() -> None:
+            assert self.grpc is not None
+            try:
+                grpc_port.set_result(await self.grpc.start(address))
+            except BaseException as exc:
+                grpc_port.set_exception(exc)
+                raise
+
+        self._run_loop(serve_grpc, uvloop=False, name="frontdoor-grpc")
+        return grpc_port.result(timeout=30)
 
     def _run_loop(self, main: Callable[[], Any], *, uvloop: bool, name: str) -> None:
         if uvloop:
@@ -146,6 +178,9 @@ class FrontDoor:
         self._threads.append(thread)
 
     def stop(self) -> None:
+        if self.native is not None:
+            self.native.stop()
+            self.native = None
         if not self._loops:
             return
         http_loop = self._loops[0]
