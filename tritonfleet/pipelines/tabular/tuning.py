@@ -13,6 +13,7 @@ import copy
 import json
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,22 @@ SETTINGS = (
 )
 
 
+DATASETS = {"breast_cancer_xgboost": "load_breast_cancer", "wine_sklearn": "load_wine"}  # sklearn.datasets
+
+
 def dataset_rows(model: str) -> np.ndarray:
     """Every row of the model's dataset as float32 (scikit-learn's bundled copy: the training data)."""
-    from sklearn.datasets import load_breast_cancer, load_wine
+    from sklearn import datasets
 
-    loaders = {"breast_cancer_xgboost": load_breast_cancer, "wine_sklearn": load_wine}
-    return loaders[model]().data.astype(np.float32)
+    return getattr(datasets, DATASETS[model])().data.astype(np.float32)
+
+
+def samples(model: str) -> Callable[[Path, int], dict[str, np.ndarray]]:
+    """Real inputs of ``model`` for ``fleet tune`` (tritonfleet/tune/inputs.py): its dataset's rows."""
+    return lambda repository, count: {client.INPUT: dataset_rows(model)[:count]}
+
+
+SAMPLES = {model: samples(model) for model in DATASETS}
 
 
 def write_input_data(rows: np.ndarray, path: Path) -> Path:
