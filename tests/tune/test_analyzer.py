@@ -174,3 +174,5 @@ def test_a_gpu_target_needs_its_plan_and_gpu_kind(capsys) -> None:
     args = ["--repository", str(REPOSITORY), "tune", MODEL, "--target", "nosuchplan", "--gpu", "L4"]
     assert main(args) == 2
     assert "run fleet plan first" in capsys.readouterr().out
+    assert main([*args[:-1], "Z80"]) == 2
+    assert "unknown GPU 'Z80'" in capsys.readouterr().out

@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from tritonclient.grpc import model_config_pb2 as mc
 
+from tritonfleet.plan import gpus
 from tritonfleet.repository import dependencies, parse_config
 from tritonfleet.server import TritonServer
 from tritonfleet.spec import config as spec_config
@@ -86,6 +87,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
             "[red]✗[/] --target NAME needs --gpu (the GPU kind the record is for: L4, A100-40GB, ...)"
         )
         return 2
+    if gpu_target:
+        try:
+            args.gpu = gpus.lookup(args.gpu).name  # the record's target: the table's name (L4, A100-40GB)
+        except KeyError as exc:
+            console.print(f"[red]✗[/] --gpu: {exc.args[0]}")
+            return 2
     if gpu_target and not (repository / args.model / "configs" / f"{args.target}.pbtxt").is_file():
         console.print(f"[red]✗[/] no configs/{args.target}.pbtxt for {args.model}: run fleet plan first")
         return 2
