@@ -3,14 +3,20 @@
 VENV ?= .venv
 FLEET := $(VENV)/bin/fleet
 STAMP := $(VENV)/.setup-done
+WEB := tritonfleet/console/web
+CONSOLE := tritonfleet/console/static/index.html
 
 .PHONY: setup build validate serve test lint bench clean image
 
-setup: $(STAMP)
+setup: $(STAMP) $(CONSOLE)
 
 $(STAMP): pyproject.toml scripts/setup.sh setup.py $(wildcard tritonfleet/pipelines/*/pipeline.py)
 	VENV=$(VENV) scripts/setup.sh
 	touch $@
+
+# The console's bundle, again when its sources change (the set-up makes it the first time).
+$(CONSOLE): $(WEB)/package-lock.json $(WEB)/build.mjs $(wildcard $(WEB)/src/*) | $(STAMP)
+	scripts/setup.sh console
 
 build: setup
 	$(FLEET) build

@@ -1,7 +1,8 @@
 """Typed clients for the fleet's pipelines over tritonclient: HTTP or gRPC, sync or asyncio.
 
-Any Triton client works against the fleet; these add the helpers that the pipelines declare
-(``tritonfleet.pipelines``: one per pipeline task, e.g. ``classify_image``, ``generate``) and LLM streaming::
+Any Triton client works against the fleet; these add the helpers of the pipelines' client modules (each
+``clients/<pipeline>.py`` lists its ``HELPERS``: one per pipeline task, e.g. ``classify_image``,
+``generate``) and LLM streaming::
 
     with FleetClient("localhost:8001", protocol="grpc") as fleet:
         fleet.classify_image("cat.jpg", top_k=5)  # [Classification(label="tabby", score=0.61, ...), ...]
@@ -19,14 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
+import pkgutil
 import queue
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import ModuleType
 from typing import Any, Literal
 
+from tritonfleet import defaults
 from tritonfleet.clients import llm
 from tritonfleet.clients.call import (
     Call,
@@ -38,7 +43,7 @@ from tritonfleet.clients.call import (
 )
 
 Protocol = Literal["http", "grpc"]
-DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
+DEFAULT_URLS = {"http": defaults.HTTP_URL, "grpc": defaults.GRPC_URL}
 
 
 def _api(protocol: Protocol) -> ModuleType:
@@ -51,12 +56,24 @@ def _api(protocol: Protocol) -> ModuleType:
     return api
 
 
-def _helper(name: str) -> Callable[..., Call | ConfiguredCall]:
-    from tritonfleet import pipelines
+@functools.cache
+def helpers() -> dict[str, Callable[..., Call | ConfiguredCall]]:
+    """Every client helper by name: the ``HELPERS`` of each module of this package
+    (``clients/<pipeline>.py``). Two modules offering one name is an error."""
+    found: dict[str, Callable[..., Call | ConfiguredCall]] = {}
+    package = sys.modules[__package__]  # tritonfleet.clients, imported by now
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__package__}.{info.name}")
+        for helper in getattr(module, "HELPERS", ()):
+            if found.setdefault(helper.__name__, helper) is not helper:
+                raise ValueError(f"two client modules offer a helper named {helper.__name__!r}")
+    return found
 
-    if name.startswith("_") or name not in pipelines.helpers():
+
+def _helper(name: str) -> Callable[..., Call | ConfiguredCall]:
+    if name.startswith("_") or name not in helpers():
         raise AttributeError(name)
-    return pipelines.helpers()[name]
+    return helpers()[name]
 
 
 def _auth(api_key: str | None) -> dict[str, str] | None:
@@ -87,9 +104,7 @@ class _Client:
         raise NotImplementedError
 
     def __dir__(self) -> list[str]:
-        from tritonfleet import pipelines
-
-        return sorted({*super().__dir__(), *pipelines.helpers()})
+        return sorted({*super().__dir__(), *helpers()})
 
     def _request(self, model: str, values: dict[str, Any], datatypes: dict[str, str]) -> list[Any]:
         return infer_inputs(self.api, Call(model, values, lambda r: r), datatypes)

@@ -55,3 +55,9 @@ def _parse_entry(entry: bytes | str) -> Classification:
     text = entry.decode() if isinstance(entry, bytes) else entry
     score, index, label = text.split(":", 2)
     return Classification(label=label, score=float(score), index=int(index))
+
+
+HELPERS = (
+    classify_images,
+    classify_image,
+)  # FleetClient.<name>(...), AsyncFleetClient.<name>(...)

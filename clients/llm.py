@@ -155,3 +155,6 @@ def _json(value: np.ndarray, many: bool = False) -> Any:
     """A [1, n] tensor as the generate endpoint's JSON: a scalar, or a list when ``many``."""
     items = [v.decode() if isinstance(v, bytes) else v.item() for v in value.reshape(-1)]
     return items if many else items[0]
+
+
+HELPERS = (generate,)  # FleetClient.<name>(...), AsyncFleetClient.<name>(...)

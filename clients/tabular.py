@@ -160,3 +160,6 @@ def parse_response(result: Any, classes: tuple[str, ...]) -> Predictions:
         probabilities=result.as_numpy(PROBABILITIES),
         classes=classes,
     )
+
+
+HELPERS = (predict_tabular,)  # FleetClient.<name>(...), AsyncFleetClient.<name>(...)

@@ -58,3 +58,6 @@ def parse_response(result: Any) -> Embeddings:
         num_tokens=[int(n) for n in counts.reshape(-1)],
         truncated=[bool(t) for t in truncated.reshape(-1)],
     )
+
+
+HELPERS = (embed,)  # FleetClient.<name>(...), AsyncFleetClient.<name>(...)

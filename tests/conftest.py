@@ -6,15 +6,15 @@ import asyncio
 import io
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tritonfleet import artifacts, pipelines
-from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.repository import Repository
+from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
+from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
 from tritonfleet.server import TritonServer
 
 # ImageNet-1k indices of the domestic cat classes: tabby, tiger cat, Persian, Siamese, Egyptian cat.
@@ -40,6 +40,20 @@ def copy_repository(dest: Path) -> Path:
         ]
 
     shutil.copytree(REPOSITORY, dest, ignore=built)
+    return dest
+
+
+def copy_sources(dest: Path) -> Path:
+    """The project's files as a clean clone has them (tracked, and new ones git does not ignore), but the
+    model repository: callers copy it (:func:`copy_repository`) or link the built one."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in files:
+        if (PROJECT_ROOT / name).is_file() and not name.startswith("model_repository/"):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / name, dest / name)
     return dest
 
 
@@ -74,18 +88,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    """tritonserver 2.51.0 serving the whole repository with its CPU configs.
+def rag_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built repository but for the retriever, indexed from the RAG tests' frozen corpus
+    (tests/rag/frozen.py): what the tests assert about retrieval does not depend on README and docs/."""
+    from tests.rag.frozen import build_repository
+
+    return build_repository(tmp_path_factory.mktemp("rag") / "repository")
+
+
+@pytest.fixture(scope="session")
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
+    """tritonserver 2.51.0 serving the whole repository with its CPU configs (the retriever's index from the
+    frozen corpus: :func:`rag_repository`).
 
     ``FLEET_TEST_MODELS=a,b`` loads only those pipelines or models (and their steps), for a quick local run.
     """
     only = [n for n in os.environ.get("FLEET_TEST_MODELS", "").split(",") if n]
-    models = Repository(REPOSITORY).closure(pipelines.expand(only or list(pipelines.registry())))
-    missing = artifacts.missing(REPOSITORY, models, "cpu")
+    models = models_to_load(REPOSITORY, only or None)
+    missing = missing_artifacts(REPOSITORY, models, "cpu")
     if missing:
         pytest.fail("artifacts not built (make test builds them): " + ", ".join(missing))
     log = tmp_path_factory.mktemp("server") / "tritonserver.log"
-    srv = TritonServer.on_free_ports(REPOSITORY, models=only or None, log=log)
+    repository = request.getfixturevalue("rag_repository") if "retriever" in models else REPOSITORY
+    srv = TritonServer.on_free_ports(repository, models=models, log=log)
     try:
         srv.start()
     except Exception:

@@ -24,6 +24,7 @@ collects responses as Triton would is ``tests/python_models.py``.
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -201,6 +202,7 @@ class InferenceRequest:
         self._inputs = list(inputs)
         self._requested = set(requested_output_names)
         self._model_name, self._model_version, self._flags = model_name, model_version, flags
+        self._parameters = dict(parameters or {})  # values bool, int or str, as python_backend takes them
         self.cancelled = False  # a test sets it: the client cancelled
         self._sender: InferenceResponseSender | None = None
 
@@ -224,6 +226,10 @@ class InferenceRequest:
 
     def flags(self) -> int:
         return self._flags
+
+    def parameters(self) -> str:
+        """The request's parameters as JSON, as python_backend gives them."""
+        return json.dumps(self._parameters)
 
     def requested_output_names(self) -> set[str]:
         return self._requested

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from tritonfleet import artifacts, pipelines
 from tritonfleet.artifacts import REPOSITORY, BuildError, Recipe
-from tritonfleet.repository import Repository
+from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
 
 COUNTING_RECIPE = """
 import argparse, pathlib
@@ -119,8 +120,7 @@ def test_cached_recipes_are_current_after_make_build() -> None:
 
 def test_every_served_artifact_has_a_recipe_and_nothing_is_missing() -> None:
     """What `fleet serve` checks before it starts: no built file of any loaded model is missing."""
-    models = Repository(REPOSITORY).closure(pipelines.expand(list(pipelines.registry())))
-    assert artifacts.missing(REPOSITORY, models, "cpu") == []
+    assert missing_artifacts(REPOSITORY, models_to_load(REPOSITORY), "cpu") == []
 
 
 def test_unknown_pipeline_is_a_clear_error() -> None:
@@ -192,6 +192,24 @@ def test_a_files_option_and_the_needed_artifacts_are_in_the_key(project: Path, t
     assert artifacts.build(index_recipe(), repository, log=lambda _: None, options=options) == "built"
     assert index.read_text() == "v2|note"
     assert index_recipe().key(repository, options) != index_recipe().key(repository)
+
+
+def test_a_files_options_key_does_not_depend_on_where_the_project_is(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second clone elsewhere finds the index its corpus was built into (by content, not by path)."""
+    (project / "build" / "index.py").write_text(CONCAT_RECIPE)
+    (project / "docs").mkdir()
+    (project / "docs" / "a.md").write_text("alpha")
+    repository = project / "model_repository"
+    artifacts.build(recipe(), repository, log=lambda _: None)
+    key = index_recipe().key(repository)
+    clone = tmp_path / "clone"
+    shutil.copytree(project, clone)
+    monkeypatch.setattr(artifacts, "PROJECT_ROOT", clone)
+    assert index_recipe().key(clone / "model_repository") == key
+    (clone / "docs" / "a.md").write_text("alpha, edited")
+    assert index_recipe().key(clone / "model_repository") != key
 
 
 def test_a_needed_artifact_that_is_not_built_is_a_clear_error(project: Path) -> None:

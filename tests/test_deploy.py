@@ -51,7 +51,7 @@ def test_image_takes_every_pin_from_docker_image_env() -> None:
         and '-DTRITON_CORE_REPO_TAG="${TRITON_REPO_TAG}"' in dockerfile
     )
     assert '--branch "v${TRTLLM_VERSION}"' in dockerfile
-    assert re.search(r'^RUN pip install .*"\.\[build[],]', dockerfile, re.MULTILINE)  # the export stage
+    assert re.search(r'^RUN pip install .*"\.\[cpu,build\]"', dockerfile, re.MULTILINE)  # the export stage
     assert (DOCKER / ".env").resolve() == (DOCKER / "image.env").resolve()
     makefile = (ROOT / "Makefile").read_text()
     assert "docker/image.env" in makefile and "--build-arg" in makefile
@@ -86,13 +86,23 @@ def test_entrypoint_serves_the_gpu_configs_behind_the_front_door() -> None:
     assert "build/tensorrt_plan.py" in text
 
 
-def test_image_installs_the_front_doors_pinned_dependencies() -> None:
+def test_image_installs_the_runtime_pinned_once_and_no_extra() -> None:
+    """The serving stage installs the wheel --no-deps (its base has its own Triton client, numpy, protobuf),
+    then those of the runtime's dependencies it lacks, pinned by pyproject.toml (the front door's among them),
+    and the pipelines' serving requirements: no version restated, no extra (the CPU target's bundled
+    tritonserver and engine, the tools, build and test are extras it never installs)."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    pinned = [d for d in pyproject["project"]["dependencies"] if d.split("==")[0] in FRONT_DOOR_PACKAGES]
-    assert len(pinned) == len(FRONT_DOOR_PACKAGES)
-    dockerfile = (DOCKER / "Dockerfile").read_text()
-    for requirement in pinned:
-        assert f'"{requirement}"' in dockerfile
+    runtime = {re.split(r"[=<>\[]", d)[0]: d for d in pyproject["project"]["dependencies"]}
+    for name in FRONT_DOOR_PACKAGES:
+        assert "==" in runtime[name], runtime[name]
+    extras = pyproject["project"]["optional-dependencies"]
+    assert {"nvidia-pytriton", "onnxruntime-genai"} <= {re.split(r"[=<>\[]", d)[0] for d in extras["cpu"]}
+    assert not {"nvidia-pytriton", "onnxruntime-genai", "matplotlib"} & runtime.keys()
+    serve = (DOCKER / "Dockerfile").read_text().split("\nFROM ${TRITON_IMAGE}\n", 1)[1]
+    assert "RUN python3 -m pip install --no-cache-dir --no-deps /tmp/wheels/*.whl" in serve
+    assert "python3 -m tritonfleet.pipelines requirements runtime --missing" in serve
+    assert "python3 -m tritonfleet.pipelines requirements serve" in serve
+    assert ".whl[" not in serve and not any(f'"{name}==' in serve for name in FRONT_DOOR_PACKAGES)
 
 
 FRONT_DOOR_PACKAGES = ("uvloop", "httptools", "prometheus-client")

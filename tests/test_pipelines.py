@@ -4,6 +4,8 @@ declared pipeline answers on the real server, alone and all at once."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -11,22 +13,31 @@ from pathlib import Path
 
 import pytest
 
-from tritonfleet import artifacts, cli, pipelines
+from tritonfleet import artifacts, cli, clients, pipelines
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.clients import AsyncFleetClient, FleetClient
+from tritonfleet.clients.fleet import helpers
+from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
 from tritonfleet.repository import Repository
 from tritonfleet.server import TritonServer
 
-TOY = '''
-"""A pipeline declared by a test: nothing else in the project mentions it."""
-from tritonfleet.artifacts import Recipe
+TOY_CLIENT = '''
+"""The toy pipeline's client helpers."""
 from tritonfleet.clients.call import Call
-from tritonfleet.pipelines import Command, Pipeline
 
 
 def toy_double(values):
     """Double the values (FEATURES) of the toy model."""
     return Call("toy_model", {"FEATURES": [values]}, lambda result: result.as_numpy("OUT")[0])
+
+
+HELPERS = (toy_double,)
+'''
+
+TOY = '''
+"""A pipeline declared by a test: nothing else in the project mentions it."""
+from tritonfleet.artifacts import Recipe
+from tritonfleet.pipelines import Command, Pipeline
 
 
 def _infer_arguments(parser):
@@ -38,7 +49,6 @@ PIPELINE = Pipeline(
     summary="a test's pipeline",
     public=("toy_model",),
     recipes=(Recipe(script="build/toy.py", outputs=("toy_model/1/model.onnx",), args=("--out", "{output}")),),
-    helpers=(toy_double,),
     infer=Command("double numbers", _infer_arguments, lambda args, console: 0),
     requires=("toy-runtime==1.0",),
     build_requires=("toy-builder==2.0",),
@@ -48,15 +58,22 @@ PIPELINE = Pipeline(
 
 @pytest.fixture
 def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pipelines.Pipeline]:
-    """A new pipeline package in a folder the registry searches, as a new one in tritonfleet/pipelines/ is."""
+    """A new pipeline package and client module in folders the registry and the clients search, as new ones
+    in tritonfleet/pipelines/ and clients/ are. (tests/test_new_pipeline.py adds them to a copy of the
+    project instead, and serves them.)"""
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "__init__.py").write_text('"""The toy pipeline."""\n')
     (tmp_path / "toy" / "pipeline.py").write_text(textwrap.dedent(TOY))
+    (tmp_path / "clients").mkdir()
+    (tmp_path / "clients" / "toy.py").write_text(textwrap.dedent(TOY_CLIENT))
     monkeypatch.setattr(pipelines, "__path__", [*pipelines.__path__, str(tmp_path)])
+    monkeypatch.setattr(clients, "__path__", [*clients.__path__, str(tmp_path / "clients")])
     pipelines.registry.cache_clear()
+    helpers.cache_clear()
     yield pipelines.get("toy")
     monkeypatch.undo()
     pipelines.registry.cache_clear()
+    helpers.cache_clear()
 
 
 def test_a_new_declaration_reaches_every_consumer(toy: pipelines.Pipeline) -> None:
@@ -67,7 +84,7 @@ def test_a_new_declaration_reaches_every_consumer(toy: pipelines.Pipeline) -> No
     # the build and serve: its recipe, its missing artifact with the command that makes it, its models
     assert toy.recipes[0] in pipelines.recipes("cpu", ["toy"])
     assert toy.recipes[0] in pipelines.recipes("image")
-    assert artifacts.missing(REPOSITORY, ["toy_model"], "cpu") == [
+    assert missing_artifacts(REPOSITORY, ["toy_model"], "cpu") == [
         "toy_model/1/model.onnx (run `fleet build toy`)"
     ]
     assert pipelines.expand(["toy", "image_classifier"]) == ["toy_model", "image_classifier"]
@@ -105,7 +122,7 @@ def test_declarations_agree_with_the_repository() -> None:
             assert set(recipe.models) <= names, (pipeline.name, recipe.script)
             assert (artifacts.PROJECT_ROOT / recipe.script).is_file(), recipe.script
         assert pipeline.probe is not None, f"{pipeline.name} declares no probe"
-    pipelines.helpers()  # raises if two pipelines offer the same helper name
+    helpers()  # raises if two client modules offer the same helper name
     ids = [m.id for p in registry.values() for m in p.openai]
     assert len(ids) == len(set(ids))
 
@@ -113,7 +130,7 @@ def test_declarations_agree_with_the_repository() -> None:
 def test_every_model_in_the_repository_belongs_to_a_pipeline() -> None:
     """On each target, the pipelines' closure covers the repository (a model no pipeline loads is dead)."""
     repo = Repository(REPOSITORY)
-    loaded = {t: set(repo.closure(pipelines.expand(list(pipelines.registry())), t)) for t in ("cpu", "gpu")}
+    loaded = {t: set(models_to_load(REPOSITORY, None, t)) for t in ("cpu", "gpu")}
     assert loaded["cpu"] | loaded["gpu"] == set(repo.names())
 
 
@@ -156,3 +173,67 @@ def test_the_whole_fleet_answers_all_at_once(server: TritonServer) -> None:
         t.join(timeout=600)
     assert errors == []
     assert sorted(done) == sorted(name for name in pipelines.registry() for _ in range(6))
+
+
+def test_serve_loads_the_targets_models(tmp_path: Path) -> None:
+    """`fleet serve --target gpu` loads the GPU configs' closure (tensorrt_llm_counts sits between the LLM's
+    steps there only): the command line a stand-in tritonserver receives, which records it and exits."""
+    argv = tmp_path / "argv"
+    fake = tmp_path / "tritonserver"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {argv}\nexit 3\n')
+    fake.chmod(0o755)
+    out = subprocess.run(
+        [sys.executable, "-m", "tritonfleet.cli", "serve", "--target", "gpu", "--tritonserver", str(fake),
+         "--models", "llm", "--keys", str(tmp_path / "keys.json"), "--http-port", "0", "--grpc-port", "0",
+         "--metrics-port", "0", "--openai-port", "0", "--verbose"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 1 and "tritonserver exited (3)" in out.stdout, out.stdout + out.stderr
+    args = argv.read_text().split()
+    loaded = [a.removeprefix("--load-model=") for a in args if a.startswith("--load-model=")]
+    assert loaded == models_to_load(REPOSITORY, ["llm"], "gpu")
+    assert "tensorrt_llm_counts" in loaded
+    assert "tensorrt_llm_counts" not in models_to_load(REPOSITORY, ["llm"], "cpu")
+    assert "--model-config-name=cpu" not in argv.read_text()
+
+
+def test_fleet_pipelines_lists_each_pipelines_parts() -> None:
+    """`fleet pipelines NAME`: its models (steps too), recipes, client helpers, commands and files."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tritonfleet.cli", "pipelines", "image_classifier"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for part in (
+        "image_preprocess",
+        "image_classifier (public)",
+        "build/image_classifier/export_onnx.py -> efficientnet_lite0/1/model.onnx",
+        "FleetClient.classify_image(image, top_k=5)",
+        "fleet infer image_classifier",
+        "fleet bench image_classifier",
+        "pillow>=10.4",
+        "tritonfleet/pipelines/image_classifier/",
+        "clients/image_classifier.py",
+        "model_repository/efficientnet_lite0/",
+        "tests/image_classifier/",
+    ):
+        assert part in out, (part, out)
+    every = subprocess.run(
+        [sys.executable, "-m", "tritonfleet.cli", "pipelines"], capture_output=True, text=True, check=True
+    ).stdout
+    assert all(f"{name}: {p.summary}" in every for name, p in pipelines.registry().items())
+    assert "tensorrt_llm_counts (gpu only)" in every
+
+
+def test_a_pipeline_is_named_for_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its parts are found by its name (``fleet pipelines``): a declaration in another package is refused."""
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "__init__.py").write_text("")
+    (tmp_path / "other" / "pipeline.py").write_text(textwrap.dedent(TOY))
+    monkeypatch.setattr(pipelines, "__path__", [*pipelines.__path__, str(tmp_path)])
+    pipelines.registry.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="declares the pipeline 'toy', not 'other'"):
+            pipelines.registry()
+    finally:
+        monkeypatch.undo()
+        pipelines.registry.cache_clear()

@@ -17,9 +17,9 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import copy_repository
-from tritonfleet import artifacts
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.fleet import internal_url
+from tritonfleet.pipelines.loading import missing_artifacts
 from tritonfleet.server import SHM_PREFIX, STUB_NAME, TritonServer, free_port, live_processes
 
 pytestmark = pytest.mark.server
@@ -190,7 +190,7 @@ def test_stop_removes_the_shared_memory_a_killed_server_leaves(tmp_path: Path) -
 def test_serve_refuses_missing_artifacts_with_the_build_command(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     copy_repository(repo)
-    missing = artifacts.missing(repo, ["efficientnet_lite0", "image_classifier"], "cpu")
+    missing = missing_artifacts(repo, ["efficientnet_lite0", "image_classifier"], "cpu")
     assert missing == ["efficientnet_lite0/1/model.onnx (run `fleet build image_classifier`)"]
     out = subprocess.run(
         [

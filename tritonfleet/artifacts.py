@@ -12,21 +12,18 @@ from __future__ import annotations
 import glob
 import hashlib
 import importlib.metadata
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritonfleet.defaults import cache_root
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REPOSITORY = PROJECT_ROOT / "model_repository"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet"))
 
 
 @dataclass(frozen=True)
@@ -119,8 +116,9 @@ class Recipe:
         for option in self.options:
             digest.update(f"{option.name}={values[option.name]}".encode())
             if option.files:
-                for path in option.paths(values[option.name]):
-                    digest.update(f"{path} {sha256(path)}".encode())
+                for path in option.paths(values[option.name]):  # where the project is does not count
+                    name = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+                    digest.update(f"{name} {sha256(path)}".encode())
         return digest.hexdigest()[:20]
 
     def cache_dir(self, repository: Path | None = None, options: Mapping[str, str] | None = None) -> Path:
@@ -147,15 +145,13 @@ class Recipe:
         )
 
 
-def missing(repository: Path, models: list[str], target: str) -> list[str]:
-    """Artifacts the recipes promise for ``models`` that are not in ``repository``, with the build command."""
-    from tritonfleet import pipelines
-
+def missing(repository: Path, models: list[str], recipes: Mapping[str, Iterable[Recipe]]) -> list[str]:
+    """Outputs of ``recipes`` (by the name ``fleet build`` takes: the pipeline) for ``models`` that are not in
+    ``repository``, each with the command that builds it."""
     return [
-        f"{name} (run `fleet build {pipeline.name}`)"
-        for pipeline in pipelines.registry().values()
-        for recipe in pipeline.recipes
-        if recipe.builds_for(target)
+        f"{name} (run `fleet build {build}`)"
+        for build, written in recipes.items()
+        for recipe in written
         for name in recipe.outputs
         if Path(name).parts[0] in models and not (repository / name).exists()
     ]

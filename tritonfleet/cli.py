@@ -7,16 +7,20 @@ fleet plan --gpus SPEC [--name NAME]          # place the fleet on GPUs: configs
 fleet deploy k8s --plan reports/plan/NAME.json  # Kubernetes manifests (and KServe) from that plan
 fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
             [--openai-port 9000] [--models NAME,...]
-fleet keys add NAME [--rpm N] [--tpm N] [--admin] | list | revoke NAME
+fleet keys add NAME [--rpm N] [--tpm N] [--admin] [--batch-lines N ...] | list | revoke NAME
+fleet batch run PIPELINE INPUT --output OUT | list | status ID | cancel ID | results ID
+fleet worker --broker URL --store URL [--triton HOST:PORT]   # a Celery batch worker
 fleet stress [--requests 100000]                # fuzz the front door of a fleet of its own
 fleet soak [--minutes 30] [--concurrency 16]    # mixed traffic over every pipeline: errors, memory
 fleet infer PIPELINE ... [--url URL] [--protocol http|grpc]
 fleet bench PIPELINE|fleet|openai|all ... [--url URL]
 fleet status [--url localhost:8000]
 fleet monitor [--target localhost:8002] [--port 9090]   # Prometheus with the fleet's rules
+fleet pipelines [NAME]                          # each pipeline's models, recipes, helpers, commands, files
 
 The pipelines and their ``infer`` / ``bench`` arguments come from their declarations
-(``tritonfleet.pipelines``).
+(``tritonfleet.pipelines``). The benchmarks, ``stress`` and ``soak`` are the ``tools`` extra's
+(``tritonfleet.tools``, each pipeline's ``bench``): imported when they run.
 """
 
 from __future__ import annotations
@@ -30,13 +34,27 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
-from tritonfleet import artifacts, pipelines
+from tritonfleet import artifacts, defaults, pipelines, status
+from tritonfleet.batch import jobs as batch_jobs
+from tritonfleet.batch.config import BatchConfig
+from tritonfleet.benches import BENCHES
+from tritonfleet.clients.fleet import _auth
 from tritonfleet.deploy import command as deploy_command
 from tritonfleet.deploy import gpubuild
+from tritonfleet.fleet import Fleet, FleetError, internal_url
+from tritonfleet.frontdoor.keys import KeyFile, KeysError, home
+from tritonfleet.frontdoor.validation import Limits
+from tritonfleet.monitoring.prometheus import Prometheus, PrometheusError
+from tritonfleet.pipelines import layout
+from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
 from tritonfleet.plan import command as plan_command
 from tritonfleet.repository import Repository
+from tritonfleet.server import ServerError
+from tritonfleet.spec.config import rendered, write
 from tritonfleet.tune import command as tune_command
+from tritonfleet.validate import validate_repository
 
 console = Console(highlight=False)
 
@@ -96,11 +114,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--host", default="127.0.0.1", help="the front door's address (other than localhost needs keys)"
     )
-    s.add_argument("--http-port", type=int, default=8000)
-    s.add_argument("--grpc-port", type=int, default=8001)
-    s.add_argument("--metrics-port", type=int, default=8002)
+    s.add_argument("--http-port", type=int, default=defaults.HTTP_PORT)
+    s.add_argument("--grpc-port", type=int, default=defaults.GRPC_PORT)
+    s.add_argument("--metrics-port", type=int, default=defaults.METRICS_PORT)
     s.add_argument(
-        "--openai-port", type=int, default=9000, help="OpenAI-compatible API (/v1) on this port; 0: none"
+        "--openai-port",
+        type=int,
+        default=defaults.OPENAI_PORT,
+        help="OpenAI-compatible API (/v1) on this port; 0: none",
     )
     s.add_argument(
         "--openai-max-tokens", type=int, help="/v1 budget of a request giving none (default: context left)"
@@ -114,8 +135,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--insecure", action="store_true", help="serve a non-local address without API keys (not advised)"
     )
-    s.add_argument("--max-body-mb", type=int, default=64, help="largest request body accepted")
-    s.add_argument("--probe-interval", type=float, default=30.0, help="seconds between pipeline probes")
+    s.add_argument(
+        "--max-body-mb", type=int, default=defaults.MAX_BODY_MB, help="largest request body accepted"
+    )
+    s.add_argument(
+        "--probe-interval",
+        type=float,
+        default=defaults.PROBE_INTERVAL_S,
+        help="seconds between pipeline probes",
+    )
+    s.add_argument(
+        "--batch-store", help="batch store URL (default sqlite in $TRITONFLEET_HOME; postgresql://...)"
+    )
+    s.add_argument(
+        "--batch-broker", help="wake `fleet worker` processes through this broker (no worker here)"
+    )
     s.add_argument("--verbose", action="store_true", help="stream the server log to the console")
     s.add_argument(
         "--tritonserver", type=Path, help="run this tritonserver (the GPU image's) instead of the bundled one"
@@ -139,8 +173,14 @@ def parser() -> argparse.ArgumentParser:
     mo.set_defaults(handler=cmd_monitor)
 
     st = sub.add_parser("status", help="what a running server serves: models, load, memory (like ollama ps)")
-    st.add_argument("--url", default="localhost:8000", help="the server's HTTP address")
+    st.add_argument("--url", default=defaults.HTTP_URL, help="the server's HTTP address")
     st.set_defaults(handler=cmd_status)
+
+    pl = sub.add_parser(
+        "pipelines", help="each pipeline's models, recipes, client helpers, commands and files"
+    )
+    pl.add_argument("name", nargs="?", choices=names, metavar="NAME", help=f"one of {', '.join(names)}")
+    pl.set_defaults(handler=cmd_pipelines)
 
     k = sub.add_parser("keys", help="API keys of the front door (hashed in $TRITONFLEET_HOME/keys.json)")
     k.add_argument("--keys", type=Path, help="keys file (default $TRITONFLEET_HOME/keys.json)")
@@ -150,6 +190,9 @@ def parser() -> argparse.ArgumentParser:
     ka.add_argument("--rpm", type=int, default=0, help="requests per minute (0: no limit)")
     ka.add_argument("--tpm", type=int, default=0, help="tokens per minute on /v1 (0: no limit)")
     ka.add_argument("--admin", action="store_true", help="may use the admin APIs")
+    ka.add_argument("--batch-lines", type=int, default=0, help="lines a batch (0: the fleet's default)")
+    ka.add_argument("--batch-file-mb", type=int, default=0, help="largest batch input file (0: default)")
+    ka.add_argument("--batches", type=int, default=0, help="batches in flight (0: the fleet's default)")
     ka.set_defaults(handler=cmd_keys_add)
     ksub.add_parser("list", help="the keys (names and limits; never the keys)").set_defaults(
         handler=cmd_keys_list
@@ -157,6 +200,14 @@ def parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="remove a key (a running server stops accepting it)")
     kr.add_argument("name")
     kr.set_defaults(handler=cmd_keys_revoke)
+
+    ba = sub.add_parser(
+        "batch", help="batch jobs: run a file through a pipeline; list, status, cancel, results"
+    )
+    batch_jobs.add_arguments(ba, console)
+    wk = sub.add_parser("worker", help="a Celery batch worker: lines from --store, woken through --broker")
+    batch_jobs.add_worker_arguments(wk)
+    wk.set_defaults(handler=batch_jobs.worker)
 
     fz = sub.add_parser("stress", help="fuzz the front door of a fleet of its own (malformed requests)")
     fz.add_argument("--requests", type=int, default=100_000, help="malformed requests in all (0.6 HTTP)")
@@ -172,7 +223,9 @@ def parser() -> argparse.ArgumentParser:
     so.set_defaults(handler=cmd_soak)
 
     client = argparse.ArgumentParser(add_help=False)
-    client.add_argument("--url", help="server address (default localhost:8000 for http, :8001 for grpc)")
+    client.add_argument(
+        "--url", help=f"server address (default {defaults.HTTP_URL} for http, {defaults.GRPC_URL} for grpc)"
+    )
     client.add_argument("--protocol", choices=["http", "grpc"], default="http")
     i = sub.add_parser("infer", help="call a pipeline and print the result")
     per_pipeline = i.add_subparsers(required=True, metavar="PIPELINE")
@@ -187,8 +240,6 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--output", type=Path, default=Path("reports"))
     r = sub.add_parser("bench", help="a served pipeline against its baseline, side by side in one run")
     per_pipeline = r.add_subparsers(required=True, metavar="PIPELINE|BENCH")
-    from tritonfleet.tools.bench import BENCHES
-
     benched = {p.name: p.bench for p in pipelines.registry().values() if p.bench is not None} | BENCHES
     for name, command in benched.items():
         sp = per_pipeline.add_parser(name, help=command.help, parents=[bench])
@@ -253,8 +304,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from tritonfleet.spec.config import rendered, write
-
     changed = write(args.repository)
     for name in changed:
         console.print(f"[green]✓[/] {'wrote' if (args.repository / name).is_file() else 'removed'} {name}")
@@ -264,8 +313,6 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tritonfleet.validate import validate_repository
-
     problems = validate_repository(args.repository)
     for problem in problems:
         console.print(f"[red]✗[/] {problem}")
@@ -278,16 +325,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tritonfleet.fleet import Fleet, FleetError
-    from tritonfleet.frontdoor.validation import Limits
-    from tritonfleet.server import ServerError
-
     if args.target == "gpu" and not args.tritonserver:
         console.print("[red]✗[/] the GPU target runs in the NGC image: see `docker/Dockerfile`")
         return 2
-    repo = Repository(args.repository)
-    models = repo.closure(pipelines.expand(args.models or list(pipelines.registry())))
-    missing = artifacts.missing(args.repository, models, args.target)
+    models = models_to_load(args.repository, args.models, args.target)
+    missing = missing_artifacts(args.repository, models, args.target)
     if missing:
         console.print("[red]✗[/] missing artifacts:\n  " + "\n  ".join(missing))
         return 1
@@ -312,6 +354,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_args={"binary": args.tritonserver, "extra_args": args.server_args},
         openai_port=args.openai_port or None,
         openai_max_tokens=args.openai_max_tokens,
+        batch=BatchConfig.from_env(store=args.batch_store, broker=args.batch_broker),
     )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -336,6 +379,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.print(f"  HTTP    http://{fleet.http_url}   (KServe v2: /v2/models/<name>/infer)")
         console.print(f"  gRPC    {fleet.grpc_url}")
         console.print(f"  metrics {fleet.metrics_url}")
+        if fleet.console_url:
+            console.print(f"  console [bold]{fleet.console_url}[/]   (chat, playgrounds, live charts)")
         if fleet.openai_url:
             key = "<key>" if fleet.keys.enabled else "none"
             console.print(
@@ -370,9 +415,6 @@ def _prometheus(
 ) -> Any:
     """Prometheus on 127.0.0.1:``port`` scraping ``targets`` with the fleet's rules, started; None (said why)
     when it cannot start."""
-    from tritonfleet.frontdoor.keys import home
-    from tritonfleet.monitoring.prometheus import Prometheus, PrometheusError
-
     log = artifacts.cache_root() / "logs" / "prometheus.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     storage = storage or home() / "prometheus"
@@ -404,10 +446,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         prometheus.stop()
 
 
-def _own_fleet(args: argparse.Namespace, **kwargs: object):
+def _own_fleet(args: argparse.Namespace, **kwargs: object) -> Fleet:
     import tempfile
-
-    from tritonfleet.fleet import Fleet
 
     work = Path(tempfile.mkdtemp(prefix="fleet-"))
     return Fleet.on_free_ports(
@@ -420,7 +460,7 @@ def _own_fleet(args: argparse.Namespace, **kwargs: object):
 
 
 def cmd_stress(args: argparse.Namespace) -> int:
-    from tritonfleet.tools import stress
+    from tritonfleet.tools import stress  # the tools extra
 
     fleet = _own_fleet(args, models=args.models, memory_limit=int(args.memory_gb * (1 << 30)))
     with console.status("starting a fleet of its own"):
@@ -452,7 +492,7 @@ def cmd_stress(args: argparse.Namespace) -> int:
 def cmd_soak(args: argparse.Namespace) -> int:
     import json
 
-    from tritonfleet.tools import soak
+    from tritonfleet.tools import soak  # the tools extra
     from tritonfleet.tools.bench import report
 
     fleet = _own_fleet(args)
@@ -493,10 +533,11 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_add(args: argparse.Namespace) -> int:
-    from tritonfleet.frontdoor.keys import KeyFile, KeysError
-
     try:
-        secret = KeyFile(args.keys).add(args.name, rpm=args.rpm, tpm=args.tpm, admin=args.admin)
+        secret = KeyFile(args.keys).add(
+            args.name, rpm=args.rpm, tpm=args.tpm, admin=args.admin,
+            batch_lines=args.batch_lines, batch_file_mb=args.batch_file_mb, batches=args.batches,
+        )  # fmt: skip
     except KeysError as exc:
         console.print(f"[red]✗[/] {exc}")
         return 2
@@ -506,8 +547,6 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from tritonfleet.frontdoor.keys import KeyFile
-
     keys = KeyFile(args.keys).load()
     if not keys:
         console.print(f"no keys in {KeyFile(args.keys).path}")
@@ -518,8 +557,6 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from tritonfleet.frontdoor.keys import KeyFile, KeysError
-
     try:
         KeyFile(args.keys).revoke(args.name)
     except KeysError as exc:
@@ -530,12 +567,6 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from tritonfleet import status
-    from tritonfleet.clients.fleet import _auth
-    from tritonfleet.fleet import internal_url
-
     try:
         # A local fleet serve: its tritonserver's internal port (no key). Elsewhere: an admin key.
         fleet = status.collect(internal_url(args.url), headers=_auth(None))
@@ -566,6 +597,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"tritonserver (pid {fleet.server_pid}) {fleet.server_pss_mb:.0f} MB + stubs: "
             f"[bold]{fleet.total_pss_mb / 1024:.2f} GB[/] in all (PSS)"
         )
+    return 0
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    chosen = [pipelines.get(args.name)] if args.name else list(pipelines.registry().values())
+    for pipeline in chosen:
+        found = layout.describe(pipeline, args.repository)
+        console.print(f"[bold]{pipeline.name}[/]: {pipeline.summary}", soft_wrap=True)
+        for label, items in found.items():
+            for i, item in enumerate(items):
+                console.print(f"  {label if i == 0 else '':12} {item}", soft_wrap=True, markup=False)
+        if args.name is None and pipeline is not chosen[-1]:
+            console.print()
     return 0
 
 

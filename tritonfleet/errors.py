@@ -65,6 +65,15 @@ class NotAllowed(ClientError):
     default_reason = "bad_method"
 
 
+class Conflict(ClientError):
+    """The request does not fit the state of what it names, such as cancelling a batch that has ended (HTTP
+    409, gRPC FAILED_PRECONDITION)."""
+
+    status = 409
+    grpc_code = "FAILED_PRECONDITION"
+    default_reason = "conflict"
+
+
 class TooLarge(ClientError):
     """The request is over a size limit (HTTP 413; over gRPC a plain INVALID_ARGUMENT, since gRPC keeps
     RESOURCE_EXHAUSTED for a caller's rate)."""

@@ -1,28 +1,34 @@
 """``fleet serve``'s whole topology: tritonserver on internal ports of 127.0.0.1, the front door
-(:mod:`tritonfleet.frontdoor`) on the public ones, the ``/v1`` app, and the
+(:mod:`tritonfleet.frontdoor`) on the public ones, the ``/v1`` app with the batch service
+(:mod:`tritonfleet.batch`) and the web console (:mod:`tritonfleet.console`) in it, and the
 :class:`~tritonfleet.supervisor.Supervisor` that keeps them alive."""
 
 from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tritonfleet import defaults, pipelines
+from tritonfleet.batch.config import BatchConfig
+from tritonfleet.batch.service import BatchService
+from tritonfleet.console.api import Console
 from tritonfleet.frontdoor.access import AccessControl
-from tritonfleet.frontdoor.keys import KeyStore
+from tritonfleet.frontdoor.keys import KeyStore, home
 from tritonfleet.frontdoor.policy import PublicModels
 from tritonfleet.frontdoor.service import FrontDoor, Ports, Upstreams, is_local
 from tritonfleet.frontdoor.validation import Limits
+from tritonfleet.openai import OpenAIServer
+from tritonfleet.pipelines.loading import models_to_load
 from tritonfleet.server import TritonServer, free_port
 from tritonfleet.supervisor import Supervisor
 
 
 def runtime_file(public_http_port: int) -> Path:
     """Where a running fleet says which internal ports its tritonserver has (``fleet status`` reads it)."""
-    from tritonfleet.frontdoor.keys import home
-
     return home() / "run" / f"fleet-{public_http_port}.json"
 
 
@@ -47,8 +53,9 @@ class FleetError(RuntimeError):
 class Fleet:
     """tritonserver on 127.0.0.1's internal ports, the front door on the public ones, and the supervisor.
 
-    ``host``: the address the front door listens on. Without any API key only a loopback address is
-    allowed, unless ``insecure``. Ports 0 pick free ones (tests); the bound ones are in :attr:`ports`.
+    ``models``: the pipelines or models to load (default: every pipeline), with what they call. ``host``: the
+    address the front door listens on. Without any API key only a loopback address is allowed, unless
+    ``insecure``. Ports 0 pick free ones (tests); the bound ones are in :attr:`ports`.
     """
 
     def __init__(
@@ -58,24 +65,28 @@ class Fleet:
         models: list[str] | None = None,
         target: str = "cpu",
         host: str = "127.0.0.1",
-        http_port: int = 8000,
-        grpc_port: int = 8001,
-        metrics_port: int = 8002,
+        http_port: int = defaults.HTTP_PORT,
+        grpc_port: int = defaults.GRPC_PORT,
+        metrics_port: int = defaults.METRICS_PORT,
         openai_port: int | None = None,
         keys_path: Path | None = None,
         insecure: bool = False,
         limits: Limits | None = None,
         log: Path | None = None,
         memory_limit: int | None = None,
-        probe_interval: float = 30.0,
+        probe_interval: float = defaults.PROBE_INTERVAL_S,
         say: Callable[[str], None] = print,
         server_args: dict[str, Any] | None = None,
         public: list[str] | None = None,
         openai_max_tokens: int | None = None,
+        batch: BatchConfig | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.openai_max_tokens = openai_max_tokens
         self.openai: Any = None  # the /v1 app (tritonfleet.openai.OpenAIServer) on an internal port
+        self.batch_config = batch  # None: from the environment (BatchConfig.from_env)
+        self.batch: Any = None  # the batch service (tritonfleet.batch.service.BatchService), with /v1
+        self.console: Console | None = None  # the web console's server side, in the /v1 app
         self._public = public  # default: what the pipeline declarations call public
         self.host = host
         self.requested = Ports(http_port, grpc_port, metrics_port, openai_port)
@@ -86,7 +97,7 @@ class Fleet:
         self.say = say
         self.server = TritonServer(
             self.repository,
-            models=models,
+            models=models_to_load(self.repository, models, target),
             target=target,
             http_port=free_port(),
             grpc_port=free_port(),
@@ -111,8 +122,6 @@ class Fleet:
 
     @property
     def public(self) -> list[str]:
-        from tritonfleet import pipelines
-
         return [m for m in (self._public or list(pipelines.public_models())) if m in self.server.models]
 
     def check_secure(self) -> None:
@@ -147,6 +156,8 @@ class Fleet:
                 self.server, self.access, self.public, log=self.say, probe_interval=self.probe_interval
             )
             self.supervisor.start()
+            if self.console is not None:
+                self.console.start()
             if not self.supervisor.wait_ready(timeout):
                 raise FleetError(f"the fleet did not get ready: {self.access.state.reason}")
             self._write_runtime()
@@ -156,18 +167,34 @@ class Fleet:
         return self
 
     def _start_openai(self) -> int:
-        """The /v1 app on 127.0.0.1 behind the front door; its usage hook charges the caller's key."""
-        from tritonfleet.openai import OpenAIServer
-
+        """The /v1 app on 127.0.0.1 behind the front door, with the batch API and its workers and the
+        console's API; its usage hook charges the caller's key."""
+        assert self.access is not None
+        grpc = f"127.0.0.1:{self.server.grpc_port}"
+        self.batch = BatchService(
+            grpc, self.repository, self.access.public, keys=self.keys, config=self.batch_config,
+            registry=self.access.metrics.registry,
+        ).start()  # fmt: skip
         port = free_port()
+        status_url = f"127.0.0.1:{self.server.http_port}"
+        self.console = Console(self.repository, self.access.public, status_url, self._metrics_text)
         self.openai = OpenAIServer(
-            f"127.0.0.1:{self.server.grpc_port}",
+            grpc,
             self.repository,
             port=port,
             default_max_tokens=self.openai_max_tokens,
             on_usage=self._on_usage,
+            routes=[*self.batch.routes, *self.console.routes()],
         ).start()
         return port
+
+    def _metrics_text(self) -> str:
+        """What the metrics port serves: Triton's metrics, then the front door's (the console's charts)."""
+        assert self.access is not None
+        url = f"http://127.0.0.1:{self.server.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            triton = response.read().decode()
+        return triton + self.access.metrics.text().decode()
 
     def _on_usage(self, request: Any, tokens: int) -> None:
         """The OpenAI app's hook, once per request (prompt + completion tokens): tokens per minute."""
@@ -183,6 +210,13 @@ class Fleet:
         if self.ports is None or self.ports.openai is None:
             return None
         return f"http://{self._url(self.ports.openai)}/v1"
+
+    @property
+    def console_url(self) -> str | None:
+        """The web console's address (on the HTTP port, beside the /v1 app), or None."""
+        if self.ports is None or self.console is None:
+            return None
+        return f"http://{self._url(self.ports.http)}/"
 
     def _write_runtime(self) -> None:
         assert self.ports is not None
@@ -202,9 +236,14 @@ class Fleet:
             self.supervisor.stop(join=False)  # no restart from here on
         if self.door is not None:
             self.door.stop()
+        if self.console is not None:
+            self.console.stop()
         if self.openai is not None:
             self.openai.stop()
             self.openai = None
+        if self.batch is not None:
+            self.batch.stop()
+            self.batch = None
         self.server.stop()  # before the watch thread ends: a server it restarted gets SIGTERM when it does
         if self.supervisor is not None:
             self.supervisor.stop()

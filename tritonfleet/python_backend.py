@@ -3,8 +3,10 @@
 Imported only by model code (``model_repository/*/1/model.py``): it needs the stub's
 ``triton_python_backend_utils`` (in tests, ``tests/fake_pb_utils.py``). A request's exception is that
 request's error, never the batch's: the client's mistake (:class:`tritonfleet.errors.ClientError`) with its
-kind's code (``INVALID_ARG``: a 400) and its message, a :class:`Passed` error (another model's, reached over
-BLS) as it is, and any other exception as a fault of this model (INTERNAL, :func:`tritonfleet.errors.fault`).
+kind's code (``INVALID_ARG``: a 400) and its message, a model that cannot take it now
+(:class:`tritonfleet.errors.Unavailable`: ``UNAVAILABLE``, a 503), a :class:`Passed` error (another model's,
+reached over BLS) as it is, and any other exception as a fault of this model (INTERNAL,
+:func:`tritonfleet.errors.fault`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-from tritonfleet.errors import ClientError, fault
+from tritonfleet.errors import ClientError, Unavailable, fault
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -27,7 +29,7 @@ class Passed(Exception):
 def error(model: str, exc: BaseException, prefix: str = "") -> Any:
     """The ``TritonError`` that answers a request whose handling raised ``exc``. ``prefix`` starts a client
     mistake's message (what it is about: the model, an input)."""
-    if isinstance(exc, ClientError):
+    if isinstance(exc, ClientError | Unavailable):
         return pb_utils.TritonError(f"{prefix}{exc.message}", getattr(pb_utils.TritonError, exc.triton_code))
     if isinstance(exc, Passed):
         return pb_utils.TritonError(str(exc), pb_utils.TritonError.INTERNAL)

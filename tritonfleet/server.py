@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from tritonfleet import defaults
 from tritonfleet.repository import Repository
 
 BACKENDS_SOURCE = Path(__file__).parent / "backends"
@@ -107,20 +108,21 @@ def free_port() -> int:
 class TritonServer:
     """A tritonserver process serving ``repository`` on the CPU (or with GPU configs, ``target="gpu"``).
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``models`` (pipeline or model names)
-    loads only those models and every model they depend on; ``None`` loads every pipeline. Model control is
-    always explicit, so that a model can be reloaded.
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. It loads ``models`` (model names: see
+    :func:`tritonfleet.pipelines.loading.models_to_load` for a pipeline's) and every model they depend on in
+    the repository's configs for ``target``. Model control is always explicit, so that a model can be
+    reloaded.
     """
 
     def __init__(
         self,
         repository: Path,
         *,
-        models: list[str] | None = None,
+        models: list[str],
         target: str = "cpu",
-        http_port: int = 8000,
-        grpc_port: int = 8001,
-        metrics_port: int = 8002,
+        http_port: int = defaults.HTTP_PORT,
+        grpc_port: int = defaults.GRPC_PORT,
+        metrics_port: int = defaults.METRICS_PORT,
         log: IO[bytes] | Path | None = None,
         shm_byte_size: int = 16 * 1024 * 1024,
         extra_args: list[str] | None = None,
@@ -129,10 +131,7 @@ class TritonServer:
         binary: Path | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
-        from tritonfleet import pipelines
-
-        wanted = pipelines.expand(models or list(pipelines.registry()))
-        self.models = Repository(self.repository).closure(wanted, target)
+        self.models = Repository(self.repository).closure(models, target)
         self.target = target
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
         self.log = log

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tritonfleet import defaults, pipelines
+from tritonfleet.clients import FleetClient
 from tritonfleet.frontdoor.access import AccessControl, ServerState
 from tritonfleet.repository import Repository
 from tritonfleet.server import ServerError, TritonServer
@@ -56,11 +58,9 @@ class Supervisor:
         public: list[str],
         *,
         log: Callable[[str], None] = print,
-        probe_interval: float = 30.0,
+        probe_interval: float = defaults.PROBE_INTERVAL_S,
         poll_s: float = 0.5,
     ) -> None:
-        from tritonfleet import pipelines
-
         self.server = server
         self.access = access
         self.state: ServerState = access.state
@@ -169,8 +169,6 @@ class Supervisor:
         request to a model whose step died can hang: the watch goes on meanwhile). A round still running
         after ``PROBE_TIMEOUT_S``, or when ``fresh`` (after a recovery), is abandoned: its client is
         closed, which ends its call. The round's result sets readiness."""
-        from tritonfleet.clients import FleetClient
-
         running = self._probe_thread is not None and self._probe_thread.is_alive()
         if running and not fresh and time.monotonic() - self._probe_started < PROBE_TIMEOUT_S:
             return

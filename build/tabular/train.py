@@ -3,9 +3,9 @@
 Usage: ``python build/tabular/train.py --model wine_sklearn --repository model_repository
 --output model_repository/wine_sklearn/1``
 
-- ``breast_cancer_xgboost``: an XGBoost classifier on ``load_breast_cancer`` (onnxmltools' converter).
-- ``wine_sklearn``: a scikit-learn Pipeline, StandardScaler + LogisticRegression, on ``load_wine``
-  (skl2onnx).
+Each model is a module of ``tritonfleet/pipelines/tabular/models/``: its dataset, estimator and converter
+(``breast_cancer_xgboost``: XGBoost through onnxmltools; ``wine_sklearn``: a scikit-learn Pipeline,
+StandardScaler + LogisticRegression, through skl2onnx).
 
 Training is deterministic (fixed seeds, one thread) on a stratified 75% split; the held-out accuracy goes in
 the report. The ONNX graph gets the serving interface of the model's configs: ``FEATURES`` (FP32
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -31,64 +30,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
-from sklearn.datasets import load_breast_cancer, load_wine
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonfleet.clients import tabular
+from tritonfleet.pipelines.tabular import models
+from tritonfleet.pipelines.tabular.convert import OPSETS
 from tritonfleet.repository import TARGETS, Repository
 
 SEED = 0
 TOLERANCE = 1e-5  # max abs difference of probabilities, onnxruntime vs the trained model
-# Opsets every onnxruntime >= 1.16 runs (the GPU image's Python 3.10 gets onnxruntime 1.23 at most).
-OPSETS = {"": 15, "ai.onnx.ml": 3}
 PACKAGES = ("scikit-learn", "xgboost-cpu", "skl2onnx", "onnxmltools", "onnx", "onnxruntime", "numpy")
-
-
-@dataclass(frozen=True)
-class Spec:
-    dataset: Callable[[], Any]  # a scikit-learn loader: data, target, feature_names, target_names
-    fit: Callable[[np.ndarray, np.ndarray], Any]  # returns the fitted estimator
-    convert: Callable[[Any, int], onnx.ModelProto]  # estimator, number of features -> ONNX
-
-
-def _fit_xgboost(x: np.ndarray, y: np.ndarray) -> Any:
-    import xgboost
-
-    model = xgboost.XGBClassifier(
-        n_estimators=100, max_depth=3, learning_rate=0.1, random_state=SEED, n_jobs=1, tree_method="hist"
-    )
-    return model.fit(x, y)
-
-
-def _convert_xgboost(model: Any, n_features: int) -> onnx.ModelProto:
-    from onnxmltools import convert_xgboost
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    types = [(tabular.INPUT, FloatTensorType([None, n_features]))]
-    return convert_xgboost(model, initial_types=types, target_opset=OPSETS[""])
-
-
-def _fit_sklearn(x: np.ndarray, y: np.ndarray) -> Any:
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=SEED)).fit(x, y)
-
-
-def _convert_sklearn(model: Any, n_features: int) -> onnx.ModelProto:
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
-
-    types = [(tabular.INPUT, FloatTensorType([None, n_features]))]
-    options = {id(model): {"zipmap": False}}  # probabilities as one tensor, not a list of maps
-    return convert_sklearn(model, initial_types=types, options=options, target_opset=OPSETS)
-
-
-MODELS = {
-    "breast_cancer_xgboost": Spec(load_breast_cancer, _fit_xgboost, _convert_xgboost),
-    "wine_sklearn": Spec(load_wine, _fit_sklearn, _convert_sklearn),
-}
 
 
 @dataclass(frozen=True)
@@ -103,7 +55,7 @@ class Trained:
 
 def train(model: str) -> Trained:
     """Fit ``model`` on its dataset's training split (deterministic)."""
-    spec = MODELS[model]
+    spec = models.get(model)
     data = spec.dataset()
     x = data.data.astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(
@@ -196,12 +148,13 @@ def check_parity(model_bytes: bytes, trained: Trained) -> dict[str, Any]:
 def build(model: str, repository: Path, output: Path) -> dict[str, Any]:
     trained = train(model)
     check_configs(repository, model, trained)
-    exported = serving_interface(MODELS[model].convert(trained.estimator, len(trained.feature_names)), model)
+    converted = models.get(model).convert(trained.estimator, len(trained.feature_names), tabular.INPUT)
+    exported = serving_interface(converted, model)
     model_bytes = exported.SerializeToString()
     parity = check_parity(model_bytes, trained)
     report = {
         "model": model,
-        "dataset": MODELS[model].dataset.__name__,
+        "dataset": f"{models.get(model).source}: dataset()",
         "rows": len(trained.target),
         "features": len(trained.feature_names),
         "classes": list(trained.class_names),
@@ -218,7 +171,7 @@ def build(model: str, repository: Path, output: Path) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, choices=sorted(MODELS))
+    parser.add_argument("--model", required=True, choices=sorted(models.discover()))
     parser.add_argument("--repository", type=Path, required=True, help="the configs to check against")
     parser.add_argument("--output", type=Path, required=True, help="the model's version folder")
     args = parser.parse_args()

@@ -51,7 +51,7 @@ def test_python_range_serves_both_targets() -> None:
     lower, upper = re.fullmatch(r">=3\.(\d+),<3\.(\d+)", spec).groups()
     assert int(lower) <= 11 and PIN.python_minor[1] < int(upper), spec
     # The CPU target keeps its pinned client; the image installs tritonfleet --no-deps with its own.
-    assert "tritonclient[all]==2.51.0" in project["dependencies"]
+    assert "tritonclient[grpc,http]==2.51.0" in project["dependencies"]
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert '"tritonclient[grpc]==${IMAGE_TRITONCLIENT}"' in dockerfile
     assert "--no-deps" in dockerfile

@@ -11,9 +11,10 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.errors import ClientError, NotFound, retry_after
-from tritonfleet.frontdoor.access import AccessControl
+from tritonfleet.errors import ClientError, NotFound, RateLimited, retry_after
+from tritonfleet.frontdoor.access import AccessControl, ServerState
 from tritonfleet.frontdoor.grpc_proxy import decode_infer
+from tritonfleet.frontdoor.http import Request, Router
 from tritonfleet.frontdoor.keys import Bucket, KeyFile, KeysError, KeyStore, Limiter
 from tritonfleet.frontdoor.policy import (
     OPERATIONS,
@@ -26,7 +27,7 @@ from tritonfleet.frontdoor.policy import (
 )
 from tritonfleet.frontdoor.service import is_local
 from tritonfleet.frontdoor.validation import Limits, check_infer, clean_message, json_infer
-from tritonfleet.repository import Repository
+from tritonfleet.pipelines.loading import models_to_load
 from tritonfleet.tools.fuzz import valid_case
 from tritonfleet.tools.fuzz.grpc import grpc_request
 from tritonfleet.tools.fuzz.http import http_cases
@@ -34,10 +35,7 @@ from tritonfleet.tools.fuzz.http import http_cases
 
 @pytest.fixture(scope="module")
 def catalog():
-    from tritonfleet import pipelines
-
-    models = Repository(REPOSITORY).closure(pipelines.expand(list(pipelines.registry())))
-    return PublicModels.from_repository(REPOSITORY, models)
+    return PublicModels.from_repository(REPOSITORY, models_to_load(REPOSITORY))
 
 
 def check(catalog, model: str, request: dict | bytes, header: int | None = None) -> None:
@@ -314,6 +312,39 @@ def test_one_policy_for_both_protocols() -> None:
     assert admin == {"model_trace", "trace", "logging", "repository_index", "model_load", "model_unload"}
     assert OPERATIONS["infer"].models is Models.PUBLIC
     assert OPERATIONS["model_config"].models is Models.READABLE
+
+
+def test_the_batch_api_is_a_v1_operation_apart_from_the_tokens_budget(tmp_path: Path, catalog) -> None:
+    """/v1/files and /v1/batches go to the /v1 app with their query strings (the list's pagination) and a
+    key over its tokens per minute may still call them; the other /v1 calls wait for its budget."""
+    paths = {
+        "/v1/files": "batch",
+        "/v1/files/file-1/content": "batch",
+        "/v1/batches": "batch",
+        "/v1/batches/batch_1/cancel": "batch",
+        "/v1/filesystem": "openai",
+        "/v1/chat/completions": "openai",
+    }
+    assert {path: http_operation(path).operation for path in paths} == paths
+    assert OPERATIONS["openai"].tokens and not OPERATIONS["batch"].tokens
+    keys = KeyFile(tmp_path / "keys.json")
+    secret = keys.add("t", tpm=100, batch_lines=5, batch_file_mb=2, batches=3)
+    store = KeyStore(tmp_path / "keys.json", recheck_s=0)
+    key = store.lookup(secret)
+    assert (key.batch_lines, key.batch_file_mb, key.batches) == (5, 2, 3)
+    router = Router(AccessControl(catalog, store, state=ServerState(up=True, ready=True)), openai=True)
+    auth = {"authorization": f"Bearer {secret}"}
+    listed = router.route(Request("GET", "/v1/batches", auth, b"", True, query="limit=2&after=batch_1"))
+    assert (listed.upstream, listed.path, listed.route) == (
+        "openai",
+        "/v1/batches?limit=2&after=batch_1",
+        "batch",
+    )
+    router.access.limiter.used_tokens(key, 1000)  # ten minutes of its budget
+    for _ in range(3):
+        assert router.route(Request("POST", "/v1/batches", auth, b"{}", True)).route == "batch"
+    with pytest.raises(RateLimited):
+        router.route(Request("POST", "/v1/chat/completions", auth, b"{}", True))
 
 
 def test_inner_steps_are_readable_only(catalog) -> None:

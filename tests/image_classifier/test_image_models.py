@@ -22,7 +22,7 @@ def preprocess() -> PythonModel:
 @pytest.fixture(scope="module")
 def classifier() -> PythonModel:
     if not (REPOSITORY / "efficientnet_lite0/1/model.onnx").is_file():
-        pytest.skip("no efficientnet_lite0/1/model.onnx (fleet build vision)")
+        pytest.skip("no efficientnet_lite0/1/model.onnx (fleet build image_classifier)")
     return load("efficientnet_lite0", model_file=ONNXRUNTIME_BACKEND)
 
 

@@ -20,7 +20,9 @@ MODEL = MODEL_DIR / "1" / "model.onnx"
 @pytest.fixture(scope="module")
 def session() -> ort.InferenceSession:
     if not MODEL.is_file():
-        pytest.skip(f"{MODEL} not built yet: python build/vision/export_onnx.py --output {MODEL.parent}")
+        pytest.skip(
+            f"{MODEL} not built yet: python build/image_classifier/export_onnx.py --output {MODEL.parent}"
+        )
     return ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
 
 

@@ -1,4 +1,5 @@
-"""`fleet bench llm` machinery, fast: the genai-perf command line, its export parsed, the in-process floor.
+"""`fleet bench llm` machinery, fast: the genai-perf command line, its export parsed, the in-process floor;
+`--engines`: specs, the targets, a small run of the served engine in its worker.
 
 genai-perf itself is not installed here (its own venv, created by the bench on demand); the export fixture is
 trimmed from a real genai-perf 0.0.16 run against the ensemble.
@@ -6,12 +7,15 @@ trimmed from a real genai-perf 0.0.16 run against the ensemble.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from tritonfleet.artifacts import REPOSITORY
-from tritonfleet.pipelines.llm import bench as llm
+from tritonfleet.pipelines.llm.bench import engines, peer
+from tritonfleet.pipelines.llm.bench import served as llm
 
 FIXTURE = Path(__file__).parent / "data" / "genai_perf" / "profile_export_genai_perf.json"
 
@@ -88,7 +92,6 @@ def test_in_process_floor_at_concurrency_2() -> None:
     settings = llm.EngineSettings.read(REPOSITORY)
     if not (settings.engine_dir / "engine.json").is_file():
         pytest.skip("CPU engine not built (fleet build llm)")
-    pytest.importorskip("onnxruntime_genai")
     scheduler = llm.floor_scheduler(settings)
     try:
         prompt = llm.prompt_ids(settings.engine_dir / "tokenizer.json", 16)
@@ -100,3 +103,64 @@ def test_in_process_floor_at_concurrency_2() -> None:
     assert point.output_tokens_avg == 3  # measure_floor also raises unless every request got exactly 3
     assert 0 < point.ttft_p50_ms <= point.ttft_p99_ms
     assert point.itl_avg_ms > 0 and point.output_tokens_per_s > 0 and point.requests_per_s > 0
+
+
+# --- fleet bench llm --engines ---
+
+
+def test_engine_specs_and_their_options() -> None:
+    assert engines.split_specs("openvino,genai:max_batched_tokens=256,max_seqs=8,ortgenai") == [
+        "openvino",
+        "genai:max_batched_tokens=256,max_seqs=8",
+        "ortgenai",
+    ]
+    with pytest.raises(SystemExit, match="unknown engine 'vllm'"):
+        engines.split_specs("openvino,vllm")
+
+
+def _level(c: int, **tps: float) -> dict:
+    return {
+        "concurrency": c,
+        "engines": {s: {"tokens_per_s": v, "ttft_p50_ms": 100.0 * c} for s, v in tps.items()},
+    }
+
+
+def test_engine_targets_are_ratios_within_the_run() -> None:
+    data = {
+        "levels": [
+            _level(1, openvino=50.0, genai=55.0, ortgenai=60.0),
+            _level(8, openvino=180.0, genai=190.0, ortgenai=120.0),
+            _level(32, openvino=240.0, genai=250.0, ortgenai=90.0),
+        ],
+        "prefix": {"engines": {"openvino": {"hit_over_miss": 0.1}}},
+    }
+    checks = {c["check"]: c for c in engines.targets(data, ["openvino", "genai", "ortgenai"])}
+    assert checks["8 streams vs 1, tokens/s"]["value"] == 3.6 and checks["8 streams vs 1, tokens/s"]["met"]
+    assert checks["32 streams vs 1, tokens/s"]["value"] == 4.8
+    ttft = checks["TTFT p50 at 8 streams, s"]
+    assert ttft["value"] == 0.8 and not ttft["met"]
+    assert checks["8 streams vs genai, tokens/s (gate)"]["value"] == pytest.approx(0.947, abs=1e-3)
+    assert checks["32 streams vs genai, tokens/s (gate)"]["met"]
+    assert not checks["1 stream vs ortgenai, tokens/s"]["met"]  # 0.83 < 0.95
+    assert checks["prefix hit / miss TTFT"]["met"]
+    assert not any("llamaserver" in c for c in checks)  # not in this run: not checked
+
+
+def test_engine_bench_runs_the_served_engine_in_a_worker(tmp_path: Path) -> None:
+    settings = llm.EngineSettings.read(REPOSITORY)
+    if not (settings.engine_dir / "engine.json").is_file():
+        pytest.skip("CPU engine not built (fleet build llm)")
+    work = engines.Workloads(levels=(1, 2), prompt_tokens=40, output_tokens=3, min_requests=2, mixed=3,
+                             mixed_concurrency=2, prefix_tokens=64, prefix_trials=1)  # fmt: skip
+    path = engines.run_engine_bench(REPOSITORY, ["openvino", "llamaserver"], tmp_path, Console(), work)
+    data = json.loads(path.with_suffix(".json").read_text())
+    assert [lv["concurrency"] for lv in data["levels"]] == [1, 2]
+    level = data["levels"][1]["engines"]["openvino"]
+    assert level["requests"] == 4 and level["output_tokens"] == 12  # every request exactly 3 tokens
+    assert data["mixed"]["engines"]["openvino"]["requests"] == 3
+    assert data["prefix"]["engines"]["openvino"]["hit_p50_ms"] > 0
+    stats = data["engines"]["openvino"]["stats"]
+    assert stats["kv"]["prefix"]["hit_tokens"] >= 64  # the probe's shared prefix was found
+    if peer.llama_server() is None:
+        assert "llamaserver" in data["missing"] and "--build-peer" in data["missing"]["llamaserver"]
+    assert "## Concurrent streams" in path.read_text()

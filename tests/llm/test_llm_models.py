@@ -4,6 +4,8 @@ engine, and the BLS models, whose calls are answered by those models or by a scr
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,6 +15,7 @@ from tokenizers import Tokenizer
 from tests import fake_pb_utils as pb_utils
 from tests.python_models import PythonModel, bls, load, row
 from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.pipelines.llm.paged_engine import PagedEngine
 
 TOKENIZER = REPOSITORY / "preprocessing/1/tokenizer/tokenizer.json"
 ENGINE = REPOSITORY / "tensorrt_llm/1/cpu_engine/engine.json"
@@ -41,11 +44,23 @@ def postprocessing(tokenizer) -> PythonModel:
 
 @pytest.fixture(scope="module")
 def llm() -> Iterator[PythonModel]:
-    """The CPU tensorrt_llm on the real engine; no gathering window (requests here come one at a time)."""
+    """The CPU tensorrt_llm on the real engine (a smaller KV cache than the served one)."""
     if not ENGINE.is_file():
         pytest.skip(f"no CPU engine at {ENGINE} (fleet build llm)")
-    pytest.importorskip("onnxruntime_genai")
-    model = load("tensorrt_llm", parameters={"gather_ms": "0"})
+    model = load("tensorrt_llm", parameters={"kv_cache_mb": "64"})
+    yield model
+    model.finalize()
+
+
+@pytest.fixture(scope="module")
+def tiny_llm() -> Iterator[PythonModel]:
+    """The CPU tensorrt_llm with a KV cache of one 32-token block, one sequence at a time, one waiting."""
+    if not ENGINE.is_file():
+        pytest.skip(f"no CPU engine at {ENGINE} (fleet build llm)")
+    block = PagedEngine(ENGINE.parent, 2, kv_cache_mb=1).block_bytes  # the served KV type's block
+    one_block = f"{1.5 * block / 2**20:.3f}"
+    model = load("tensorrt_llm", parameters={"kv_cache_mb": one_block, "max_seqs": "1", "max_queue": "1",
+                                             "max_batched_tokens": "32"})  # fmt: skip
     yield model
     model.finalize()
 
@@ -233,6 +248,50 @@ def test_tensorrt_llm_rejects_bad_requests(llm, changes, message) -> None:
     assert error.code() == INVALID and message in error.message()
 
 
+def test_tensorrt_llm_refuses_what_never_fits_and_queues_what_does_not_fit_now(tiny_llm) -> None:
+    """A prompt and output over the whole KV cache is the request's INVALID_ARG; with the one slot taken
+    and the one queue place too, a request is UNAVAILABLE (503: retry); stopped, the queue drains."""
+    metric = {f.name: f.metrics[0] for f in tiny_llm.instance.families.values()}
+    assert metric["tritonfleet_llm_kv_cache_capacity_tokens"].value() == 32
+    error = tiny_llm.infer(row(input_ids=[1] * 30, input_lengths=30, request_output_len=3)).error
+    assert error.code() == INVALID
+    assert "needs 2 KV blocks of 32 tokens; the KV cache has 1 (32 tokens" in error.message()
+    long = row(input_ids=[1, 2], input_lengths=2, request_output_len=30, min_length=30, streaming=True)
+    [first] = tiny_llm.execute([tiny_llm.request(long, request_id="a")])
+    scheduler = tiny_llm.instance.scheduler
+    deadline = time.monotonic() + 60
+    while not scheduler.active:  # a has started: b waits
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    [second] = tiny_llm.execute([tiny_llm.request(long, request_id="b")])
+    refused = tiny_llm.infer(long).error
+    assert refused.code() == pb_utils.TritonError.UNAVAILABLE and "max_queue 1" in refused.message()
+    stop = row(input_ids=0, input_lengths=0, request_output_len=0, stop=True)
+    for request_id, answer in (("b", second), ("a", first)):
+        assert tiny_llm.infer(stop, request_id=request_id).error is None
+        answer.wait()
+    assert sum(r["output_ids"].size for r in first.stream) >= 1
+    assert sum(r["output_ids"].size for r in second.stream) == 0  # b was stopped while it waited
+    assert tiny_llm.infer(row(input_ids=[1, 2], input_lengths=2, request_output_len=2)).error is None
+
+
+def test_tensorrt_llm_reports_kv_and_prefix_cache_use(llm, tokenizer) -> None:
+    """The KV gauges (positions held, capacity) and the prefix cache's hit and miss counters: a second
+    request with the same 40-token prompt finds its first 32-token block cached."""
+    metric = {f.name: f.metrics[0] for f in llm.instance.families.values()}
+    hits, misses = (metric[f"tritonfleet_llm_prefix_cache_{k}_tokens_total"] for k in ("hit", "miss"))
+    before = hits.value(), misses.value()
+    prompt = ids(tokenizer, "One two three four five six seven eight nine ten. " * 4)[:40]
+    for _ in range(2):
+        assert llm.infer(row(input_ids=prompt, input_lengths=40, request_output_len=2)).error is None
+    llm.instance._on_step(0, 0, 0)  # the scheduler reports at most every KV_REPORT_S: make it report now
+    assert (hits.value() - before[0], misses.value() - before[1]) == (32, 40 + 8)
+    capacity = llm.instance.scheduler.capacity_tokens
+    assert metric["tritonfleet_llm_kv_cache_capacity_tokens"].value() == capacity
+    assert metric["tritonfleet_llm_kv_cache_used_tokens"].value() == 0  # nothing running
+    assert metric["tritonfleet_llm_max_sequences"].value() == 32
+
+
 def test_tensorrt_llm_empty_word_lists_are_none(llm) -> None:
     inputs = {**ONE, "request_output_len": [[2]], "stop_words_list": np.zeros((1, 2, 0), np.int32),
               "bad_words_list": np.zeros((1, 2, 0), np.int32)}  # fmt: skip
@@ -240,10 +299,9 @@ def test_tensorrt_llm_empty_word_lists_are_none(llm) -> None:
     assert response["sequence_length"].tolist() == [[2]]
 
 
-# Three prompts of 16 tokens each: rows of equal length share one prefill, so greedy rows are computed as
-# the prompts alone are. (Rows of different lengths share a wave too, the longer ones fed their last prompt
-# tokens one per step; the int8 engine's prefill and decode kernels round differently, so such a row may part
-# from its lone run at a near-tie.)
+# Three prompts of 16 tokens each, the rows of one request, computed as the prompts alone are. (Steps mix
+# rows of any length and phase; the bf16 kernels may round a row differently in another batch, so a row can
+# part from its lone run at a near-tie: asserted here on prompts that have none.)
 SAME_LENGTH = ["What is the capital of France?", "What is the capital of Japan?", "Write a haiku about rain."]
 
 
@@ -455,8 +513,6 @@ PERSON = {
 def test_tensorrt_llm_guided_rows_follow_their_guide(llm, tokenizer) -> None:
     """Two rows of one request, the first guided by a JSON schema: its output validates, the other row
     stays prose; an invalid guide is the request's INVALID_ARG."""
-    import json
-
     import jsonschema
 
     prompt = ids(tokenizer, CHAT.format("Describe a person."))

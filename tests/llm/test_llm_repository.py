@@ -4,6 +4,7 @@ tensor, which on GPU needs a step of its own)."""
 from __future__ import annotations
 
 from tritonfleet.artifacts import REPOSITORY
+from tritonfleet.pipelines.llm import interface as llm
 from tritonfleet.repository import Repository
 
 GUIDED = ("guided_decoding_guide_type", "guided_decoding_guide")  # TensorRT-LLM 1.2.1's, both targets
@@ -67,12 +68,11 @@ def test_cpu_tensorrt_llm_adds_only_the_stop_id_and_the_passthrough() -> None:
 
 
 def test_cpu_bls_is_the_gpu_bls_with_fewer_instances() -> None:
-    """...as many as a wave of the CPU scheduler has rows."""
+    """...each a Python process."""
     repo = Repository(REPOSITORY)
     gpu, cpu = repo.config("tensorrt_llm_bls", "gpu"), repo.config("tensorrt_llm_bls", "cpu")
     for config in (gpu, cpu):
         assert config.parameters["llm_model"].string_value == "tensorrt_llm"
-    wave = repo.config("tensorrt_llm", "cpu").parameters["max_batch"].string_value
-    assert cpu.instance_group[0].count == int(wave) < gpu.instance_group[0].count
+    assert cpu.instance_group[0].count == llm.CPU_BLS_INSTANCES < gpu.instance_group[0].count
     gpu.instance_group[0].count = cpu.instance_group[0].count
     assert cpu == gpu

@@ -275,7 +275,7 @@ def shared_steps(server) -> float:
     return sum(count) - sum(single)
 
 
-def test_concurrent_streams_share_waves(llm_server):
+def test_concurrent_streams_share_steps(llm_server):
     prompts = [CHAT.format(f"Write one sentence about the number {i}.") for i in range(6)]
     before = shared_steps(llm_server)
     with ThreadPoolExecutor(len(prompts)) as pool:
@@ -428,7 +428,7 @@ def test_long_max_tokens_streams_and_ends_with_the_answer(llm_server):
 
 
 def test_short_stream_finishes_while_a_long_one_runs(llm_server):
-    """A short request started beside a running 600-token stream gets a wave of its own at once.
+    """A short request started beside a running 600-token stream joins its batch at the next step.
 
     Both go over one gRPC stream, so their responses arrive in the order the model sent them."""
     client = grpcclient.InferenceServerClient(llm_server.grpc_url)

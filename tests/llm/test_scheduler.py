@@ -1,7 +1,9 @@
-"""The wave scheduler in process on the built CPU engine: late arrivals start beside running waves, greedy
-output does not depend on its neighbours, the wave and row caps hold, the queue drains.
+"""The continuous-batching scheduler in process on the built OpenVINO engine: requests join a running batch
+at the next step, long prompts are fed in chunks while others decode, the prefix cache is used, a full KV
+cache preempts and never fails, greedy and seeded output does not depend on the neighbours, priority
+levels, stopping and cancelling free the blocks.
 
-Assertions are on event order and token counts, never on wall-clock times."""
+Assertions are on event order, token counts and block counts, never on wall-clock times."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tritonfleet.pipelines.llm.engine import ENGINE_INFO, CpuEngine
+from tritonfleet.errors import ClientError
+from tritonfleet.pipelines.llm.batch_scheduler import BatchScheduler
+from tritonfleet.pipelines.llm.engine_info import ENGINE_INFO, EngineInfo
+from tritonfleet.pipelines.llm.paged_engine import PagedEngine
 from tritonfleet.pipelines.llm.sampling import SamplingParams
-from tritonfleet.pipelines.llm.scheduler import Sequence, WaveScheduler, run_to_completion
+from tritonfleet.pipelines.llm.sequence import Sequence, run_to_completion
 
 ENGINE = Path(__file__).resolve().parents[2] / "model_repository/tensorrt_llm/1/cpu_engine"
 # The chat template around "Write a long essay about rivers.", "Name three colors." and "Say hi.".
@@ -22,22 +27,32 @@ PROMPTS = [
     [1, 4093, 198, 5820, 1296, 4683, 30, 2, 198, 1, 520, 9531, 198],
     [1, 4093, 198, 36218, 15876, 30, 2, 198, 1, 520, 9531, 198],
 ]
+# A system prompt of 64 tokens (two blocks) that the prefix cache can share.
+SYSTEM = [(17 * i) % 4000 + 100 for i in range(64)]
 
 
 @pytest.fixture(scope="module")
-def engine() -> CpuEngine:
-    if not (ENGINE / ENGINE_INFO).exists():
-        pytest.skip(f"no CPU engine at {ENGINE} (fleet build llm)")
-    pytest.importorskip("onnxruntime_genai")
-    return CpuEngine(ENGINE, 2)
+def engine() -> PagedEngine:
+    if not (ENGINE / ENGINE_INFO).exists() or EngineInfo.load(ENGINE).engine != "openvino":
+        pytest.skip(f"no OpenVINO engine at {ENGINE} (fleet build llm)")
+    return PagedEngine(ENGINE, 2, kv_cache_mb=64)
+
+
+@pytest.fixture(scope="module")
+def small_engine() -> PagedEngine:
+    """A KV cache of 8 blocks (256 positions)."""
+    if not (ENGINE / ENGINE_INFO).exists() or EngineInfo.load(ENGINE).engine != "openvino":
+        pytest.skip(f"no OpenVINO engine at {ENGINE} (fleet build llm)")
+    probe = PagedEngine(ENGINE, 2, kv_cache_mb=1)
+    return PagedEngine(ENGINE, 2, kv_cache_mb=8.5 * probe.block_bytes / 2**20)
 
 
 @pytest.fixture
-def make(engine: CpuEngine) -> Iterator[Callable[..., WaveScheduler]]:
-    made: list[WaveScheduler] = []
+def make(engine: PagedEngine) -> Iterator[Callable[..., BatchScheduler]]:
+    made: list[BatchScheduler] = []
 
-    def make(**kwargs: object) -> WaveScheduler:
-        made.append(WaveScheduler(engine, **kwargs))
+    def make(on: PagedEngine | None = None, **kwargs: object) -> BatchScheduler:
+        made.append(BatchScheduler(on or engine, **kwargs))
         return made[-1]
 
     yield make
@@ -46,16 +61,20 @@ def make(engine: CpuEngine) -> Iterator[Callable[..., WaveScheduler]]:
 
 
 class Request:
-    """A streamed request that records, at its end, what another request had generated then."""
+    """A streamed request that records, when it gets its first token and at its end, how far another
+    request had got."""
 
-    def __init__(self, prompt: list[int], tokens: int, watch: Request | None = None, exact: bool = True):
-        params = SamplingParams(max_tokens=tokens, min_tokens=tokens if exact else 0, end_ids=(2,))
-        self.seq = Sequence(prompt, params, emit=self.emit, cancelled=lambda: self.cancel)
+    def __init__(self, prompt: list[int], tokens: int, watch: Request | None = None, exact: bool = True,
+                 **params: object):  # fmt: skip
+        params = {"max_tokens": tokens, "min_tokens": tokens if exact else 0, "end_ids": (2,), **params}
+        self.seq = Sequence(prompt, SamplingParams(**params), emit=self.emit, cancelled=lambda: self.cancel)
         self.watch, self.cancel = watch, False
         self.started, self.done = threading.Event(), threading.Event()
-        self.watched_at_end = -1
+        self.watched_at_first = self.watched_at_end = -1
 
     def emit(self, tokens: list[int], _logprobs: list[float], reason: str | None) -> None:
+        if self.watch is not None and self.watched_at_first < 0 and self.seq.generated:
+            self.watched_at_first = len(self.watch.seq.generated)
         if len(self.seq.generated) >= 3:
             self.started.set()
         if reason is not None:
@@ -63,118 +82,163 @@ class Request:
                 self.watched_at_end = len(self.watch.seq.generated)
             self.done.set()
 
+    def submit(self, scheduler: BatchScheduler, *, priority: int = 0) -> Request:
+        self.seq.priority = priority
+        scheduler.submit(self.seq)
+        return self
 
-def test_late_short_request_finishes_while_the_long_one_runs(make):
-    scheduler = make(max_wait_ms=0)
-    long = Request(PROMPTS[0], 200)
-    scheduler.submit(long.seq)
+
+def test_a_late_request_joins_the_running_batch_at_the_next_step(make):
+    scheduler = make()
+    long = Request(PROMPTS[0], 200).submit(scheduler)
     assert long.started.wait(60)
-    short = Request(PROMPTS[1], 8, watch=long)
-    scheduler.submit(short.seq)
+    short = Request(PROMPTS[1], 8, watch=long).submit(scheduler)
     assert short.done.wait(60) and long.done.wait(120)
-    assert short.seq.generated and len(short.seq.generated) == 8
-    assert 0 < short.watched_at_end < 200  # the long request was still generating
+    begun = short.watched_at_first
+    assert begun >= 3 and short.watched_at_end - begun <= 8  # one token each step from its first on
     assert len(long.seq.generated) == 200 and long.seq.finish_reason == "length"
-    assert scheduler.stats.waves == 2 and scheduler.stats.peak_waves == 2
+    assert scheduler.stats.peak_running == 2 and scheduler.stats.preempted == 0
+    assert scheduler.active == 0 and scheduler.pool.used == 0
 
 
-def test_a_full_wave_starts_without_waiting(make):
-    """With an endless max wait, late requests start beside a running wave once they fill one."""
-    scheduler = make(max_batch=2, max_wait_ms=1e9)
-    long = Request(PROMPTS[0], 200)
-    scheduler.submit(long.seq)
-    assert long.started.wait(60)
-    shorts = [Request(p, 8, watch=long) for p in PROMPTS[1:]]
-    for r in shorts:
-        scheduler.submit(r.seq)
-    assert all(r.done.wait(60) for r in shorts) and long.done.wait(120)
-    assert all(0 < r.watched_at_end < 200 for r in shorts)
-    assert scheduler.stats.waves == 2 and scheduler.stats.shared_steps > 0
-
-
-def test_greedy_output_alone_equals_interleaved(make):
-    scheduler = make(max_wait_ms=0, bucket_tokens=0)
-    alone = run_to_completion(scheduler, PROMPTS[2], SamplingParams(max_tokens=24, end_ids=(2,)))
-    others = [Request(PROMPTS[0], 60), Request(PROMPTS[1], 60)]
-    for r in others:
-        scheduler.submit(r.seq)
-    assert all(r.started.wait(60) for r in others)
-    probe = Request(PROMPTS[2], 24, watch=others[0], exact=False)
-    scheduler.submit(probe.seq)
-    assert probe.done.wait(60) and all(r.done.wait(120) for r in others)
-    assert 0 < probe.watched_at_end < 60  # it ran interleaved with the others
-    assert probe.seq.generated == alone.generated
-
-
-def test_caps_hold_and_the_queue_drains(make):
-    seen: list[tuple[int, int]] = []
-    scheduler = make(
-        max_batch=2, bucket_tokens=0, max_wait_ms=0, max_waves=2, max_rows=3,
-        on_step=lambda _q, _a, _r: seen.append((scheduler.alive_waves, scheduler.active)),
-    )  # fmt: skip
-    requests = [Request(PROMPTS[i % 3], 6 + i) for i in range(9)]
-    for r in requests:
-        scheduler.submit(r.seq)
-    assert all(r.done.wait(120) for r in requests)
-    assert all(len(r.seq.generated) == 6 + i for i, r in enumerate(requests))
-    scheduler.stop()  # settled: its thread has made its last report
-    assert max(w for w, _ in seen) == 2 and max(a for _, a in seen) <= 3
-    assert scheduler.stats.peak_waves == 2  # the cap was reached, never passed
-    assert scheduler.queue_size == 0 and scheduler.alive_waves == 0 and scheduler.active == 0
-    assert seen[-1] == (0, 0)  # the last report: nothing left running
-
-
-def test_cancelled_row_stops_at_once_and_its_wave_ends(make):
-    scheduler = make(max_wait_ms=0, cancel_check_steps=1)
-    long, other = Request(PROMPTS[0], 500), Request(PROMPTS[1], 40)
-    scheduler.submit(long.seq)
-    assert long.started.wait(60)
-    scheduler.submit(other.seq)
-    long.cancel = True
-    assert long.done.wait(60) and other.done.wait(60)
-    assert long.seq.finish_reason == "cancelled" and len(long.seq.generated) < 500
-    assert other.seq.finish_reason == "length" and len(other.seq.generated) == 40
-    scheduler.stop()
-    assert scheduler.alive_waves == 0 and scheduler.active == 0
-
-
-def test_halted_rows_finish_with_what_they_generated(make):
-    """halt (a stop request) ends a running row at its next step and a queued one at once, as "stopped"."""
-    scheduler = make(max_wait_ms=10_000, max_waves=1)  # a second wave waits while the first runs
-    running, queued, other = Request(PROMPTS[0], 500), Request(PROMPTS[1], 500), Request(PROMPTS[2], 8)
-    scheduler.submit(running.seq)
+def test_a_long_prompt_is_fed_in_chunks_while_others_decode(make):
+    scheduler = make(max_batched_tokens=64, max_seqs=4)
+    running = Request(PROMPTS[1], 120).submit(scheduler)
     assert running.started.wait(60)
-    scheduler.submit(queued.seq)
+    long_prompt = (SYSTEM * 5)[:300]  # five chunks of at most 63 tokens beside the decoding one
+    late = Request(long_prompt, 4, watch=running).submit(scheduler)
+    assert late.done.wait(120) and running.done.wait(120)
+    # the running sequence got a token every step while the prompt was fed
+    assert late.watched_at_first >= 3 + 300 // 63
+    assert scheduler.stats.prefill_tokens >= 300 + len(PROMPTS[1])
+
+
+def test_greedy_output_alone_equals_among_seven_others(make):
+    scheduler = make()
+    params = SamplingParams(max_tokens=24, end_ids=(2,))
+    alone = run_to_completion(scheduler, PROMPTS[2], params).generated
+    others = [Request(PROMPTS[2], 40) for _ in range(7)]
+    for r in others:
+        r.submit(scheduler)
+    probe = Request(PROMPTS[2], 24, watch=others[0], exact=False).submit(scheduler)
+    assert probe.done.wait(60) and all(r.done.wait(120) for r in others)
+    assert scheduler.stats.peak_running == 8
+    assert probe.seq.generated == alone
+
+
+def test_a_seed_gives_the_same_sample_alone_and_among_others(make):
+    scheduler = make()
+    sampled = {"temperature": 0.9, "top_k": 40, "top_p": 0.95, "seed": 7}
+    alone = Request(PROMPTS[1], 24, **sampled).submit(scheduler)
+    assert alone.done.wait(60)
+    crowd = [Request(PROMPTS[i % 3], 24, temperature=1.0, top_k=50, seed=i) for i in range(7)]
+    for r in crowd:
+        r.submit(scheduler)
+    again = Request(PROMPTS[1], 24, **sampled).submit(scheduler)
+    assert again.done.wait(60) and all(r.done.wait(60) for r in crowd)
+    assert again.seq.generated == alone.seq.generated
+    assert len({tuple(r.seq.generated) for r in crowd}) > 1  # the others did sample
+
+
+def test_a_shared_prefix_is_reused_and_gives_the_same_tokens(make):
+    scheduler = make()
+    params = SamplingParams(max_tokens=12, end_ids=(2,))
+    first = run_to_completion(scheduler, SYSTEM + PROMPTS[1], params)
+    assert (scheduler.prefix.lookup_tokens, scheduler.prefix.hit_tokens) == (64 + len(PROMPTS[1]), 0)
+    second = run_to_completion(scheduler, SYSTEM + PROMPTS[1], params)
+    assert scheduler.prefix.hit_tokens == 64  # two blocks of 32: the last partial block is computed
+    assert second.generated == first.generated
+    other = run_to_completion(scheduler, SYSTEM[:32] + PROMPTS[2], params)
+    assert scheduler.prefix.hit_tokens == 64 + 32  # the first block is the same, the second is not
+    assert other.generated
+    assert scheduler.pool.used == 0 and scheduler.pool.cached > 0
+
+
+def test_a_full_kv_cache_preempts_and_every_sequence_finishes(make, engine, small_engine):
+    """Four sequences that need 12 blocks on an 8-block cache: some are preempted and recompute, all end
+    with their 60 tokens; until the first preemption (the cache full at 64 positions each, after 48
+    tokens at least) they are computed exactly as the same four on a cache with room."""
+    params = {"max_batched_tokens": 64, "max_seqs": 4}
+    roomy, tight = make(**params), make(small_engine, **params)
+    assert tight.pool.num_blocks == 8
+    runs = []
+    for scheduler in (roomy, tight):
+        crowd = [Request(PROMPTS[i % 3], 60) for i in range(4)]
+        for r in crowd:
+            r.submit(scheduler)
+        assert all(r.done.wait(300) for r in crowd)
+        assert all(r.seq.finish_reason == "length" and len(r.seq.generated) == 60 for r in crowd)
+        runs.append([r.seq.generated for r in crowd])
+    assert roomy.stats.preempted == 0 and tight.stats.preempted > 0
+    assert [g[:48] for g in runs[1]] == [g[:48] for g in runs[0]]
+    assert tight.pool.used == 0 and tight.active == 0
+
+
+def test_a_request_that_could_never_fit_is_refused(make, small_engine):
+    scheduler = make(small_engine, max_batched_tokens=64, max_seqs=4)
+    scheduler.check_fits(200, 56)  # 256 positions: exactly the cache
+    with pytest.raises(ClientError, match=r"needs 9 KV blocks of 32 tokens; the KV cache has 8 \(256 tokens"):
+        scheduler.check_fits(200, 57)
+    with pytest.raises(ClientError):
+        scheduler.submit(Request([1] * 200, 57).seq)
+
+
+def test_halted_and_cancelled_rows_free_their_blocks(make):
+    seen: list[tuple[int, int]] = []
+    scheduler = make(max_seqs=1, cancel_check_steps=1, on_step=lambda q, a, _r: seen.append((q, a)))
+    # (max_seqs 1: a second sequence waits while the first runs)
+    running, queued = Request(PROMPTS[0], 500), Request(PROMPTS[1], 500)
+    running.submit(scheduler)
+    assert running.started.wait(60)
+    queued.submit(scheduler)
     scheduler.halt(queued.seq)
     assert queued.done.is_set() and queued.seq.finish_reason == "stopped" and not queued.seq.generated
     scheduler.halt(running.seq)
     assert running.done.wait(60) and running.seq.finish_reason == "stopped"
     assert 3 <= len(running.seq.generated) < 500
-    scheduler.submit(other.seq)  # the slot is free again
-    assert other.done.wait(60) and other.seq.finish_reason == "length"
+    cancelled = Request(PROMPTS[2], 500).submit(scheduler)  # the slot is free again
+    assert cancelled.started.wait(60)
+    cancelled.cancel = True
+    assert cancelled.done.wait(60) and cancelled.seq.finish_reason == "cancelled"
+    assert len(cancelled.seq.generated) < 500
     scheduler.stop()
-    assert scheduler.alive_waves == 0 and scheduler.active == 0
+    assert scheduler.active == 0 and scheduler.pool.used == 0
+    assert seen[-1] == (0, 0)  # the report after the cancelled one left: the gauges fall to 0
 
 
-def test_idle_engine_gathers_requests_sent_together(make):
-    """Requests that reach an idle engine one after another share one wave instead of splitting 1 + N: an idle
-    engine waits up to gather_ms for a wave to fill (here for ever, so however slowly the test submits them,
-    the four fill one wave of four), and starts a wave that is not full once that window is over."""
-    scheduler = make(gather_ms=1e9, max_wait_ms=0, max_batch=4)
-    requests = [Request(PROMPTS[i % 3], 4) for i in range(4)]
-    for request in requests:
-        scheduler.submit(request.seq)
-    assert all(r.done.wait(60) for r in requests)
-    assert scheduler.stats.waves == 1 and scheduler.stats.rows == 4
-    lone = make(gather_ms=20, max_wait_ms=0)  # a wave of one starts when the window closes
-    alone = Request(PROMPTS[2], 4)
-    lone.submit(alone.seq)
-    assert alone.done.wait(60) and lone.stats.waves == 1 and len(alone.seq.generated) == 4
-    apart = make(gather_ms=0, max_wait_ms=0)  # without the window the first request starts alone
-    first = Request(PROMPTS[0], 40)
-    apart.submit(first.seq)
-    assert first.started.wait(60)
-    second = Request(PROMPTS[1], 4)
-    apart.submit(second.seq)
-    assert second.done.wait(60) and first.done.wait(60)
-    assert apart.stats.waves == 2
+def test_caps_hold_and_the_queue_drains(make):
+    seen: list[tuple[int, int]] = []
+    scheduler = make(max_seqs=3, on_step=lambda q, a, _r: seen.append((q, a)))
+    requests = [Request(PROMPTS[i % 3], 6 + i) for i in range(9)]
+    for r in requests:
+        r.submit(scheduler)
+    assert all(r.done.wait(120) for r in requests)
+    assert all(len(r.seq.generated) == 6 + i for i, r in enumerate(requests))
+    scheduler.stop()  # settled: its thread has made its last report
+    assert max(a for _, a in seen) == 3 == scheduler.stats.peak_running
+    assert scheduler.queue_size == 0 and scheduler.active == 0 and seen[-1] == (0, 0)
+
+
+def test_a_lower_priority_sequence_pauses_while_a_higher_one_runs(make):
+    scheduler = make()
+    batch = Request(PROMPTS[0], 120).submit(scheduler, priority=2)
+    assert batch.started.wait(120)
+    interactive = Request(PROMPTS[1], 24, watch=batch).submit(scheduler, priority=1)
+    assert interactive.done.wait(120)
+    assert interactive.seq.finish_reason == "length" and len(interactive.seq.generated) == 24
+    assert interactive.watched_at_first == interactive.watched_at_end  # no batch token meanwhile
+    assert batch.done.wait(300) and len(batch.seq.generated) == 120  # then it went on to its end
+    alone = run_to_completion(
+        scheduler, PROMPTS[0], SamplingParams(max_tokens=120, min_tokens=120, end_ids=(2,))
+    )
+    assert alone.generated == batch.seq.generated  # the pause changed nothing
+
+
+def test_a_higher_priority_request_preempts_lower_ones_for_room(make):
+    scheduler = make(max_seqs=2)
+    batch = [Request(PROMPTS[i], 80).submit(scheduler, priority=2) for i in range(2)]
+    assert all(b.started.wait(120) for b in batch)
+    interactive = Request(PROMPTS[2], 8, watch=batch[1]).submit(scheduler)
+    assert interactive.done.wait(120) and len(interactive.seq.generated) == 8
+    assert scheduler.stats.preempted >= 1
+    assert all(b.done.wait(300) and len(b.seq.generated) == 80 for b in batch)

@@ -81,7 +81,7 @@ def test_a_key_over_its_rate_is_named_on_its_refusal(tmp_path) -> None:
 def llm() -> Iterator[PythonModel]:
     if not ENGINE.is_file():
         pytest.skip(f"no CPU engine at {ENGINE} (fleet build llm)")
-    model = load("tensorrt_llm", parameters={"gather_ms": "0"})
+    model = load("tensorrt_llm")
     yield model
     model.finalize()
 
@@ -99,6 +99,6 @@ def test_llm_counts_tokens_in_and_out_queueing_and_its_kv_cache(llm: PythonModel
     assert model.prompt_tokens.value() - before_in == len(prompt)
     assert model.tokens.value() - before_out == generated > 0
     assert len(model.waited.observations) == waited + 1 and model.waited.observations[-1] >= 0
-    # One wave of one row sized for prompt + max tokens while it ran, none after.
-    assert kv_set[0] == len(prompt) + 6 and kv_set[-1] == 0
-    assert model.kv_capacity.value() == 16 * 2048 and model.slots.value() == 16
+    # One 32-token KV block held while it ran (12 prompt + 6 tokens), none after.
+    assert kv_set[0] == 32 and kv_set[-1] == 0
+    assert model.kv_capacity.value() == model.scheduler.capacity_tokens > 0 and model.slots.value() == 32

@@ -1,10 +1,11 @@
 """Debian's real Prometheus against the real fleet under load: it scrapes the metrics port every second with
-the committed rules, every recording rule and every dashboard query returns series (those over GPU or batch
-metrics run and parse, and say so when there are none), no rule fails to evaluate, the scrape serves only
-metrics README lists, and a model process killed on purpose fires TritonfleetModelReloaded."""
+the committed rules, every recording rule and every dashboard query returns series (those over GPU metrics
+run and parse, and say so when there are none), no rule fails to evaluate, the scrape serves only metrics
+README lists, and a model process killed on purpose fires TritonfleetModelReloaded."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -30,7 +31,7 @@ from tritonfleet.tools import soak
 
 pytestmark = pytest.mark.server
 
-ABSENT_HERE = {"gpu": "no GPU on this machine", "batch": "no batch jobs in this fleet"}
+ABSENT_HERE = {"gpu": "no GPU on this machine", "batch": "no batch line answered yet"}
 
 
 def wait_for(check: Any, timeout: float, what: str) -> Any:
@@ -47,8 +48,8 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, Prometheus, dict[str, str]]]:
     """A fleet of every pipeline with keys, Prometheus scraping it every second, and the load it served:
-    a short soak over every pipeline (HTTP and gRPC), /v1 chat and embeddings, a key over its rate, and
-    malformed requests."""
+    a short soak over every pipeline (HTTP and gRPC), /v1 chat and embeddings, a batch of embeddings, a key
+    over its rate, and malformed requests."""
     home = tmp_path_factory.mktemp("monitoring")
     keyfile = KeyFile(home / "keys.json")
     keys = {"load": keyfile.add("load"), "limited": keyfile.add("limited", rpm=2)}
@@ -94,8 +95,18 @@ def load(fleet: Fleet, keys: dict[str, str]) -> None:
 
 
 def openai_round(fleet: Fleet, key: str) -> None:
-    """One request to each /v1 model: chat streamed, embeddings."""
+    """One request to each /v1 model (chat streamed, embeddings), and a batch of two embeddings."""
     with OpenAI(base_url=fleet.openai_url, api_key=key, max_retries=0, timeout=300) as client:
+        embedding = next(m.id for m in pipelines.openai_models().values() if m.kind == "embedding")
+        lines = "".join(
+            json.dumps({"custom_id": str(i), "method": "POST", "url": "/v1/embeddings",
+                        "body": {"model": embedding, "input": f"text {i}"}}) + "\n"
+            for i in range(2)
+        )  # fmt: skip
+        file_id = client.files.create(file=("in.jsonl", lines.encode()), purpose="batch").id
+        batch = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
+        )
         for model in pipelines.openai_models().values():
             if model.kind == "chat":
                 stream = client.chat.completions.create(
@@ -107,6 +118,13 @@ def openai_round(fleet: Fleet, key: str) -> None:
                 assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
             else:
                 assert client.embeddings.create(model=model.id, input=["a cat", "a dog"]).data
+        done = wait_for(lambda: ended(client, batch.id), 300, "the batch")
+        assert done.status == "completed" and done.request_counts.completed == 2
+
+
+def ended(client: OpenAI, batch_id: str) -> Any:
+    batch = client.batches.retrieve(batch_id)
+    return batch if batch.status in ("completed", "failed", "expired", "cancelled") else None
 
 
 def refused_round(fleet: Fleet, keys: dict[str, str]) -> None:
@@ -198,9 +216,7 @@ def test_the_scrape_serves_only_listed_metrics(monitored) -> None:
         text = response.read().decode()
     # Series names as served (a parser would add _total to Triton's counters, which have none).
     names = {re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines() if line and line[0] != "#"}
-    # The batch jobs list their own tritonfleet_batch_* (tritonfleet/batch/).
-    unlisted = {catalog.scraped_name(n) for n in names if not n.startswith("tritonfleet_batch_")}
-    unlisted -= set(catalog.by_name())
+    unlisted = {catalog.scraped_name(n) for n in names} - set(catalog.by_name())
     assert not unlisted, f"served but not in tritonfleet/monitoring/catalog.py (and README): {unlisted}"
     cpu = {f.name for f in catalog.FAMILIES if f.target != "gpu" and not f.condition}
     assert cpu - {catalog.scraped_name(n) for n in names} == set(), "listed for the CPU but not served"

@@ -10,7 +10,7 @@ from rich.console import Console
 from tests.openai.conftest import CHAT_MODEL
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.openai import OpenAIServer
-from tritonfleet.pipelines.llm.bench import genai_perf_environment, genai_perf_venv
+from tritonfleet.pipelines.llm.bench.served import genai_perf_environment, genai_perf_venv
 from tritonfleet.server import TritonServer
 from tritonfleet.tools.bench import loadgen
 from tritonfleet.tools.bench.openai import bench_prompt, genai_perf_command, measure, measure_loadgen

@@ -1,5 +1,6 @@
 """rag on a real tritonserver: retrieval quality on the labelled questions, streamed and one-response answers
-with sources, the LLM ensemble's clients unchanged, errors that name their step."""
+with sources, the LLM ensemble's clients unchanged, errors that name their step. The served retriever indexes
+the RAG tests' frozen corpus (tests/rag/frozen.py), so README and docs/ may change freely."""
 
 from __future__ import annotations
 
@@ -15,44 +16,47 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from tests.rag import frozen
 from tritonfleet import pipelines
-from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
+from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.clients import FleetClient
 from tritonfleet.clients import rag as client
 from tritonfleet.pipelines.rag.pipeline import CORPUS
 from tritonfleet.pipelines.rag.retrieval import Index, found_at
 from tritonfleet.server import TritonServer
 
-RETRIEVER = REPOSITORY / "retriever" / "1"
-QUESTIONS = PROJECT_ROOT / "build" / "rag" / "questions.json"
 # The share of the held-out labelled questions that must find their answer among the 3 best chunks: a floor
 # under the measured figure (docs/rag.md, Retrieval quality; the retrieval was tuned on the other half only)
 # with room for the documents to change: it catches a broken index or search, not a question lost to an edit.
 HELD_OUT_RECALL = 0.7
 # A question whose answer is in exactly one document of the corpus (checked below).
 QUESTION = "Why does the tokenizer model wait before tokenizing a batch?"
-ANSWER_FILE, ANSWER_PHRASE = "docs/text_embedding.md", "waits up to 2 ms"
+ANSWER_FILE, ANSWER_PHRASE = "tests/rag/corpus/docs/text_embedding.md", "waits up to 2 ms"
 
 
-def built() -> Path:
-    if not (RETRIEVER / "index.faiss").is_file():
-        pytest.fail("the rag index is not built (fleet build rag)")
-    return RETRIEVER
+def corpus() -> list[Path]:
+    return CORPUS.paths(frozen.relative(frozen.CORPUS))
 
 
-def chunk_text(source: str) -> str:
-    chunks = json.loads((built() / "chunks.json").read_text())
+@pytest.fixture(scope="module")
+def built(rag_repository: Path) -> Path:
+    """The retriever's version folder with the frozen corpus's index (the one the session's server serves)."""
+    return rag_repository / "retriever" / "1"
+
+
+def chunk_text(built: Path, source: str) -> str:
+    chunks = json.loads((built / "chunks.json").read_text())
     return next(c["text"] for c in chunks if f"{c['path']}#{c['number']}" == source)
 
 
-def test_recall_at_3_on_the_labelled_questions() -> None:
-    """The labelled questions of the default corpus, asked of the built index with the embedding model the
-    server runs: at least HELD_OUT_RECALL of the held-out half find a chunk of a labelled file holding its
-    phrase among the 3 best; the build report says the same, for both halves."""
+def test_recall_at_3_on_the_labelled_questions(built: Path) -> None:
+    """The frozen corpus's labelled questions, asked of its index with the embedding model the server runs:
+    at least HELD_OUT_RECALL of the held-out half find a chunk of a labelled file holding its phrase among
+    the 3 best; the build report says the same, for both halves."""
     from tritonfleet.pipelines.text_embedding.embedding import OnnxEmbedder
 
-    labelled = json.loads(QUESTIONS.read_text())
-    index = Index.load(built())
+    labelled = json.loads(frozen.QUESTIONS.read_text())
+    index = Index.load(built)
     embedder = OnnxEmbedder(REPOSITORY / "tokenizer/1/tokenizer.json", REPOSITORY / "minilm_l6/1/model.onnx")
     questions = [q["question"] for q in labelled]
     results = index.search(embedder.embed(questions), questions, 3)
@@ -60,10 +64,9 @@ def test_recall_at_3_on_the_labelled_questions() -> None:
     held_out = [(q, r) for q, r in zip(labelled, ranks, strict=True) if q["half"] == "held-out"]
     recall = sum(r is not None for _, r in held_out) / len(held_out)
     assert recall >= HELD_OUT_RECALL, [q["question"] for q, r in held_out if r is None]
-    report = json.loads((built() / "build_report.json").read_text())
-    assert report["failures"] == [] and report["files"] == [
-        p.relative_to(PROJECT_ROOT).as_posix() for p in CORPUS.paths(CORPUS.default)
-    ]
+    report = json.loads((built / "build_report.json").read_text())
+    assert report["failures"] == report["stale_labels"] == []
+    assert report["files"] == [frozen.relative(p) for p in corpus()]
     assert [r["rank"] for r in report["recall"]["results"]] == ranks
     assert report["recall"]["halves"]["held-out"]["recall_at_3"] == pytest.approx(recall)
     tune = [r for q, r in zip(labelled, ranks, strict=True) if q["half"] == "tune"]
@@ -78,14 +81,13 @@ def fleet(server: TritonServer) -> Iterator[FleetClient]:
         yield grpc_fleet
 
 
-def test_answer_in_one_document_is_retrieved_first_and_streams(fleet: FleetClient) -> None:
-    corpus = CORPUS.paths(CORPUS.default)
-    holding = [p.relative_to(PROJECT_ROOT).as_posix() for p in corpus if ANSWER_PHRASE in p.read_text()]
+def test_answer_in_one_document_is_retrieved_first_and_streams(fleet: FleetClient, built: Path) -> None:
+    holding = [frozen.relative(p) for p in corpus() if ANSWER_PHRASE in p.read_text()]
     assert holding == [ANSWER_FILE]
     pieces = list(client.stream(fleet, QUESTION, max_tokens=24))
     first, rest = pieces[0], pieces[1:]
     assert len(first.sources) == 3 and first.sources[0].startswith(f"{ANSWER_FILE}#")
-    assert ANSWER_PHRASE in chunk_text(first.sources[0])
+    assert ANSWER_PHRASE in chunk_text(built, first.sources[0])
     assert len(rest) >= 2 and all(p.sources == [] for p in rest)  # streamed, the sources on the first only
     assert "".join(p.text for p in pieces).strip()
 
@@ -103,8 +105,8 @@ def test_one_response(server: TritonServer, protocol: str) -> None:
 
 def test_num_sources_and_concurrent_questions(fleet: FleetClient) -> None:
     questions = {
-        "Which NGC container image is the GPU target built on?": "docs/gpu-target.md",
-        "Which environment variable holds the API key for the Python client?": "README.md",
+        "Which NGC container image is the GPU target built on?": "tests/rag/corpus/docs/gpu-target.md",
+        "Which environment variable holds the API key for the Python client?": "tests/rag/corpus/README.md",
         QUESTION: ANSWER_FILE,
     }
     from concurrent.futures import ThreadPoolExecutor

@@ -1,17 +1,20 @@
 """tritonfleet.pipelines.rag.retrieval without a server: Markdown chunking, passages, BM25, the index round
-trip and the fused
-search, the prompt, labels; the labelled questions of build/rag/questions.json against the documents."""
+trip and the fused search, the prompt, labels; the frozen corpus's labelled questions against its documents;
+the index build's labels, strict (the frozen corpus) or reported (README and docs/, free to change)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tritonfleet.artifacts import PROJECT_ROOT
+from tests.rag import frozen
+from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
 from tritonfleet.pipelines.rag.pipeline import CORPUS
 from tritonfleet.pipelines.rag.retrieval import (
     Bm25,
@@ -26,8 +29,6 @@ from tritonfleet.pipelines.rag.retrieval import (
     prompt,
     stale_labels,
 )
-
-QUESTIONS = PROJECT_ROOT / "build" / "rag" / "questions.json"
 
 DOC = """# Guide
 
@@ -164,13 +165,52 @@ def test_stale_labels_name_the_question_file_and_phrase() -> None:
 
 
 def test_the_labelled_questions_match_the_documents() -> None:
-    """Every label's phrase is in its file of the default corpus (else the document changed and the label
-    must follow it); the set covers every file and has a tune half and a held-out half."""
-    questions = json.loads(QUESTIONS.read_text())
-    corpus = {p.relative_to(PROJECT_ROOT).as_posix(): p.read_text() for p in CORPUS.paths(CORPUS.default)}
+    """Every label's phrase is in its file of the frozen corpus (which nobody edits); the set covers every
+    file and has a tune half and a held-out half."""
+    questions = json.loads(frozen.QUESTIONS.read_text())
+    paths = CORPUS.paths(frozen.relative(frozen.CORPUS))
+    corpus = {frozen.relative(p): p.read_text() for p in paths}
     assert {path for q in questions for path, _ in labels(q)} <= corpus.keys()
     assert stale_labels(questions, corpus) == []
     assert {q["file"] for q in questions} == corpus.keys()
     assert len({q["question"] for q in questions}) == len(questions) >= 60
     halves = Counter(q["half"] for q in questions)
     assert halves.keys() == {"tune", "held-out"} and min(halves.values()) >= 30, halves
+
+
+def build_index(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """build/rag/build_index.py on a corpus of two small documents, with a label that no longer holds."""
+    for name in ("tokenizer/1/tokenizer.json", "minilm_l6/1/model.onnx"):
+        if not (REPOSITORY / name).is_file():
+            pytest.skip(f"{name} is not built (fleet build text_embedding)")
+    docs = tmp_path / "docs"
+    docs.mkdir(exist_ok=True)
+    (docs / "a.md").write_text("# Serving\n\nRun `make serve` to serve the fleet.\n")
+    (docs / "b.md").write_text("# Keys\n\nThe key is read from TRITONFLEET_API_KEY.\n")
+    questions = [
+        {"question": "How do I serve?", "file": str(docs / "a.md"), "phrase": "make serve", "half": "tune"},
+        {"question": "Which key?", "file": str(docs / "b.md"), "phrase": "API_TOKEN", "half": "held-out"},
+    ]
+    (tmp_path / "questions.json").write_text(json.dumps(questions))
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "build/rag/build_index.py"), "--corpus", str(docs),
+         "--tokenizer", str(REPOSITORY / "tokenizer/1/tokenizer.json"),
+         "--model", str(REPOSITORY / "minilm_l6/1/model.onnx"),
+         "--questions", str(tmp_path / "questions.json"), "--output", str(tmp_path / "out"), *extra],
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_a_stale_label_is_reported_and_fails_only_a_strict_build(tmp_path: Path) -> None:
+    """The default corpus (README and docs/) may change under its labels: the build reports the stale one
+    and installs the index; the frozen corpus's build is strict, so there it fails."""
+    loose = build_index(tmp_path)
+    assert loose.returncode == 0, loose.stderr
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert report["failures"] == [] and len(report["stale_labels"]) == 1
+    assert "'API_TOKEN' is not in" in report["stale_labels"][0] and "stale label" in loose.stdout
+    assert (tmp_path / "out" / "index.faiss").is_file()
+    (tmp_path / "out" / "index.faiss").unlink()
+    strict = build_index(tmp_path, "--strict-labels")
+    assert strict.returncode == 1 and "API_TOKEN" in strict.stderr
+    assert not (tmp_path / "out" / "index.faiss").exists()

@@ -20,7 +20,8 @@ from tests.python_models import load as load_model
 from tritonfleet import artifacts, pipelines
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.clients import tabular as client
-from tritonfleet.pipelines.tabular.pipeline import PROBE_ROWS, parse_row, read_rows
+from tritonfleet.pipelines.tabular import models
+from tritonfleet.pipelines.tabular.commands import parse_row, read_rows
 
 train = load("build/tabular/train.py")
 
@@ -51,12 +52,29 @@ def test_build_refuses_configs_that_disagree_with_the_dataset(tmp_path: Path) ->
 
 
 def test_probe_rows_are_real_rows_with_their_true_class() -> None:
-    for model, (row, expected) in PROBE_ROWS.items():
-        t = train.train(model)
+    for model in models.discover().values():
+        (row, expected), t = model.probe, train.train(model.name)
         values = [row[n] for n in t.feature_names] if isinstance(row, dict) else row
         matches = np.flatnonzero((t.features == np.float32(values)).all(axis=1))
-        assert len(matches) == 1, model
+        assert len(matches) == 1, model.name
         assert t.class_names[t.target[matches[0]]] == expected
+
+
+def test_each_model_is_one_module_that_every_part_reads() -> None:
+    """The interface, the client's choices, the recipes and the probe come from tabular/models/*.py."""
+    from tritonfleet.pipelines.tabular import interface
+
+    names = list(models.discover())
+    assert names == ["breast_cancer_xgboost", "wine_sklearn"]
+    assert [m.name for m in interface.MODELS] == names == list(client.MODELS)
+    wine = models.get("wine_sklearn")
+    assert wine.source == "tritonfleet/pipelines/tabular/models/wine_sklearn.py"
+    (recipe,) = [r for r in pipelines.get("tabular").recipes if r.models == ("wine_sklearn",)]
+    assert wine.source in recipe.sources
+    declared = interface.MODELS[names.index("wine_sklearn")]
+    assert client.split_names(declared.parameters["feature_names"]) == wine.features
+    with pytest.raises(KeyError, match="no tabular model 'iris'"):
+        models.get("iris")
 
 
 def test_recipes_cover_both_models_and_their_requirements_are_pinned() -> None:

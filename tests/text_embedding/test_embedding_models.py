@@ -3,6 +3,8 @@ of triton_python_backend_utils (tests/python_models.py): one dynamic batch, each
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -21,11 +23,10 @@ def tokenizer() -> PythonModel:
 
 
 @pytest.fixture(scope="module")
-def retriever() -> PythonModel:
-    if not (REPOSITORY / "retriever/1/index.faiss").is_file():
-        pytest.skip("the rag index is not built (fleet build rag)")
+def retriever(rag_repository: Path) -> PythonModel:
+    """The retriever over the RAG tests' frozen corpus (tests/rag/frozen.py)."""
     pytest.importorskip("faiss")
-    return load("retriever")
+    return load("retriever", repository=rag_repository)
 
 
 def test_tokenizer_pads_a_dynamic_batch_to_one_length_and_fails_only_the_bad_request(tokenizer) -> None:
@@ -79,7 +80,7 @@ def test_retriever_prompt_sources_and_per_request_errors(retriever) -> None:
     no_question = retriever.request({"EMBEDDING": vector, "NUM_SOURCES": [[2]]})
     two, three, refused, unasked = retriever.execute([good, default, bad, no_question])
     sources = [s.decode() for s in two.outputs["SOURCES"][0]]
-    assert len(sources) == 2 and sources[0].startswith("README.md#")
+    assert len(sources) == 2 and sources[0].startswith("tests/rag/corpus/README.md#")
     prompt = two.outputs["PROMPT"][0, 0].decode()
     assert prompt.index(f"[1] {sources[0]}") < prompt.index(f"[2] {sources[1]}") < prompt.index(question)
     assert "TRITONFLEET_API_KEY" in prompt

@@ -1,5 +1,6 @@
 """The front door's HTTP server: KServe v2 (JSON and the binary extension), Triton's generate extension, the
-admin APIs behind an admin key, and ``/v1`` (the OpenAI app), in front of Triton's HTTP port on 127.0.0.1.
+admin APIs behind an admin key, ``/v1`` (the OpenAI app) and the web console beside it, in front of
+Triton's HTTP port on 127.0.0.1.
 
 Raw asyncio protocols with httptools' parser, on uvloop: the measured fastest Python front door
 (docs/frontdoor/design.md). A request is read whole (up to the body limit; chunked bodies are decoded
@@ -23,6 +24,7 @@ from typing import Any
 import httptools
 
 from tritonfleet import pipelines
+from tritonfleet.console import assets as console
 from tritonfleet.errors import (
     ClientError,
     Error,
@@ -35,7 +37,15 @@ from tritonfleet.errors import (
     from_triton,
 )
 from tritonfleet.frontdoor.access import ANONYMOUS, AccessControl, key_of, upstream_down
-from tritonfleet.frontdoor.policy import HEALTH_PATHS, Call, Models, Who, http_operation, refuse_file_writes
+from tritonfleet.frontdoor.policy import (
+    HEALTH_PATHS,
+    OPENAI_OPERATIONS,
+    Call,
+    Models,
+    Who,
+    http_operation,
+    refuse_file_writes,
+)
 from tritonfleet.frontdoor.validation import (
     check_generate,
     check_infer,
@@ -48,10 +58,11 @@ log = logging.getLogger("tritonfleet.frontdoor")
 IDLE_TIMEOUT_S = 120.0
 OPENAI_PEEK_BYTES = 1 << 20  # /v1 bodies up to this size are read for their model (the metrics' label)
 STATUS_TEXT = {
-    200: b"OK", 100: b"Continue", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
-    404: b"Not Found", 405: b"Method Not Allowed", 411: b"Length Required", 413: b"Payload Too Large",
-    415: b"Unsupported Media Type", 429: b"Too Many Requests", 500: b"Internal Server Error",
-    501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    200: b"OK", 100: b"Continue", 304: b"Not Modified", 400: b"Bad Request", 401: b"Unauthorized",
+    403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed", 409: b"Conflict",
+    411: b"Length Required",
+    413: b"Payload Too Large", 415: b"Unsupported Media Type", 429: b"Too Many Requests",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
 }  # fmt: skip
 
 
@@ -64,6 +75,7 @@ class Request:
     keep_alive: bool
     refused: Error | None = None  # found while reading (compressed body, too many headers)
     started: float = field(default_factory=time.perf_counter)
+    query: str = ""  # passed on to /v1 only (the batch API's pagination)
 
 
 @dataclass
@@ -117,10 +129,12 @@ class Router:
         call = http_operation(path)
         if call is not None and call.operation == "health":
             raise self._health(path)
-        if call is not None and call.operation == "openai":
+        if call is not None and call.operation in OPENAI_OPERATIONS:
             return self._openai(req, call)
         if self.only_openai:
             raise NotFound(f"no route {path}: this port serves /v1", reason="no_route")
+        if call is not None and call.rule.upstream != "triton":
+            return self._console(req, call)
         if "%" in path or "//" in path or "/../" in path:
             raise ClientError("the path may not hold escapes or empty parts", reason="bad_path")
         if call is None:
@@ -168,12 +182,25 @@ class Router:
     def _openai(self, req: Request, call: Call) -> Forward:
         if not self.openai:
             raise NotFound("the OpenAI API is not served here", reason="no_route")
-        key = self.access.admit(call, req.headers.get("authorization"), tokens=req.method == "POST")
+        tokens = call.rule.tokens and req.method == "POST"
+        key = self.access.admit(call, req.headers.get("authorization"), tokens=tokens)
+        if call.rule.method is not None and req.method != call.rule.method:
+            raise NotAllowed(f"{req.path} takes {call.rule.method}", reason="bad_method")
         headers = [(b"x-tritonfleet-key", key.encode())]
         for name in ("content-type", "accept"):
             if name in req.headers:
                 headers.append((name.encode(), req.headers[name].encode()))
-        return Forward("openai", req.path, req.body, headers, call.rule.route, self._openai_model(req), key)
+        path = f"{req.path}?{req.query}" if req.query else req.path
+        return Forward("openai", path, req.body, headers, call.rule.route, self._openai_model(req), key)
+
+    def _console(self, req: Request, call: Call) -> Forward:
+        """The web console (:mod:`tritonfleet.console`), served with ``/v1``: its page and files answered
+        here, its API and ``/chat/stream`` by the ``/v1`` app."""
+        if not self.openai:
+            raise NotFound("the console is served with the OpenAI API (--openai-port)", reason="no_route")
+        if call.rule.upstream == "door":
+            raise Reply(*console.answer(req.method, req.path, req.headers))
+        return self._openai(req, call)
 
     def _openai_model(self, req: Request) -> str:
         """The declared ``/v1`` model a request names, for the metrics' model label ("" when it names
@@ -395,10 +422,10 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        path, _, query = self.url.decode("latin-1").partition("?")
         method = self.parser.get_method().decode("latin-1")
         keep = self.parser.should_keep_alive()
-        req = Request(method, path, self.headers, b"".join(self.body), keep, self.refused)
+        req = Request(method, path, self.headers, b"".join(self.body), keep, self.refused, query=query)
         self._reset()
         self.queue.append(req)
         if not self.busy:

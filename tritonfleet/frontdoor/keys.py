@@ -43,6 +43,11 @@ class Key:
     tpm: int = 0  # tokens per minute (/v1)
     admin: bool = False
     created: str = ""
+    # Batch jobs (tritonfleet/batch; 0: the fleet's defaults): largest input file (MB), lines a batch,
+    # batches in flight. Batch tokens are counted apart from ``tpm``.
+    batch_file_mb: int = 0
+    batch_lines: int = 0
+    batches: int = 0
 
 
 class KeysError(ValueError):
@@ -70,18 +75,28 @@ class KeyFile:
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
 
-    def add(self, name: str, *, rpm: int = 0, tpm: int = 0, admin: bool = False) -> str:
+    def add(
+        self,
+        name: str,
+        *,
+        rpm: int = 0,
+        tpm: int = 0,
+        admin: bool = False,
+        batch_file_mb: int = 0,
+        batch_lines: int = 0,
+        batches: int = 0,
+    ) -> str:
         """Add a key named ``name`` and return its secret (the only time it is known)."""
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise KeysError(f"key name {name!r}: use letters, digits, '-', '_' or '.'")
-        if rpm < 0 or tpm < 0:
+        if min(rpm, tpm, batch_file_mb, batch_lines, batches) < 0:
             raise KeysError("limits are >= 0 (0: no limit)")
         keys = self.load()
         if any(k.name == name for k in keys):
             raise KeysError(f"a key named {name!r} exists: revoke it first")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        keys.append(Key(name, digest(secret), rpm, tpm, admin, created))
+        keys.append(Key(name, digest(secret), rpm, tpm, admin, created, batch_file_mb, batch_lines, batches))
         self.save(keys)
         return secret
 

@@ -1,11 +1,13 @@
 """Who may call what through the front door: one table that the HTTP and the gRPC servers both read.
 
-Each operation of Triton's API the front door passes on is one :class:`Rule` in :data:`OPERATIONS`: who
-may call it, which models it may name, the HTTP method it takes and the route label of its metrics.
+Each operation the front door serves is one :class:`Rule` in :data:`OPERATIONS`: who may call it, which
+models it may name, the HTTP method it takes, the route label of its metrics, whether a POST is charged
+tokens per minute and who answers it (Triton, the ``/v1`` app, or the front door itself).
 :func:`http_operation` and :func:`grpc_operation` say which operation a path or a gRPC method is; what
 neither knows is not served (HTTP 404, gRPC UNIMPLEMENTED).
 
-- Who: ``ANYONE`` (the health probes: no key, so that probes keep working); ``CALLER`` (a key whenever
+- Who: ``ANYONE`` (the health probes: no key, so that probes keep working; the web console's files, which
+  hold no data); ``CALLER`` (a key whenever
   keys are configured or the address is public); ``ADMIN`` (an admin key, whatever the configuration:
   the repository and model-control APIs, trace and log settings); ``NOBODY`` (system and CUDA shared
   memory: registering a region is the first step of a published remote-code-execution chain,
@@ -49,11 +51,21 @@ class Rule:
     models: Models = Models.NONE
     method: str | None = None  # the HTTP method it takes (None: any; gRPC has none)
     route: str = ""  # its label in the request metrics
+    tokens: bool = False  # a POST is charged tokens per minute too (the key's tpm)
+    upstream: str = "triton"  # who answers: "triton", "openai" (the /v1 app) or "door" (the front door)
 
 
 OPERATIONS: dict[str, Rule] = {
     "health": Rule(Who.ANYONE, route="health"),
-    "openai": Rule(Who.CALLER, route="openai"),  # /v1; a POST is charged tokens per minute too
+    "openai": Rule(Who.CALLER, route="openai", tokens=True, upstream="openai"),  # /v1
+    # /v1/files and /v1/batches: a batch's tokens are counted apart from the key's tokens per minute
+    "batch": Rule(Who.CALLER, route="batch", upstream="openai"),
+    # The web console (tritonfleet/console), served beside /v1: its page and files (no data in them, so
+    # open to all: with keys configured the page asks for one); its API, and /chat/stream (a /v1 chat
+    # completion in another shape: counted and charged as one), in the /v1 app.
+    "console_page": Rule(Who.ANYONE, route="console", upstream="door"),
+    "console_api": Rule(Who.CALLER, method="GET", route="console", upstream="openai"),
+    "chat_stream": Rule(Who.CALLER, method="POST", route="openai", tokens=True, upstream="openai"),
     "server_metadata": Rule(Who.CALLER, route="metadata"),
     "model_metadata": Rule(Who.CALLER, Models.READABLE, "GET", "metadata"),
     "model_ready": Rule(Who.CALLER, Models.READABLE, "GET", "ready"),
@@ -102,6 +114,11 @@ PATHS = {
     "/v2/logging": "logging",
 }
 SHARED_MEMORY_PATHS = ("/v2/systemsharedmemory", "/v2/cudasharedmemory")
+BATCH_PATHS = ("/v1/files", "/v1/batches")  # OpenAI's Batch API (tritonfleet/batch), served by the /v1 app
+OPENAI_OPERATIONS = frozenset({"openai", "batch"})  # what the /v1 app answers
+CONSOLE_FILES = "/console/"  # the console's files; "/" is its page
+CONSOLE_API = "/console/api/"
+CHAT_STREAM = "/chat/stream"  # the SSE shape React chat examples read (tritonfleet/console/stream.py)
 
 
 @dataclass(frozen=True)
@@ -121,10 +138,16 @@ def http_operation(path: str) -> Call | None:
     """The operation an HTTP path is, or None (not served)."""
     if path in HEALTH_PATHS:
         return Call("health")
+    if path in BATCH_PATHS or path.startswith(tuple(f"{p}/" for p in BATCH_PATHS)):
+        return Call("batch")
     if path == "/v1" or path.startswith("/v1/"):
         return Call("openai")
     if path.startswith(SHARED_MEMORY_PATHS):
         return Call("shared_memory")
+    if path == "/" or path.startswith(CONSOLE_FILES):
+        return Call("console_api" if path.startswith(CONSOLE_API) else "console_page")
+    if path == CHAT_STREAM:
+        return Call("chat_stream")
     if path in PATHS:
         return Call(PATHS[path])
     match = MODEL_ROUTE.match(path)
@@ -155,6 +178,14 @@ GRPC_METHODS = {
     "TraceSetting": "trace",  # its model, if it names one, is not restricted (admins only)
     "LogSettings": "logging",
 }
+
+
+# The route labels of requests that run a model (over gRPC the label is the method): what the Prometheus
+# rules and the console's charts count as the fleet's work.
+MODEL_ROUTES = (
+    *(OPERATIONS[op].route for op in ("infer", "generate", "generate_stream", "openai")),
+    *(method for method, op in GRPC_METHODS.items() if op == "infer"),
+)
 
 
 def grpc_operation(method: str) -> str | None:

@@ -1,18 +1,18 @@
 """Every metric family the fleet's metrics port serves, in one list: README's table comes from it and the
 Prometheus test checks that a live scrape serves nothing it lacks.
 
-Three sources share the port: Triton's own ``nv_*`` (per model; ``nv_gpu_*`` only on the GPU target,
+Four sources share the port: Triton's own ``nv_*`` (per model; ``nv_gpu_*`` only on the GPU target,
 ``nv_trt_llm_*`` only from TensorRT-LLM's backend there), the CPU LLM's ``tritonfleet_llm_*`` (custom
-metrics of ``model_repository/tensorrt_llm/1/model.py``, through Triton), and the front door's
-``tritonfleet_frontdoor_*`` (``tritonfleet/frontdoor/metrics.py``). The batch jobs' ``tritonfleet_batch_*``
-are theirs to list (``tritonfleet/batch/``); the rules and the dashboard read them where they exist.
+metrics of ``model_repository/tensorrt_llm/1/model.py``, through Triton), the front door's
+``tritonfleet_frontdoor_*`` (``tritonfleet/frontdoor/metrics.py``) and the batch jobs'
+``tritonfleet_batch_*`` (``tritonfleet/batch/metrics.py``, served with ``/v1``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-TRITON, LLM, FRONTDOOR = "Triton", "CPU LLM", "front door"
+TRITON, LLM, FRONTDOOR, BATCH = "Triton", "CPU LLM", "front door", "batch jobs"
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,22 @@ FAMILIES: tuple[Family, ...] = (
         "cpu",
     ),
     Family(
+        "tritonfleet_llm_prefix_cache_hit_tokens_total",
+        "counter",
+        ("model", "version"),
+        LLM,
+        "Prompt tokens whose KV blocks the prefix cache had (not computed again)",
+        "cpu",
+    ),
+    Family(
+        "tritonfleet_llm_prefix_cache_miss_tokens_total",
+        "counter",
+        ("model", "version"),
+        LLM,
+        "Prompt tokens the prefix cache did not have (computed)",
+        "cpu",
+    ),
+    Family(
         "tritonfleet_llm_rows_per_step",
         "histogram",
         ("model", "version"),
@@ -216,6 +232,35 @@ FAMILIES: tuple[Family, ...] = (
         (),
         FRONTDOOR,
         "1 while Triton is up and every public pipeline answered its probe",
+    ),
+    Family(
+        "tritonfleet_batch_results_total",
+        "counter",
+        ("status",),
+        BATCH,
+        "Batch lines answered (each written once), by outcome: completed or failed (start at 0)",
+    ),
+    Family(
+        "tritonfleet_batch_tokens_total",
+        "counter",
+        ("key",),
+        BATCH,
+        "Tokens of batch lines, by key (apart from /v1's tokens per minute)",
+    ),
+    Family(
+        "tritonfleet_batch_lines",
+        "gauge",
+        ("state",),
+        BATCH,
+        "Lines of the batches in flight, by state: pending, leased (running), done",
+    ),
+    Family("tritonfleet_batch_queue_depth", "gauge", (), BATCH, "Batch lines waiting to run"),
+    Family(
+        "tritonfleet_batch_in_flight",
+        "gauge",
+        ("status",),
+        BATCH,
+        "Batches in flight, by status: validating, in_progress, finalizing, cancelling",
     ),
 )
 

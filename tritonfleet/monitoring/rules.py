@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from tritonfleet import pipelines
+from tritonfleet.frontdoor.policy import MODEL_ROUTES
 from tritonfleet.repository import Repository
 
 # Front-door routes that run a model (HTTP infer/generate, /v1, gRPC ModelInfer/ModelStreamInfer), and
 # those requests where the model is known.
-ROUTES = 'route=~"infer|generate|generate_stream|openai|ModelInfer|ModelStreamInfer"'
+ROUTES = f'route=~"{"|".join(MODEL_ROUTES)}"'
 INFERENCE = f'{ROUTES},model!~"|-"'
 SERVED = 'route!~"metrics|health"'  # every answered request but scrapes of the metrics port
 REQUESTS = "tritonfleet_frontdoor_requests_total"

@@ -31,14 +31,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from tritonfleet.errors import ClientError, Error, NotLoaded, Unavailable
 from tritonfleet.openai import generation as gen
 from tritonfleet.openai import sse
 from tritonfleet.openai.catalog import OpenAIModels
 from tritonfleet.openai.errors import openai_error
-from tritonfleet.openai.run import Run, collect
+from tritonfleet.openai.run import Run, collect, first_event
 from tritonfleet.openai.schemas import ChatRequest, CompletionRequest, EmbeddingRequest, parse
 from tritonfleet.openai.triton import Triton, check
 from tritonfleet.pipelines import OpenAIModel
@@ -60,31 +60,36 @@ def create_app(
     on_usage: OnUsage | None = None,
     default_max_tokens: int | None = None,
     models: dict[str, OpenAIModel] | None = None,
+    priority: int = 0,
+    routes: list[BaseRoute] | None = None,
 ) -> Starlette:
     """The ``/v1`` app over the Triton server at ``grpc_url`` (gRPC, e.g. ``localhost:8001``) serving
     ``repository``.
 
     ``default_max_tokens``: a completion's budget when the request gives none (capped by the context left
     and the engine's limit; None: all that is left). ``models``: the OpenAI models by id (default: every
-    pipeline's declarations).
+    pipeline's declarations). ``priority``: Triton's priority level of every request (batch jobs).
+    ``routes``: more routes served beside ``/v1`` (the batch API, :mod:`tritonfleet.batch.api`; the
+    console's API).
     """
-    api = _API(grpc_url, Path(repository), on_usage, default_max_tokens, models)
+    api = _API(grpc_url, Path(repository), on_usage, default_max_tokens, models, priority)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await api.triton.close()
 
-    routes = [
+    served = [
         Route("/v1/models", api.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", api.get_model, methods=["GET"]),
         Route("/v1/chat/completions", api.chat, methods=["POST"]),
         Route("/v1/completions", api.completions, methods=["POST"]),
         Route("/v1/embeddings", api.embeddings, methods=["POST"]),
         Route("/health", api.health, methods=["GET"]),
+        *(routes or []),
     ]
     handlers = {Error: _error, HTTPException: _error, Exception: _fault}
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)  # type: ignore[arg-type]
+    return Starlette(routes=served, exception_handlers=handlers, lifespan=lifespan)  # type: ignore[arg-type]
 
 
 async def _error(request: Request, exc: Exception) -> Response:
@@ -106,8 +111,9 @@ class _API:
         on_usage: OnUsage | None,
         default_max_tokens: int | None,
         models: dict[str, OpenAIModel] | None,
+        priority: int = 0,
     ) -> None:
-        self.triton = Triton(grpc_url)
+        self.triton = Triton(grpc_url, priority)
         self.models = OpenAIModels(repository, self.triton, models)
         self.on_usage = on_usage
         self.default_max_tokens = default_max_tokens
@@ -231,7 +237,7 @@ class _API:
     async def _collect(self, request: Request, run: Run) -> None:
         """Run every row to its end; a client that disconnects meanwhile stops them."""
         try:
-            await collect(run, _disconnected(request))
+            await collect(run, sse.disconnected(request))
         finally:
             await self._usage(request, run.tokens)
 
@@ -239,10 +245,11 @@ class _API:
         self, request: Request, run: Run, kind: str, include_usage: bool, echo: bool = False
     ) -> Response:
         """Start the rows and wait for their first response (so that an error is this request's status),
-        then stream SSE chunks: OpenAI's ``chat.completion.chunk`` or ``text_completion``."""
+        then stream SSE chunks: OpenAI's ``chat.completion.chunk`` or ``text_completion``. A client that
+        disconnects before the first response (during a long prompt's prefill) stops the rows then."""
         events = run.events()
         try:
-            first = await anext(events)
+            first = await first_event(events, sse.disconnected(request))
         except BaseException:
             await events.aclose()
             await self._usage(request, run.tokens)
@@ -314,14 +321,6 @@ async def _json(request: Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ClientError(f"the request body is not valid JSON: {exc}") from None
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client disconnects (the body has been read: only the disconnect is left)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 def _encode(vector: np.ndarray, encoding: str) -> Any:

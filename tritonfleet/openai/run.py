@@ -190,3 +190,23 @@ async def collect(run: Run, disconnected: Awaitable[None]) -> None:
     finally:
         gone.cancel()
         work.cancel()
+
+
+async def first_event(
+    events: AsyncIterator[tuple[int, str, bool]], disconnected: Awaitable[None]
+) -> tuple[int, str, bool]:
+    """The first event of a stream's ``events`` (:meth:`Run.events`); if ``disconnected`` ends first (the
+    client went away during the prefill), close ``events``, which stops the rows, and raise
+    :class:`~tritonfleet.errors.Cancelled`."""
+    waiting = asyncio.ensure_future(anext(events))
+    gone = asyncio.ensure_future(disconnected)
+    try:
+        await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            raise Cancelled("the client disconnected")
+        return waiting.result()
+    finally:
+        gone.cancel()
+        if not waiting.done():  # cancelling its step ends the generator, whose cleanup stops the streams
+            waiting.cancel()
+            await asyncio.wait({waiting})

@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from tritonfleet import defaults
 from tritonfleet.openai.app import create_app
 
 
@@ -22,7 +23,7 @@ class OpenAIServer:
         repository: Path,
         *,
         host: str = "127.0.0.1",
-        port: int = 9000,
+        port: int = defaults.OPENAI_PORT,
         **app_options: Any,
     ) -> None:
         self.host, self.port = host, port

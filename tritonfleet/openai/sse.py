@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from tritonfleet.errors import Error
@@ -37,6 +38,14 @@ class SSEResponse(StreamingResponse):
             group.start_soon(stream)
             await self.listen_for_disconnect(receive)
             group.cancel_scope.cancel()
+
+
+async def disconnected(request: Request) -> None:
+    """Returns when the client disconnects (its body has been read: only the disconnect is left)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 def frame(data: dict[str, Any] | str) -> bytes:

@@ -24,6 +24,7 @@ from tritonfleet.clients import llm
 from tritonfleet.clients.call import Call, config_datatypes, infer_inputs
 from tritonfleet.errors import ClientError, Error, Fault, from_triton
 from tritonfleet.openai.errors import ContextExceeded
+from tritonfleet.spec import PRIORITY_PARAMETER
 
 CONTEXT_MESSAGE = "exceeds the context"  # how the pipeline words a prompt too long for the engine
 
@@ -47,10 +48,16 @@ def triton_error(exc: BaseException, model: str) -> Error:
 
 
 class Triton:
-    """tritonclient.grpc.aio with the served configs cached (``config``, ``datatypes``)."""
+    """tritonclient.grpc.aio with the served configs cached (``config``, ``datatypes``).
 
-    def __init__(self, url: str) -> None:
+    ``priority``: Triton's priority level of every request (0: the model's default; batch jobs send a lower
+    one, :data:`tritonfleet.spec.BATCH_PRIORITY`), also sent as the request parameter ``priority_level``,
+    which reaches Python models (Triton's priority does not) through ensembles and BLS."""
+
+    def __init__(self, url: str, priority: int = 0) -> None:
         self.url = url
+        self.priority = priority
+        self.parameters = {PRIORITY_PARAMETER: priority} if priority else None
         self._client: aio.InferenceServerClient | None = None
         self._configs: dict[str, dict[str, Any]] = {}
         self._stops: set[asyncio.Task[None]] = set()  # stop requests in flight (kept till done)
@@ -98,7 +105,9 @@ class Triton:
         """One response (``InferResult``); Triton's errors as the error family's."""
         inputs = await self.inputs(model, values)
         try:
-            return await self.client.infer(model, inputs, request_id=request_id)
+            return await self.client.infer(
+                model, inputs, request_id=request_id, priority=self.priority, parameters=self.parameters
+            )
         except InferenceServerException as exc:
             raise triton_error(exc, model) from None
 
@@ -113,6 +122,8 @@ class Triton:
             "inputs": inputs,
             "request_id": request_id,
             "enable_empty_final_response": True,
+            "priority": self.priority,
+            "parameters": self.parameters,
         }
         ended = False
         responses = self.client.stream_infer(_one(request))

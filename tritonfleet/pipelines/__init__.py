@@ -1,15 +1,17 @@
-"""The fleet's pipelines, discovered: each module in this package declares one as ``PIPELINE``.
+"""The fleet's pipelines, discovered: each subpackage ``tritonfleet/pipelines/<name>/`` declares one as
+``PIPELINE`` in its ``pipeline.py``.
 
-A pipeline is its model folders in ``model_repository/`` plus one declaration here. The declaration names
-the models clients call (``public``; the steps those depend on come from the repository's configs), the
-build recipes that make its artifacts, the client helpers ``FleetClient`` offers, its ``fleet infer`` and
-``fleet bench`` commands, a probe (one real request whose answer is checked, for tests and the
-supervisor), its pip requirements, the OpenAI-API models it serves and its latency objective. The CLI,
-the clients, ``fleet serve``, the Docker build, the Prometheus rules and the tests read this registry; adding
-a pipeline adds a module here, its model folders and its build script, and edits nothing else.
+A pipeline is one subpackage here (its declaration, interface, model logic, ``fleet infer`` / ``fleet bench``
+commands and benchmark), its client helpers (``clients/<name>.py``), build recipes (``build/<name>/``), model
+folders (``model_repository/``) and tests (``tests/<name>/``); ``fleet pipelines NAME`` lists them. The
+declaration names the models clients call (``public``; the steps those depend on come from the repository's
+configs), the build recipes that make its artifacts, its commands, a probe (one real request whose answer is
+checked, for tests and the supervisor), its pip requirements, the OpenAI-API models it serves, its latency
+objective and its page in the web console. The CLI, ``fleet serve``, the set-up, the Docker build, the
+Prometheus rules, the console and the tests read this registry; adding a pipeline adds files and edits none.
 
-Declarations are imported whenever the registry is read, by clients too: keep them light (heavy imports
-go inside the hooks).
+Any module of a pipeline package runs this one first (the model code in tritonserver's Python stubs too),
+so it imports nothing of the project at run time; the declarations import what they need themselves.
 """
 
 from __future__ import annotations
@@ -17,17 +19,17 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import importlib.metadata
 import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tritonfleet.artifacts import BuildOption, Recipe
-
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from tritonfleet.clients.call import Call, ConfiguredCall
+    from tritonfleet.artifacts import BuildOption, Recipe
     from tritonfleet.clients.fleet import FleetClient
 
 
@@ -97,6 +99,24 @@ class Slo:
 
 
 @dataclass(frozen=True)
+class Playground:
+    """How the web console (``tritonfleet/console``) lets a person try the pipeline; one that declares none
+    gets the generic "form" (an input per tensor of its models' configs, the outputs as they come).
+
+    ``kind`` names the page: "chat" (the pipeline's OpenAI chat models, on the chat page), "image" (an
+    encoded image in, the top classes out), "texts" (texts in, their embeddings' cosine similarities),
+    "tabular" (a form of the config's feature names in, class probabilities out) or "form". ``models``:
+    the public models it calls, one tab each (default: the pipeline's public models). ``params``: what the
+    page needs to know, JSON values: tensor and config-parameter names, examples (docs/console.md lists
+    each kind's).
+    """
+
+    kind: str
+    models: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """One pipeline of the fleet (see the module docstring)."""
 
@@ -104,19 +124,25 @@ class Pipeline:
     summary: str
     public: tuple[str, ...]  # models clients may call; the front door exposes these and no other
     recipes: tuple[Recipe, ...] = ()
-    helpers: tuple[Callable[..., Call | ConfiguredCall], ...] = ()  # FleetClient.<function name>(...)
     infer: Command | None = None
     bench: Command | None = None
     probe: Callable[[FleetClient], None] | None = None  # raises AssertionError on a wrong answer
-    requires: tuple[str, ...] = ()  # pip requirements of its serving-time models (CPU venv, GPU image)
-    build_requires: tuple[str, ...] = ()  # pip requirements of its build recipes
+    # Other real requests that load tests send beside the probe (``fleet soak``), checked like it.
+    traffic: tuple[Callable[[FleetClient], None], ...] = ()
+    # pip requirements of its serving-time models (CPU venv, GPU image) and what its build recipes need
+    # besides (every build installs both): a bare name takes its version from pyproject.toml, where the
+    # project pins it; a version written here is that distribution's only one.
+    requires: tuple[str, ...] = ()
+    build_requires: tuple[str, ...] = ()
+    build_requires_no_deps: tuple[str, ...] = ()  # installed with pip --no-deps (their own are not needed)
     openai: tuple[OpenAIModel, ...] = ()
     slo: Slo | None = None  # its latency objective (alerts); None: no latency alert
+    playground: Playground | None = None  # its page in the web console; None: the generic form
 
 
 @functools.cache
 def registry() -> dict[str, Pipeline]:
-    """Every declared pipeline by name, in module order."""
+    """Every declared pipeline by name (the name of its package), in name order."""
     found: dict[str, Pipeline] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_") or not info.ispkg:
@@ -125,6 +151,8 @@ def registry() -> dict[str, Pipeline]:
         pipeline = getattr(module, "PIPELINE", None)
         if not isinstance(pipeline, Pipeline):
             raise TypeError(f"{module.__name__} declares no PIPELINE = Pipeline(...)")
+        if pipeline.name != info.name:  # its parts are found by its name (tritonfleet.pipelines.layout)
+            raise ValueError(f"{module.__name__} declares the pipeline {pipeline.name!r}, not {info.name!r}")
         if pipeline.name in found:
             raise ValueError(f"two pipelines are named {pipeline.name!r}")
         found[pipeline.name] = pipeline
@@ -164,17 +192,6 @@ def expand(names: list[str]) -> list[str]:
     return out
 
 
-def helpers() -> dict[str, Callable[..., Call | ConfiguredCall]]:
-    """Every client helper by name; two pipelines offering the same name is an error."""
-    found: dict[str, Callable[..., Call | ConfiguredCall]] = {}
-    for pipeline in registry().values():
-        for helper in pipeline.helpers:
-            if helper.__name__ in found:
-                raise ValueError(f"two pipelines offer a client helper named {helper.__name__!r}")
-            found[helper.__name__] = helper
-    return found
-
-
 def recipes(target: str, names: list[str] | None = None) -> list[Recipe]:
     """The recipes that make ``target``'s artifacts, for the named pipelines (default: all), each after the
     recipes that write the files it ``needs`` (those are included when their pipeline is not named)."""
@@ -210,12 +227,66 @@ def build_options() -> dict[str, BuildOption]:
     return found
 
 
+KINDS = ("serve", "build", "build-no-deps")
+
+
 def requirements(kinds: tuple[str, ...] = ("serve", "build")) -> list[str]:
-    """The pip requirements the pipelines declare, deduplicated (``python -m tritonfleet.pipelines``)."""
+    """The pip requirements the pipelines declare, deduplicated, each with its version (a bare name's from the
+    installed tritonfleet's metadata: pyproject.toml). ``python -m tritonfleet.pipelines requirements``."""
     out: list[str] = []
     for pipeline in registry().values():
+        declared = {
+            "serve": pipeline.requires,
+            "build": pipeline.build_requires,
+            "build-no-deps": pipeline.build_requires_no_deps,
+        }
         for kind in kinds:
-            for requirement in pipeline.requires if kind == "serve" else pipeline.build_requires:
+            for requirement in map(pinned, declared[kind]):
                 if requirement not in out:
                     out.append(requirement)
     return out
+
+
+REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)")
+
+
+def split_requirement(requirement: str) -> tuple[str, str, str]:
+    """``"Foo_Bar[x]>=1; marker"`` -> ``("foo-bar", "[x]", ">=1")``: the canonical name, extras, version."""
+    match = REQUIREMENT.fullmatch(requirement.split(";", 1)[0])
+    if match is None:
+        raise ValueError(f"not a requirement: {requirement!r}")
+    name, extras, version = match.groups()
+    return re.sub(r"[-_.]+", "-", name).lower(), extras or "", version.strip()
+
+
+@functools.cache
+def project_pins() -> dict[str, str]:
+    """Each distribution the project's own requirements (pyproject.toml: dependencies and extras) give a
+    version, canonical name -> version specifier, from the installed tritonfleet's metadata."""
+    pins: dict[str, str] = {}
+    for requirement in importlib.metadata.requires("tritonfleet") or []:
+        name, _, version = split_requirement(requirement)
+        if version and name != "tritonfleet":
+            pins[name] = version
+    return pins
+
+
+def runtime_requirements() -> list[str]:
+    """The package's own dependencies (pyproject.toml's ``dependencies``: no extra), as its metadata lists
+    them, markers dropped."""
+    return [
+        r.split(";", 1)[0].strip()
+        for r in importlib.metadata.requires("tritonfleet") or []
+        if "extra ==" not in r.split(";", 1)[-1]
+    ]
+
+
+def pinned(requirement: str) -> str:
+    """``requirement`` with its version: as written when it has one, else the project's pin of that name."""
+    name, _, version = split_requirement(requirement)
+    if version:
+        return requirement
+    pin = project_pins().get(name)
+    if pin is None:
+        raise ValueError(f"{requirement!r} has no version: give one, or pin it in pyproject.toml")
+    return f"{requirement.strip()}{pin}"

@@ -10,9 +10,12 @@ standard library only; the rendering needs protobuf and Triton's ``model_config_
 """
 
 from tritonfleet.spec.declare import (
+    BATCH_PRIORITY,
     CPU,
     DATA_TYPES,
     GPU,
+    INTERACTIVE_PRIORITY,
+    PRIORITY_PARAMETER,
     TARGETS,
     Batching,
     Deployment,
@@ -25,9 +28,12 @@ from tritonfleet.spec.declare import (
 from tritonfleet.spec.registry import Declared, declared, model, models
 
 __all__ = [
+    "BATCH_PRIORITY",
     "CPU",
     "DATA_TYPES",
     "GPU",
+    "INTERACTIVE_PRIORITY",
+    "PRIORITY_PARAMETER",
     "TARGETS",
     "Batching",
     "Declared",

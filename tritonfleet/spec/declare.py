@@ -15,6 +15,13 @@ from typing import Any
 GPU, CPU = "gpu", "cpu"
 TARGETS = (GPU, CPU)  # the GPU config is config.pbtxt, the reference the other targets' files add to
 
+# Triton's request priorities (1 the highest): interactive requests carry a batcher's default level, batch
+# jobs (tritonfleet/batch) the lower one. Python models cannot read a request's priority (python_backend
+# 24.10), so batch jobs also send it as the request parameter PRIORITY_PARAMETER, which ensembles and
+# tensorrt_llm_bls pass on to the CPU LLM's scheduler.
+INTERACTIVE_PRIORITY, BATCH_PRIORITY = 1, 2
+PRIORITY_PARAMETER = "priority_level"
+
 # Triton's data types, without the ``TYPE_`` prefix (``STRING`` is KServe's ``BYTES``).
 _INTEGERS = ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
 DATA_TYPES = ("BOOL", *_INTEGERS, "FP16", "FP32", "FP64", "BF16", "STRING")
@@ -109,6 +116,12 @@ class Batching:
     def __post_init__(self) -> None:
         object.__setattr__(self, "preferred", tuple(self.preferred))
         object.__setattr__(self, "priority_queue_policy", _frozen(self.priority_queue_policy))
+
+    @classmethod
+    def interactive_first(cls, **fields: Any) -> Batching:
+        """A batcher with two priority levels: requests of :data:`BATCH_PRIORITY` wait while interactive ones
+        (the default level) are queued."""
+        return cls(priority_levels=BATCH_PRIORITY, default_priority_level=INTERACTIVE_PRIORITY, **fields)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """``fleet soak``: mixed traffic over every pipeline through the front door, for minutes.
 
 ``concurrency`` workers each loop over the pipelines' probes (real requests whose answers are checked) and
-an LLM stream, through the front door (HTTP and gRPC in turn). Counted: requests, errors (any exception,
-a wrong answer included). Memory: the PSS of tritonserver and every stub (``tritonfleet.status``) at the
-end of the warm-up (a fifth of the run, at least 30 s or the whole of a short run) and at the end.
+the other ``traffic`` they declare (the LLM's stream), through the front door (HTTP and gRPC in turn).
+Counted: requests, errors (any exception, a wrong answer included). Memory: the PSS of tritonserver and
+every stub (``tritonfleet.status``) at the end of the warm-up (a fifth of the run, at least 30 s or the
+whole of a short run) and at the end.
 """
 
 from __future__ import annotations
@@ -13,23 +14,17 @@ import time
 from typing import Any
 
 from tritonfleet import pipelines, status
+from tritonfleet.clients import FleetClient
 
 TARGET_GROWTH = 0.05
 
 
 def run(fleet: Any, *, minutes: float, concurrency: int = 16, say: Any = None) -> dict[str, Any]:
     """Soak a started :class:`~tritonfleet.fleet.Fleet`; the numbers as a dict."""
-    from tritonfleet.clients import FleetClient
 
-    probed = [p for p in pipelines.registry().values() if p.probe and set(p.public) <= set(fleet.public)]
-    work: list[tuple[str, Any]] = [(p.name, p.probe) for p in probed]
-    if "ensemble" in fleet.public:
-
-        def stream(client: FleetClient) -> None:
-            text = "".join(client.stream("Name three primary colors.", max_tokens=12, timeout=120))
-            assert text.strip(), "an empty stream"
-
-        work.append(("llm_stream", stream))
+    served = [p for p in pipelines.registry().values() if set(p.public) <= set(fleet.public)]
+    work: list[tuple[str, Any]] = [(p.name, p.probe) for p in served if p.probe]
+    work += [(f"{p.name}_{call.__name__}", call) for p in served for call in p.traffic]
     seconds = minutes * 60
     warmup = min(max(seconds / 5, 30.0), seconds)
     start = time.monotonic()

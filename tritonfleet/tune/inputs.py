@@ -1,9 +1,9 @@
 """Real inputs for the measurements, perf_analyzer's ``--input-data``: made by each pipeline's own code.
 
 A pipeline declares them where it already makes real inputs: ``calibration.MODELS`` (the TensorRT models'
-calibration samples, tritonfleet/deploy/calibration.py) or ``tuning.SAMPLES`` (the tabular models' dataset
-rows), each ``{model: samples(repository, count)}`` returning arrays by input name, batch first. A model
-with neither is measured on perf_analyzer's random data.
+calibration samples, tritonfleet/deploy/calibration.py) or ``bench.tuning.SAMPLES`` (the tabular models'
+dataset rows), each ``{model: samples(repository, count)}`` returning arrays by input name, batch first. A
+model with neither is measured on perf_analyzer's random data.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tritonfleet import pipelines
 from tritonfleet.deploy.calibration import Samples
 from tritonfleet.tools.bench.perf_analyzer import write_input_data
 
-HOOKS = (("calibration", "MODELS"), ("tuning", "SAMPLES"))
+HOOKS = (("calibration", "MODELS"), ("bench.tuning", "SAMPLES"))
 
 
 def producers() -> dict[str, Samples]:

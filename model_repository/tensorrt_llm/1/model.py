@@ -1,8 +1,14 @@
-"""tensorrt_llm on CPU: TensorRT-LLM's tensor interface over the onnxruntime-genai CPU engine.
+"""tensorrt_llm on CPU: TensorRT-LLM's tensor interface over the CPU engine the build installed.
 
 This is not TensorRT-LLM. It is a decoupled Python model with the inputs and outputs of TensorRT-LLM's
 ``tensorrt_llm`` model (inflight_batcher_llm layout), so the same ensemble and clients work on both targets.
-Requests run on the wave scheduler of ``tritonfleet.pipelines.llm`` (concurrent requests share decode steps).
+Requests run on the engine and scheduler of ``tritonfleet.pipelines.llm.engines``: OpenVINO's paged-attention
+model under continuous batching (chunked prefill, prefix caching, a KV cache of ``kv_cache_mb``), or the
+onnxruntime-genai build option in waves. A request whose prompt and ``max_tokens`` could never fit the KV
+cache is INVALID_ARG; one that cannot fit now waits; beyond ``max_queue`` waiting sequences a request is
+UNAVAILABLE (retry). The request parameter ``priority_level`` (Triton's priority, which a Python model
+cannot read; batch jobs send both) orders the waiting sequences and pauses worse levels while better ones
+generate.
 Streaming responses carry the new tokens, grouped so that no UTF-8 character is split across responses.
 A request of batch B is B sequences, each validated and sampled with its own row of every input, as in
 TensorRT-LLM v0.14: each row sends its own responses (batch dim 1), tagged with ``batch_index`` when B > 1,
@@ -17,6 +23,9 @@ gets an empty final response itself. Triton 24.10 does not pass a cancelled ense
 running step, so each request also has a request id of its own, ``stop_request_id``, sent with every
 ``STOP_ID_EVERY``-th response of each row when asked: the CPU ensemble hands it to postprocessing, which stops
 the request (all its rows) when Triton gives it a cancelled step (see postprocessing).
+
+The request parameter ``priority_level`` (batch jobs send 2) is the sequence's priority on the scheduler:
+waves of a worse level pause while a better one runs (``tritonfleet.pipelines.llm.scheduler``).
 
 ``passthrough_in`` (optional, strings) comes back unchanged as ``passthrough_out`` on each row's first
 response (how the ``rag`` ensemble returns its sources beside the streamed text).
@@ -40,14 +49,15 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
-from tritonfleet.errors import ClientError
+from tritonfleet.errors import ClientError, Unavailable
 from tritonfleet.pipelines.llm import interface as llm
-from tritonfleet.pipelines.llm.engine import CpuEngine
+from tritonfleet.pipelines.llm.engines import open_scheduler
 from tritonfleet.pipelines.llm.errors import ENGINE_FAILURE
 from tritonfleet.pipelines.llm.guided import GuideCompiler
 from tritonfleet.pipelines.llm.sampling import SamplingParams
-from tritonfleet.pipelines.llm.scheduler import Sequence, WaveScheduler
+from tritonfleet.pipelines.llm.sequence import Sequence
 from tritonfleet.python_backend import FINAL, check_required, required_inputs, send_each
+from tritonfleet.spec import PRIORITY_PARAMETER
 
 
 def _rows(request, name, batch):
@@ -102,6 +112,7 @@ def _batch_size(request):
 
 
 STOP_ID_EVERY = 4
+KV_REPORT_S = 0.25  # the KV-cache and prefix-cache metrics are set at most this often while sequences run
 
 
 class TritonPythonModel:
@@ -112,13 +123,11 @@ class TritonPythonModel:
         self.required = required_inputs(config)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         engine_dir = version_dir / params.get("engine_dir", "cpu_engine")
-        self.engine = CpuEngine(engine_dir, int(params.get("intra_op_threads", "2")))
         self.max_seq_len = int(params.get("max_seq_len", "2048"))
         self.max_tokens = int(params.get("max_tokens", "1024"))
+        self.max_queue = int(params.get("max_queue", "256"))
         self.exclude_input = params.get("exclude_input_in_output", "true") == "true"
         tokenizer = Tokenizer.from_file(str(engine_dir / "tokenizer.json"))
-        info = self.engine.info
-        self.guides = GuideCompiler(engine_dir / "tokenizer.json", info.end_ids, info.vocab_size)
 
         labels = {"model": args["model_name"], "version": args["model_version"]}
         # The families must outlive their metrics: keep them on the model.
@@ -127,92 +136,92 @@ class TritonPythonModel:
             pb_utils.MetricFamily.COUNTER,
             pb_utils.MetricFamily.GAUGE,
         )
+        family = pb_utils.MetricFamily
         self.families = {
-            "ttft": pb_utils.MetricFamily(
-                "tritonfleet_llm_time_to_first_token_seconds", "Arrival to first token", hist
-            ),
-            "itl": pb_utils.MetricFamily(
-                "tritonfleet_llm_inter_token_latency_seconds", "Time between tokens", hist
-            ),
-            "tokens": pb_utils.MetricFamily(
-                "tritonfleet_llm_generated_tokens_total", "Tokens generated", counter
-            ),
-            "prompt": pb_utils.MetricFamily(
+            "ttft": family("tritonfleet_llm_time_to_first_token_seconds", "Arrival to first token", hist),
+            "itl": family("tritonfleet_llm_inter_token_latency_seconds", "Time between tokens", hist),
+            "tokens": family("tritonfleet_llm_generated_tokens_total", "Tokens generated", counter),
+            "prompt": family(
                 "tritonfleet_llm_prompt_tokens_total", "Prompt tokens of the sequences submitted", counter
             ),
-            "waited": pb_utils.MetricFamily(
-                "tritonfleet_llm_queue_duration_seconds", "Arrival to the start of the sequence's wave", hist
+            "waited": family(
+                "tritonfleet_llm_queue_duration_seconds", "Arrival to the sequence's first step", hist
             ),
-            "slots": pb_utils.MetricFamily(
-                "tritonfleet_llm_max_sequences", "Sequences the running waves may hold at once", gauge
-            ),
-            "kv": pb_utils.MetricFamily(
+            "slots": family("tritonfleet_llm_max_sequences", "Sequences the engine may run at once", gauge),
+            "kv": family(
                 "tritonfleet_llm_kv_cache_used_tokens",
-                "KV-cache positions held by the running sequences",
+                "KV-cache positions held by the running sequences (used blocks x tokens per block)",
                 gauge,
             ),
-            "kv_capacity": pb_utils.MetricFamily(
-                "tritonfleet_llm_kv_cache_capacity_tokens", "KV-cache positions the engine can hold", gauge
+            "kv_capacity": family(
+                "tritonfleet_llm_kv_cache_capacity_tokens",
+                "KV-cache positions the engine can hold (its blocks x tokens per block)",
+                gauge,
             ),
-            "queue": pb_utils.MetricFamily(
-                "tritonfleet_llm_queue_size", "Requests waiting for a wave", gauge
+            "prefix_hits": family(
+                "tritonfleet_llm_prefix_cache_hit_tokens_total",
+                "Prompt tokens whose KV blocks the prefix cache had",
+                counter,
             ),
-            "active": pb_utils.MetricFamily(
-                "tritonfleet_llm_active_sequences", "Sequences in the running waves", gauge
+            "prefix_misses": family(
+                "tritonfleet_llm_prefix_cache_miss_tokens_total",
+                "Prompt tokens the prefix cache did not have (computed)",
+                counter,
             ),
-            "rows": pb_utils.MetricFamily(
-                "tritonfleet_llm_rows_per_step", "Live sequences decoded by one step of a wave", hist
-            ),
+            "queue": family("tritonfleet_llm_queue_size", "Sequences waiting to start", gauge),
+            "active": family("tritonfleet_llm_active_sequences", "Sequences started and not finished", gauge),
+            "rows": family("tritonfleet_llm_rows_per_step", "Sequences fed by one engine step", hist),
         }
-        self.ttft = self.families["ttft"].Metric(
-            labels=labels, buckets=[0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16]
-        )
-        self.itl = self.families["itl"].Metric(
-            labels=labels, buckets=[0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]
-        )
-        self.tokens = self.families["tokens"].Metric(labels=labels)
-        self.prompt_tokens = self.families["prompt"].Metric(labels=labels)
-        self.waited = self.families["waited"].Metric(
+        f = self.families
+        self.ttft = f["ttft"].Metric(labels=labels, buckets=[0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16])
+        self.itl = f["itl"].Metric(labels=labels, buckets=[0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32])
+        self.tokens = f["tokens"].Metric(labels=labels)
+        self.prompt_tokens = f["prompt"].Metric(labels=labels)
+        self.waited = f["waited"].Metric(
             labels=labels, buckets=[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16]
         )
-        self.kv = self.families["kv"].Metric(labels=labels)
-        # No KV pool here: each wave's rows hold a cache of the wave's max length (the wave scheduler), so the
-        # most the waves hold is max_rows rows of max_seq_len; a paged engine reports its blocks instead.
-        max_rows = int(params.get("max_rows", "16"))
-        self.slots = self.families["slots"].Metric(labels=labels)
-        self.slots.set(max_rows)
-        self.kv_capacity = self.families["kv_capacity"].Metric(labels=labels)
-        self.kv_capacity.set(max_rows * self.max_seq_len)
-        self.queue = self.families["queue"].Metric(labels=labels)
-        self.active = self.families["active"].Metric(labels=labels)
-        self.rows = self.families["rows"].Metric(labels=labels, buckets=[1, 2, 4, 8, 16])
-        self.gauges = (-1, -1, -1)  # (queued, active, KV positions) last set: set when they change
+        self.slots = f["slots"].Metric(labels=labels)
+        self.kv = f["kv"].Metric(labels=labels)
+        self.kv_capacity = f["kv_capacity"].Metric(labels=labels)
+        self.prefix_hits = f["prefix_hits"].Metric(labels=labels)
+        self.prefix_misses = f["prefix_misses"].Metric(labels=labels)
+        self.queue = f["queue"].Metric(labels=labels)
+        self.active = f["active"].Metric(labels=labels)
+        self.rows = f["rows"].Metric(labels=labels, buckets=[1, 2, 4, 8, 16, 32])
+        self.gauges = (-1, -1)  # (queued, active) last set: the gauges are set when they change
+        self.kv_state = (-1, 0, 0)  # (KV positions, prefix tokens looked up, hit) last reported
+        self.kv_time = 0.0
 
-        self.scheduler = WaveScheduler(
-            self.engine,
-            tokenizer,
-            max_batch=int(params.get("max_batch", "8")),
-            bucket_tokens=int(params.get("bucket_tokens", "64")),
-            max_wait_ms=float(params.get("max_wait_ms", "100")),
-            gather_ms=float(params.get("gather_ms", "20")),
-            max_waves=int(params.get("max_waves", "4")),
-            max_rows=max_rows,
-            on_step=self._on_step,
-        )
+        self.scheduler = open_scheduler(engine_dir, params, tokenizer, on_step=self._on_step)
+        self.info = info = self.scheduler.engine.info
+        self.slots.set(self.scheduler.max_sequences)
+        self.kv_capacity.set(self.scheduler.capacity_tokens)
+        self.guides = GuideCompiler(engine_dir / "tokenizer.json", info.end_ids, info.vocab_size)
         self.running = {}  # request id or stop_request_id -> its sequences not yet finished
         self.running_lock = threading.Lock()
         self.stop_ids = (f"tritonfleet-{os.getpid()}-{n}" for n in itertools.count())
 
     def _on_step(self, queued, active, rows):
+        """The scheduler's report after a step (from its thread). Each metric call is an IPC round trip, so
+        gauges are set when they change, and the KV and prefix figures at most every KV_REPORT_S."""
         if rows:
             self.rows.observe(rows)
-        kv = self.scheduler.kv_tokens  # changes only when a wave starts or ends
-        if (queued, active, kv) != self.gauges:
-            if kv != self.gauges[2]:
-                self.kv.set(kv)
-            self.gauges = (queued, active, kv)
+        if (queued, active) != self.gauges:
+            self.gauges = (queued, active)
             self.queue.set(queued)
             self.active.set(active)
+        now = time.monotonic()
+        if now - self.kv_time < KV_REPORT_S and active:
+            return
+        sched, (kv, looked, hit) = self.scheduler, self.kv_state
+        prefix = sched.prefix
+        if sched.kv_tokens != kv:
+            self.kv.set(sched.kv_tokens)
+        if prefix.hit_tokens > hit:
+            self.prefix_hits.increment(prefix.hit_tokens - hit)
+        if prefix.lookup_tokens - prefix.hit_tokens > looked - hit:
+            self.prefix_misses.increment(prefix.lookup_tokens - prefix.hit_tokens - (looked - hit))
+        self.kv_state, self.kv_time = (sched.kv_tokens, prefix.lookup_tokens, prefix.hit_tokens), now
 
     def execute(self, requests):
         name = llm.TENSORRT_LLM.name
@@ -229,6 +238,11 @@ class TritonPythonModel:
             sender.send(pb_utils.InferenceResponse([]), flags=FINAL)
             return
         rows = [self._row(request, i, batch) for i in range(batch)]
+        if self.scheduler.queue_size + batch > self.max_queue:
+            raise Unavailable(
+                f"{self.scheduler.queue_size} sequences are waiting for the engine (max_queue "
+                f"{self.max_queue}); retry"
+            )
         for seq in self._sequences(request, sender, rows):
             self.scheduler.submit(seq)
 
@@ -257,7 +271,7 @@ class TritonPythonModel:
             raise ClientError("empty prompt: input_ids has no tokens")
         length = int(value(llm.INPUT_LENGTHS.name, ids[i].size))
         prompt = [int(t) for t in ids[i][: max(length, 1)]]
-        vocab = self.engine.info.vocab_size
+        vocab = self.info.vocab_size
         if min(prompt) < 0 or max(prompt) >= vocab:
             raise ClientError(f"input_ids must lie in [0, {vocab})")
         max_tokens = int(value(llm.REQUEST_OUTPUT_LEN.name, 0))
@@ -268,6 +282,7 @@ class TritonPythonModel:
                 f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the context of "
                 f"{self.max_seq_len} tokens"
             )
+        self.scheduler.check_fits(len(prompt), max_tokens)
         for name in (llm.BEAM_WIDTH.name, llm.NUM_RETURN_SEQUENCES.name):
             count = int(value(name, 1))
             if count != 1:
@@ -277,7 +292,7 @@ class TritonPythonModel:
             raise ClientError(f"end_id must be below the vocabulary size {vocab} (or negative: the model's)")
         params = SamplingParams(
             max_tokens=max_tokens,
-            end_ids=(end_id,) if end_id >= 0 else self.engine.info.end_ids,
+            end_ids=(end_id,) if end_id >= 0 else self.info.end_ids,
             temperature=float(value(llm.TEMPERATURE.name, 1.0)),
             top_k=int(value(llm.RUNTIME_TOP_K.name, 0)),
             top_p=float(value(llm.RUNTIME_TOP_P.name, 0.0)),
@@ -326,11 +341,13 @@ class TritonPythonModel:
         ids = [i for i in (request.request_id(), stop_id) if i]
         left = [len(rows)]  # rows still generating
         passthrough = _rows(request, llm.PASSTHROUGH_IN.name, len(rows))
+        priority = _priority(request)
         seqs = []
         for index, (prompt, params, stream, prefix, counts, guide) in enumerate(rows):
             seq = Sequence(prompt, params, emit=None, cancelled=sender.is_cancelled, stream=stream)
-            self.prompt_tokens.increment(len(prompt))
             seq.guide = guide
+            seq.priority = priority
+            self.prompt_tokens.increment(len(prompt))
             with self.running_lock:
                 for i in ids:
                     self.running.setdefault(i, set()).add(seq)
@@ -353,7 +370,7 @@ class TritonPythonModel:
 
         def emit(tokens, logprobs, reason):
             now = time.monotonic()
-            if not state["waited"] and seq.started is not None:  # its first call after its wave started
+            if not state["waited"] and seq.started is not None:  # its first call since it started
                 state["waited"] = True
                 self.waited.observe(seq.started - seq.arrival)
             if tokens and state["last"] is None:
@@ -427,5 +444,16 @@ class TritonPythonModel:
         # to shared memory already unmapped and the stub segfaults on shutdown (seen with gdb).
         del self.ttft, self.itl, self.tokens, self.queue, self.active, self.rows
         del self.prompt_tokens, self.waited, self.kv, self.slots, self.kv_capacity
+        del self.prefix_hits, self.prefix_misses
         self.families.clear()
         gc.collect()
+
+
+def _priority(request):
+    """The request parameter ``priority_level``: Triton's priority level, which a Python model cannot read
+    (batch jobs send both, ``tritonfleet.spec``); 0 when absent or not a number."""
+    try:
+        value = json.loads(request.parameters() or "{}").get(PRIORITY_PARAMETER, 0)
+        return max(int(value), 0)
+    except (ValueError, TypeError, AttributeError):
+        return 0

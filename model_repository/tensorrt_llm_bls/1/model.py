@@ -45,12 +45,17 @@ def _inputs(request, mapping):
     return tensors
 
 
-def _responses(model, inputs, outputs, decoupled=False, request_id=""):
+def _responses(model, inputs, outputs, decoupled=False, request_id="", parameters=None):
     """The responses of one BLS call that carry tensors. A step's error is raised named after the step:
     :class:`StepFailed` (the client's mistake) or :class:`Passed` (a fault), told apart by Triton's message
-    (BLS keeps no error code: ``tritonfleet.pipelines.llm.errors``)."""
+    (BLS keeps no error code: ``tritonfleet.pipelines.llm.errors``). ``parameters``: the caller's request
+    parameters, passed on (``priority_level`` reaches the CPU scheduler)."""
     request = pb_utils.InferenceRequest(
-        model_name=model, inputs=inputs, requested_output_names=outputs, request_id=request_id
+        model_name=model,
+        inputs=inputs,
+        requested_output_names=outputs,
+        request_id=request_id,
+        parameters=parameters or {},
     )
     found = []
     for response in request.exec(decoupled=True) if decoupled else [request.exec()]:
@@ -107,6 +112,7 @@ class TritonPythonModel:
             [*TO_POSTPROCESSING, llm.BATCH_INDEX.name, *PASSED_THROUGH],
             decoupled=True,
             request_id=request.request_id(),  # a stop request with this id ends the generation early
+            parameters=json.loads(request.parameters() or "{}"),
         ):
             index = response.get(llm.BATCH_INDEX.name)
             rows[0 if index is None else int(index.reshape(-1)[0])] = response  # a row's one response

@@ -1,8 +1,9 @@
 """Image preprocessing for EfficientNet-Lite0: the single source of truth.
 
 Used by the Triton Python model ``image_preprocess`` (inside Triton's Python backend stub, so only numpy
-and Pillow here: no torch, fast import), by the export check in ``build/vision/export_onnx.py`` and by
-benchmarks. Encoded bytes -> RGB ``PIL.Image`` (:func:`decode`) -> float32 [3, 224, 224] (:func:`to_tensor`).
+and Pillow here: no torch, fast import), by the export check in ``build/image_classifier/export_onnx.py``
+and by benchmarks. Encoded bytes -> RGB ``PIL.Image`` (:func:`decode`) -> float32 [3, 224, 224]
+(:func:`to_tensor`).
 
 Normalization and resize filter, chosen empirically on this checkpoint (efficientnet-lite0-57934424.pth,
 converted from TF) with the exported model on skimage's photos. Probability of the right classes:

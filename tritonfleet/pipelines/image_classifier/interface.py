@@ -44,13 +44,13 @@ EFFICIENTNET_LITE0 = Model(
     gpu=Deployment(
         platform="tensorrt_plan",
         kind=GPU,
-        batching=Batching(preferred=(8, 16, 32), max_queue_delay_us=500),
+        batching=Batching.interactive_first(preferred=(8, 16, 32), max_queue_delay_us=500),
         doc="GPU production config: a TensorRT plan built from model.onnx inside the NGC image "
         "(build/tensorrt_plan.py; fp16, optimization profile derived from this file).",
     ),
     cpu=Deployment(
         platform="onnxruntime_onnx",
-        batching=Batching(max_queue_delay_us=0),
+        batching=Batching.interactive_first(max_queue_delay_us=0),
         parameters={"intra_op_thread_count": "2"},
         doc="CPU config: the same ONNX export served with onnxruntime.",
     ),

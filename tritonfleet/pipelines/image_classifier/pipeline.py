@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import io
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import image_classifier as client
-from tritonfleet.pipelines import Command, Pipeline, Slo, ints
+from tritonfleet.pipelines import Pipeline, Playground, Slo
+from tritonfleet.pipelines.image_classifier import commands
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from tritonfleet.clients import FleetClient
-
-
-def _infer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, WebP, ...)")
-    p.add_argument("--top-k", type=int, default=5, help="classes to show")
-
-
-def _infer(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.clients import FleetClient
-
-    with FleetClient(args.url, protocol=args.protocol) as fleet:
-        results = fleet.classify_images([Path(p) for p in args.images], top_k=args.top_k)
-    for path, classes in zip(args.images, results, strict=True):
-        console.print(f"[bold]{path}[/]")
-        for c in classes:
-            console.print(f"  {c.score:7.2%}  {c.label}  [dim]({c.index})[/]")
-    return 0
-
-
-def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=ints, default=[1, 4, 16], help="default 1,4,16")
-    p.add_argument("--measurement-ms", type=int, default=5000, help="perf_analyzer window")
-
-
-def _bench(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.pipelines.image_classifier.bench import image_classifier_bench
-    from tritonfleet.tools.bench import inprocess
-
-    return inprocess.command(image_classifier_bench, args, console)
 
 
 def _probe(fleet: FleetClient) -> None:
@@ -63,7 +31,7 @@ PIPELINE = Pipeline(
     public=(client.MODEL,),
     recipes=(
         Recipe(
-            script="build/vision/export_onnx.py",
+            script="build/image_classifier/export_onnx.py",
             outputs=("efficientnet_lite0/1/model.onnx",),
             args=("--output", "{output}/efficientnet_lite0/1"),
             sources=("tritonfleet/pipelines/image_classifier/imaging.py",),
@@ -82,10 +50,10 @@ PIPELINE = Pipeline(
             cached=False,
         ),
     ),
-    helpers=(client.classify_images, client.classify_image),
-    infer=Command("classify images", _infer_arguments, _infer),
-    bench=Command("perf_analyzer (gRPC) vs the in-process batched floor", _bench_arguments, _bench),
+    infer=commands.INFER,
+    bench=commands.BENCH,
     probe=_probe,
     requires=("pillow>=10.4",),
     slo=Slo(p99_seconds=0.5),  # one image, decode to top-k
+    playground=Playground("image", params={"input": client.INPUT, "output": client.OUTPUT, "top_k": 5}),
 )

@@ -1,4 +1,5 @@
-"""The CPU engine: an onnxruntime-genai model built ahead of time by ``build/llm/cpu_engine.py``.
+"""The onnxruntime-genai CPU engine, a build option (``fleet build llm --llm_engine ortgenai``), built ahead
+of time by ``build/llm/cpu_engine.py`` and run by the wave scheduler.
 
 A :class:`Wave` is one static batch (onnxruntime-genai's ``Generator``): rows cannot be added or dropped,
 and every row shares one sequence position. Its ``append_tokens`` ignores padding (the attention mask is all
@@ -13,31 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-ENGINE_INFO = "engine.json"
+from tritonfleet.pipelines.llm.engine_info import EngineInfo
+
 FORCED_OUT = np.float32(-1e30)
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    """What the build recorded beside the engine (``engine.json``)."""
-
-    precision: str
-    vocab_size: int
-    context_length: int
-    end_ids: tuple[int, ...]
-    sentinel_id: int
-
-    @classmethod
-    def load(cls, engine_dir: Path) -> EngineInfo:
-        d = json.loads((engine_dir / ENGINE_INFO).read_text())
-        return cls(
-            d["precision"], d["vocab_size"], d["context_length"], tuple(d["end_ids"]), d["sentinel_id"]
-        )
 
 
 class CpuEngine:

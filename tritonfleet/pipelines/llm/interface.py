@@ -264,7 +264,9 @@ TENSORRT_LLM = Model(
     decoupled=True,
     gpu=Deployment(
         backend="tensorrtllm",
-        batching=Batching(preferred=(64,), max_queue_delay_us=0, queue_policy=QueuePolicy(max_queue_size=0)),
+        batching=Batching.interactive_first(
+            preferred=(64,), max_queue_delay_us=0, queue_policy=QueuePolicy(max_queue_size=0)
+        ),
         # TensorRT-LLM 1.2.1's triton_backend/all_models/inflight_batcher_llm/tensorrt_llm template, filled.
         parameters={
             "max_beam_width": "1",
@@ -302,27 +304,30 @@ TENSORRT_LLM = Model(
         parameters={
             "engine_dir": "cpu_engine",
             "intra_op_threads": "2",
-            # The scheduler's (the model's doc says what each is).
-            "max_batch": "8",
-            "bucket_tokens": "64",
-            "max_wait_ms": "100",
-            "gather_ms": "20",
-            "max_waves": "4",
-            "max_rows": "16",
+            # The paged engine's and its scheduler's (the doc below says what each is).
+            "kv_cache_mb": "256",
+            "kv_precision": "u8",
+            "max_batched_tokens": "512",
+            "max_seqs": "32",
+            "max_queue": "256",
+            "enable_prefix_caching": "true",
             "max_seq_len": "2048",
             "max_tokens": "1024",
             **_EXCLUDE_INPUT,
         },
         doc="""CPU config: NOT TensorRT-LLM. A decoupled Python model (1/model.py) with TensorRT-LLM's tensor
-        interface, running the onnxruntime-genai CPU engine built by build/llm/cpu_engine.py into
-        1/cpu_engine, on the wave scheduler of tritonfleet.pipelines.llm (its parameters: rows of a wave,
-        length bucket, how long the oldest waiting request may wait before a wave starts beside running ones,
-        how long an idle engine gathers requests sent together, caps on waves alive at once and their rows in
-        all; chosen from the measurements in tritonfleet/pipelines/llm/scheduler.py). Inputs and outputs are
-        the GPU config's, less the GPU-only features (LoRA, prompt tables, draft tokens, logits outputs), plus
-        (extra_tensors) stop_request_id out: the request id that stops this sequence, which the CPU ensemble
-        passes to postprocessing (cancellation, see its model.py), and the pass-through tensor (rag's
-        sources). Guided decoding is done with llguidance on the CPU engine's sampler.""",
+        interface, running the CPU engine built by build/llm/cpu_engine.py into 1/cpu_engine: OpenVINO's
+        paged-attention model (int8 weights) under the continuous-batching scheduler of
+        tritonfleet.pipelines.llm (docs/llm.md). Its parameters: the KV cache's size in MB (allocated once;
+        a request that could never fit is refused, one that cannot fit now waits) and its element type (u8:
+        quantized by the plugin, as close to the fp32 model as bf16 or closer, and 1.7x the blocks),
+        the tokens one step may feed (decode tokens first, then prompt chunks: chunked prefill), sequences
+        running at once, sequences waiting before a request is UNAVAILABLE, and prefix caching (KV blocks
+        shared by prompts that start alike). Inputs and outputs are the GPU config's, less the GPU-only
+        features (LoRA, prompt tables, draft tokens, logits outputs), plus (extra_tensors) stop_request_id
+        out: the request id that stops this sequence, which the CPU ensemble passes to postprocessing
+        (cancellation, see its model.py), and the pass-through tensor (rag's sources). Guided decoding is
+        done with llguidance on the CPU engine's sampler.""",
     ),
     doc="""The LLM: inputs are the subset the ensemble and BLS models use plus `stop` (a request with
     stop=true ends the running requests that carry its request id, as TensorRT-LLM's client sends with
@@ -354,7 +359,7 @@ POST_OUTPUT = Tensor("OUTPUT", "STRING", [-1])
 
 _POSTPROCESSING_GPU = Deployment(
     backend="python",
-    batching=Batching(max_queue_delay_us=0),
+    batching=Batching.interactive_first(max_queue_delay_us=0),
     parameters={"tokenizer_dir": "tokenizer", "skip_special_tokens": "true"},
     doc="""No STRING inputs here, so the dynamic batcher is safe: Triton 24.10 passes a STRING input whose
     last element is cut short, and the Python backend then fails the whole dynamic batch it lands in (other
@@ -506,6 +511,8 @@ _BLS = Deployment(
 )
 
 
+CPU_BLS_INSTANCES = 8
+
 TENSORRT_LLM_BLS = Model(
     name="tensorrt_llm_bls",
     inputs=LLM_INPUTS,
@@ -513,18 +520,18 @@ TENSORRT_LLM_BLS = Model(
     max_batch_size=64,
     gpu=_BLS,
     cpu=_BLS.but(
-        instances=int(TENSORRT_LLM.deployment(CPU).parameters["max_batch"]),
-        doc="""CPU config: config.pbtxt's with as many instances as one wave of the CPU scheduler has rows
-        (max_batch): each is a Python process of ~50 MB, and tritonserver stops them one by one at ~1 s each,
-        so 16 held Ctrl-C of `fleet serve` for 20 s.""",
+        instances=CPU_BLS_INSTANCES,
+        doc="""CPU config: config.pbtxt's with 8 instances, the one-response requests in flight at once
+        (streams through the ensemble are not limited by it): each is a Python process of ~50 MB, and
+        tritonserver stops them one by one at ~1 s each, so 16 held Ctrl-C of `fleet serve` for 20 s.""",
     ),
     doc="""Non-streaming path for HTTP /generate and unary gRPC: calls preprocessing, the decoupled LLM step
     (parameter llm_model) and postprocessing (BLS) and answers once. Same inputs and outputs as the ensemble
     but batch_index; stream=true is rejected (use "ensemble"). Unlike TensorRT-LLM's own tensorrt_llm_bls, it
     is not decoupled: that is what makes unary calls work. An instance serves one request at a time (execute
-    waits for the answer), so the instance count is how many requests are generating together: enough to fill
-    tensorrt_llm's waves (max_batch), no dynamic batching (a batch would run its requests one after another in
-    one instance).""",
+    waits for the answer), so the instance count is how many requests are generating together (its unary
+    share of tensorrt_llm's running sequences), no dynamic batching (a batch would run its requests one after
+    another in one instance).""",
 )
 
 MODELS = (PREPROCESSING, TENSORRT_LLM, TENSORRT_LLM_PASSTHROUGH, POSTPROCESSING, ENSEMBLE, TENSORRT_LLM_BLS)

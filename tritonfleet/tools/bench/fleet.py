@@ -16,6 +16,8 @@ from typing import Any
 from rich.console import Console
 
 from tritonfleet import pipelines, status
+from tritonfleet.clients import FleetClient
+from tritonfleet.pipelines.loading import models_to_load
 from tritonfleet.server import TritonServer
 from tritonfleet.tools.bench import report
 
@@ -24,9 +26,9 @@ TARGETS = {"ready_s": 60.0, "memory_gb": 4.0}
 
 def measure(repository: Path, output: Path) -> dict[str, Any]:
     """One fresh start: seconds to ready, models and stubs loaded, PSS after start and after the probes."""
-    from tritonfleet.clients import FleetClient
 
-    server = TritonServer.on_free_ports(repository, log=output / "tritonserver-fleet.log")
+    models = models_to_load(repository)
+    server = TritonServer.on_free_ports(repository, models=models, log=output / "tritonserver-fleet.log")
     start = time.monotonic()
     server.start()
     try:
@@ -89,7 +91,3 @@ def run(args: argparse.Namespace, console: Console) -> int:
     path = report.write(output, "fleet", data, md)
     console.print(f"[green]✓[/] report: {path}")
     return 0
-
-
-def arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--starts", type=int, default=3, help="fresh starts to measure")

@@ -5,8 +5,8 @@ tritonserver's internal ports (direct) and the front door's public ones, ``--rou
 the same machine (2 shared cores here). Measured:
 
 - a tabular model over HTTP (``wrk``, one row per request, JSON) and gRPC (``perf_analyzer``) at
-  concurrency 1, 8, 32: requests/s and p99; the wine model when its pipeline is built, else a stand-in of
-  the same interface (13 FP32 features -> logistic regression) made here;
+  concurrency 1, 8, 32: requests/s and p99; the tabular model of fewest features (wine) when its pipeline is
+  built, else a stand-in of the same interface (13 FP32 features -> logistic regression) made here;
 - image_classifier over gRPC (``perf_analyzer``, real photos);
 - LLM streaming through ``ensemble`` over gRPC at 1 and 8 streams: output tokens/s (every request
   generates exactly ``--llm-tokens`` tokens: ``min_tokens`` = ``max_tokens``);
@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +36,17 @@ import numpy as np
 from rich.console import Console
 
 from tritonfleet import pipelines
+from tritonfleet.clients import FleetClient
+from tritonfleet.fleet import Fleet
+from tritonfleet.pipelines.tabular import models as tabular_models
 from tritonfleet.tools.bench import perf_analyzer, report
 
-TABULAR = ("wine_sklearn", "breast_cancer_xgboost")
 TARGETS = {"tabular_c32": 0.6, "image_classifier": 0.95, "llm_tokens": 0.95}
 
 
-def arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=lambda t: [int(n) for n in t.split(",")], default=[1, 8, 32])
-    p.add_argument("--seconds", type=int, default=5, help="wrk duration and perf_analyzer window")
-    p.add_argument("--rounds", type=int, default=2, help="direct / front door alternations per point")
-    p.add_argument("--llm-requests", type=int, default=16, help="LLM streams per level")
-    p.add_argument("--llm-tokens", type=int, default=32, help="tokens each LLM request generates")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: tabular,image,llm,recovery")
+def by_features(models: Iterable[tabular_models.TabularModel]) -> list[str]:
+    """The tabular models, the one with the fewest features first: the cheapest request (wine's, today)."""
+    return [m.name for m in sorted(models, key=lambda m: len(m.features))]
 
 
 def tabular_stand_in(repository: Path) -> str:
@@ -159,7 +158,6 @@ def perf(
 
 def llm_tokens(url: str, streams: int, requests: int, tokens: int) -> dict[str, float]:
     """Output tokens/s of ``requests`` streams through ``ensemble`` (gRPC), ``streams`` at a time."""
-    from tritonfleet.clients import FleetClient
 
     left = list(range(requests))
     lock = threading.Lock()
@@ -213,7 +211,6 @@ def side_by_side(measure: Any, direct: str, front: str, rounds: int) -> dict[str
 
 def recovery_times(fleet: Any, image: bytes) -> dict[str, float]:
     """Seconds from kill -9 to a right answer through the front door: a stub, then the server."""
-    from tritonfleet.clients import FleetClient
 
     def until_right() -> float:
         start = time.monotonic()
@@ -243,7 +240,6 @@ def recovery_times(fleet: Any, image: bytes) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.fleet import Fleet
     from tritonfleet.pipelines.image_classifier.bench import bench_images
 
     skip = set(filter(None, args.skip.split(",")))
@@ -252,7 +248,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     results: dict[str, Any] = {"machine": report.machine(), "rounds": args.rounds, "seconds": args.seconds}
     work = Path(tempfile.mkdtemp(prefix="fleet-bench-frontdoor-"))
     public = set(pipelines.public_models())
-    tabular = next((m for m in TABULAR if m in public), None)
+    tabular = next((m for m in by_features(tabular_models.discover().values()) if m in public), None)
     models = ["image_classifier", "llm"] + ([tabular] if tabular else [])
     fleets = [
         Fleet.on_free_ports(args.repository, models=models, log=work / "triton.log", probe_interval=3600)

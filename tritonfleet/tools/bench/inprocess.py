@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from tritonfleet.pipelines.loading import models_to_load
 from tritonfleet.server import TritonServer
 from tritonfleet.tools.bench import perf_analyzer, report
 
@@ -115,14 +116,16 @@ def run(
     measurement_ms: int,
     console: Console,
     stability_percentage: int | None = None,
+    window_requests: int | None = None,
 ) -> Path:
     """Measure each level, write ``output/<pipeline>.{json,md,png}`` and return the Markdown's path
-    (``stability_percentage``: instead of the bench's)."""
+    (``stability_percentage``: instead of the bench's; ``window_requests``: see `perf_analyzer.command`)."""
     server = None
     if url is None:
         output.mkdir(parents=True, exist_ok=True)
         log = output / f"tritonserver-{bench.pipeline}.log"
-        server = TritonServer.on_free_ports(repository, models=[bench.pipeline], log=log)
+        models = models_to_load(repository, [bench.pipeline])
+        server = TritonServer.on_free_ports(repository, models=models, log=log)
         with console.status("starting tritonserver"):
             server.start()
         url = server.grpc_url
@@ -142,6 +145,7 @@ def run(
                     shapes={bench.input_name: [1]},
                     measurement_ms=measurement_ms,
                     stability_percentage=stability_percentage or bench.stability_percentage,
+                    window_requests=window_requests,
                 )
                 batch = min(c, bench.max_batch)
                 work = bench.batch_work(batch)

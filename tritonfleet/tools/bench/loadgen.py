@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tritonfleet.clients import AsyncFleetClient
+
 Stream = Callable[[], AsyncIterator[str]]  # one streamed request: its text pieces
 
 
@@ -99,7 +101,6 @@ def openai_stream(base_url: str, model: str, prompt: str, max_tokens: int) -> St
 def ensemble_stream(grpc_url: str, prompt: str, max_tokens: int) -> Stream:
     """The same request to the gRPC ensemble: the prompt in the model's chat template (preprocessing's
     ``apply_chat_template``), greedy, ``min_tokens`` = ``max_tokens``."""
-    from tritonfleet.clients import AsyncFleetClient
 
     client: list[AsyncFleetClient] = []
 

@@ -7,8 +7,8 @@ that module), streaming, the same prompt of ``input_tokens`` tokens in the model
 by the API, by preprocessing's ``apply_chat_template``, by llama.cpp from the GGUF), greedy, exactly
 ``output_tokens`` tokens (``min_tokens``).
 ``scripts/benchmark_inference.py`` measures one OpenAI endpoint with genai-perf 0.0.16 (chat, streaming;
-its own venv, :func:`tritonfleet.pipelines.llm.bench.genai_perf_venv`), as users measure servers; or with the
-load generator (``--loadgen``).
+its own venv, :func:`tritonfleet.pipelines.llm.bench.served.genai_perf_venv`), as users measure servers;
+or with the load generator (``--loadgen``).
 
 Each point: requests/s, request latency p50/p95/p99, time to first token, output tokens/s, and the memory
 the serving processes use (peak PSS of the process tree that listens on the port, sampled through the run).
@@ -32,7 +32,12 @@ from typing import Any
 
 from rich.console import Console
 
-from tritonfleet.pipelines.llm.bench import GENAI_PERF, genai_perf_environment, genai_perf_venv, gguf_path
+from tritonfleet.pipelines.llm.bench.served import (
+    GENAI_PERF,
+    genai_perf_environment,
+    genai_perf_venv,
+    gguf_path,
+)
 from tritonfleet.server import free_port
 from tritonfleet.tools.bench import loadgen, report
 
@@ -233,7 +238,7 @@ def bench_prompt(tokenizer: Path, tokens: int) -> str:
     """A fixed English text of ``tokens`` tokens (the LLM bench's filler)."""
     from tokenizers import Tokenizer
 
-    from tritonfleet.pipelines.llm.bench import prompt_ids
+    from tritonfleet.pipelines.llm.bench.served import prompt_ids
 
     return Tokenizer.from_file(str(tokenizer / "tokenizer.json")).decode(
         prompt_ids(tokenizer / "tokenizer.json", tokens)

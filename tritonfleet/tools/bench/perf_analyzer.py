@@ -71,10 +71,15 @@ def command(
     measurement_ms: int = 5000,
     stability_percentage: int = 50,
     max_trials: int = 10,
+    window_requests: int | None = None,
     extra: list[str] | None = None,
 ) -> list[str]:
     """The perf_analyzer command for one concurrency level. It measures until three windows agree within
-    ``stability_percentage`` (50: two shared cores are noisy), at most ``max_trials`` windows."""
+    ``stability_percentage`` (50: two shared cores are noisy), at most ``max_trials`` windows.
+
+    ``window_requests`` switches to count windows: each window lasts until that many requests completed, so
+    a stall on a loaded machine lengthens a window instead of leaving it empty (an empty window is never
+    stable, whatever the percentage)."""
     cmd = [
         binary(),
         "-m", model,
@@ -87,6 +92,8 @@ def command(
         "--percentile", "99",
         "-f", str(csv_path),
     ]  # fmt: skip
+    if window_requests is not None:
+        cmd += ["--measurement-mode", "count_windows", "--measurement-request-count", str(window_requests)]
     if input_data is not None:
         cmd += ["--input-data", str(input_data)]
     for name, shape in (shapes or {}).items():

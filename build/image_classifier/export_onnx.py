@@ -1,6 +1,6 @@
 """Export the pretrained ImageNet EfficientNet-Lite0 to ONNX and check it against PyTorch.
 
-Usage: ``python build/vision/export_onnx.py --output model_repository/efficientnet_lite0/1``
+Usage: ``python build/image_classifier/export_onnx.py --output model_repository/efficientnet_lite0/1``
 
 Writes ``model.onnx`` (input ``input`` FP32 [N,3,224,224], output ``probabilities`` FP32 [N,1000],
 softmax included, dynamic N) and ``export_report.json``. The model is only moved into place when every

@@ -22,6 +22,7 @@ import numpy as np
 from rich.console import Console
 
 from tritonfleet.clients import tabular as client
+from tritonfleet.pipelines.tabular import models
 from tritonfleet.server import TritonServer
 from tritonfleet.tools.bench import perf_analyzer, report
 
@@ -82,14 +83,9 @@ SETTINGS = (
 )
 
 
-DATASETS = {"breast_cancer_xgboost": "load_breast_cancer", "wine_sklearn": "load_wine"}  # sklearn.datasets
-
-
 def dataset_rows(model: str) -> np.ndarray:
     """Every row of the model's dataset as float32 (scikit-learn's bundled copy: the training data)."""
-    from sklearn import datasets
-
-    return getattr(datasets, DATASETS[model])().data.astype(np.float32)
+    return models.get(model).dataset().data.astype(np.float32)
 
 
 def samples(model: str) -> Callable[[Path, int], dict[str, np.ndarray]]:
@@ -97,7 +93,7 @@ def samples(model: str) -> Callable[[Path, int], dict[str, np.ndarray]]:
     return lambda repository, count: {client.INPUT: dataset_rows(model)[:count]}
 
 
-SAMPLES = {model: samples(model) for model in DATASETS}
+SAMPLES = {model: samples(model) for model in models.discover()}
 
 
 def write_input_data(rows: np.ndarray, path: Path) -> Path:

@@ -1,10 +1,12 @@
 """``fleet bench llm``: genai-perf against the streaming ``ensemble`` vs the in-process engine, and llama.cpp.
+(``fleet bench llm --engines ...`` compares CPU engines side by side instead:
+:mod:`~tritonfleet.pipelines.llm.bench.engines`.)
 
 Served: genai-perf (pinned, in its own venv: it wants numpy 2, this venv pins numpy<2; it runs tritonclient
 2.51.0's ``perf_analyzer`` from this venv) streams over gRPC to the ``ensemble`` at each concurrency,
 with fixed synthetic prompt and output lengths (``--output-tokens-mean-deterministic`` sends ``min_length``,
 so end-of-sequence never cuts a request short).
-Floor: the same CPU engine and wave scheduler in this process with the served model's settings
+Floor: the same CPU engine and scheduler in this process with the served model's settings
 (``tensorrt_llm/configs/cpu.pbtxt``), ``concurrency`` sequences at a time, right after each served level.
 Peer: llama.cpp (``llama_cpp``, optional: it compiles from source) on the same GGUF, batch 1.
 """
@@ -28,10 +30,13 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from tritonfleet.pipelines.llm.engine import CpuEngine
+from tritonfleet.clients import FleetClient
+from tritonfleet.pipelines import pinned
+from tritonfleet.pipelines.llm.engine_info import EngineInfo
+from tritonfleet.pipelines.llm.engines import open_scheduler
 from tritonfleet.pipelines.llm.sampling import SamplingParams
-from tritonfleet.pipelines.llm.scheduler import Sequence as Request
-from tritonfleet.pipelines.llm.scheduler import WaveScheduler
+from tritonfleet.pipelines.llm.sequence import Scheduler
+from tritonfleet.pipelines.llm.sequence import Sequence as Request
 from tritonfleet.repository import Repository
 from tritonfleet.server import TritonServer
 from tritonfleet.tools.bench import perf_analyzer, report
@@ -39,7 +44,7 @@ from tritonfleet.tools.bench import perf_analyzer, report
 MODEL = "ensemble"
 GENAI_PERF = "genai-perf==0.0.16"
 # The tokenizer folder's tokenizer_config.json names transformers 5's TokenizersBackend class.
-GENAI_PERF_PINS = (GENAI_PERF, "transformers==5.23.0")
+GENAI_PERF_PINS = (GENAI_PERF, pinned("transformers"))  # the project's: the one that wrote that config
 CACHE = Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet"))
 GENAI_PERF_VENV = CACHE / "genai-perf-venv"
 BASE_PYTHON = Path("/usr/bin/python3.11")
@@ -48,8 +53,6 @@ FILLER = (
     "The quick brown fox jumps over the lazy dog while the farmer counts his sheep in the morning light, "
     "and the river runs past the old mill towards the sea. "
 )
-# The scheduler knobs of tensorrt_llm/configs/cpu.pbtxt, passed to the in-process WaveScheduler as they are.
-SCHEDULER_KEYS = ("max_batch", "bucket_tokens", "max_wait_ms", "gather_ms", "max_waves", "max_rows")
 # Report table: header, side ("served", "floor" or the level itself), key.
 COLUMNS = (
     ("concurrency", "", "concurrency"),
@@ -65,6 +68,7 @@ COLUMNS = (
     ("served req/s", "served", "requests_per_s"),
     ("requests", "served", "request_count"),
 )
+NOT_SCHEDULER = ("extra_tensors", "engine_dir", "intra_op_threads")
 TARGETS = {"scaling": 2.0, "single_vs_floor": 0.8, "vs_llama_cpp": 1.5}
 
 
@@ -91,7 +95,7 @@ class EngineSettings:
 
     engine_dir: Path
     threads: int
-    scheduler: dict[str, Any]  # WaveScheduler keyword arguments set in the config
+    parameters: dict[str, str]  # the model's parameters, as open_scheduler takes them
 
     @classmethod
     def read(cls, repository: Path) -> EngineSettings:
@@ -102,11 +106,7 @@ class EngineSettings:
         return cls(
             engine_dir=repository / "tensorrt_llm" / "1" / params.get("engine_dir", "cpu_engine"),
             threads=int(params.get("intra_op_threads", "2")),
-            scheduler={
-                k: float(params[k]) if k.endswith("_ms") else int(params[k])
-                for k in SCHEDULER_KEYS
-                if k in params
-            },
+            parameters=params,
         )
 
 
@@ -210,7 +210,6 @@ def parse_genai_perf_export(path: Path, concurrency: int) -> LlmPoint:
 
 def warm_up(url: str, prompt: str, max_tokens: int = 4) -> None:
     """One streamed request, so that no measured request pays for warm-up."""
-    from tritonfleet.clients import FleetClient
 
     with FleetClient(url, protocol="grpc") as fleet:
         try:
@@ -250,11 +249,11 @@ class _Stream:
 
 
 def measure_floor(
-    scheduler: WaveScheduler, prompt: Sequence[int], output_tokens: int, concurrency: int, requests: int
+    scheduler: Scheduler, prompt: Sequence[int], output_tokens: int, concurrency: int, requests: int
 ) -> LlmPoint:
     """``concurrency`` streamed sequences submitted together on ``scheduler``, round after round, until
     ``requests`` are done; every one must produce exactly ``output_tokens`` tokens (``min_tokens``)."""
-    end_ids = scheduler.engine.info.end_ids
+    end_ids = scheduler.engine.info.end_ids  # type: ignore[attr-defined]
     params = SamplingParams(max_tokens=output_tokens, end_ids=end_ids, min_tokens=output_tokens)
     streams: list[_Stream] = []
     start = time.perf_counter()
@@ -286,10 +285,9 @@ def measure_floor(
     )
 
 
-def floor_scheduler(settings: EngineSettings) -> WaveScheduler:
-    """The served model's engine and wave scheduler, in this process."""
-    engine = CpuEngine(settings.engine_dir, settings.threads)
-    return WaveScheduler(engine, **settings.scheduler)
+def floor_scheduler(settings: EngineSettings) -> Scheduler:
+    """The served model's engine and scheduler, in this process."""
+    return open_scheduler(settings.engine_dir, settings.parameters)
 
 
 # --- peer: llama.cpp ------------------------------------------------------------------------------------
@@ -438,9 +436,12 @@ def run_llm_bench(
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "requests_per_level": requests_per_level,
-        "engine_precision": json.loads((settings.engine_dir / "engine.json").read_text())["precision"],
+        "engine": EngineInfo.load(settings.engine_dir).engine,
+        "engine_precision": EngineInfo.load(settings.engine_dir).precision,
         "intra_op_threads": settings.threads,
-        "scheduler": settings.scheduler,
+        "scheduler": {
+            k: v for k, v in settings.parameters.items() if k not in ("extra_tensors", "engine_dir")
+        },
     }
     return _write_report(output, levels, settings_data, peer, peer_note)
 
@@ -501,8 +502,8 @@ def _write_report(
         f"Served: {s['genai_perf']} against tritonserver 2.51.0, model `{MODEL}` (preprocessing -> "
         "tensorrt_llm on the CPU engine -> postprocessing), gRPC streaming, "
         f"{s['input_tokens']} prompt tokens, exactly {s['output_tokens']} output tokens per request.\n"
-        f"Floor: the same {s['engine_precision']} onnxruntime-genai engine and wave scheduler in one "
-        f"process, no server (intra-op threads {s['intra_op_threads']}, scheduler "
+        f"Floor: the same {s['engine_precision']} {s['engine']} engine and scheduler in one "
+        f"process, no server (intra-op threads {s['intra_op_threads']}, parameters "
         + ", ".join(f"{k} {v}" for k, v in s["scheduler"].items())
         + "), `concurrency` sequences submitted together.\n"
         "TTFT: request sent to first token; ITL: (last token - first token) / (tokens - 1), averaged over "

@@ -5,9 +5,9 @@ config), one dataset row per request, and answers with the row's label and class
 
 - ``triton-grpc``: tritonserver with the repository's config (dynamic batching), perf_analyzer over gRPC.
 - ``triton-http``: the same server, KServe v2 JSON over HTTP, driven by wrk like every peer.
-- ``fastapi-1`` and ``fastapi-N``: a plain FastAPI app (tritonfleet/pipelines/tabular/peers/fastapi_app.py)
-  under uvicorn (uvloop, httptools, no access log) with 1 worker and with as many workers as cores; no
-  batching.
+- ``fastapi-1`` and ``fastapi-N``: a plain FastAPI app
+  (tritonfleet/pipelines/tabular/bench/peers/fastapi_app.py) under uvicorn (uvloop, httptools, no access
+  log) with 1 worker and with as many workers as cores; no batching.
 - ``bentoml``: BentoML 1.4 with a batchable API (adaptive batching).
 - ``litserve``: LitServe with batching on.
 
@@ -42,7 +42,8 @@ from rich.console import Console
 
 from tritonfleet import artifacts
 from tritonfleet.clients import tabular as client
-from tritonfleet.pipelines.tabular.tuning import (
+from tritonfleet.pipelines import pinned
+from tritonfleet.pipelines.tabular.bench.tuning import (
     STAGES,
     dataset_rows,
     measure_grpc,
@@ -59,10 +60,11 @@ BASE_PYTHON = Path("/usr/bin/python3.11")
 CORES = os.cpu_count() or 1
 MAX_BATCH = 32  # the peers' batch limit: the highest concurrency measured
 SYSTEMS = ("triton-grpc", "triton-http", "fastapi-1", f"fastapi-{CORES}", "bentoml", "litserve")
+UVICORN = pinned("uvicorn[standard]")  # the project's uvicorn, which the OpenAI app runs on
 PEER_PINS = {
-    "fastapi": ("fastapi==0.163.2", "uvicorn[standard]==0.54.0"),
+    "fastapi": ("fastapi==0.163.2", UVICORN),
     "bentoml": ("bentoml==1.4.40",),
-    "litserve": ("litserve==0.2.19", "uvicorn[standard]==0.54.0"),
+    "litserve": ("litserve==0.2.19", UVICORN),
 }
 # Each peer's settings (its app's environment), chosen by measurement: docs/tabular.md.
 PEER_SETTINGS = {
@@ -456,7 +458,7 @@ def _write(
             "rows_per_request": 1,
             "rounds": rounds,
             "seconds_per_point": seconds,
-            "http_load": "wrk (tritonfleet/pipelines/tabular/peers/rows.lua), "
+            "http_load": "wrk (tritonfleet/pipelines/tabular/bench/peers/rows.lua), "
             "threads = min(concurrency, cores)",
             "grpc_load": "perf_analyzer",
             "versions": {k: list(v) for k, v in PEER_PINS.items()},
