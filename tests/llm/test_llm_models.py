@@ -256,7 +256,7 @@ def test_tensorrt_llm_refuses_what_never_fits_and_queues_what_does_not_fit_now(t
     error = tiny_llm.infer(row(input_ids=[1] * 30, input_lengths=30, request_output_len=3)).error
     assert error.code() == INVALID
     assert "needs 2 KV blocks of 32 tokens; the KV cache has 1 (32 tokens" in error.message()
-    long = row(input_ids=[1, 2], input_lengths=2, request_output_len=30, min_length=30, streaming=True)
+    long = row(input_ids=[1, 2], input_lengths=2, request_output_len=30, min_tokens=30, streaming=True)
     [first] = tiny_llm.execute([tiny_llm.request(long, request_id="a")])
     scheduler = tiny_llm.instance.scheduler
     deadline = time.monotonic() + 60

@@ -27,7 +27,6 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonfleet.artifacts import cache_root
-from tritonfleet.tools.bench import perf_analyzer
 
 PACKAGE = "triton-model-analyzer==1.58.0"
 VERSION = PACKAGE.split("==")[1]
@@ -114,7 +113,7 @@ def profile_config(
         "triton_http_endpoint": http_url,
         "triton_metrics_url": metrics_url,
         "client_protocol": "grpc",
-        "perf_analyzer_path": perf_analyzer.binary(),
+        "perf_analyzer_path": _perf_analyzer().binary(),
         "perf_analyzer_flags": flags,
         "output_model_repository_path": str(workdir / "variants"),
         "override_output_model_repository": True,
@@ -185,9 +184,16 @@ def check_config(script: Path, config_file: Path) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _perf_analyzer() -> Any:
+    """tritonclient's perf_analyzer as the benchmarks run it (the tools extra: imported when tuning runs)."""
+    from tritonfleet.tools.bench import perf_analyzer
+
+    return perf_analyzer
+
+
 def environment() -> dict[str, str]:
     """perf_analyzer's (libcudart) with the project venv first on PATH."""
-    env = perf_analyzer.environment()
+    env = _perf_analyzer().environment()
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 

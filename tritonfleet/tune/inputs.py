@@ -16,7 +16,6 @@ import numpy as np
 
 from tritonfleet import pipelines
 from tritonfleet.deploy.calibration import Samples
-from tritonfleet.tools.bench.perf_analyzer import write_input_data
 
 HOOKS = (("calibration", "MODELS"), ("bench.tuning", "SAMPLES"))
 
@@ -41,4 +40,6 @@ def write(model: str, repository: Path, path: Path, count: int = 32) -> Path | N
     arrays = makers[model](repository, count)
     rows = min(len(a) for a in arrays.values())
     requests = [{name: np.ascontiguousarray(a[i]) for name, a in arrays.items()} for i in range(rows)]
+    from tritonfleet.tools.bench.perf_analyzer import write_input_data  # the tools extra
+
     return write_input_data(requests, path)
