@@ -7,7 +7,8 @@
 # GPU has the memory the plan assumes, else the unplanned GPU configs), lets its entrypoint build the
 # TensorRT plans (each checked against onnxruntime on real inputs) and the TensorRT-LLM engine, then sends
 # one real request per pipeline (each pipeline's own probe) and runs `fleet bench PIPELINE --url` for 30 s
-# per pipeline against the front door. One line per check: "CHECK <name>: PASS|FAIL|SKIP <detail>".
+# per pipeline against the front door, and `fleet tune` on the image model (Model Analyzer on the GPU).
+# One line per check: "CHECK <name>: PASS|FAIL|SKIP <detail>".
 # Exits non-zero when a check failed. Stops and removes the container it started.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -89,6 +90,22 @@ with FleetClient("localhost:8000") as fleet:
         except Exception as exc:  # noqa: BLE001
             print(f"CHECK request {name}: FAIL {type(exc).__name__}: {exc}")
 PY
+
+# Model Analyzer's search on the GPU (fleet tune, in the container: its tritonserver on free ports beside the
+# fleet's) for the image model under the 1xl4 plan on an L4; it creates Model Analyzer's venv (PyPI access)
+# and needs a perf_analyzer on PATH (the NGC -py3-sdk image's, or `pip install perf-analyzer`).
+if [[ ${#args[@]} -gt 0 && "$gpu_name" == *L4* ]]; then
+    if docker exec "$NAME" sh -c 'command -v perf_analyzer' >/dev/null 2>&1; then
+        out="$(docker exec "$NAME" fleet --repository /models tune efficientnet_lite0 --target 1xl4 --gpu L4 \
+            --tritonserver /opt/tritonserver/bin/tritonserver --output /tmp/tune 2>&1)"
+        if [[ $? -eq 0 ]]; then check "tune efficientnet_lite0" PASS "$(tr '\n' ' ' <<< "$out" | grep -o '[0-9.]* infer/s.*per instance')"
+        else check "tune efficientnet_lite0" FAIL "$(tail -n 3 <<< "$out" | tr '\n' ' ')"; fi
+    else
+        check "tune efficientnet_lite0" SKIP "no perf_analyzer in the image"
+    fi
+else
+    check tune SKIP "fleet tune runs here under the 1xl4 plan on an L4"
+fi
 
 # perf_analyzer through each pipeline's own bench, 30 s per pipeline, against the front door's gRPC.
 if [[ -x "$FLEET" ]]; then

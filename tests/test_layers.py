@@ -15,7 +15,7 @@ The layer map, bottom to top (a module imports its own layer and those below it)
    and ``fleet pipelines`` (``pipelines.layout``), the floor benchmarks' command (``pipelines.floor_bench``),
    and the system benchmarks' command declarations (``benches``).
 3. serving: the front door, the OpenAI app, the supervisor, the fleet (``fleet serve``), and the serving
-   features that are packages of their own (batch, console, deploy, monitoring, plan).
+   features that are packages of their own (batch, console, deploy, monitoring, plan, tune).
 4. top: the CLI.
 
 Apart: the tools (``tritonfleet.tools``: benchmarks' machinery, fuzzers, stress, soak; and each pipeline's
@@ -84,7 +84,7 @@ LAYER_MAP: list[tuple[str, int]] = [
     ("tritonfleet.fleet", SERVING),
     *(
         (f"tritonfleet.{feature}{tail}", SERVING)
-        for feature in ("batch", "console", "deploy", "monitoring", "plan")
+        for feature in ("batch", "console", "deploy", "monitoring", "plan", "tune")
         for tail in ("", ".*")
     ),
     ("tritonfleet.cli", TOP),

@@ -176,8 +176,9 @@ def test_the_whole_fleet_answers_all_at_once(server: TritonServer) -> None:
 
 
 def test_serve_loads_the_targets_models(tmp_path: Path) -> None:
-    """`fleet serve --target gpu` loads the GPU configs' closure (tensorrt_llm_counts sits between the LLM's
-    steps there only): the command line a stand-in tritonserver receives, which records it and exits."""
+    """`fleet serve --target gpu` loads the GPU configs' closure, without the CPU configs: the command line a
+    stand-in tritonserver receives, which records it and exits. The closures differ by target
+    (tensorrt_llm_passthrough carries rag's sources past the LLM on GPU only)."""
     argv = tmp_path / "argv"
     fake = tmp_path / "tritonserver"
     fake.write_text(f'#!/bin/sh\necho "$@" > {argv}\nexit 3\n')
@@ -192,8 +193,9 @@ def test_serve_loads_the_targets_models(tmp_path: Path) -> None:
     args = argv.read_text().split()
     loaded = [a.removeprefix("--load-model=") for a in args if a.startswith("--load-model=")]
     assert loaded == models_to_load(REPOSITORY, ["llm"], "gpu")
-    assert "tensorrt_llm_counts" in loaded
-    assert "tensorrt_llm_counts" not in models_to_load(REPOSITORY, ["llm"], "cpu")
+    assert "tensorrt_llm" in loaded and "ensemble" in loaded
+    assert "tensorrt_llm_passthrough" in models_to_load(REPOSITORY, ["rag"], "gpu")
+    assert "tensorrt_llm_passthrough" not in models_to_load(REPOSITORY, ["rag"], "cpu")
     assert "--model-config-name=cpu" not in argv.read_text()
 
 
@@ -221,7 +223,7 @@ def test_fleet_pipelines_lists_each_pipelines_parts() -> None:
         [sys.executable, "-m", "tritonfleet.cli", "pipelines"], capture_output=True, text=True, check=True
     ).stdout
     assert all(f"{name}: {p.summary}" in every for name, p in pipelines.registry().items())
-    assert "tensorrt_llm_counts (gpu only)" in every
+    assert "tensorrt_llm_passthrough (gpu only)" in every
 
 
 def test_a_pipeline_is_named_for_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,22 +135,22 @@ def test_a_target_may_add_optional_tensors_never_drop_one() -> None:
 
 def test_the_llm_chain_is_one_wiring_for_ensemble_rag_and_the_bls_model() -> None:
     """rag's last three steps are ensemble's on both targets but for the prompt, the chat-template flag and
-    the sources carried through; tensorrt_llm_bls calls the same models with the maps the steps
-    are made of."""
+    the sources carried through (on GPU by tensorrt_llm_passthrough, as the C++ backend has no such tensor);
+    tensorrt_llm_bls calls the same models with the maps the steps are made of."""
     for target in spec.TARGETS:
         ensemble, answered = to_config(llm.ENSEMBLE, target), to_config(rag.RAG, target)
         steps, theirs = list(ensemble.ensemble_scheduling.step), list(answered.ensemble_scheduling.step[3:])
-        assert [s.model_name for s in steps] == [s.model_name for s in theirs]
+        chain = [s.model_name for s in steps]
+        carrier = llm.llm_step(target, passthrough=True).name
+        assert [s.model_name for s in theirs] == ["preprocessing", carrier, "postprocessing"]
+        steps[1].model_name = carrier
         steps[0].input_map["QUERY"], steps[0].input_map["APPLY_CHAT_TEMPLATE"] = (
             "_PROMPT",
             "_USE_CHAT_TEMPLATE",
         )
         steps[1].input_map["passthrough_in"], steps[1].output_map["passthrough_out"] = "_SOURCES", "sources"
-        for name in ("guided_decoding_guide_type", "guided_decoding_guide"):  # the CPU ensemble's own inputs
-            steps[1].input_map.pop(name, None)
         assert steps == theirs, target
         bls = to_config(llm.TENSORRT_LLM_BLS, target)
-        chain = [s.model_name for s in ensemble.ensemble_scheduling.step]
         assert bls.parameters["bls_models"].string_value == ",".join(chain)
         assert bls.parameters["llm_model"].string_value == chain[1]
     # the BLS model's maps are the steps' own

@@ -116,25 +116,27 @@ def test_cpu_gpu_interface_mismatch(tmp_path: Path) -> None:
 
 
 LLM_CPU = "tensorrt_llm/configs/cpu.pbtxt"
-EXTRAS = "return_num_input_tokens,return_num_output_tokens,passthrough_in"
+EXTRAS = "passthrough_in,stop_request_id,passthrough_out"
 
 
 def test_extra_tensors_must_be_named(tmp_path: Path) -> None:
-    """The CPU tensorrt_llm adds the token counts; only because its "extra_tensors" parameter says so."""
-    problems = with_edits(tmp_path, (LLM_CPU, EXTRAS, "return_num_input_tokens,passthrough_in"))
+    """The CPU tensorrt_llm adds the stop id; only because its "extra_tensors" parameter says so."""
+    problems = with_edits(tmp_path, (LLM_CPU, EXTRAS, "passthrough_in,passthrough_out"))
     assert [str(p) for p in problems] == [
         f"{LLM_CPU}: tensorrt_llm: configs/cpu.pbtxt and config.pbtxt disagree on "
-        'input "return_num_output_tokens": BOOL [1] optional vs absent'
+        'output "stop_request_id": STRING [1] vs absent'
     ]
 
 
 def test_extra_inputs_must_be_optional(tmp_path: Path) -> None:
-    old = '"return_num_input_tokens", data_type: TYPE_BOOL, dims: [ 1 ], reshape: { shape: [ ] }, optional: true }'  # noqa: E501
+    old = '"passthrough_in", data_type: TYPE_STRING, dims: [ -1 ], optional: true }'
     new = old.replace(", optional: true", "")
     problems = with_edits(tmp_path, (LLM_CPU, old, new))
-    assert [str(p) for p in problems] == [
+    assert sorted(str(p) for p in problems) == [
+        "ensemble/configs/cpu.pbtxt: ensemble [cpu]: step 2 (tensorrt_llm): required input "
+        '"passthrough_in" is not mapped',
         f"{LLM_CPU}: tensorrt_llm: configs/cpu.pbtxt and config.pbtxt disagree on "
-        'input "return_num_input_tokens": BOOL [1] vs absent'
+        'input "passthrough_in": STRING [-1] vs absent',
     ]
 
 
@@ -340,13 +342,18 @@ def test_interface_naming_an_unknown_model(tmp_path: Path) -> None:
 
 
 def test_a_speaker_need_not_carry_the_target_only_tensors(tmp_path: Path) -> None:
-    """The CPU ensemble's guided decoding inputs are CPU-only (extra_tensors): rag's CPU config, which speaks
-    ensemble's interface, need not have them; were they part of the CPU ensemble's interface, it would."""
-    extra = 'value: { string_value: "guided_decoding_guide_type,guided_decoding_guide" }'
-    problems = with_edits(tmp_path, ("ensemble/configs/cpu.pbtxt", extra, 'value: { string_value: "" }'))
-    assert sorted(str(p) for p in problems if p.model == "rag") == [
-        f'rag/configs/cpu.pbtxt: rag [cpu]: speaks "ensemble" but has no input "{name}"'
-        for name in ("guided_decoding_guide", "guided_decoding_guide_type")
+    """An input only the CPU ensemble has (extra_tensors): rag's CPU config, which speaks ensemble's
+    interface, need not have it; were it part of the CPU ensemble's interface, rag would."""
+    file, old = "ensemble/configs/cpu.pbtxt", "input [\n"
+    added = old + '  { name: "cpu_only_flag", data_type: TYPE_BOOL, dims: [ 1 ], optional: true },\n'
+    named = (
+        'parameters { key: "extra_tensors", value: { string_value: "cpu_only_flag" } }\nensemble_scheduling {'
+    )
+    extra = with_edits(tmp_path / "extra", (file, old, added), (file, "ensemble_scheduling {", named))
+    assert [str(p) for p in extra if p.model == "rag"] == []
+    interface = with_edits(tmp_path / "interface", (file, old, added))
+    assert [str(p) for p in interface if p.model == "rag"] == [
+        'rag/configs/cpu.pbtxt: rag [cpu]: speaks "ensemble" but has no input "cpu_only_flag"'
     ]
 
 

@@ -53,6 +53,7 @@ from tritonfleet.plan import command as plan_command
 from tritonfleet.repository import Repository
 from tritonfleet.server import ServerError
 from tritonfleet.spec.config import rendered, write
+from tritonfleet.tune import command as tune_command
 from tritonfleet.validate import validate_repository
 
 console = Console(highlight=False)
@@ -99,6 +100,10 @@ def parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="pack the fleet onto GPUs: planned configs, report, Kubernetes requests")
     plan_command.add_arguments(pl)
     pl.set_defaults(handler=lambda args: plan_command.run(args, console))
+
+    tu = sub.add_parser("tune", help="Model Analyzer's search on the real server: the model's tuning record")
+    tune_command.add_arguments(tu)
+    tu.set_defaults(handler=lambda args: tune_command.run(args, console))
 
     dp = sub.add_parser("deploy", help="Kubernetes manifests from a plan; calibration inputs for TensorRT")
     deploy_command.add_arguments(dp)

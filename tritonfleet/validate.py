@@ -26,6 +26,7 @@ from tritonfleet.repository import (
     named_config_path,
     parse_config,
 )
+from tritonfleet.spec import tuning
 from tritonfleet.spec.config import GPU_FILE, rendered
 
 _VERSION = re.compile(r"[1-9][0-9]*")  # Triton ignores other folder names, "0" and "01" included
@@ -142,7 +143,15 @@ def _check_rendered(root: Path, names: set[str], declared: list[spec.Model]) -> 
         )
         for name in sorted(names - {m.name for m in declared})
     ]
-    for file, text in rendered(declared).items():
+    bad_records = []
+    for model in declared:
+        try:
+            tuning.records(root / model.name)
+        except tuning.TuningError as exc:
+            bad_records.append(Problem(model.name, f"{model.name}/tuning", f"{model.name}: {exc}"))
+    if bad_records:  # the CPU configs carry the records: nothing to render against
+        return problems + bad_records
+    for file, text in rendered(declared, root).items():
         model = file.split("/", 1)[0]
         source = sources.get(model, "its interface declaration")
         target = "gpu" if file.endswith(f"/{GPU_FILE}") else "cpu"

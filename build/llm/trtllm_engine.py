@@ -7,7 +7,7 @@
 Runs inside docker/Dockerfile's image (the tag of docker/image.env, nvcr.io/nvidia/tritonserver:26.07-trtllm-
 python-py3: TensorRT-LLM 1.2.1, TensorRT 10.14, Python 3.12) with that TensorRT-LLM release's ``examples/``
 (the image has the wheel, not the examples: the Dockerfile checks them out at the tag,
-``--examples``/$TRTLLM_EXAMPLES). Elsewhere it prints the two commands and exits non-zero. The checkpoint is
+``--examples``/$TRTLLM_EXAMPLES). Elsewhere it prints the three commands and exits non-zero. The checkpoint is
 the fp32 one build/llm/cpu_engine.py caches (SmolLM2-135M-Instruct, llama,
 ``~/.cache/tritonfleet/llm/checkpoint-*``).
 
@@ -22,6 +22,9 @@ the fp32 one build/llm/cpu_engine.py caches (SmolLM2-135M-Instruct, llama,
 2. ``trtllm-build`` into ``<output>``: paged KV cache (``--kv_cache_type paged``; ``--paged_kv_cache`` is
    deprecated since 0.13), packed inputs, and paged context FMHA, which the Triton config's
    ``enable_chunked_context`` and ``enable_kv_cache_reuse`` require.
+3. ``examples/generate_xgrammar_tokenizer_info.py`` writes ``<output>/xgrammar_tokenizer_info.json``, the
+   tokenizer's vocabulary that the C++ backend's xgrammar needs for guided decoding
+   (``xgrammar_tokenizer_info_path``; the backend ignores ``tokenizer_dir``).
 
 The GPU ``tensorrt_llm/config.pbtxt`` must agree with the engine: ``triton_parameters()`` derives what it
 must say and ``config_problems()`` checks it (tests/llm/test_trtllm_engine.py checks the committed one).
@@ -79,28 +82,54 @@ TRTLLM_VERSION = _pinned().get("TRTLLM_VERSION", "1.2.1")
 ENGINE_DIR = Path("/engines/smollm2-135m-instruct/trtllm")  # gpt_model_path in tensorrt_llm/config.pbtxt
 EXAMPLES_DIR = Path("/tensorrtllm_backend/tensorrt_llm/examples")  # the backend README's checkout layout
 MAX_NUM_TOKENS_LIMIT = 16384  # trtllm-build warns above: no gain, risks exceeding TensorRT's tensor volume
-# The tensors TensorRT-LLM 0.14's tensorrtllm backend knows (the 1.2.1 configs, issue 18 section 3, replace
-# this list with that tag's all_models/inflight_batcher_llm): tensorrtllm_backend v0.14.0's
-# all_models/inflight_batcher_llm/tensorrt_llm/config.pbtxt, the names inflight_batcher_llm/src/utils.h reads
-# (random_seed and min_length, not 1.x's seed and min_tokens; no token-count tensors).
+# What TensorRT-LLM 1.2's tensorrtllm backend reads and writes: the tensors and parameters of
+# triton_backend/all_models/inflight_batcher_llm/tensorrt_llm/config.pbtxt in NVIDIA/TensorRT-LLM (the stored
+# copy at commit 0c8de69a, version 1.2.0rc8: the v1.2.1 tag itself was not among the stored sources), whose
+# names inflight_batcher_llm/src/utils.h reads (seed, min_tokens, return_num_*_tokens, guided decoding).
 BACKEND_INPUTS = frozenset(
     str.split(
-        "input_ids input_lengths request_output_len num_return_sequences draft_input_ids decoder_input_ids "
-        "decoder_input_lengths draft_logits draft_acceptance_threshold end_id pad_id stop_words_list "
-        "bad_words_list embedding_bias beam_width temperature runtime_top_k runtime_top_p "
-        "runtime_top_p_min runtime_top_p_decay runtime_top_p_reset_ids len_penalty early_stopping "
-        "repetition_penalty min_length beam_search_diversity_rate presence_penalty frequency_penalty "
-        "random_seed return_log_probs return_context_logits return_generation_logits "
-        "exclude_input_in_output stop streaming prompt_embedding_table prompt_table_extra_ids "
-        "prompt_vocab_size lora_task_id lora_weights lora_config context_phase_params"
+        "input_ids encoder_input_features encoder_output_lengths input_lengths request_output_len "
+        "num_return_sequences draft_input_ids decoder_input_ids decoder_input_lengths draft_logits "
+        "draft_acceptance_threshold end_id pad_id stop_words_list bad_words_list embedding_bias beam_width "
+        "temperature runtime_top_k runtime_top_p runtime_top_p_min runtime_top_p_decay "
+        "runtime_top_p_reset_ids len_penalty early_stopping repetition_penalty min_tokens "
+        "beam_search_diversity_rate presence_penalty frequency_penalty seed return_log_probs "
+        "return_context_logits return_generation_logits return_perf_metrics return_num_input_tokens "
+        "return_num_output_tokens exclude_input_in_output stop streaming prompt_embedding_table "
+        "prompt_table_extra_ids prompt_vocab_size cross_attention_mask mrope_rotary_cos_sin "
+        "mrope_position_deltas lora_task_id lora_weights lora_config context_phase_params "
+        "skip_cross_attn_blocks retention_token_range_starts retention_token_range_ends "
+        "retention_token_range_priorities retention_token_range_durations_ms retention_decode_priority "
+        "retention_decode_duration_ms guided_decoding_guide_type guided_decoding_guide lookahead_window_size "
+        "lookahead_ngram_size lookahead_verification_set_size"
     )
 )
 BACKEND_OUTPUTS = frozenset(
     str.split(
         "output_ids sequence_length cum_log_probs output_log_probs context_logits generation_logits "
-        "batch_index sequence_index context_phase_params"
+        "batch_index sequence_index context_phase_params kv_cache_alloc_new_blocks kv_cache_reused_blocks "
+        "kv_cache_alloc_total_blocks arrival_time_ns first_scheduled_time_ns first_token_time_ns "
+        "last_token_time_ns acceptance_rate total_accepted_draft_tokens total_draft_tokens num_input_tokens "
+        "num_output_tokens"
     )
 )
+BACKEND_PARAMETERS = frozenset(
+    str.split(
+        "max_beam_width FORCE_CPU_ONLY_INPUT_TENSORS gpt_model_type gpt_model_path encoder_model_path "
+        "max_tokens_in_paged_kv_cache max_attention_window_size sink_token_length batch_scheduler_policy "
+        "kv_cache_free_gpu_mem_fraction cross_kv_cache_fraction kv_cache_host_memory_bytes "
+        "kv_cache_onboard_blocks enable_trt_overlap exclude_input_in_output cancellation_check_period_ms "
+        "stats_check_period_ms iter_stats_max_iterations request_stats_max_iterations enable_kv_cache_reuse "
+        "normalize_log_probs enable_chunked_context gpu_device_ids participant_ids num_nodes "
+        "lora_cache_optimal_adapter_size lora_cache_max_adapter_size lora_cache_gpu_memory_fraction "
+        "lora_cache_host_memory_bytes lora_prefetch_dir decoding_mode executor_worker_path "
+        "lookahead_window_size lookahead_ngram_size lookahead_verification_set_size medusa_choices "
+        "eagle_choices gpu_weights_percent enable_context_fmha_fp32_acc multi_block_mode cuda_graph_mode "
+        "cuda_graph_cache_size speculative_decoding_fast_logits tokenizer_dir guided_decoding_backend "
+        "xgrammar_tokenizer_info_path"
+    )
+)
+XGRAMMAR_INFO = "xgrammar_tokenizer_info.json"  # what generate_xgrammar_tokenizer_info.py writes
 
 
 @dataclass(frozen=True)
@@ -205,6 +234,13 @@ def build_command(params: EngineParams) -> list[str]:
     return cmd + (["--workers", str(params.gpus)] if params.gpus > 1 else [])
 
 
+def tokenizer_info_command(params: EngineParams) -> list[str]:
+    """Step 3: the tokenizer's vocabulary for xgrammar (guided decoding in the C++ backend), written as
+    ``<output>/xgrammar_tokenizer_info.json`` (the config's ``xgrammar_tokenizer_info_path``)."""
+    script = params.examples / "generate_xgrammar_tokenizer_info.py"
+    return ["python3", str(script), "--model_dir", str(params.hf_dir), "--output_dir", str(params.output)]
+
+
 def triton_parameters(params: EngineParams) -> dict[str, Any]:
     """What the GPU ``tensorrt_llm/config.pbtxt`` must say for this engine.
 
@@ -218,6 +254,8 @@ def triton_parameters(params: EngineParams) -> dict[str, Any]:
         "max_beam_width": str(params.max_beam_width),
         "enable_chunked_context": features,
         "enable_kv_cache_reuse": features,
+        "guided_decoding_backend": "xgrammar",
+        "xgrammar_tokenizer_info_path": str(params.output / XGRAMMAR_INFO),
     }
 
 
@@ -254,10 +292,15 @@ def config_problems(config: Any, params: EngineParams) -> list[str]:
 
 
 def unsupported_tensors(config: Any) -> list[str]:
-    """Tensors of a config that TensorRT-LLM 0.14's backend neither reads nor writes."""
+    """Tensors of a config that TensorRT-LLM 1.2's backend neither reads nor writes."""
     return sorted({t.name for t in config.input} - BACKEND_INPUTS) + sorted(
         {t.name for t in config.output} - BACKEND_OUTPUTS
     )
+
+
+def unknown_parameters(config: Any) -> list[str]:
+    """Parameters of a config that TensorRT-LLM 1.2's backend does not read."""
+    return sorted(set(config.parameters) - BACKEND_PARAMETERS)
 
 
 def checkpoint_problems(hf_config: dict[str, Any], params: EngineParams) -> list[str]:
@@ -282,7 +325,7 @@ def checkpoint_problems(hf_config: dict[str, Any], params: EngineParams) -> list
 
 
 def legacy_hf_config(hf_config: dict[str, Any]) -> dict[str, Any]:
-    """``config.json`` as transformers 4.x (TensorRT-LLM 0.14's) reads it."""
+    """``config.json`` as transformers 4.x (TensorRT-LLM 1.2's converters) reads it."""
     out = dict(hf_config)
     rope = out.get("rope_parameters") or {}
     if "rope_theta" not in out and "rope_theta" in rope:
@@ -308,9 +351,10 @@ def missing_tools(params: EngineParams) -> list[str]:
     missing = [] if importlib.util.find_spec("tensorrt_llm") else ["the tensorrt_llm Python package"]
     if shutil.which("trtllm-build") is None:
         missing.append("trtllm-build on PATH")
-    script = Path(convert_command(params)[1])
-    if not script.is_file():
-        missing.append(f"{script} (TensorRT-LLM v{TRTLLM_VERSION} examples: --examples or $TRTLLM_EXAMPLES)")
+    for script in (Path(convert_command(params)[1]), Path(tokenizer_info_command(params)[1])):
+        if not script.is_file():
+            where = f"TensorRT-LLM v{TRTLLM_VERSION} examples: --examples or $TRTLLM_EXAMPLES"
+            missing.append(f"{script} ({where})")
     return missing
 
 
@@ -342,7 +386,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EngineParams, argparse.Na
     parser.add_argument("--tp", type=int, default=1, help="tensor parallel size")
     parser.add_argument("--pp", type=int, default=1, help="pipeline parallel size")
     parser.add_argument("--no-paged-context-fmha", action="store_true")
-    parser.add_argument("--print-commands", action="store_true", help="print the two commands and exit")
+    parser.add_argument("--print-commands", action="store_true", help="print the three commands and exit")
     args = parser.parse_args(argv)
     try:
         params = EngineParams(
@@ -360,7 +404,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EngineParams, argparse.Na
 
 def main(argv: list[str] | None = None) -> int:
     params, args = parse_args(argv)
-    commands = [convert_command(params), build_command(params)]
+    commands = [convert_command(params), build_command(params), tokenizer_info_command(params)]
     listing = "\n".join(shlex.join(c) for c in commands)
     if args.print_commands:
         print(listing)

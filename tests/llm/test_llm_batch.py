@@ -155,7 +155,7 @@ def test_cancelling_a_batched_stream_stops_every_row(llm_server) -> None:
 
 def test_a_stop_request_ends_every_row_of_a_batch(llm_server) -> None:
     values = {"input_ids": np.array([[1, 504, 3458, 282, 253, 1232]] * 2), "input_lengths": column(6, 6),
-              "request_output_len": column(1000, 1000), "min_length": column(1000, 1000),
+              "request_output_len": column(1000, 1000), "min_tokens": column(1000, 1000),
               "streaming": column(True, True)}  # fmt: skip
     got: queue.Queue = queue.Queue()
     client = grpcclient.InferenceServerClient(llm_server.grpc_url)

@@ -256,7 +256,7 @@ def test_tensorrt_llm_refuses_what_never_fits_and_queues_what_does_not_fit_now(t
     error = tiny_llm.infer(row(input_ids=[1] * 30, input_lengths=30, request_output_len=3)).error
     assert error.code() == INVALID
     assert "needs 2 KV blocks of 32 tokens; the KV cache has 1 (32 tokens" in error.message()
-    long = row(input_ids=[1, 2], input_lengths=2, request_output_len=30, min_length=30, streaming=True)
+    long = row(input_ids=[1, 2], input_lengths=2, request_output_len=30, min_tokens=30, streaming=True)
     [first] = tiny_llm.execute([tiny_llm.request(long, request_id="a")])
     scheduler = tiny_llm.instance.scheduler
     deadline = time.monotonic() + 60
@@ -354,7 +354,7 @@ def test_tensorrt_llm_stop_request_needs_an_id(llm) -> None:
     assert answer.error is None and answer.stream == []  # the stop's empty final response
 
 
-# tensorrt_llm_bls and tensorrt_llm_counts: their BLS calls
+# tensorrt_llm_bls and tensorrt_llm_passthrough: their BLS calls
 
 
 class ScriptedLLM:
@@ -400,8 +400,8 @@ def test_bls_calls_the_three_steps(preprocessing, postprocessing, tokenizer) -> 
     [(request_id, sent)] = llm.requests
     assert request_id == "req-1"  # a stop request with the client's id reaches the generation
     assert sent["streaming"].tolist() == [[False]] and sent["request_output_len"].tolist() == [[8]]
-    assert sent["random_seed"].tolist() == [[5]] and sent["runtime_top_k"].tolist() == [[3]]
-    assert sent["min_length"].tolist() == [[2]] and sent["end_id"].tolist() == [[2]]
+    assert sent["seed"].tolist() == [[5]] and sent["runtime_top_k"].tolist() == [[3]]
+    assert sent["min_tokens"].tolist() == [[2]] and sent["end_id"].tolist() == [[2]]
     prompt = tokenizer.decode(sent["input_ids"][0].tolist(), skip_special_tokens=False)
     assert prompt.endswith("<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n")
     assert sent["input_lengths"].tolist() == [[sent["input_ids"].shape[1]]]
@@ -434,7 +434,7 @@ def failing_step(message):
     ],
 )
 def test_bls_tells_faults_from_client_mistakes(preprocessing, postprocessing, message, code) -> None:
-    """BLS drops a step's error code; tensorrt_llm_bls and tensorrt_llm_counts read the message."""
+    """BLS drops a step's error code; tensorrt_llm_bls and tensorrt_llm_passthrough read the message."""
     steps = {
         "preprocessing": preprocessing,
         "tensorrt_llm": failing_step(message),
@@ -442,29 +442,24 @@ def test_bls_tells_faults_from_client_mistakes(preprocessing, postprocessing, me
     }
     with bls(steps):
         bls_error = load("tensorrt_llm_bls").infer(row(text_input="hi", max_tokens=8)).error
-        counts = load("tensorrt_llm_counts", target="gpu")
-        counts_error = counts.infer(row(input_ids=[1], input_lengths=1, request_output_len=1)).error
+        step = load("tensorrt_llm_passthrough", target="gpu")
+        step_error = step.infer(row(input_ids=[1], input_lengths=1, request_output_len=1)).error
     named = message if message.startswith("tensorrt_llm:") else f"tensorrt_llm: {message}"  # the step's name
     assert (bls_error.code(), bls_error.message()) == (code, named)
-    assert (counts_error.code(), counts_error.message()) == (code, message)
+    assert (step_error.code(), step_error.message()) == (code, message)
 
 
-def test_counts_adds_token_counts_to_tensorrt_llm() -> None:
-    model = load("tensorrt_llm_counts", target="gpu")
+def test_passthrough_adds_its_tensor_to_the_first_response() -> None:
+    model = load("tensorrt_llm_passthrough", target="gpu")
     llm = ScriptedLLM([10, 11, 12])
     inputs = row(input_ids=[5, 6, 7, 8], input_lengths=4, request_output_len=3, streaming=True,
-                 return_num_input_tokens=True, return_num_output_tokens=True)  # fmt: skip
+                 passthrough_in=[b"README.md#0", b"docs/llm.md#3"])  # fmt: skip
     with bls({"tensorrt_llm": llm}):
         stream = model.infer(inputs, request_id="r").stream
-        plain = model.infer({**inputs, "streaming": [[False]], "return_num_input_tokens": [[False]]}).stream
     assert [r["output_ids"].tolist() for r in stream] == [[[[10]]], [[[11]]], [[[12]]]]
-    assert [(int(r["num_input_tokens"][0, 0]), int(r["num_output_tokens"][0, 0])) for r in stream] == [
-        (4, 1), (4, 2), (4, 3)
-    ]  # fmt: skip
-    [plain_response] = plain
-    assert "num_input_tokens" not in plain_response  # not asked for
-    assert plain_response["num_output_tokens"].tolist() == [[3]]
-    assert llm.requests[0][0] == "r" and "return_num_input_tokens" not in llm.requests[0][1]
+    assert stream[0]["passthrough_out"].tolist() == [[b"README.md#0", b"docs/llm.md#3"]]
+    assert all("passthrough_out" not in r for r in stream[1:])
+    assert llm.requests[0][0] == "r" and "passthrough_in" not in llm.requests[0][1]
 
 
 def test_bls_batch_is_one_response_of_its_rows_in_order(
@@ -488,25 +483,24 @@ def test_bls_batch_is_one_response_of_its_rows_in_order(
     assert "num_input_tokens" not in out  # not asked for
 
 
-def test_counts_counts_each_row_of_a_batch() -> None:
-    model = load("tensorrt_llm_counts", target="gpu")
-    flags = {"streaming": [[True], [True]], "return_num_input_tokens": [[True], [True]],
-             "return_num_output_tokens": [[True], [True]]}  # fmt: skip
+def test_passthrough_gives_each_row_its_own_tensor() -> None:
+    model = load("tensorrt_llm_passthrough", target="gpu")
     inputs = {
         "input_ids": [[5, 6, 7], [8, 9, 0]],
         "input_lengths": [[3], [2]],
         "request_output_len": [[3], [3]],
+        "streaming": [[True], [True]],
+        "passthrough_in": [[b"a#0"], [b"b#1"]],
     }
     with bls({"tensorrt_llm": ScriptedLLM([10, 11, 12])}):
-        stream = model.infer({**inputs, **flags}).stream
-    counts = [
-        (int(r["batch_index"][0, 0]), int(r["num_input_tokens"][0, 0]), int(r["num_output_tokens"][0, 0]))
-        for r in stream
+        stream = model.infer(inputs).stream
+    firsts = [
+        (int(r["batch_index"][0, 0]), r["passthrough_out"].tolist()) for r in stream if "passthrough_out" in r
     ]
-    assert counts == [(0, 3, 1), (0, 3, 2), (0, 3, 3), (1, 2, 1), (1, 2, 2)]
+    assert firsts == [(0, [[b"a#0"]]), (1, [[b"b#1"]])] and len(stream) == 5
 
 
-# guided decoding (CPU only: tensorrtllm_backend v0.19's inputs)
+# guided decoding (the CPU engine's llguidance; TensorRT-LLM 1.2.1's inputs)
 
 PERSON = {
     "type": "object",

@@ -287,7 +287,7 @@ def test_concurrent_streams_share_steps(llm_server):
 # A generation that only a cancellation ends (min_tokens = max_tokens), on each model clients stream from.
 LONG = {
     "tensorrt_llm": {"input_ids": [1, 504, 3458, 282, 253, 1232], "input_lengths": 6,
-                     "request_output_len": 1000, "min_length": 1000, "streaming": True},
+                     "request_output_len": 1000, "min_tokens": 1000, "streaming": True},
     "ensemble": {"text_input": CHAT.format("Write a very long essay about rivers."), "max_tokens": 1000,
                  "min_tokens": 1000, "stream": True},
 }  # fmt: skip
@@ -434,7 +434,7 @@ def test_short_stream_finishes_while_a_long_one_runs(llm_server):
     client = grpcclient.InferenceServerClient(llm_server.grpc_url)
     got: queue.Queue = queue.Queue()
     client.start_stream(callback=lambda result, error: got.put((result, error)))
-    long = {**LONG["tensorrt_llm"], "request_output_len": 600, "min_length": 600}
+    long = {**LONG["tensorrt_llm"], "request_output_len": 600, "min_tokens": 600}
     client.async_stream_infer("tensorrt_llm", inputs("tensorrt_llm", long), request_id="long")
     result, error = got.get(timeout=60)
     assert error is None, error

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "build" / "llm" / "trtllm_engine.py"
 GPU_CONFIG = ROOT / "model_repository" / "tensorrt_llm" / "config.pbtxt"
 CPU_CONFIG = ROOT / "model_repository" / "tensorrt_llm" / "configs" / "cpu.pbtxt"
-COUNTS_CONFIG = ROOT / "model_repository" / "tensorrt_llm_counts" / "config.pbtxt"
+PASSTHROUGH_CONFIG = ROOT / "model_repository" / "tensorrt_llm_passthrough" / "config.pbtxt"
 CACHE = Path(os.environ.get("TRITONFLEET_CACHE", Path.home() / ".cache" / "tritonfleet")) / "llm"
 
 
@@ -44,10 +44,15 @@ def cached_checkpoint() -> Path | None:
     return found[-1].parent if found else None
 
 
+TOKENIZER_INFO = ["python3", f"{EX}/generate_xgrammar_tokenizer_info.py", "--model_dir", HF,
+                  "--output_dir", ENGINE]  # fmt: skip
+
+
 def test_default_commands() -> None:
     params = te.EngineParams(checkpoint=CKPT)
     assert te.convert_command(params) == CONVERT
     assert te.build_command(params) == BUILD
+    assert te.tokenizer_info_command(params) == TOKENIZER_INFO
 
 
 @pytest.mark.parametrize("precision", ["int8", "int4"])
@@ -112,9 +117,10 @@ def test_cli_rejects_invalid_params(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_print_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert te.main(["--checkpoint", "/ckpt", "--weight-only", "int4", "--print-commands"]) == 0
-    convert, build = capsys.readouterr().out.splitlines()
+    convert, build, info = capsys.readouterr().out.splitlines()
     assert convert.endswith("--use_weight_only --weight_only_precision int4")
     assert build.startswith("trtllm-build --checkpoint_dir ")
+    assert info.endswith(f"generate_xgrammar_tokenizer_info.py --model_dir {HF} --output_dir {ENGINE}")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt_llm") is not None, reason="TensorRT-LLM is installed")
@@ -152,6 +158,11 @@ def test_build_flow_with_stand_in_tools(tmp_path: Path) -> None:
         "cfg = json.load(open(sys.argv[2] + '/config.json'))\n"
         f"open({str(log)!r}, 'a').write('rope_theta ' + str(cfg['rope_theta']) + '\\n')\n"
     )
+    (examples / "generate_xgrammar_tokenizer_info.py").write_text(
+        "import sys\n"
+        f"line = 'generate_xgrammar_tokenizer_info.py ' + ' '.join(sys.argv[1:])\n"
+        f"open({str(log)!r}, 'a').write(line + '\\n')\n"
+    )
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text(json.dumps(SMOLLM2))
@@ -162,11 +173,15 @@ def test_build_flow_with_stand_in_tools(tmp_path: Path) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     calls = log.read_text().splitlines()
-    assert [c.split()[0] for c in calls] == ["convert_checkpoint.py", "rope_theta", "trtllm-build"]
+    assert [c.split()[0] for c in calls] == [
+        "convert_checkpoint.py", "rope_theta", "trtllm-build", "generate_xgrammar_tokenizer_info.py"
+    ]  # fmt: skip
+    assert calls[3].endswith(f"--output_dir {engine}")
     assert calls[1] == "rope_theta 100000.0"  # the staged config, read by the converter
     assert calls[0].endswith("--use_weight_only --weight_only_precision int8")
     report = json.loads((engine / "tritonfleet_build.json").read_text())
     assert report["triton_config"]["gpt_model_path"] == str(engine)
+    assert report["triton_config"]["xgrammar_tokenizer_info_path"] == str(engine / te.XGRAMMAR_INFO)
     assert not (tmp_path / "engine.work").exists()
 
     result = subprocess.run([*cmd, "--tp", "2"], capture_output=True, text=True, env=env, timeout=60)
@@ -199,38 +214,52 @@ def test_config_problems_are_found() -> None:
     assert "enable_kv_cache_reuse is true but the engine has no paged context FMHA" in problems
 
 
-def test_gpu_config_tensors_are_known_to_the_pinned_backend() -> None:
-    assert te.unsupported_tensors(parse_config(GPU_CONFIG)) == []
+def test_gpu_config_tensors_and_parameters_are_known_to_the_pinned_backend() -> None:
+    config = parse_config(GPU_CONFIG)
+    assert te.unsupported_tensors(config) == []
+    assert te.unknown_parameters(config) == []
+    for name in ("seed", "min_tokens", "num_return_sequences", "return_num_input_tokens",
+                 "guided_decoding_guide_type", "guided_decoding_guide"):  # fmt: skip
+        assert name in {t.name for t in config.input}, name
+    assert {"num_input_tokens", "num_output_tokens"} <= {t.name for t in config.output}
+    assert config.parameters["guided_decoding_backend"].string_value == "xgrammar"
 
 
-def test_cpu_config_has_the_gpu_interface_plus_the_counts_stop_id_and_guided_decoding() -> None:
-    """The CPU model returns the token counts and the pass-through tensor itself (on GPU tensorrt_llm_counts
-    adds them), each sequence's stop_request_id (for postprocessing to stop it when the client cancels),
-    and takes guided decoding's two inputs (tensorrtllm_backend v0.19's, which the pinned v0.14 lacks)."""
+def test_gpu_kv_cache_is_capped_at_the_engine_budget() -> None:
+    """config.pbtxt caps the pool at max_batch_size sequences of max_seq_len tokens, the planner's budget,
+    and bounds the fraction below TensorRT-LLM's 0.9 default."""
+    from tritonfleet.pipelines.llm import interface as llm
+    from tritonfleet.plan import memory
+
+    config = parse_config(GPU_CONFIG)
+    params = te.EngineParams(checkpoint=CKPT)
+    kv = memory.kv_cache(
+        layers=30, kv_heads=3, head_dim=64, dtype_bytes=2, max_batch_size=params.max_batch_size,
+        max_seq_len=params.max_seq_len, tokens_per_block=64,
+    )  # fmt: skip
+    assert int(config.parameters["max_tokens_in_paged_kv_cache"].string_value) == kv.tokens == 131072
+    assert (params.max_batch_size, params.max_seq_len) == (llm.ENGINE_MAX_BATCH_SIZE, llm.ENGINE_MAX_SEQ_LEN)
+    assert float(config.parameters["kv_cache_free_gpu_mem_fraction"].string_value) < 0.9
+
+
+def test_cpu_config_has_the_gpu_interface_plus_the_stop_id_and_the_passthrough() -> None:
+    """The CPU model has the GPU interface (token counts and guided decoding included, as TensorRT-LLM 1.2.1's
+    backend) plus each sequence's stop_request_id (for postprocessing to stop it when the client cancels)
+    and the pass-through tensor it returns itself (on GPU tensorrt_llm_passthrough adds it)."""
     cpu, gpu = parse_config(CPU_CONFIG), parse_config(GPU_CONFIG)
     n_in, n_out = len(gpu.input), len(gpu.output)
     assert list(cpu.input)[:n_in] == list(gpu.input) and list(cpu.output)[:n_out] == list(gpu.output)
-    counts = te.unsupported_tensors(parse_config(COUNTS_CONFIG))
-    guided = ["guided_decoding_guide_type", "guided_decoding_guide"]
     extra = [t.name for t in list(cpu.input)[n_in:] + list(cpu.output)[n_out:]]
-    assert sorted(extra) == sorted([*counts, "stop_request_id", *guided])
-    assert set(te.unsupported_tensors(cpu)) >= set(guided)  # ... which the pinned backend does not know
+    assert sorted(extra) == sorted(["passthrough_in", "stop_request_id", "passthrough_out"])
 
 
-def test_counts_step_forwards_only_tensors_the_backend_knows() -> None:
-    """tensorrt_llm_counts adds the token-count tensors and the pass-through; everything else it forwards to
-    tensorrt_llm."""
-    counts = parse_config(COUNTS_CONFIG)
-    assert te.unsupported_tensors(counts) == [
-        "passthrough_in", "return_num_input_tokens", "return_num_output_tokens",
-        "num_input_tokens", "num_output_tokens", "passthrough_out",
-    ]  # fmt: skip
+def test_passthrough_step_forwards_only_tensors_the_backend_knows() -> None:
+    """tensorrt_llm_passthrough adds the pass-through tensor; everything else it forwards to tensorrt_llm."""
+    step = parse_config(PASSTHROUGH_CONFIG)
+    assert te.unsupported_tensors(step) == ["passthrough_in", "passthrough_out"]
     gpu = parse_config(GPU_CONFIG)
-    assert {t.name for t in counts.input} - {t.name for t in gpu.input} == {
-        "return_num_input_tokens",
-        "return_num_output_tokens",
-        "passthrough_in",
-    }
+    assert {t.name for t in step.input} - {t.name for t in gpu.input} == {"passthrough_in"}
+    assert {t.name for t in gpu.output} <= {t.name for t in step.output}
 
 
 def test_llm_api_yaml_has_the_same_limits() -> None:

@@ -14,8 +14,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tests.conftest import copy_repository
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.cli import main
-from tritonfleet.plan import memory, pack, render, spec, tuning
+from tritonfleet.plan import memory, pack, render, spec
 from tritonfleet.repository import Repository, parse_config
+from tritonfleet.spec import tuning
 from tritonfleet.validate import validate_repository
 
 

@@ -113,7 +113,24 @@ QUANTIZE = Documented(
     confirmed=False,
 )
 
-BY_TOOL = {d.tool.rsplit("/", 1)[-1]: d for d in (TRTEXEC, TRTLLM_BUILD, CONVERT_CHECKPOINT, QUANTIZE)}
+XGRAMMAR_TOKENIZER_INFO = Documented(
+    tool="examples/generate_xgrammar_tokenizer_info.py",
+    version="1.2.1",
+    flags=_flags("--model_dir --output_dir"),
+    removed=frozenset(),
+    source=(
+        "NVIDIA/TensorRT-LLM examples/generate_xgrammar_tokenizer_info.py (stored commit 7ed07f06: argparse "
+        "--model_dir, --output_dir; writes <output_dir>/xgrammar_tokenizer_info.json) and the Triton "
+        "backend's guided-decoding guide (docs/guided_decoding.md, 'C++ Backend': fill "
+        "xgrammar_tokenizer_info_path with that file). The v1.2.1 tag itself not stored."
+    ),
+    confirmed=False,
+)
+
+BY_TOOL = {
+    d.tool.rsplit("/", 1)[-1]: d
+    for d in (TRTEXEC, TRTLLM_BUILD, CONVERT_CHECKPOINT, QUANTIZE, XGRAMMAR_TOKENIZER_INFO)
+}
 
 
 def tool_of(command: Sequence[str]) -> Documented:

@@ -65,7 +65,8 @@ class Served:
 
     @property
     def guided(self) -> bool:
-        """Whether the served models take a decoding guide (CPU target: yes; TensorRT-LLM v0.14: no)."""
+        """Whether the served models take a decoding guide (both targets; an older
+        TensorRT-LLM backend: no)."""
         return GUIDE_TYPE in self.inputs and GUIDE in self.inputs
 
 

@@ -11,7 +11,7 @@
 - ``finish_reason``: "length" when the pipeline's ``num_output_tokens`` reached ``max_tokens`` without a stop
   string, "stop" otherwise. No tensor says why a generation ended, but the counts do: end ids are never
   output, so a generation that ended on one has fewer tokens than its limit. The counts exist on both
-  targets (``tensorrt_llm_counts`` on GPU), a new tensor would be CPU-only.
+  targets (TensorRT-LLM 1.2.1's backend returns them on GPU); no tensor of its says why a generation ended.
 """
 
 from __future__ import annotations

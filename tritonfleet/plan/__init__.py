@@ -3,6 +3,6 @@ memory and writes a planned config per model (``configs/<NAME>.pbtxt``, served w
 ``--model-config-name=<NAME>``), a report and the Kubernetes resource requests.
 
 ``gpus`` (the GPU table), ``spec`` (inventory specs), ``memory`` (what each model needs, with sources),
-``tuning`` (the throughput records of ``fleet tune``), ``pack`` (placement), ``render`` (planned configs),
-``report`` (table, chart, JSON, Kubernetes fragment), ``command`` (the CLI).
+``pack`` (placement), ``render`` (planned configs), ``report`` (table, chart, JSON, Kubernetes fragment),
+``command`` (the CLI). The throughput records of ``fleet tune`` it reads are ``tritonfleet.spec.tuning``.
 """

@@ -10,8 +10,8 @@ from rich.console import Console
 
 from tritonfleet.plan import memory, pack, render, report, spec
 from tritonfleet.plan.gpus import GIB
-from tritonfleet.plan.tuning import TuningError
 from tritonfleet.repository import Repository
+from tritonfleet.spec.tuning import TuningError
 
 RESERVED_NAMES = ("cpu", "gpu", "config")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")

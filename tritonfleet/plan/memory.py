@@ -39,9 +39,9 @@ from typing import Any
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonfleet.artifacts import PROJECT_ROOT, cache_root, sha256
-from tritonfleet.plan import tuning
 from tritonfleet.plan.gpus import MIB
 from tritonfleet.repository import Repository
+from tritonfleet.spec import tuning
 
 CUDA_CONTEXT = 512 * MIB
 CUDA_CONTEXT_SOURCE = (

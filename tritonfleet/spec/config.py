@@ -10,6 +10,7 @@ them; ``fleet validate`` fails while a committed file differs.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,8 @@ from pathlib import Path
 from google.protobuf import text_encoding
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonfleet.spec.declare import CPU, GPU, TARGETS, Batching, Model, QueuePolicy, Tensor
+from tritonfleet.spec import tuning
+from tritonfleet.spec.declare import CPU, GPU, TARGETS, Batching, Deployment, Model, QueuePolicy, Tensor
 from tritonfleet.spec.registry import declared
 
 WIDTH = 110  # the project's line length
@@ -26,6 +28,29 @@ GPU_FILE, CPU_FILE = "config.pbtxt", "configs/cpu.pbtxt"
 EXTRA_TENSORS = "extra_tensors"  # the tensors a target adds to the GPU config's interface
 BLS_MODELS = "bls_models"  # the models a BLS model calls (fleet serve loads them with it)
 _KIND = {GPU: "KIND_GPU", CPU: "KIND_CPU"}
+
+
+def tuned(deployment: Deployment, record: tuning.Record | None) -> Deployment:
+    """``deployment`` with what ``fleet tune`` chose (its CPU record): the instance count, and the batcher's
+    preferred sizes and queue delay where the declaration has a batcher. No record: as declared."""
+    if record is None or deployment.steps:
+        return deployment
+    changes: dict[str, object] = {"instances": record.instances}
+    if deployment.batching is not None:
+        batching: dict[str, object] = {}
+        if record.preferred_batch_size is not None:
+            batching["preferred"] = record.preferred_batch_size
+        if record.max_queue_delay_microseconds is not None:
+            batching["max_queue_delay_us"] = record.max_queue_delay_microseconds
+        changes["batching"] = dataclasses.replace(deployment.batching, **batching)
+    return dataclasses.replace(deployment, **changes)
+
+
+def cpu_record(root: Path | None, model: Model) -> tuning.Record | None:
+    """The model's CPU tuning record in the repository at ``root`` (None: no root, or none written)."""
+    if root is None:
+        return None
+    return tuning.records(root / model.name).get(CPU)
 
 
 def parameters(model: Model, target: str) -> dict[str, str]:
@@ -41,9 +66,9 @@ def parameters(model: Model, target: str) -> dict[str, str]:
     return found
 
 
-def to_config(model: Model, target: str) -> mc.ModelConfig:
-    """The model's Triton config on ``target``."""
-    deployment = model.deployment(target)
+def to_config(model: Model, target: str, record: tuning.Record | None = None) -> mc.ModelConfig:
+    """The model's Triton config on ``target`` (the CPU's with its tuning ``record`` applied)."""
+    deployment = tuned(model.deployment(target), record if target == CPU else None)
     config = mc.ModelConfig(name=model.name, max_batch_size=model.max_batch_size)
     if deployment.platform:
         config.platform = deployment.platform
@@ -117,25 +142,27 @@ def _queue_policy(message: mc.ModelQueuePolicy, policy: QueuePolicy) -> None:
     message.max_queue_size = policy.max_queue_size
 
 
-def differs(model: Model, target: str) -> bool:
+def differs(model: Model, target: str, record: tuning.Record | None = None) -> bool:
     """Whether ``target`` needs a config of its own (it differs from the GPU's)."""
-    return target != GPU and to_config(model, target) != to_config(model, GPU)
+    return target != GPU and to_config(model, target, record) != to_config(model, GPU)
 
 
 def file_of(target: str) -> str:
     return GPU_FILE if target == GPU else f"configs/{target}.pbtxt"
 
 
-def rendered(models: Iterable[Model] | None = None) -> dict[str, str | None]:
+def rendered(models: Iterable[Model] | None = None, root: Path | None = None) -> dict[str, str | None]:
     """The repository's config files (``<model>/config.pbtxt``, ``<model>/configs/cpu.pbtxt``) and their
-    text; None for a target file that must not exist (its config is the GPU one)."""
+    text; None for a target file that must not exist (its config is the GPU one). ``root``: the repository
+    whose CPU tuning records (``<model>/tuning/cpu.json``, fleet tune) the CPU configs carry."""
     sources = {name: d.source for name, d in declared().items()}
     files: dict[str, str | None] = {}
     for model in declared_models() if models is None else models:
-        source = sources.get(model.name)
+        source, record = sources.get(model.name), cpu_record(root, model)
         for target in TARGETS:
-            own = target == GPU or differs(model, target)
-            files[f"{model.name}/{file_of(target)}"] = render(model, target, source) if own else None
+            own = target == GPU or differs(model, target, record)
+            text = render(model, target, source, record) if own else None
+            files[f"{model.name}/{file_of(target)}"] = text
     return files
 
 
@@ -146,17 +173,23 @@ def declared_models() -> list[Model]:
 # -- the readable text -------------------------------------------------------------------------------------
 
 
-def render(model: Model, target: str, source: str | None = None) -> str:
-    """The config of ``to_config(model, target)`` as readable text (``source``: the declaring file, named
-    in the header; by default the one the registry found)."""
+def render(model: Model, target: str, source: str | None = None, record: tuning.Record | None = None) -> str:
+    """The config of ``to_config(model, target, record)`` as readable text (``source``: the declaring file,
+    named in the header; by default the one the registry found)."""
     if source is None:
         found = declared().get(model.name)
         source = found.source if found is not None and found.model == model else "its interface declaration"
-    deployment = model.deployment(target)
+    record = record if target == CPU else None
+    deployment = tuned(model.deployment(target), record)
     lines = [
         f"# Rendered by `fleet render` from {source}: edit that file, then run",
         "# `fleet render` (`fleet validate` fails while this file differs from its rendering).",
     ]
+    if record is not None and not deployment.steps:
+        lines.append(
+            f"# Tuned: instances and batcher settings from {model.name}/tuning/cpu.json ({record.tool}, "
+            f"{record.measured_at}: {record.throughput_per_instance:g} inferences/s per instance)."
+        )
     for doc in (model.doc, deployment.doc):
         if doc.strip():
             lines += ["#", *_comment(doc)]
@@ -301,7 +334,7 @@ def write(root: Path, models: Iterable[Model] | None = None) -> list[str]:
     """Render the declared models into the repository at ``root``: each file that differs is written, a
     target file its model no longer needs is removed. The files changed, relative to ``root``."""
     changed = []
-    for name, text in rendered(models).items():
+    for name, text in rendered(models, root).items():
         path = root / name
         if text is None:
             if path.is_file():

@@ -14,8 +14,8 @@ A request of batch B is B sequences, each validated and sampled with its own row
 TensorRT-LLM v0.14: each row sends its own responses (batch dim 1), tagged with ``batch_index`` when B > 1,
 and the request's final flag comes with the last row to finish. Output data types come from the config.
 When asked (``return_num_input_tokens`` / ``return_num_output_tokens``, TensorRT-LLM 1.x's names), responses
-carry ``num_input_tokens`` (the prompt) and ``num_output_tokens`` (tokens generated so far), so the CPU
-ensemble needs no ``tensorrt_llm_counts`` step (the v0.14.0 backend on GPU has no such tensors).
+carry ``num_input_tokens`` (the prompt) and ``num_output_tokens`` (tokens generated so far), as
+TensorRT-LLM 1.2.1's backend does on GPU.
 
 A request with ``stop`` true is TensorRT-LLM's stop request: it ends the running requests that carry its
 request id (an ensemble's steps carry the ensemble request's id), which finish with what they generated, and
@@ -299,8 +299,8 @@ class TritonPythonModel:
             repetition_penalty=float(value(llm.REPETITION_PENALTY.name, 1.0)),
             presence_penalty=float(value(llm.PRESENCE_PENALTY.name, 0.0)),
             frequency_penalty=float(value(llm.FREQUENCY_PENALTY.name, 0.0)),
-            min_tokens=int(value(llm.MIN_LENGTH.name, 0)),
-            seed=int(value(llm.RANDOM_SEED.name, 0)),
+            min_tokens=int(value(llm.MIN_TOKENS.name, 0)),
+            seed=int(value(llm.SEED.name, 0)),
             stop_words=_word_lists(_rows(request, llm.STOP_WORDS_LIST.name, batch), i, vocab),
             bad_words=_word_lists(_rows(request, llm.BAD_WORDS_LIST.name, batch), i, vocab),
         )

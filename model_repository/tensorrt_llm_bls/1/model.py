@@ -1,11 +1,11 @@
 """tensorrt_llm_bls: the non-streaming path (HTTP /generate, unary gRPC) over the same three models.
 
-Calls the ensemble's steps: preprocessing, then the config's ``llm_model`` (decoupled, collecting its single
-non-streaming response: tensorrt_llm_counts on GPU, which adds the token counts to tensorrt_llm's, and
-tensorrt_llm itself on CPU, which returns them), then postprocessing, and answers once. Inputs and
-outputs are the ensemble's; errors of any step come back as this request's error. Streaming requests are
-rejected here: stream through the decoupled ``ensemble``. Each instance runs one request at a time
-(``execute`` waits for it): the config's instance count is how many BLS requests are in flight together.
+Calls the ensemble's steps: preprocessing, then the config's ``llm_model`` (tensorrt_llm, decoupled,
+collecting its single non-streaming response with the token counts), then postprocessing, and answers
+once. Inputs and outputs are the ensemble's; errors of any step come back as this request's error.
+Streaming requests are rejected here: stream through the decoupled ``ensemble``. Each instance runs one
+request at a time (``execute`` waits for it): the config's instance count is how many BLS requests are in
+flight together.
 
 A request of batch B goes through each step whole: its rows generate together (one sequence each), and the
 one response holds them in order: ``text_output`` ``[B]``, ``output_log_probs`` padded with zeros to the
@@ -81,7 +81,7 @@ def _padded(arrays):
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        default = llm.LLM_STEP[llm.GPU].name
+        default = llm.TENSORRT_LLM.name
         self.llm_model = config.get("parameters", {}).get("llm_model", {}).get("string_value", default)
         self.dtypes = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in config["input"]}
         self.required = required_inputs(config)

@@ -1,5 +1,5 @@
 """Whose fault a BLS step's error is, for the models that call other models (tensorrt_llm_bls and
-tensorrt_llm_counts).
+tensorrt_llm_passthrough).
 
 Triton 24.10's Python backend gives a BLS caller every error of the model it called as INTERNAL:
 python_backend r24.10's ``request_executor.cc`` builds the response's error from the message alone. So a

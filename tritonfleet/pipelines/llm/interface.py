@@ -3,8 +3,9 @@
 ``ensemble`` (streaming) and ``tensorrt_llm_bls`` (one response) take the client's inputs through the same
 chain, preprocessing -> the decoupled LLM step -> postprocessing, whose wiring is written once here (the
 ``PREPROCESS`` ... ``FROM_POSTPROCESSING`` maps and :func:`llm_steps`, which rag's ensemble uses too). The
-LLM step is ``tensorrt_llm_counts`` on the GPU (the tensorrtllm backend v0.14.0 plus the token counts it
-lacks) and the CPU ``tensorrt_llm`` itself, which returns them: :data:`LLM_STEP`.
+LLM step is ``tensorrt_llm`` on both targets: TensorRT-LLM 1.2.1's tensorrtllm backend on GPU and the CPU
+engine both return the token counts and take guided decoding's inputs. Only rag's GPU ensemble steps through
+``tensorrt_llm_passthrough``, which carries its sources past the C++ backend (:func:`llm_step`).
 
 Client-facing tensors have plain names (``TEXT_INPUT``); those of preprocessing and postprocessing carry the
 model's prefix (``PRE_QUERY``, ``POST_OUTPUT``); the LLM step's own ones (``INPUT_IDS``, ``STREAMING``) none.
@@ -43,9 +44,10 @@ STREAM = Tensor("stream", "BOOL", [1], optional=True)
 APPLY_CHAT_TEMPLATE = Tensor(
     "apply_chat_template", "BOOL", [1], optional=True
 )  # text_input: the user's message
-# Guided decoding (tensorrtllm_backend v0.19's names, which v0.14.0 lacks): llguidance on the CPU engine only.
-GUIDE_TYPE = Tensor("guided_decoding_guide_type", "STRING", [1], optional=True, targets=CPU_ONLY)
-GUIDE = Tensor("guided_decoding_guide", "STRING", [1], optional=True, targets=CPU_ONLY)
+# Guided decoding (TensorRT-LLM 1.2.1's inflight_batcher_llm names): xgrammar in the GPU backend, llguidance
+# on the CPU engine.
+GUIDE_TYPE = Tensor("guided_decoding_guide_type", "STRING", [1], optional=True)
+GUIDE = Tensor("guided_decoding_guide", "STRING", [1], optional=True)
 
 TEXT_OUTPUT = Tensor("text_output", "STRING", [-1])
 CUM_LOG_PROBS = Tensor("cum_log_probs", "FP32", [-1])
@@ -148,16 +150,15 @@ PREPROCESSING = Model(
     gpu=Deployment(backend="python", parameters={"tokenizer_dir": "tokenizer"}),
     doc="""Tokenizes text_input and the stop/bad word lists (TensorRT-LLM inflight_batcher_llm names, plus
     OUT_SEED and OUT_MIN_TOKENS: seed or random_seed, min_tokens or min_length, whichever the client sent; the
-    ensemble feeds them to tensorrt_llm's random_seed and min_length, v0.14.0's names). Python on CPU cores on
-    both targets.
+    ensemble feeds them to tensorrt_llm's seed and min_tokens). Python on CPU cores on both targets.
 
     No dynamic batcher (the model tokenizes request by request anyway): Triton 24.10 passes a STRING input
     whose last element is cut short, and the Python backend then fails the whole dynamic batch it lands in
     (other clients' requests too) and cannot unload the model any more (tests/frontdoor/test_fuzz.py).""",
 )
 
-# -- the LLM step: tensorrt_llm (tensorrtllm_backend v0.14.0's names: random_seed and min_length, which
-# TensorRT-LLM 1.x renamed seed and min_tokens) and tensorrt_llm_counts
+# -- the LLM step: tensorrt_llm (TensorRT-LLM 1.2.1's inflight_batcher_llm names) and, for rag on GPU,
+# tensorrt_llm_passthrough
 INPUT_IDS = Tensor("input_ids", "INT32", [-1])
 INPUT_LENGTHS = Tensor("input_lengths", "INT32", [1])
 REQUEST_OUTPUT_LEN = Tensor("request_output_len", "INT32", [1])
@@ -187,15 +188,16 @@ _SAMPLED = (
     RUNTIME_TOP_P,
     LEN_PENALTY,
     REPETITION_PENALTY,
-    MIN_LENGTH,
+    MIN_TOKENS,
     PRESENCE_PENALTY,
     FREQUENCY_PENALTY,
-    RANDOM_SEED,
+    SEED,
     RETURN_LOG_PROBS,
     EXCLUDE_INPUT_IN_OUTPUT,
+    RETURN_NUM_INPUT_TOKENS,
+    RETURN_NUM_OUTPUT_TOKENS,
 )
-_COUNTED = (RETURN_NUM_INPUT_TOKENS, RETURN_NUM_OUTPUT_TOKENS)
-# What tensorrt_llm and tensorrt_llm_counts take alike (v0.14.0's layout).
+# What tensorrt_llm and tensorrt_llm_passthrough take alike (TensorRT-LLM 1.2.1's layout).
 _REQUEST = (
     INPUT_IDS,
     INPUT_LENGTHS,
@@ -205,6 +207,8 @@ _REQUEST = (
     STOP_WORDS_LIST,
     BAD_WORDS_LIST,
     *_SAMPLED,
+    GUIDE_TYPE,
+    GUIDE,
 )
 
 
@@ -217,11 +221,32 @@ def _backend_view(tensor: Tensor) -> Tensor:
         return tensor.but(allow_ragged_batch=True)
     if tensor.dims == (1,) and tensor.dtype != "STRING":
         return tensor.but(reshape=())
+    if tensor.name in (GUIDE_TYPE.name, GUIDE.name):
+        return tensor.but(allow_ragged_batch=True)  # as the 1.2.1 template declares them
     return tensor
 
 
-TENSORRT_LLM_OUTPUTS = (OUTPUT_IDS, SEQUENCE_LENGTH, CUM_LOG_PROBS, OUTPUT_LOG_PROBS, BATCH_INDEX)
+TENSORRT_LLM_OUTPUTS = (
+    OUTPUT_IDS,
+    SEQUENCE_LENGTH,
+    CUM_LOG_PROBS,
+    OUTPUT_LOG_PROBS,
+    BATCH_INDEX,
+    NUM_INPUT_TOKENS,
+    NUM_OUTPUT_TOKENS,
+)
 _EXCLUDE_INPUT = {"exclude_input_in_output": "true"}  # the default of exclude_input_in_output, both targets
+
+# The GPU engine's limits (build/llm/trtllm_engine.py's EngineParams defaults; tests hold them together) and
+# the KV cache they need: max_batch_size sequences of max_seq_len tokens in whole blocks of trtllm-build's
+# default tokens_per_block. config.pbtxt caps the pool at that; fleet plan writes both caps for what shares
+# the GPU (tritonfleet/plan/pack.py).
+ENGINE_MAX_BATCH_SIZE = 64
+ENGINE_MAX_SEQ_LEN = 2048
+KV_TOKENS_PER_BLOCK = 64
+KV_CACHE_TOKENS = ENGINE_MAX_BATCH_SIZE * -(-ENGINE_MAX_SEQ_LEN // KV_TOKENS_PER_BLOCK) * KV_TOKENS_PER_BLOCK
+ENGINE_DIR = "/engines/smollm2-135m-instruct/trtllm"
+XGRAMMAR_TOKENIZER_INFO = f"{ENGINE_DIR}/xgrammar_tokenizer_info.json"  # written beside the engine
 
 TENSORRT_LLM = Model(
     name="tensorrt_llm",
@@ -231,33 +256,26 @@ TENSORRT_LLM = Model(
             *_REQUEST,
             STOP,
             STREAMING,
-            *(t.but(targets=CPU_ONLY) for t in (*_COUNTED, PASSTHROUGH_IN)),
-            GUIDE_TYPE,
-            GUIDE,
+            PASSTHROUGH_IN.but(targets=CPU_ONLY),
         )
     ),
-    outputs=(
-        *TENSORRT_LLM_OUTPUTS,
-        *(
-            t.but(targets=CPU_ONLY)
-            for t in (NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, STOP_REQUEST_ID, PASSTHROUGH_OUT)
-        ),
-    ),
-    max_batch_size=64,
+    outputs=(*TENSORRT_LLM_OUTPUTS, *(t.but(targets=CPU_ONLY) for t in (STOP_REQUEST_ID, PASSTHROUGH_OUT))),
+    max_batch_size=ENGINE_MAX_BATCH_SIZE,
     decoupled=True,
     gpu=Deployment(
         backend="tensorrtllm",
         batching=Batching.interactive_first(
             preferred=(64,), max_queue_delay_us=0, queue_policy=QueuePolicy(max_queue_size=0)
         ),
-        # tensorrtllm_backend v0.14.0's all_models/inflight_batcher_llm/tensorrt_llm template, filled in.
+        # TensorRT-LLM 1.2.1's triton_backend/all_models/inflight_batcher_llm/tensorrt_llm template, filled.
         parameters={
             "max_beam_width": "1",
             "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
             "gpt_model_type": "inflight_fused_batching",
-            "gpt_model_path": "/engines/smollm2-135m-instruct/trtllm",
+            "gpt_model_path": ENGINE_DIR,
             "batch_scheduler_policy": "guaranteed_no_evict",
-            "kv_cache_free_gpu_mem_fraction": "0.85",
+            "max_tokens_in_paged_kv_cache": str(KV_CACHE_TOKENS),
+            "kv_cache_free_gpu_mem_fraction": "0.5",
             "enable_kv_cache_reuse": "true",
             "enable_chunked_context": "true",
             **_EXCLUDE_INPUT,
@@ -265,15 +283,21 @@ TENSORRT_LLM = Model(
             "stats_check_period_ms": "100",
             "normalize_log_probs": "true",
             "executor_worker_path": "/opt/tritonserver/backends/tensorrtllm/trtllmExecutorWorker",
+            "guided_decoding_backend": "xgrammar",
+            "xgrammar_tokenizer_info_path": XGRAMMAR_TOKENIZER_INFO,
         },
-        doc="""GPU production config: the tensorrtllm (C++) backend of the pinned image (docker/Dockerfile:
-        tritonserver:24.10-trtllm-python-py3, TensorRT-LLM 0.14.0, tensorrtllm_backend v0.14.0), in-flight
-        fused batching over the engine built by build/llm/trtllm_engine.py; max_batch_size, gpt_model_path and
-        the chunked-context / KV-cache-reuse switches must match that build (tests/llm/test_trtllm_engine.py).
-        Parameters are those of tensorrtllm_backend v0.14.0's all_models/inflight_batcher_llm/tensorrt_llm
-        template, filled in here (no template substitution). v0.14.0 has no token-count tensors: the
-        ensemble's num_input_tokens / num_output_tokens come from tensorrt_llm_counts, the BLS model's from
-        itself.""",
+        doc="""GPU production config: the tensorrtllm (C++) backend of the pinned image (docker/image.env:
+        tritonserver:26.07-trtllm-python-py3, TensorRT-LLM 1.2.1), in-flight fused batching over the engine
+        built by build/llm/trtllm_engine.py; max_batch_size, gpt_model_path and the chunked-context /
+        KV-cache-reuse switches must match that build (tests/llm/test_trtllm_engine.py). Parameters are those
+        of TensorRT-LLM 1.2.1's triton_backend/all_models/inflight_batcher_llm/tensorrt_llm template, filled
+        in here (no template substitution). The backend returns the token counts (return_num_input_tokens /
+        return_num_output_tokens) and decodes under a guide with xgrammar (guided_decoding_guide_type /
+        guided_decoding_guide; xgrammar_tokenizer_info_path: the tokenizer's vocabulary as the engine build
+        writes it). The KV cache is capped: max_tokens_in_paged_kv_cache holds max_batch_size sequences of
+        max_seq_len tokens, and TensorRT-LLM takes the smaller of that and kv_cache_free_gpu_mem_fraction of
+        the memory free when it loads (a bound here, never the 0.9 default that takes the GPU); the configs
+        fleet plan writes set both for what shares the GPU.""",
     ),
     cpu=Deployment(
         backend="python",
@@ -300,11 +324,10 @@ TENSORRT_LLM = Model(
         the tokens one step may feed (decode tokens first, then prompt chunks: chunked prefill), sequences
         running at once, sequences waiting before a request is UNAVAILABLE, and prefix caching (KV blocks
         shared by prompts that start alike). Inputs and outputs are the GPU config's, less the GPU-only
-        features (LoRA, prompt tables, draft tokens, logits outputs), plus (extra_tensors) TensorRT-LLM 1.x's
-        token counts, which the CPU ensemble reads directly; stop_request_id out: the request id that stops
-        this sequence, which the CPU ensemble passes to postprocessing (cancellation, see its model.py); and
-        guided decoding (tensorrtllm_backend v0.19's inputs), done with llguidance on the CPU engine's
-        sampler.""",
+        features (LoRA, prompt tables, draft tokens, logits outputs), plus (extra_tensors) stop_request_id
+        out: the request id that stops this sequence, which the CPU ensemble passes to postprocessing
+        (cancellation, see its model.py), and the pass-through tensor (rag's sources). Guided decoding is
+        done with llguidance on the CPU engine's sampler.""",
     ),
     doc="""The LLM: inputs are the subset the ensemble and BLS models use plus `stop` (a request with
     stop=true ends the running requests that carry its request id, as TensorRT-LLM's client sends with
@@ -314,20 +337,18 @@ TENSORRT_LLM = Model(
     cannot come from before the decoupled step; docs/rag.md).""",
 )
 
-TENSORRT_LLM_COUNTS = Model(
-    name="tensorrt_llm_counts",
-    inputs=(*_REQUEST, STREAMING, *_COUNTED, PASSTHROUGH_IN),
-    outputs=(*TENSORRT_LLM_OUTPUTS, NUM_INPUT_TOKENS, NUM_OUTPUT_TOKENS, PASSTHROUGH_OUT),
+TENSORRT_LLM_PASSTHROUGH = Model(
+    name="tensorrt_llm_passthrough",
+    inputs=(*_REQUEST, STREAMING, PASSTHROUGH_IN),
+    outputs=(*TENSORRT_LLM_OUTPUTS, PASSTHROUGH_OUT),
     max_batch_size=64,
     decoupled=True,
     gpu=Deployment(backend="python", bls_models=(TENSORRT_LLM.name,)),
-    doc="""The GPU ensemble's (and tensorrt_llm_bls's) decoupled step: tensorrt_llm's inputs and outputs plus
-    the token counts of TensorRT-LLM 1.x's layout (return_num_input_tokens / return_num_output_tokens in,
-    num_input_tokens / num_output_tokens out), which tensorrtllm_backend v0.14.0 does not have. It forwards
-    each request to tensorrt_llm (BLS) and each response back, adding the counts when asked for. Python on CPU
-    cores on both targets; tensorrt_llm is the C++ backend on GPU, the CPU engine here. passthrough_in
-    (optional) comes back unchanged as passthrough_out on the first response (rag's sources; docs/rag.md): the
-    C++ backend has no such tensor, so this step holds it back from tensorrt_llm and adds it itself.""",
+    doc="""rag's decoupled step on GPU: tensorrt_llm's inputs and outputs plus passthrough_in, which comes
+    back unchanged as passthrough_out on each row's first response (rag's sources; docs/rag.md). The C++
+    backend has no such tensor, so this step forwards each request to tensorrt_llm (BLS) without it and adds
+    it to the first response itself. Python on CPU cores; the CPU target needs no such step (its
+    tensorrt_llm passes the tensor through itself).""",
 )
 
 # -- postprocessing ------------------------------------------------------------------------------------------
@@ -365,7 +386,13 @@ POSTPROCESSING = Model(
 )
 
 # -- the chain, written once: ensemble, rag and tensorrt_llm_bls read these ----------------------------------
-LLM_STEP = {GPU: TENSORRT_LLM_COUNTS, CPU: TENSORRT_LLM}  # the decoupled step: it returns the token counts
+
+
+def llm_step(target: str, passthrough: bool = False) -> Model:
+    """The chain's decoupled step on ``target``: tensorrt_llm, which returns the token counts on both targets,
+    or where an ensemble carries a tensor past it (``passthrough``) on GPU, tensorrt_llm_passthrough."""
+    return TENSORRT_LLM_PASSTHROUGH if passthrough and target == GPU else TENSORRT_LLM
+
 
 FROM_PREPROCESSING = {  # preprocessing output -> LLM step input
     PRE_INPUT_ID.name: INPUT_IDS.name,
@@ -375,8 +402,8 @@ FROM_PREPROCESSING = {  # preprocessing output -> LLM step input
     PRE_OUT_PAD_ID.name: PAD_ID.name,
     PRE_STOP_WORDS_IDS.name: STOP_WORDS_LIST.name,
     PRE_BAD_WORDS_IDS.name: BAD_WORDS_LIST.name,
-    PRE_OUT_SEED.name: RANDOM_SEED.name,
-    PRE_OUT_MIN_TOKENS.name: MIN_LENGTH.name,
+    PRE_OUT_SEED.name: SEED.name,
+    PRE_OUT_MIN_TOKENS.name: MIN_TOKENS.name,
 }
 TO_LLM = {  # client input -> LLM step input, where both exist on the target
     TOP_K.name: RUNTIME_TOP_K.name,
@@ -423,7 +450,7 @@ def llm_steps(
     from the ensemble tensor ``query``, the chat-template flag from ``chat``, and ``passthrough`` ``(in,
     out)``: an ensemble tensor carried through the decoupled step to an ensemble output (rag's sources).
     Tensors between the steps are named after what they feed, with a leading underscore."""
-    llm = LLM_STEP[target]
+    llm = llm_step(target, passthrough is not None)
     have, give = _names(inputs, target), _names(outputs, target)
     llm_in, llm_out = _names(llm.inputs, target), _names(llm.outputs, target)
     post_in = _names(POSTPROCESSING.inputs, target)
@@ -457,22 +484,17 @@ ENSEMBLE = Model(
     gpu=ensemble(*llm_steps(GPU, LLM_INPUTS, LLM_OUTPUTS)),
     cpu=ensemble(
         *llm_steps(CPU, LLM_INPUTS, LLM_OUTPUTS),
-        doc="""CPU config: config.pbtxt's ensemble with tensorrt_llm itself as the decoupled step: the CPU
-        tensorrt_llm model returns the token counts, so it needs no tensorrt_llm_counts step. That saves a
-        Python hop per streamed token, and that step's decoupled BLS, which Triton 24.10's Python backend
-        cannot run safely beside other Python threads (python_backend Stub::ProcessBLSResponseDecoupled builds
-        the response's NumPy arrays without the GIL: under 8 concurrent streams the stub crashed in
-        PyType_GenericAlloc, see README "Known limits"). And one more tensor: each sequence's stop_request_id
-        goes from tensorrt_llm to postprocessing, which stops the sequence when the client has cancelled
-        (Triton cancels only the steps it schedules after a cancel). And two optional inputs, guided
-        decoding's (tensorrtllm_backend v0.19's names), which go to tensorrt_llm.""",
+        doc="""CPU config: config.pbtxt's ensemble and one more tensor: each sequence's stop_request_id goes
+        from tensorrt_llm to postprocessing, which stops the sequence when the client has cancelled (Triton
+        24.10 cancels only the steps it schedules after a cancel).""",
     ),
-    doc="""The streaming pipeline: preprocessing -> the decoupled LLM step (tensorrt_llm_counts on GPU:
-    tensorrt_llm plus the token counts) -> postprocessing, with the inputs and outputs of TensorRT-LLM's
-    inflight_batcher_llm ensemble (1.x names: seed, min_tokens, return_num_*_tokens, num_*_tokens), plus the
-    legacy names random_seed and min_length and an optional apply_chat_template. preprocessing folds
-    seed/random_seed and min_tokens/min_length into the random_seed and min_length that tensorrtllm_backend
-    v0.14.0 reads.
+    doc="""The streaming pipeline: preprocessing -> tensorrt_llm (decoupled) -> postprocessing, with the
+    inputs and outputs of TensorRT-LLM 1.2.1's inflight_batcher_llm ensemble (seed, min_tokens,
+    num_return_sequences, return_num_*_tokens, num_*_tokens, guided_decoding_guide_type /
+    guided_decoding_guide), plus the legacy names random_seed and min_length and an optional
+    apply_chat_template. preprocessing folds seed/random_seed and min_tokens/min_length into the seed and
+    min_tokens tensorrt_llm reads. tensorrt_llm returns the token counts itself on both targets, so no Python
+    step sits between it and the client on the streaming path.
 
     Streaming: gRPC stream and HTTP generate_stream. Non-streaming (stream false) works on gRPC streams and
     HTTP /generate (one response); unary gRPC ModelInfer needs tensorrt_llm_bls (Triton rejects it on
@@ -481,12 +503,12 @@ ENSEMBLE = Model(
 )
 
 
-def _bls(target: str, **changes: object) -> Deployment:
-    """tensorrt_llm_bls on ``target``: it calls the chain's models, the decoupled step named ``llm_model``."""
-    chain = (PREPROCESSING.name, LLM_STEP[target].name, POSTPROCESSING.name)
-    return Deployment(
-        backend="python", bls_models=chain, parameters={"llm_model": LLM_STEP[target].name}, **changes
-    )
+_BLS = Deployment(
+    backend="python",
+    bls_models=(PREPROCESSING.name, TENSORRT_LLM.name, POSTPROCESSING.name),
+    parameters={"llm_model": TENSORRT_LLM.name},
+    instances=16,
+)
 
 
 CPU_BLS_INSTANCES = 8
@@ -496,24 +518,20 @@ TENSORRT_LLM_BLS = Model(
     inputs=LLM_INPUTS,
     outputs=tuple(t for t in LLM_OUTPUTS if t is not BATCH_INDEX),
     max_batch_size=64,
-    gpu=_bls(GPU, instances=16),
-    cpu=_bls(
-        CPU,
+    gpu=_BLS,
+    cpu=_BLS.but(
         instances=CPU_BLS_INSTANCES,
-        doc="""CPU config: config.pbtxt's, calling tensorrt_llm directly instead of tensorrt_llm_counts (the
-        CPU tensorrt_llm returns the token counts), with 8 instances, the one-response requests in flight at
-        once (streams through the ensemble are not limited by it): each is a Python process of ~50 MB, and
-        tritonserver stops them one by one at ~1 s each, so 16 held Ctrl-C of `fleet serve` for 20 s; and
-        guided decoding's two optional inputs (tensorrtllm_backend v0.19's names), passed on to
-        tensorrt_llm.""",
+        doc="""CPU config: config.pbtxt's with 8 instances, the one-response requests in flight at once
+        (streams through the ensemble are not limited by it): each is a Python process of ~50 MB, and
+        tritonserver stops them one by one at ~1 s each, so 16 held Ctrl-C of `fleet serve` for 20 s.""",
     ),
     doc="""Non-streaming path for HTTP /generate and unary gRPC: calls preprocessing, the decoupled LLM step
     (parameter llm_model) and postprocessing (BLS) and answers once. Same inputs and outputs as the ensemble
     but batch_index; stream=true is rejected (use "ensemble"). Unlike TensorRT-LLM's own tensorrt_llm_bls, it
     is not decoupled: that is what makes unary calls work. An instance serves one request at a time (execute
-    waits for the answer), so the instance count is how many requests are generating together: enough to fill
-    tensorrt_llm's waves (max_batch), no dynamic batching (a batch would run its requests one after another in
-    one instance).""",
+    waits for the answer), so the instance count is how many requests are generating together (its unary
+    share of tensorrt_llm's running sequences), no dynamic batching (a batch would run its requests one after
+    another in one instance).""",
 )
 
-MODELS = (PREPROCESSING, TENSORRT_LLM, TENSORRT_LLM_COUNTS, POSTPROCESSING, ENSEMBLE, TENSORRT_LLM_BLS)
+MODELS = (PREPROCESSING, TENSORRT_LLM, TENSORRT_LLM_PASSTHROUGH, POSTPROCESSING, ENSEMBLE, TENSORRT_LLM_BLS)

@@ -13,6 +13,7 @@ import copy
 import json
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,14 @@ SETTINGS = (
 def dataset_rows(model: str) -> np.ndarray:
     """Every row of the model's dataset as float32 (scikit-learn's bundled copy: the training data)."""
     return models.get(model).dataset().data.astype(np.float32)
+
+
+def samples(model: str) -> Callable[[Path, int], dict[str, np.ndarray]]:
+    """Real inputs of ``model`` for ``fleet tune`` (tritonfleet/tune/inputs.py): its dataset's rows."""
+    return lambda repository, count: {client.INPUT: dataset_rows(model)[:count]}
+
+
+SAMPLES = {model: samples(model) for model in models.discover()}
 
 
 def write_input_data(rows: np.ndarray, path: Path) -> Path:

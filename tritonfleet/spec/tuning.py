@@ -20,10 +20,13 @@ is ``cpu`` or a GPU name of the table (``tritonfleet/plan/gpus.py``) in lower ca
       "gpu_memory_bytes": 734003200            # optional: GPU memory one instance took, measured
     }
 
-The planner takes ``instances`` as the count per GPU (or, with ``fleet plan --rps MODEL=N``, as many as
-N inferences/s need at ``throughput_per_instance``), the batcher settings as they are, and a measured
-``gpu_memory_bytes`` instead of its own estimate of an instance. ``max_batch_size`` is the interface and is
-never tuned.
+``fleet tune`` (tritonfleet/tune/) writes it from Model Analyzer's search. The CPU record is applied by
+``fleet render`` to the model's ``configs/cpu.pbtxt`` (instances and the batcher settings: the declaration in
+``pipelines/<name>/interface.py`` holds the defaults, the record the tuned values, each fact once); GPU
+records are read by ``fleet plan``. The planner takes ``instances`` as the count per GPU (or, with
+``fleet plan --rps MODEL=N``, as many as N inferences/s need at ``throughput_per_instance``), the batcher
+settings as they are, and a measured ``gpu_memory_bytes`` instead of its own estimate of an instance.
+``max_batch_size`` is the interface and is never tuned.
 """
 
 from __future__ import annotations
@@ -60,6 +63,40 @@ class Record:
 def target_key(target: str) -> str:
     """The file name's stem for a target: ``L4`` -> ``l4``."""
     return target.lower()
+
+
+def to_json(record: Record) -> dict[str, object]:
+    """The record as the file holds it (format 1)."""
+    data: dict[str, object] = {
+        "format": FORMAT,
+        "model": record.model,
+        "target": record.target,
+        "measured_at": record.measured_at,
+        "tool": record.tool,
+        "instances": record.instances,
+        "throughput_per_instance": round(record.throughput_per_instance, 3),
+    }
+    batching: dict[str, object] = {}
+    if record.preferred_batch_size is not None:
+        batching["preferred_batch_size"] = list(record.preferred_batch_size)
+    if record.max_queue_delay_microseconds is not None:
+        batching["max_queue_delay_microseconds"] = record.max_queue_delay_microseconds
+    if batching:
+        data["dynamic_batching"] = batching
+    if record.latency_p99_ms is not None:
+        data["latency_p99_ms"] = round(record.latency_p99_ms, 3)
+    if record.gpu_memory_bytes is not None:
+        data["gpu_memory_bytes"] = record.gpu_memory_bytes
+    return data
+
+
+def write(model_dir: Path, record: Record) -> Path:
+    """``<model_dir>/tuning/<target>.json``, read back to check it; the path."""
+    path = model_dir / "tuning" / f"{target_key(record.target)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_json(record), indent=2) + "\n")
+    read(path, model_dir.name)
+    return path
 
 
 def records(model_dir: Path) -> dict[str, Record]:
