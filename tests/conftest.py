@@ -64,14 +64,13 @@ def copy_sources(dest: Path) -> Path:
 def running_fleet(home: Path, **options: Any) -> Iterator[Fleet]:
     """``fleet serve``'s Fleet of the built repository on free ports (front door, /v1 app, console), started,
     with its keys file and server log in ``home`` and no probes (their tokens would count in the tests'
-    generation checks); ``options`` go to :class:`Fleet`. Stopped on exit."""
+    generation checks); ``options`` go to :class:`Fleet` (``openai_port=None``: no /v1 app). Stopped on
+    exit."""
     fleet = Fleet.on_free_ports(
         REPOSITORY,
         keys_path=home / "keys.json",
         log=home / "tritonserver.log",
-        probe_interval=3600,
-        openai_port=free_port(),
-        **options,
+        **{"probe_interval": 3600, "openai_port": free_port(), **options},
     )
     fleet.start()
     try:

@@ -6,12 +6,23 @@ its own."""
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tritonfleet.pipelines import Command, ints
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+def _tool(name: str) -> Callable[[argparse.Namespace, Console], int]:
+    """The bench that ``tritonfleet.tools.bench.<name>.run(args, console)`` runs, imported when it runs."""
+
+    def run(args: argparse.Namespace, console: Console) -> int:
+        return importlib.import_module(f"tritonfleet.tools.bench.{name}").run(args, console)
+
+    return run
 
 
 def _batch_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,20 +37,8 @@ def _batch_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _batch(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.tools.bench import batch
-
-    return batch.run(args, console)
-
-
 def _fleet_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--starts", type=int, default=3, help="fresh starts to measure")
-
-
-def _fleet(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.tools.bench import fleet
-
-    return fleet.run(args, console)
 
 
 def _frontdoor_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,12 +50,6 @@ def _frontdoor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--skip", default="", help="comma-separated parts to skip: tabular,http,image,llm,recovery"
     )
-
-
-def _frontdoor(args: argparse.Namespace, console: Console) -> int:
-    from tritonfleet.tools.bench import frontdoor
-
-    return frontdoor.run(args, console)
 
 
 def _openai_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,13 +80,15 @@ BENCHES = {
     "batch": Command(
         "batch lines vs the same requests straight to /v1; interactive traffic during a batch; recovery",
         _batch_arguments,
-        _batch,
+        _tool("batch"),
     ),
-    "fleet": Command("the whole fleet: time to ready and memory over fresh starts", _fleet_arguments, _fleet),
+    "fleet": Command(
+        "the whole fleet: time to ready and memory over fresh starts", _fleet_arguments, _tool("fleet")
+    ),
     "frontdoor": Command(
         "the same requests straight to Triton and through the front door (and recovery times)",
         _frontdoor_arguments,
-        _frontdoor,
+        _tool("frontdoor"),
     ),
     "openai": Command(
         "/v1 (genai-perf, chat, streaming) vs the same prompts to the gRPC ensemble (and llama.cpp)",

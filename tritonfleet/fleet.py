@@ -19,7 +19,7 @@ from tritonfleet.console.api import Console
 from tritonfleet.frontdoor.access import AccessControl
 from tritonfleet.frontdoor.keys import KeyStore, home
 from tritonfleet.frontdoor.policy import PublicModels
-from tritonfleet.frontdoor.service import FrontDoor, Ports, Upstreams, is_local
+from tritonfleet.frontdoor.service import FrontDoor, Ports, is_local
 from tritonfleet.frontdoor.validation import Limits
 from tritonfleet.openai import OpenAIServer
 from tritonfleet.pipelines.loading import models_to_load
@@ -148,9 +148,7 @@ class Fleet:
                 self.access,
                 self.host,
                 self.requested,
-                Upstreams(
-                    self.server.http_port, self.server.grpc_port, self.server.metrics_port, openai_port
-                ),
+                Ports(self.server.http_port, self.server.grpc_port, self.server.metrics_port, openai_port),
                 internal=(str(self.repository), str(self.server.repository)),
                 transport=self.grpc_transport,
             )

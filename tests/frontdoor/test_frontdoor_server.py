@@ -19,12 +19,11 @@ import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import CAT_CLASSES
+from tests.conftest import CAT_CLASSES, running_fleet
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.clients import FleetClient
 from tritonfleet.fleet import Fleet
 from tritonfleet.frontdoor.keys import KeyFile
-from tritonfleet.server import free_port
 from tritonfleet.tools import stress
 
 pytestmark = pytest.mark.server
@@ -35,18 +34,8 @@ FUZZ_HTTP, FUZZ_GRPC = 6000, 4000
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    home = tmp_path_factory.mktemp("frontdoor")
-    f = Fleet.on_free_ports(
-        REPOSITORY,
-        keys_path=home / "keys.json",
-        log=home / "tritonserver.log",
-        memory_limit=MEMORY_CAP,
-        probe_interval=3600,
-        openai_port=free_port(),
-    )
-    f.start()
-    yield f
-    f.stop()
+    with running_fleet(tmp_path_factory.mktemp("frontdoor"), memory_limit=MEMORY_CAP) as f:
+        yield f
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import serialize_byte_tensor
 
+from tests.conftest import running_fleet
 from tests.llm.conftest import inputs, metric, wait_idle
-from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.clients import FleetClient
 from tritonfleet.fleet import Fleet
 from tritonfleet.frontdoor.grpc_native import NativeGrpcFrontDoor
@@ -44,20 +44,15 @@ LONG = {"text_input": CHAT.format("Write a very long essay about rivers."), "max
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    home = tmp_path_factory.mktemp("grpc-transports")
-    f = Fleet.on_free_ports(
-        REPOSITORY,
+    with running_fleet(
+        tmp_path_factory.mktemp("grpc-transports"),
         models=["wine_sklearn", "llm"],
         public=["wine_sklearn", "ensemble", "tensorrt_llm_bls", "tensorrt_llm"],
-        keys_path=home / "keys.json",
-        log=home / "tritonserver.log",
-        probe_interval=3600,
         limits=Limits(max_body_bytes=BODY_LIMIT, max_tensor_bytes=BODY_LIMIT),
         grpc_transport="native",
-    )
-    f.start()
-    yield f
-    f.stop()
+        openai_port=None,
+    ) as f:
+        yield f
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import CAT_CLASSES
-from tritonfleet.artifacts import REPOSITORY
+from tests.conftest import CAT_CLASSES, running_fleet
 from tritonfleet.clients import FleetClient
 from tritonfleet.fleet import Fleet
 
@@ -28,18 +27,14 @@ RECOVERY_WAIT_S = 240  # generous: the bench reports the times (targets 30 s for
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     home = tmp_path_factory.mktemp("supervised")
-    f = Fleet.on_free_ports(
-        REPOSITORY,
-        models=["image_classifier", "llm"],
-        keys_path=home / "keys.json",
-        log=home / "tritonserver.log",
-        probe_interval=3600,
-        say=lambda line: print(line, file=(home / "supervisor.log").open("a")),
-    )
-    f.start()
-    f.log_dir = home  # type: ignore[attr-defined]
-    yield f
-    f.stop()
+
+    def say(line: str) -> None:
+        with (home / "supervisor.log").open("a") as log:
+            print(line, file=log)
+
+    with running_fleet(home, models=["image_classifier", "llm"], say=say, openai_port=None) as f:
+        f.log_dir = home  # type: ignore[attr-defined]
+        yield f
 
 
 def stub_of(fleet: Fleet, model: str) -> tuple[int, Path | None]:

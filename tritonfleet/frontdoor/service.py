@@ -35,15 +35,8 @@ def is_local(host: str) -> bool:
 
 @dataclass(frozen=True)
 class Ports:
-    http: int
-    grpc: int
-    metrics: int
-    openai: int | None = None
-
-
-@dataclass(frozen=True)
-class Upstreams:
-    """Where Triton (and the OpenAI app) listen, on 127.0.0.1."""
+    """A set of ports: the ones the front door serves, or its upstreams' (Triton's and the OpenAI app's,
+    on 127.0.0.1)."""
 
     http: int
     grpc: int
@@ -78,7 +71,7 @@ class FrontDoor:
         access: AccessControl,
         host: str,
         ports: Ports,
-        upstreams: Upstreams,
+        upstreams: Ports,
         internal: tuple[str, ...] = (),
         transport: str = "auto",
     ):

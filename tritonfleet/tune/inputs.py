@@ -20,13 +20,21 @@ from tritonfleet.deploy.calibration import Samples
 HOOKS = (("calibration", "MODELS"), ("bench.tuning", "SAMPLES"))
 
 
+def _declared(module: str) -> bool:
+    """Whether ``module`` exists (False too where a parent is a module, not a package)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def producers() -> dict[str, Samples]:
     """Every model with real inputs, by name, from the pipelines' hooks."""
     found: dict[str, Samples] = {}
     for name in pipelines.registry():
         for module_name, attribute in HOOKS:
             qualified = f"{pipelines.__name__}.{name}.{module_name}"
-            if importlib.util.find_spec(qualified) is not None:
+            if _declared(qualified):
                 found.update(getattr(importlib.import_module(qualified), attribute, {}))
     return found
 
