@@ -62,6 +62,25 @@ def test_image_takes_every_pin_from_docker_image_env() -> None:
                 assert value not in path.read_text(errors="ignore"), (name, path)
 
 
+def test_image_ships_the_console_bundled_from_its_lock_file() -> None:
+    """The console's assets are git-ignored build output: the image bundles them in a stage of its own from
+    package-lock.json with the set-up's own build script, and the wheel the serving stage installs has them;
+    the host's bundle and npm packages never enter the build context."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    console = dockerfile.split("\nFROM ${NODE_IMAGE} AS console\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "RUN npm ci " in console and "RUN node build.mjs" in console
+    assert "tritonfleet/console/web/package-lock.json" in console
+    build = (ROOT / "tritonfleet" / "console" / "web" / "build.mjs").read_text()
+    assert 'new URL("../static/", import.meta.url)' in build  # /web/build.mjs writes /static
+    copy = "COPY --from=console /static /src/tritonfleet/console/static"
+    assert dockerfile.index(copy) < dockerfile.index("RUN pip wheel ")
+    # that the wheel then ships the bundle: tests/test_packaging.py
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {"tritonfleet/console/static", "tritonfleet/console/web/node_modules"} <= set(ignored)
+    node = image.read_env()["NODE_IMAGE"]
+    assert node.startswith("node:") and "-bookworm" in node
+
+
 def test_entrypoint_serves_the_gpu_configs_behind_the_front_door() -> None:
     command = entrypoint_command()
     assert command[:3] == ["fleet", "--repository", "$MODEL_REPOSITORY"] and command[3] == "serve"

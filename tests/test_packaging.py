@@ -67,6 +67,8 @@ def test_the_wheel_holds_every_module_and_data_file(wheel: Path) -> None:
             continue
         inside = Path("tritonfleet/clients", *path.parts[1:]) if path.parts[0] == "clients" else path
         assert (wheel / inside).is_file(), f"{path} is not in the wheel"
+    for name in ("index.html", "console.js", "console.css"):  # the bundle the set-up (or the image) made
+        assert (wheel / "tritonfleet" / "console" / "static" / name).is_file(), name
     (info,) = wheel.glob("tritonfleet-*.dist-info")
     assert "fleet = tritonfleet.cli:main" in (info / "entry_points.txt").read_text()
 
