@@ -187,3 +187,17 @@ def test_the_image_bakes_the_committed_plans() -> None:
         gpus = words[words.index("--gpus") + 1]
         baked.append(words[words.index("--name") + 1] if "--name" in words else gpus.lower())
     assert sorted(baked) == sorted(PLANS)
+
+
+def test_the_dashboard_configmap_is_docker_monitoring_s_dashboard() -> None:
+    """Grafana's dashboard sidecar (kube-prometheus-stack) loads ConfigMaps with its label: the committed
+    dashboard, on the Deployment's path (kustomization)."""
+    for name in PLANS:
+        folder = ROOT / command.output_dir(name)
+        (doc,) = yaml.safe_load_all((folder / "grafana-dashboard.yaml").read_text())
+        label, value = kubernetes.GRAFANA_DASHBOARD_LABEL
+        assert doc["kind"] == "ConfigMap" and doc["metadata"]["labels"][label] == value
+        (text,) = doc["data"].values()
+        assert json.loads(text) == json.loads((ROOT / "docker" / "monitoring" / "dashboard.json").read_text())
+        kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        assert "grafana-dashboard.yaml" in kustomization["resources"]

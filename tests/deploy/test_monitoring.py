@@ -111,11 +111,30 @@ def test_compose_prometheus_uses_docker_monitoring() -> None:
     assert mounts == {"./monitoring/prometheus.yml": "/etc/prometheus/prometheus.yml",
                       "./monitoring/rules.yml": "/etc/prometheus/rules.yml"}  # fmt: skip
     config = DOCKER / "monitoring" / "prometheus.yml"
-    if not config.is_file():
-        pytest.skip("docker/monitoring/ comes with the monitoring work (branch monitoring)")
     targets = [t for job in yaml.safe_load(config.read_text())["scrape_configs"]
                for sc in job.get("static_configs", []) for t in sc["targets"]]  # fmt: skip
     assert "tritonfleet:8002" in targets  # the compose service's metrics port: Triton's and the front door's
     if promtool is not None:
         result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_grafana_provisions_the_dashboard_over_its_prometheus() -> None:
+    """Grafana reads provisioning files from /etc/grafana/provisioning/{datasources,dashboards}/; the
+    dashboard provider's folder holds dashboard.json, and the data source is the compose Prometheus."""
+    services = compose()["services"]
+    grafana = services["grafana"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if v.startswith("./"))
+    assert mounts["./monitoring/grafana/datasources.yml"].startswith("/etc/grafana/provisioning/datasources/")
+    assert mounts["./monitoring/grafana/dashboards.yml"].startswith("/etc/grafana/provisioning/dashboards/")
+    for source in mounts:
+        assert (DOCKER / source).is_file(), source
+    grafana_files = DOCKER / "monitoring" / "grafana"
+    (provider,) = yaml.safe_load((grafana_files / "dashboards.yml").read_text())["providers"]
+    assert provider["type"] == "file"
+    assert Path(mounts["./monitoring/dashboard.json"]).parent == Path(provider["options"]["path"])
+    (source,) = yaml.safe_load((grafana_files / "datasources.yml").read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"]
+    host, port = source["url"].removeprefix("http://").split(":")
+    assert host in services and f"{port}:{port}" in services[host]["ports"]
+    assert "prometheus" in grafana["depends_on"]

@@ -5,7 +5,8 @@ scraping all go to it; tritonserver listens on 127.0.0.1 inside), ``--model-conf
 plan's other tritonserver flags are its arguments, its GPU request and node affinity are the plan's, and
 a tensor-parallel LLM gets the orchestrator mode and ``--tp`` for the engine build. Beside the Deployment:
 the engine/plan cache claim, the Service, a ServiceMonitor and a PodMonitor (Prometheus Operator, one of
-the two), the HPA on queue time and the Prometheus Adapter rule it needs, and a KServe ServingRuntime +
+the two), the HPA on queue time and the Prometheus Adapter rule it needs, the Grafana dashboard as a
+ConfigMap that Grafana's dashboard sidecar provisions (kube-prometheus-stack's), and a KServe ServingRuntime +
 InferenceService as the alternative to the Deployment. ``generate`` returns file name -> documents.
 """
 
@@ -20,6 +21,7 @@ import yaml
 
 from tritonfleet.deploy import adapter
 from tritonfleet.deploy.image import Image
+from tritonfleet.monitoring import dashboard
 
 NAME = "tritonfleet"
 LABELS = {"app.kubernetes.io/name": NAME}
@@ -31,6 +33,9 @@ MIB = 1 << 20
 SHM_PER_PYTHON_INSTANCE = 64 * MIB  # a stub's region: 16 MiB default, grown by 16 MiB for large tensors
 STARTUP_SECONDS = 30 * 60  # the first start on a GPU builds every plan and the LLM engine
 GPU_ROLES = ("llm", "tensorrt", "gpu")
+# The label Grafana's dashboard sidecar watches ConfigMaps for (kube-prometheus-stack's
+# grafana.sidecar.dashboards.label and labelValue defaults).
+GRAFANA_DASHBOARD_LABEL = ("grafana_dashboard", "1")
 
 
 @dataclass(frozen=True)
@@ -263,6 +268,14 @@ def generate(
             }
         },
     }
+    label, value = GRAFANA_DASHBOARD_LABEL
+    meta = _meta(f"{NAME}-dashboard", plan, image)
+    dashboards = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {**meta, "labels": {**meta["labels"], label: value}},
+        "data": {f"{NAME}.json": json.dumps(dashboard.document(), indent=2) + "\n"},
+    }
     return {
         "cache-pvc.yaml": [claim],
         "deployment.yaml": [deployment],
@@ -270,6 +283,7 @@ def generate(
         "servicemonitor.yaml": [service_monitor],
         "podmonitor.yaml": [pod_monitor],
         "hpa.yaml": [hpa],
+        "grafana-dashboard.yaml": [dashboards],
         "prometheus-adapter-rules.yaml": [adapter_config],
         "kserve/servingruntime.yaml": [runtime],
         "kserve/inferenceservice.yaml": [inference_service],
@@ -301,6 +315,7 @@ KUSTOMIZATION = (
     "service.yaml",
     "servicemonitor.yaml",
     "hpa.yaml",
+    "grafana-dashboard.yaml",
 )
 
 

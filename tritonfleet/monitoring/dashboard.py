@@ -288,3 +288,18 @@ def document() -> dict[str, Any]:
         "annotations": {"list": []},
         "panels": out,
     }
+
+
+GRAFANA_DASHBOARDS = "/var/lib/grafana/dashboards"  # where the compose file mounts dashboard.json
+
+
+def provisioning(prometheus_url: str) -> dict[str, dict[str, Any]]:
+    """Grafana's provisioning files (``/etc/grafana/provisioning/<kind>/tritonfleet.yml``) that load the
+    dashboard from ``GRAFANA_DASHBOARDS`` over a default Prometheus data source at ``prometheus_url``; the
+    dashboard's ``datasource`` variable picks the default one."""
+    source = {"name": "Prometheus", "type": "prometheus", "access": "proxy", "url": prometheus_url}
+    provider = {"name": "tritonfleet", "type": "file", "allowUiUpdates": False}
+    return {
+        "datasources": {"apiVersion": 1, "datasources": [{**source, "isDefault": True}]},
+        "dashboards": {"apiVersion": 1, "providers": [{**provider, "options": {"path": GRAFANA_DASHBOARDS}}]},
+    }
