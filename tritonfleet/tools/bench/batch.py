@@ -140,6 +140,10 @@ def run_batch(
         "failed": counts.failed,
         "lines_per_s": counts.completed / wall,
         "tokens": tokens,
+        # the batch's own timestamps (whole seconds): where its wall time went
+        "validating_s": (batch.in_progress_at or 0) - batch.created_at,
+        "in_progress_s": (batch.finalizing_at or 0) - (batch.in_progress_at or 0),
+        "finalizing_s": (batch.completed_at or 0) - (batch.finalizing_at or 0),
     }
 
 
