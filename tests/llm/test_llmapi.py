@@ -27,6 +27,7 @@ from tritonfleet.cli import main
 from tritonfleet.deploy import llmapi as variant
 from tritonfleet.pipelines.llm import interface as llm
 from tritonfleet.pipelines.llm import llmapi
+from tritonfleet.pipelines.loading import models_to_load
 from tritonfleet.plan import memory, pack, render, spec
 from tritonfleet.repository import Repository, parse_config
 from tritonfleet.validate import validate_repository
@@ -64,6 +65,11 @@ def test_the_variant_parses_and_validates(repo: Path) -> None:
     ]
     # Validation is not blind to the variant: the engine path's declarations do not describe it.
     assert validate_repository(repo)
+    # fleet serve loads the adapter and the LLM-API model, not preprocessing (kept for the OpenAI app's
+    # tokenizer folder).
+    loaded = models_to_load(repo, ["llm", "rag"], target="gpu")
+    assert {"tensorrt_llm", "llmapi_adapter", "ensemble", "tensorrt_llm_bls", "rag"} <= set(loaded)
+    assert "preprocessing" not in loaded and (repo / "preprocessing").is_symlink()
 
 
 def test_a_broken_variant_is_caught(tmp_path: Path) -> None:

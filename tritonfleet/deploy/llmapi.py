@@ -10,7 +10,7 @@ adapter that keeps every name clients call (:mod:`tritonfleet.pipelines.llm.llma
   own cap), links to the image's llmapi ``model.py`` and ``helpers.py``, and a ``model.py`` for each of
   the adapter's models;
 - every other model is a link to its folder in the source repository (artifacts, CPU and planned
-  configs); the engine path's preprocessing, postprocessing and tensorrt_llm_passthrough are left out.
+  configs); the engine path's postprocessing and tensorrt_llm_passthrough are left out.
 
 ``fleet validate --llm-path llmapi --repository DIR`` checks the result against the variant's
 declarations (:func:`variant_models`). ``LLM_PATH`` in docker/image.env picks the path the image serves.

@@ -18,8 +18,8 @@ The llmapi variant of the repository keeps every name a client calls (``fleet re
 - ``ensemble`` is a Triton ensemble of that one step (names unchanged), ``tensorrt_llm_bls`` the adapter's
   code answering once (not decoupled), rag's ensemble steps to the adapter instead of the id chain
   (``tritonfleet/pipelines/rag/interface.py``'s ``RAG_LLMAPI``).
-- The engine path's ``preprocessing``, ``postprocessing`` and ``tensorrt_llm_passthrough`` are not in it
-  (:data:`DROPPED`).
+- The engine path's ``postprocessing`` and ``tensorrt_llm_passthrough`` are not in it (:data:`DROPPED`);
+  ``preprocessing`` stays, unloaded, for its tokenizer folder, which the OpenAI app reads.
 
 Client inputs the LLM API model has no tensor for (:data:`UNSUPPORTED`) are refused with INVALID_ARG when a
 request sets them to anything but their neutral value, never silently ignored.
@@ -232,7 +232,8 @@ TENSORRT_LLM_BLS = Model(
 )
 
 MODELS = (LLMAPI, ADAPTER, ENSEMBLE, TENSORRT_LLM_BLS)  # rag's is RAG_LLMAPI, in rag's interface
-DROPPED = (llm.PREPROCESSING.name, llm.POSTPROCESSING.name, llm.TENSORRT_LLM_PASSTHROUGH.name)
+# Not in the variant. preprocessing stays: nothing calls it, but the OpenAI app reads its tokenizer folder.
+DROPPED = (llm.POSTPROCESSING.name, llm.TENSORRT_LLM_PASSTHROUGH.name)
 
 # -- model.yaml ----------------------------------------------------------------------------------------------
 # The tensorrt_llm.LLM arguments model.yaml sets (BaseLlmArgs fields, stored llm_args.py), KvCacheConfig's.
