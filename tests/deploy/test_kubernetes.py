@@ -187,3 +187,13 @@ def test_the_image_bakes_the_committed_plans() -> None:
         gpus = words[words.index("--gpus") + 1]
         baked.append(words[words.index("--name") + 1] if "--name" in words else gpus.lower())
     assert sorted(baked) == sorted(PLANS)
+
+
+def test_the_llmapi_path_reaches_the_pods(generated: dict[str, Any]) -> None:
+    """fleet deploy k8s --llm-path llmapi: the entrypoint's LLM_PATH, and no engine build arguments."""
+    plan, _ = generated["3xl4-tp3"]
+    k8s = command.planned(Repository(REPOSITORY), "3xL4", "3xl4-tp3", {"tensorrt_llm": 3})[1]
+    files = command.manifests(plan, k8s, Repository(REPOSITORY), llm_path="llmapi")
+    (c,) = yaml.safe_load(files["deployment.yaml"])["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["LLM_PATH"] == "llmapi" and "LLM_BUILD_ARGS" not in env
