@@ -222,7 +222,7 @@ def test_streamed_rows_become_deltas_with_counts_and_batch_index(adapter) -> Non
         "text_input": [[p] for p in prompts],
         "max_tokens": [[16], [8]],
         "stream": [[True], [True]],
-        "top_k": [[0], [0]],
+        "top_k": [[5], [0]],
         "top_p": [[0.0], [0.0]],
         "random_seed": [[7], [8]],
         "return_num_input_tokens": [[True], [True]],
@@ -254,6 +254,7 @@ def test_streamed_rows_become_deltas_with_counts_and_batch_index(adapter) -> Non
     )
     assert row1["sampling_param_seed"].tolist() == [8] and row1["sampling_param_seed"].dtype == np.uint64
     assert row1["sampling_param_top_k"].tolist() == [1] and "sampling_param_top_p" not in row1  # greedy
+    assert sent["r-0"]["sampling_param_top_k"].tolist() == [5] and "sampling_param_top_p" not in sent["r-0"]
     assert row1["sampling_param_exclude_input_from_output"].tolist() == [True]  # the engine path's default
     assert row1["streaming"].tolist() == [True]
 
@@ -290,6 +291,16 @@ def test_inputs_the_llmapi_model_lacks_are_refused_unless_neutral(adapter, name,
         assert stand_in.calls == []
     else:
         assert error is None and len(stand_in.calls) == 1
+
+
+def test_a_cancelled_stream_sends_the_llmapi_stop_request(adapter) -> None:
+    models, stand_in, _ = adapter
+    model = models["llmapi_adapter"]
+    request = model.request({"text_input": [["Hi"]], "max_tokens": [[4]], "stream": [[True]]}, request_id="c")
+    request.cancelled = True  # the client cancelled: the first response is the last
+    [answer] = model.execute([request])
+    assert len(answer.wait().responses) == 1
+    assert [(rid, sorted(inputs)) for rid, inputs in stand_in.calls][1] == ("c-0", ["stop", "text_input"])
 
 
 def test_an_error_of_the_llmapi_model_is_the_requests(adapter) -> None:

@@ -10,7 +10,8 @@ re-encoded, since the LLM-API model returns no ids) and the pass-through tensor 
 Not decoupled, it answers once with every row's whole text.
 
 ``apply_chat_template`` wraps the text as the user's message with the checkpoint's template, as
-preprocessing does on the engine path. top_k 0 with top_p 0 (the engine path's greedy) is sent as top_k 1.
+preprocessing does on the engine path. top_p 0 is not sent (no nucleus), and with top_k 0 (the engine path's
+greedy) top_k 1 is.
 Inputs the LLM-API model cannot honour (:data:`llmapi.UNSUPPORTED`) are refused unless neutral. A row's
 request id is the client's (or a fresh one) with ``-<row>``; when the client cancels, the row's generation
 is ended with the LLM-API model's stop request for that id.
@@ -118,9 +119,10 @@ class TritonPythonModel:
             values[llmapi.LLMAPI_STREAMING.name] = np.array([stream])
             values.setdefault(llmapi.LLMAPI_EXCLUDE_INPUT.name, np.array([self.exclude_input]))
             top_k, top_p = llmapi.LLMAPI_TOP_K.name, llmapi.LLMAPI_TOP_P.name
-            if top_p in values and values[top_p][0] <= 0:  # the engine path's greedy: top_k 1
+            if top_p in values and values[top_p][0] <= 0:  # top_p 0: none; with top_k 0 too, greedy
                 del values[top_p]
-                values[top_k] = np.array([1], dtype=np.int32)
+                if top_k not in values or values[top_k][0] <= 0:
+                    values[top_k] = np.array([1], dtype=np.int32)
             passthrough = got.get(llm.PASSTHROUGH_IN.name)
             rows.append(
                 Row(
