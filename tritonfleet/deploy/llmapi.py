@@ -12,7 +12,7 @@ adapter that keeps every name clients call (:mod:`tritonfleet.pipelines.llm.llma
 - every other model is a link to its folder in the source repository (artifacts, CPU and planned
   configs); the engine path's postprocessing and tensorrt_llm_passthrough are left out.
 
-``fleet validate --llm-path llmapi --repository DIR`` checks the result against the variant's
+``fleet --repository DIR validate --llm-path llmapi`` checks the result against the variant's
 declarations (:func:`variant_models`). ``LLM_PATH`` in docker/image.env picks the path the image serves.
 """
 
