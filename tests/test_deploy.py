@@ -15,6 +15,7 @@ import pytest
 
 from tritonfleet import pipelines
 from tritonfleet.deploy import image
+from tritonfleet.pipelines.llm import llmapi
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -286,6 +287,22 @@ def test_entrypoint_serves_the_llmapi_variant_when_llm_path_says_so(fake_image: 
     assert (
         planned.returncode != 0 and "fleet plan" in planned.stdout + planned.stderr
     )  # that plan was not made
+
+
+def test_image_ships_what_the_llmapi_variant_links() -> None:
+    """The LLM-API variant's links and paths are where the image puts them: NVIDIA's llmapi model files from
+    the tag of the image's TensorRT-LLM, the checkpoint the engine path builds from."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    entrypoint = (DOCKER / "entrypoint.sh").read_text()
+    line = r"^COPY --from=tensorrt-backend /trtllm/triton_backend/all_models/llmapi (\S+)$"
+    copy = re.search(line, dockerfile, re.MULTILINE)
+    assert copy and f"{copy.group(1)}/tensorrt_llm/1" == llmapi.IMAGE_LLMAPI_DIR
+    assert (
+        "triton_backend/all_models/llmapi" in dockerfile.split("sparse-checkout set", 1)[1].split("\n\n")[0]
+    )
+    checkpoint = re.search(r'LLM_CHECKPOINT="\$\{LLM_CHECKPOINT:-([^}]+)\}"', entrypoint).group(1)
+    assert checkpoint == llmapi.CHECKPOINT
+    assert image.read_env()["LLM_PATH"] in ("engine", "llmapi")
 
 
 def test_entrypoint_stops_without_the_llm_checkpoint(fake_image: dict[str, str]) -> None:
