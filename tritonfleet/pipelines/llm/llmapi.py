@@ -26,9 +26,11 @@ request sets them to anything but their neutral value, never silently ignored.
 
 The llmapi model's tensors are those of ``triton_backend/all_models/llmapi/tensorrt_llm/config.pbtxt`` in
 NVIDIA/TensorRT-LLM, read from the stored copy at commit c8c6df08 (2025, before the multimodal and LoRA
-inputs of 2026); the v1.2.1 tag was not among the stored sources. The ``model.yaml`` keys are
-``tensorrt_llm.llmapi.llm_args``'s ``BaseLlmArgs`` and ``KvCacheConfig`` fields (stored copy of
-``tensorrt_llm/llmapi/llm_args.py``): :data:`LLM_API_ARGS`, :data:`KV_CACHE_ARGS`.
+inputs of 2026); its behaviour (whole texts per streamed response, the stop request by request id,
+``triton_config`` applied by ``auto_complete_config``, the ``sampling_param_*`` it reads) from the stored
+``1/model.py`` (044a90d2) and ``1/helpers.py`` (0df60f9a). The v1.2.1 tag was not among the stored sources.
+The ``model.yaml`` keys are ``BaseLlmArgs`` and ``KvCacheConfig`` fields of the stored
+``tensorrt_llm/llmapi/llm_args.py``: :data:`LLM_API_ARGS`, :data:`KV_CACHE_ARGS`.
 """
 
 from __future__ import annotations
