@@ -16,6 +16,11 @@
 # with $LLM_BUILD_ARGS (e.g. --tp 3 from a tensor-parallel plan) into the cache, and the model's
 # gpt_model_path becomes a link to it. Extra arguments (a plan's --model-config-name=NAME, ...) are passed
 # on to tritonserver.
+#
+# LLM_PATH (docker/image.env's, or the environment's) picks the LLM's path: engine (the above) or llmapi:
+# `fleet render --llm-path llmapi` writes the repository's LLM-API variant into $LLMAPI_REPOSITORY (with
+# the plan named by --model-config-name=NAME, its KV-cache cap), which is then served; it has no engine to
+# build, and its other models are links into $MODEL_REPOSITORY.
 set -euo pipefail
 
 MODEL_REPOSITORY="${MODEL_REPOSITORY:-/models}"
@@ -27,6 +32,23 @@ LLM_CHECKPOINT="${LLM_CHECKPOINT:-/opt/tritonfleet/checkpoints/smollm2-135m-inst
 LLM_BUILD_ARGS="${LLM_BUILD_ARGS:-}"
 CALIBRATION="${CALIBRATION:-/opt/tritonfleet/calibration}"
 TRT_PRECISION="${TRT_PRECISION:-fp16}"
+IMAGE_ENV="${IMAGE_ENV:-/opt/tritonfleet/image.env}"
+LLM_PATH="${LLM_PATH:-$(sed -n 's/^LLM_PATH=//p' "$IMAGE_ENV" 2>/dev/null || true)}"
+LLMAPI_REPOSITORY="${LLMAPI_REPOSITORY:-/tmp/tritonfleet-llmapi}"
+
+case "${LLM_PATH:-engine}" in
+    engine) ;;
+    llmapi)
+        plan=()
+        for arg in "$@"; do
+            case "$arg" in --model-config-name=*) plan=(--plan "${arg#--model-config-name=}") ;; esac
+        done
+        echo "tritonfleet: LLM_PATH=llmapi: serving the LLM-API variant in $LLMAPI_REPOSITORY"
+        fleet --repository "$MODEL_REPOSITORY" render --llm-path llmapi --output "$LLMAPI_REPOSITORY" "${plan[@]}"
+        MODEL_REPOSITORY="$LLMAPI_REPOSITORY"
+        ;;
+    *) echo "tritonfleet: LLM_PATH must be engine or llmapi, not $LLM_PATH" >&2; exit 2 ;;
+esac
 
 # The GPU: its name and compute capability (sm90 for 9.0), both in every cache key.
 IFS=, read -r gpu_name compute_cap < <(nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader -i 0)

@@ -2,6 +2,7 @@
 # The first run on a machine with an NVIDIA GPU, Docker with the NVIDIA runtime, and this checkout:
 #
 #   scripts/gpu_check.sh            # IMAGE=tritonfleet-gpu:dev (built with `make image` if missing)
+#   LLM_PATH=llmapi scripts/gpu_check.sh   # the same with the LLM on the LLM-API path (docs/gpu-target.md)
 #
 # builds the image if needed, starts it on GPU 0 with a plan the image bakes for that GPU (1xl4 where the
 # GPU has the memory the plan assumes, else the unplanned GPU configs), lets its entrypoint build the
@@ -52,7 +53,7 @@ fi
 docker rm -f "$NAME" >/dev/null 2>&1
 trap 'docker rm -f "$NAME" >/dev/null 2>&1' EXIT
 docker run -d --name "$NAME" --gpus device=0 --shm-size=2g -p 8000-8002:8000-8002 \
-    -e TRITONFLEET_INSECURE=1 -e TRITONFLEET_CHECK_PLANS=1 \
+    -e TRITONFLEET_INSECURE=1 -e TRITONFLEET_CHECK_PLANS=1 -e LLM_PATH="${LLM_PATH:-engine}" \
     -v tritonfleet-check-plans:/plans -v tritonfleet-check-engines:/engines \
     "$IMAGE" "${args[@]}" >/dev/null || { check start FAIL "docker run failed"; exit 1; }
 start=$SECONDS
@@ -72,7 +73,8 @@ for model in $(grep -o 'tritonfleet: [a-z0-9_]*: building a [a-z0-9]* TensorRT p
         check "plan $model" PASS "$(grep -A3 "$model" <<< "$logs" | grep -m1 -o 'max relative difference [^,]*, cosine [0-9.]*' || echo built)"
     fi
 done
-if grep -q "building a TensorRT-LLM engine" <<< "$logs"; then check "llm engine" PASS "built"; else check "llm engine" SKIP "cached"; fi
+if [[ "${LLM_PATH:-engine}" == llmapi ]]; then check "llm engine" SKIP "LLM_PATH=llmapi: no engine"
+elif grep -q "building a TensorRT-LLM engine" <<< "$logs"; then check "llm engine" PASS "built"; else check "llm engine" SKIP "cached"; fi
 
 # One real request per pipeline: each pipeline's probe, from inside the image (its client and data).
 docker exec "$NAME" python3 - <<'PY' || failed=1

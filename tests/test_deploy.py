@@ -7,6 +7,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from tritonfleet import pipelines
 from tritonfleet.deploy import image
+from tritonfleet.pipelines.llm import llmapi
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -271,6 +273,55 @@ def test_entrypoint_builds_the_llm_engine_once_and_links_gpt_model_path(fake_ima
     assert run_entrypoint({**fake_image, "LLM_BUILD_ARGS": "--tp 3"}).returncode == 0
     builds = [b for b in (log / "builds").read_text().splitlines() if "trtllm_engine.py" in b]
     assert len(builds) == 3 and builds[-1].endswith("--tp 3")
+
+
+def test_entrypoint_serves_the_llmapi_variant_when_llm_path_says_so(fake_image: dict[str, str]) -> None:
+    """LLM_PATH=llmapi: the entrypoint renders the LLM-API variant (the real fleet render) with the plan of
+    --model-config-name, builds no engine, builds the TensorRT plans through the variant's links, and serves
+    the variant."""
+    add_llm(fake_image)
+    log = Path(fake_image["FAKE_LOG"])
+    fleet = Path(fake_image["PATH"].split(":")[0]) / "fleet"
+    fleet.write_text(
+        f'#!/bin/sh\nif [ "$3" = render ]; then exec {Path(sys.executable).parent / "fleet"} "$@"; fi\n'
+        'printf "%s\\n" "$@" > "$FAKE_LOG/fleet"\n'
+    )
+    variant = log / "llmapi"
+    env = {**fake_image, "LLM_PATH": "llmapi", "LLMAPI_REPOSITORY": str(variant)}
+    result = run_entrypoint(env)  # no plan: the engine config's KV cap
+    assert result.returncode == 0, result.stderr
+    args = (log / "fleet").read_text().splitlines()
+    assert args[:3] == ["--repository", str(variant), "serve"]
+    assert (variant / "tensorrt_llm" / "1" / "model.yaml").is_file()
+    assert "trtllm_engine.py" not in (log / "builds").read_text()
+    models = Path(fake_image["MODEL_REPOSITORY"])
+    assert (models / "efficientnet_lite0" / "1" / "model.plan").read_text() == "plan\n"  # through the link
+    assert run_entrypoint({**env, "LLM_PATH": "vllm"}).returncode == 2
+    planned = subprocess.run(
+        ["bash", str(DOCKER / "entrypoint.sh"), "--model-config-name=1xl4"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        planned.returncode != 0 and "fleet plan" in planned.stdout + planned.stderr
+    )  # that plan was not made
+
+
+def test_image_ships_what_the_llmapi_variant_links() -> None:
+    """The LLM-API variant's links and paths are where the image puts them: NVIDIA's llmapi model files from
+    the tag of the image's TensorRT-LLM, the checkpoint the engine path builds from."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    entrypoint = (DOCKER / "entrypoint.sh").read_text()
+    line = r"^COPY --from=tensorrt-backend /trtllm/triton_backend/all_models/llmapi (\S+)$"
+    copy = re.search(line, dockerfile, re.MULTILINE)
+    assert copy and f"{copy.group(1)}/tensorrt_llm/1" == llmapi.IMAGE_LLMAPI_DIR
+    assert (
+        "triton_backend/all_models/llmapi" in dockerfile.split("sparse-checkout set", 1)[1].split("\n\n")[0]
+    )
+    checkpoint = re.search(r'LLM_CHECKPOINT="\$\{LLM_CHECKPOINT:-([^}]+)\}"', entrypoint).group(1)
+    assert checkpoint == llmapi.CHECKPOINT
+    assert image.read_env()["LLM_PATH"] in ("engine", "llmapi")
 
 
 def test_entrypoint_stops_without_the_llm_checkpoint(fake_image: dict[str, str]) -> None:

@@ -2,7 +2,8 @@
 
 fleet build [PIPELINE ...] [--target cpu|image|gpu]
 fleet render                                    # config.pbtxt + configs/cpu.pbtxt from the interfaces
-fleet validate
+fleet render --llm-path llmapi --output DIR [--plan NAME]   # the LLM-API variant of the repository
+fleet validate [--llm-path engine|llmapi]
 fleet plan --gpus SPEC [--name NAME]          # place the fleet on GPUs: configs/NAME.pbtxt + report
 fleet deploy k8s --plan reports/plan/NAME.json  # Kubernetes manifests (and KServe) from that plan
 fleet serve [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
@@ -43,6 +44,7 @@ from tritonfleet.benches import BENCHES
 from tritonfleet.clients.fleet import _auth
 from tritonfleet.deploy import command as deploy_command
 from tritonfleet.deploy import gpubuild
+from tritonfleet.deploy import llmapi as llmapi_variant
 from tritonfleet.fleet import Fleet, FleetError, internal_url
 from tritonfleet.frontdoor.keys import KeyFile, KeysError, home
 from tritonfleet.frontdoor.validation import Limits
@@ -92,9 +94,25 @@ def parser() -> argparse.ArgumentParser:
     rn = sub.add_parser(
         "render", help="write every model's configs from its interface (pipelines/*/interface.py)"
     )
+    rn.add_argument(
+        "--llm-path", choices=llmapi_variant.LLM_PATHS, default=llmapi_variant.ENGINE,
+        help="engine: the repository itself; llmapi: its LLM-API variant, written to --output",
+    )  # fmt: skip
+    rn.add_argument("--output", type=Path, help="--llm-path llmapi: the variant's folder (emptied first)")
+    rn.add_argument(
+        "--plan", help="--llm-path llmapi: the plan (fleet plan --name) whose KV cap model.yaml takes"
+    )
+    rn.add_argument(
+        "--llmapi-dir", default=llmapi_variant.llmapi.IMAGE_LLMAPI_DIR,
+        help="--llm-path llmapi: where NVIDIA's llmapi model.py and helpers.py are (the image's copy)",
+    )  # fmt: skip
     rn.set_defaults(handler=cmd_render)
 
     v = sub.add_parser("validate", help="check every config against Triton's schema and ensemble wiring")
+    v.add_argument(
+        "--llm-path", choices=llmapi_variant.LLM_PATHS, default=llmapi_variant.ENGINE,
+        help="llmapi: --repository is an LLM-API variant (fleet render --llm-path llmapi)",
+    )  # fmt: skip
     v.set_defaults(handler=cmd_validate)
 
     pl = sub.add_parser("plan", help="pack the fleet onto GPUs: planned configs, report, Kubernetes requests")
@@ -310,6 +328,26 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    if args.llm_path == llmapi_variant.LLMAPI:
+        if args.output is None:
+            console.print("[red]✗[/] --llm-path llmapi writes a repository of its own: give --output DIR")
+            return 2
+        try:
+            models = llmapi_variant.write_variant(
+                args.repository, args.output, plan=args.plan, llmapi_dir=args.llmapi_dir
+            )
+        except ValueError as exc:
+            console.print(f"[red]✗[/] {exc}")
+            return 2
+        console.print(
+            f"[green]✓[/] LLM-API variant of {args.repository}: {len(models)} models in {args.output}"
+        )
+        missing = [n for n in llmapi_variant.llmapi.LLMAPI_FILES if not (Path(args.llmapi_dir) / n).is_file()]
+        if missing:
+            console.print(
+                f"  [yellow]![/] {args.llmapi_dir} has no {', '.join(missing)} here (the image has)"
+            )
+        return 0
     changed = write(args.repository)
     for name in changed:
         console.print(f"[green]✓[/] {'wrote' if (args.repository / name).is_file() else 'removed'} {name}")
@@ -319,7 +357,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    problems = validate_repository(args.repository)
+    llmapi = args.llm_path == llmapi_variant.LLMAPI
+    problems = validate_repository(args.repository, llmapi_variant.variant_models() if llmapi else None)
     for problem in problems:
         console.print(f"[red]✗[/] {problem}")
     count = len(Repository(args.repository).names())

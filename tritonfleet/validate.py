@@ -220,7 +220,10 @@ def _check_file(model_dir: Path, config: mc.ModelConfig | None, names: set[str])
     versions = _versions(model_dir)
     if config.backend == "python" and versions:
         filename = config.default_model_filename or "model.py"
-        if not any((model_dir / v / filename).is_file() for v in versions):
+        # A link counts: the LLM-API variant links the image's llmapi model.py (tritonfleet/deploy/llmapi.py).
+        if not any(
+            (model_dir / v / filename).is_file() or (model_dir / v / filename).is_symlink() for v in versions
+        ):
             errors.append(f'backend "python" but no {filename} in version folder(s) {", ".join(versions)}')
     for output in config.output:
         # The name must stay inside the model folder; the file may be a symlink to a shared label file.

@@ -45,10 +45,11 @@ no per-model ``convert_checkpoint.py``; its PyTorch backend, driven by the LLM A
 loads Hugging Face checkpoints directly, with no conversion or engine build
 (https://nvidia.github.io/TensorRT-LLM/legacy/tensorrt-backend-removal.html). On those images, serve the
 model with the LLM-API Triton model (``triton_backend/all_models/llmapi`` in TensorRT-LLM) configured by a
-``model.yaml`` such as ``build/llm/llm_api.yaml`` (the same limits as this build), or with
-``trtllm-serve`` and the same file less ``triton_config`` (``--extra_llm_api_options``, ``--config`` in
-recent releases). That model speaks its own tensors (``text_input``, ``sampling_param_*``), not
-``inflight_batcher_llm``'s, so it replaces the ensemble rather than the ``tensorrt_llm`` step.
+``model.yaml`` with the same limits as this build (``llm_api_options``): ``fleet render --llm-path llmapi``
+writes that repository variant, ``model.yaml`` from the plan, behind an adapter that keeps the client names
+(``tritonfleet/pipelines/llm/llmapi.py``; ``LLM_PATH=llmapi`` in docker/image.env serves it). The same
+arguments less ``triton_config`` suit ``trtllm-serve`` (``--extra_llm_api_options``, ``--config`` in recent
+releases).
 """
 
 from __future__ import annotations
@@ -260,7 +261,8 @@ def triton_parameters(params: EngineParams) -> dict[str, Any]:
 
 
 def llm_api_options(params: EngineParams) -> dict[str, Any]:
-    """The same limits as LLM-API arguments (TensorRT-LLM >= 1.0, no engine): see build/llm/llm_api.yaml."""
+    """The same limits as LLM-API arguments (TensorRT-LLM >= 1.0, no engine): the LLM-API variant's
+    model.yaml has them (tests/llm/test_llmapi.py)."""
     return {
         "tensor_parallel_size": params.tp_size,
         "pipeline_parallel_size": params.pp_size,

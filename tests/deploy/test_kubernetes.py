@@ -201,3 +201,13 @@ def test_the_dashboard_configmap_is_docker_monitoring_s_dashboard() -> None:
         assert json.loads(text) == json.loads((ROOT / "docker" / "monitoring" / "dashboard.json").read_text())
         kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
         assert "grafana-dashboard.yaml" in kustomization["resources"]
+
+
+def test_the_llmapi_path_reaches_the_pods(generated: dict[str, Any]) -> None:
+    """fleet deploy k8s --llm-path llmapi: the entrypoint's LLM_PATH, and no engine build arguments."""
+    plan, _ = generated["3xl4-tp3"]
+    k8s = command.planned(Repository(REPOSITORY), "3xL4", "3xl4-tp3", {"tensorrt_llm": 3})[1]
+    files = command.manifests(plan, k8s, Repository(REPOSITORY), llm_path="llmapi")
+    (c,) = yaml.safe_load(files["deployment.yaml"])["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["LLM_PATH"] == "llmapi" and "LLM_BUILD_ARGS" not in env

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests import build_scripts
 from tritonfleet.repository import parse_config
@@ -260,19 +259,6 @@ def test_passthrough_step_forwards_only_tensors_the_backend_knows() -> None:
     gpu = parse_config(GPU_CONFIG)
     assert {t.name for t in step.input} - {t.name for t in gpu.input} == {"passthrough_in"}
     assert {t.name for t in gpu.output} <= {t.name for t in step.output}
-
-
-def test_llm_api_yaml_has_the_same_limits() -> None:
-    options = yaml.safe_load((ROOT / "build" / "llm" / "llm_api.yaml").read_text())
-    params = te.EngineParams(checkpoint=CKPT)
-    assert {k: options[k] for k in te.llm_api_options(params)} == te.llm_api_options(params)
-    config = parse_config(GPU_CONFIG)
-    kv = options["kv_cache_config"]
-    assert kv["free_gpu_memory_fraction"] == float(
-        config.parameters["kv_cache_free_gpu_mem_fraction"].string_value
-    )
-    assert kv["enable_block_reuse"] == (config.parameters["enable_kv_cache_reuse"].string_value == "true")
-    assert options["triton_config"]["decoupled"] is True
 
 
 SMOLLM2 = {

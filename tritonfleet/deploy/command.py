@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     k.add_argument("--output", type=Path, help="default docker/k8s (the default plan) or docker/k8s/NAME")
     k.add_argument("--image", default=kubernetes.Options.image, help="the built image, with its registry")
     k.add_argument("--max-replicas", type=int, default=kubernetes.Options.max_replicas)
+    k.add_argument(
+        "--llm-path", choices=("engine", "llmapi"), default=kubernetes.Options.llm_path,
+        help="the LLM's path in the pods (LLM_PATH): the engine, or the LLM-API variant",
+    )  # fmt: skip
     c = sub.add_parser("calibration", help="real sample inputs of TensorRT models (.npz)")
     c.add_argument("model", nargs="?", help="a TensorRT model (default with --all: every one)")
     c.add_argument("--all", action="store_true", help="every model with declared sample inputs")
@@ -80,7 +84,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     k8s_path = args.plan.with_name(args.plan.name.removesuffix(".json") + ".k8s.json")
     try:
         plan, k8s = json.loads(args.plan.read_text()), json.loads(k8s_path.read_text())
-        files = manifests(plan, k8s, repository, image=args.image, max_replicas=args.max_replicas)
+        files = manifests(
+            plan, k8s, repository, image=args.image, max_replicas=args.max_replicas, llm_path=args.llm_path
+        )
     except (OSError, ValueError, KeyError) as exc:
         console.print(f"[red]✗[/] {exc}")
         return 2

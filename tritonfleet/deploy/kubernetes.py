@@ -46,6 +46,7 @@ class Options:
     queue_us_target: int = 5000  # mean queue wait per request the HPA keeps under (5 ms)
     cache_size: str = "20Gi"
     python_instances: int = 8  # Python-backend instances of the repository: they size /dev/shm
+    llm_path: str = "engine"  # LLM_PATH for the entrypoint: engine, or llmapi (the LLM-API variant)
 
 
 def shm_limit(python_instances: int) -> str:
@@ -83,7 +84,9 @@ def container(plan: dict[str, Any], k8s: dict[str, Any], image: Image, options: 
         {"name": "TRITONFLEET_KEYS", "value": "/etc/tritonfleet/keys.json"},
         *k8s["env"],
     ]
-    if (tp := llm_tp(plan)) > 1:
+    if options.llm_path != "engine":  # the image's default (docker/image.env) otherwise
+        env.append({"name": "LLM_PATH", "value": options.llm_path})
+    elif (tp := llm_tp(plan)) > 1:  # the engine build's; the LLM-API model.yaml takes tp from the plan
         env.append({"name": "LLM_BUILD_ARGS", "value": f"--tp {tp}"})
 
     def ready() -> dict[str, Any]:

@@ -71,8 +71,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return 0
     written = render.write_configs(repository, plan)
     reports = report.write(plan, args.output)
+    configs = sum(p.suffix == ".pbtxt" for p in written)
+    yamls = len(written) - configs
     console.print(
-        f"[green]✓[/] {len(written)} configs/{name}.pbtxt in {args.repository}; report {reports[1]}"
+        f"[green]✓[/] {configs} configs/{name}.pbtxt"
+        + (f" and {yamls} LLM-API configs/{name}{render.LLMAPI_SUFFIX}" if yamls else "")
+        + f" in {args.repository}; report {reports[1]}"
     )
     console.print(f"  serve with: tritonserver {' '.join(plan.server_args)}")
     return 0

@@ -155,10 +155,11 @@ def rendered(models: Iterable[Model] | None = None, root: Path | None = None) ->
     """The repository's config files (``<model>/config.pbtxt``, ``<model>/configs/cpu.pbtxt``) and their
     text; None for a target file that must not exist (its config is the GPU one). ``root``: the repository
     whose CPU tuning records (``<model>/tuning/cpu.json``, fleet tune) the CPU configs carry."""
-    sources = {name: d.source for name, d in declared().items()}
+    found = declared()
     files: dict[str, str | None] = {}
     for model in declared_models() if models is None else models:
-        source, record = sources.get(model.name), cpu_record(root, model)
+        same = model.name in found and found[model.name].model == model  # else a variant's (render says)
+        source, record = found[model.name].source if same else None, cpu_record(root, model)
         for target in TARGETS:
             own = target == GPU or differs(model, target, record)
             text = render(model, target, source, record) if own else None

@@ -2,10 +2,12 @@
 as numbered sources.
 
 ``rag`` (ensemble) = ``tokenizer`` -> ``minilm_l6`` (the question's embedding, text_embedding's models) ->
-``retriever`` (FAISS search, the prompt) -> the LLM chain of ``ensemble`` (:func:`llm.llm_steps`).
+``retriever`` (FAISS search, the prompt) -> the LLM chain of ``ensemble`` (:func:`llm.llm_steps`), or on the
+LLM-API path (``RAG_LLMAPI``) -> ``llmapi_adapter`` (:mod:`tritonfleet.pipelines.llm.llmapi`).
 """
 
 from tritonfleet.pipelines.llm import interface as llm
+from tritonfleet.pipelines.llm import llmapi
 from tritonfleet.pipelines.text_embedding import interface as embedding
 from tritonfleet.spec import CPU, GPU, Batching, Deployment, Model, Step, Tensor, ensemble
 
@@ -40,7 +42,8 @@ INPUTS = (*(t for t in llm.LLM_INPUTS if t.on(GPU)), NUM_SOURCES)
 OUTPUTS = (*llm.LLM_OUTPUTS, SOURCES)
 
 
-def _steps(target: str) -> tuple[Step, ...]:
+def _retrieval() -> tuple[Step, Step, Step]:
+    """The steps before the LLM, on every target and path: the question's embedding, the retrieval."""
     question = Step(
         embedding.TOKENIZER,
         {embedding.TEXT.name: llm.TEXT_INPUT.name},
@@ -61,15 +64,15 @@ def _steps(target: str) -> tuple[Step, ...]:
         },
         {PROMPT.name: "_PROMPT", USE_CHAT_TEMPLATE.name: "_USE_CHAT_TEMPLATE", SOURCES_OUT.name: "_SOURCES"},
     )
-    answered = llm.llm_steps(
-        target,
-        INPUTS,
-        OUTPUTS,
-        query="_PROMPT",
-        chat="_USE_CHAT_TEMPLATE",
-        passthrough=("_SOURCES", SOURCES.name),
-    )
-    return question, embedded, retrieved, *answered
+    return question, embedded, retrieved
+
+
+# The LLM step's view of the retrieval: the prompt, the chat flag, the sources carried past the LLM.
+_ANSWER = {"query": "_PROMPT", "chat": "_USE_CHAT_TEMPLATE", "passthrough": ("_SOURCES", SOURCES.name)}
+
+
+def _steps(target: str) -> tuple[Step, ...]:
+    return *_retrieval(), *llm.llm_steps(target, INPUTS, OUTPUTS, **_ANSWER)
 
 
 RAG = Model(
@@ -94,4 +97,16 @@ RAG = Model(
     (docs/rag.md).""",
 )
 
+RAG_LLMAPI = Model(
+    name=RAG.name,
+    inputs=INPUTS,
+    outputs=OUTPUTS,
+    max_batch_size=RAG.max_batch_size,
+    parameters=RAG.parameters,
+    gpu=ensemble(*_retrieval(), llmapi.adapter_step(INPUTS, OUTPUTS, **_ANSWER)),
+    doc="""rag on the LLM-API path (fleet render --llm-path llmapi): the same interface and retrieval, then
+    llmapi_adapter instead of the token-id chain; the sources pass through it.""",
+)
+
 MODELS = (RETRIEVER, RAG)
+LLMAPI_MODELS = (RAG_LLMAPI,)  # what the LLM-API variant of the repository has instead of RAG
