@@ -9,6 +9,7 @@ import email.parser
 import importlib.metadata
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -25,6 +26,7 @@ from tritonfleet import pipelines
 from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
 from tritonfleet.repository import Repository
 
+CONSOLE_BUNDLE = PROJECT_ROOT / "tritonfleet" / "console" / "static"  # scripts/setup.sh builds it
 FAKE = PROJECT_ROOT / "tests" / "fake_pb_utils.py"  # triton_python_backend_utils, as the stub gives it
 
 
@@ -34,9 +36,13 @@ def canonical(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel of the tracked files (as a clean clone builds it), unpacked."""
+    """The wheel of the tracked files and the console's bundle (as the image's build stage has them: the
+    set-up, or the image's console stage, builds the bundle, which git ignores), unpacked."""
     work = tmp_path_factory.mktemp("wheel")
     copy_sources(work / "src")
+    if not (CONSOLE_BUNDLE / "index.html").is_file():
+        pytest.fail(f"no console bundle in {CONSOLE_BUNDLE.relative_to(PROJECT_ROOT)}: run make setup")
+    shutil.copytree(CONSOLE_BUNDLE, work / "src" / CONSOLE_BUNDLE.relative_to(PROJECT_ROOT))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
          str(work / "dist"), str(work / "src")],
@@ -67,7 +73,7 @@ def test_the_wheel_holds_every_module_and_data_file(wheel: Path) -> None:
             continue
         inside = Path("tritonfleet/clients", *path.parts[1:]) if path.parts[0] == "clients" else path
         assert (wheel / inside).is_file(), f"{path} is not in the wheel"
-    for name in ("index.html", "console.js", "console.css"):  # the bundle the set-up (or the image) made
+    for name in ("index.html", "console.js", "console.css"):  # the bundle: package data that git ignores
         assert (wheel / "tritonfleet" / "console" / "static" / name).is_file(), name
     (info,) = wheel.glob("tritonfleet-*.dist-info")
     assert "fleet = tritonfleet.cli:main" in (info / "entry_points.txt").read_text()

@@ -277,7 +277,7 @@ def generate(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {**meta, "labels": {**meta["labels"], label: value}},
-        "data": {f"{NAME}.json": json.dumps(dashboard.document(), indent=2) + "\n"},
+        "data": {f"{NAME}.json": dashboard.text()},
     }
     return {
         "cache-pvc.yaml": [claim],

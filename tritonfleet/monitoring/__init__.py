@@ -9,7 +9,6 @@ and ``grafana/`` (Grafana's provisioning of the dashboard over that Prometheus, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tritonfleet.monitoring import dashboard, prometheus, rules
@@ -24,7 +23,7 @@ def generated(repository: Path) -> dict[Path, str]:
     return {
         FOLDER / "rules.yml": prometheus.dump(rules.document(repository)),
         FOLDER / "prometheus.yml": prometheus.dump(prometheus.config([PRODUCTION_TARGET], "rules.yml")),
-        FOLDER / "dashboard.json": json.dumps(dashboard.document(), indent=2) + "\n",
+        FOLDER / "dashboard.json": dashboard.text(),
         **{
             FOLDER / "grafana" / f"{kind}.yml": prometheus.dump(document)
             for kind, document in dashboard.provisioning(PRODUCTION_PROMETHEUS).items()

@@ -8,6 +8,7 @@ only some deployments serve: "gpu" (Triton's ``nv_gpu_*`` on the GPU target) and
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,6 +289,11 @@ def document() -> dict[str, Any]:
         "annotations": {"list": []},
         "panels": out,
     }
+
+
+def text() -> str:
+    """:func:`document` as ``dashboard.json`` holds it (what Grafana imports, the ConfigMap's data)."""
+    return json.dumps(document(), indent=2) + "\n"
 
 
 GRAFANA_DASHBOARDS = "/var/lib/grafana/dashboards"  # where the compose file mounts dashboard.json
