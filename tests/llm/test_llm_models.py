@@ -13,6 +13,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from tests import fake_pb_utils as pb_utils
+from tests.llm.rounding import assert_same_up_to_rounding
 from tests.python_models import PythonModel, bls, load, row
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.pipelines.llm.paged_engine import PagedEngine
@@ -299,9 +300,8 @@ def test_tensorrt_llm_empty_word_lists_are_none(llm) -> None:
     assert response["sequence_length"].tolist() == [[2]]
 
 
-# Three prompts of 16 tokens each, the rows of one request, computed as the prompts alone are. (Steps mix
-# rows of any length and phase; the bf16 kernels may round a row differently in another batch, so a row can
-# part from its lone run at a near-tie: asserted here on prompts that have none.)
+# Three prompts of 16 tokens each, the rows of one request, computed as the prompts alone are, up to the
+# kernels' rounding in another batch (tests/llm/rounding.py).
 SAME_LENGTH = ["What is the capital of France?", "What is the capital of Japan?", "Write a haiku about rain."]
 
 
@@ -317,7 +317,7 @@ def test_tensorrt_llm_batch_rows_are_sequences_of_their_own(llm, tokenizer) -> N
     prompts = prompt_rows(tokenizer, SAME_LENGTH)
     limits = [24, 24, 4]
     alone = [
-        llm.infer(row(input_ids=p, input_lengths=len(p), request_output_len=n)).stream[0]["output_ids"][0, 0]
+        llm.infer(row(input_ids=p, input_lengths=len(p), request_output_len=n)).stream[0]
         for p, n in zip(prompts, limits, strict=True)
     ]
     assert (
@@ -327,8 +327,12 @@ def test_tensorrt_llm_batch_rows_are_sequences_of_their_own(llm, tokenizer) -> N
     inputs = {"input_ids": prompts, "input_lengths": [[16]] * 3, "request_output_len": [[n] for n in limits]}
     answer = llm.infer(inputs)
     assert [flags for _, flags in answer.sender.sent] == [0, 0, pb_utils.FINAL]
-    by_row = {int(r["batch_index"][0, 0]): r["output_ids"][0, 0].tolist() for r in answer.stream}
-    assert by_row == {i: a.tolist() for i, a in enumerate(alone)}
+    rows = {int(r["batch_index"][0, 0]): r for r in answer.stream}
+    assert sorted(rows) == [0, 1, 2]
+    by_row = {i: r["output_ids"][0, 0].tolist() for i, r in rows.items()}
+    for i, lone in enumerate(alone):
+        logprobs, lone_logprobs = rows[i]["output_log_probs"][0, 0], lone["output_log_probs"][0, 0]
+        assert_same_up_to_rounding(by_row[i], logprobs, lone["output_ids"][0, 0], lone_logprobs)
     assert len(by_row[2]) == 4  # its own max_tokens
     assert tokenizer.decode(by_row[1]) == "The capital of Japan is Tokyo."
     streamed = llm.infer({**inputs, "streaming": [[True]] * 3}).stream

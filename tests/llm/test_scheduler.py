@@ -1,7 +1,8 @@
 """The continuous-batching scheduler in process on the built OpenVINO engine: requests join a running batch
 at the next step, long prompts are fed in chunks while others decode, the prefix cache is used, a full KV
-cache preempts and never fails, greedy and seeded output does not depend on the neighbours, priority
-levels, stopping and cancelling free the blocks.
+cache preempts and never fails, greedy output depends on the neighbours only by the kernels' rounding
+(tests/llm/rounding.py) and a seed's sample not at all, priority levels, stopping and cancelling free the
+blocks.
 
 Assertions are on event order, token counts and block counts, never on wall-clock times."""
 
@@ -11,12 +12,14 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tests.llm.rounding import assert_same_up_to_rounding
 from tritonfleet.errors import ClientError
 from tritonfleet.pipelines.llm.batch_scheduler import BatchScheduler
 from tritonfleet.pipelines.llm.engine_info import ENGINE_INFO, EngineInfo
-from tritonfleet.pipelines.llm.paged_engine import PagedEngine
+from tritonfleet.pipelines.llm.paged_engine import Chunk, PagedEngine
 from tritonfleet.pipelines.llm.sampling import SamplingParams
 from tritonfleet.pipelines.llm.sequence import Sequence, run_to_completion
 
@@ -116,18 +119,33 @@ def test_a_long_prompt_is_fed_in_chunks_while_others_decode(make):
 def test_greedy_output_alone_equals_among_seven_others(make):
     scheduler = make()
     params = SamplingParams(max_tokens=24, end_ids=(2,))
-    alone = run_to_completion(scheduler, PROMPTS[2], params).generated
+    alone = run_to_completion(scheduler, PROMPTS[2], params)
     others = [Request(PROMPTS[2], 40) for _ in range(7)]
     for r in others:
         r.submit(scheduler)
     probe = Request(PROMPTS[2], 24, watch=others[0], exact=False).submit(scheduler)
     assert probe.done.wait(60) and all(r.done.wait(120) for r in others)
     assert scheduler.stats.peak_running == 8
-    assert probe.seq.generated == alone
+    assert_same_up_to_rounding(probe.seq.generated, probe.seq.logprobs, alone.generated, alone.logprobs)
 
 
-def test_a_seed_gives_the_same_sample_alone_and_among_others(make):
-    scheduler = make()
+class RowByRow:
+    """The engine, computing each row of a step on its own: a row's logits are then the same beside any
+    others, so what the scheduler adds (each request's own seeded sampler) is compared exactly."""
+
+    def __init__(self, engine: PagedEngine) -> None:
+        self.engine = engine
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.engine, name)
+
+    def step(self, chunks: list[Chunk]) -> np.ndarray:
+        rows = [self.engine.step([c]).copy() for c in chunks]
+        return np.concatenate([r for r, c in zip(rows, chunks, strict=True) if c.logits])
+
+
+def test_a_seed_gives_the_same_sample_alone_and_among_others(make, engine):
+    scheduler = make(RowByRow(engine))
     sampled = {"temperature": 0.9, "top_k": 40, "top_p": 0.95, "seed": 7}
     alone = Request(PROMPTS[1], 24, **sampled).submit(scheduler)
     assert alone.done.wait(60)

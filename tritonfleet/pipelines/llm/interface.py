@@ -235,7 +235,7 @@ TENSORRT_LLM_OUTPUTS = (
     NUM_INPUT_TOKENS,
     NUM_OUTPUT_TOKENS,
 )
-_EXCLUDE_INPUT = {"exclude_input_in_output": "true"}  # the default of exclude_input_in_output, both targets
+EXCLUDE_INPUT_DEFAULT = {"exclude_input_in_output": "true"}  # its default on both targets
 
 # The GPU engine's limits (build/llm/trtllm_engine.py's EngineParams defaults; tests hold them together) and
 # the KV cache they need: max_batch_size sequences of max_seq_len tokens in whole blocks of trtllm-build's
@@ -278,7 +278,7 @@ TENSORRT_LLM = Model(
             "kv_cache_free_gpu_mem_fraction": "0.5",
             "enable_kv_cache_reuse": "true",
             "enable_chunked_context": "true",
-            **_EXCLUDE_INPUT,
+            **EXCLUDE_INPUT_DEFAULT,
             "cancellation_check_period_ms": "100",
             "stats_check_period_ms": "100",
             "normalize_log_probs": "true",
@@ -313,7 +313,7 @@ TENSORRT_LLM = Model(
             "enable_prefix_caching": "true",
             "max_seq_len": "2048",
             "max_tokens": "1024",
-            **_EXCLUDE_INPUT,
+            **EXCLUDE_INPUT_DEFAULT,
         },
         doc="""CPU config: NOT TensorRT-LLM. A decoupled Python model (1/model.py) with TensorRT-LLM's tensor
         interface, running the CPU engine built by build/llm/cpu_engine.py into 1/cpu_engine: OpenVINO's

@@ -179,7 +179,7 @@ ADAPTER = Model(
     gpu=Deployment(
         backend="python",
         bls_models=(LLMAPI.name,),
-        parameters={"llm_model": LLMAPI.name, "tokenizer_dir": CHECKPOINT, **llm._EXCLUDE_INPUT},
+        parameters={"llm_model": LLMAPI.name, "tokenizer_dir": CHECKPOINT, **llm.EXCLUDE_INPUT_DEFAULT},
         instances=1,
     ),
     doc="""The engine path's client tensors over the LLM-API model: each row of a request becomes one
@@ -227,7 +227,7 @@ TENSORRT_LLM_BLS = Model(
     inputs=llm.TENSORRT_LLM_BLS.inputs,
     outputs=llm.TENSORRT_LLM_BLS.outputs,
     max_batch_size=llm.TENSORRT_LLM_BLS.max_batch_size,
-    gpu=ADAPTER.gpu.but(instances=llm._BLS.instances),
+    gpu=ADAPTER.gpu.but(instances=llm.TENSORRT_LLM_BLS.gpu.instances),
     doc="""The one-response path (HTTP /generate, unary gRPC) on the LLM-API model: llmapi_adapter's code,
     not decoupled, answering each request once with every row's whole text; stream=true is refused (use
     ensemble).""",
