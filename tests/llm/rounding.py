@@ -39,3 +39,15 @@ def assert_same_up_to_rounding(
         worst = max(logprobs[parted], alone_logprobs[parted])
         assert worst <= np.log(0.5) + TOLERANCE, f"they part at {parted}: p {np.exp(worst):.2f}"
     return parted
+
+
+# A greedy answer whose every token is at least this likely alone cannot part at a near-tie: tests that
+# compare rows with their lone runs exactly use such prompts and assert it.
+CONFIDENT = 0.5 * float(np.exp(TOLERANCE))
+# Questions of 16 tokens in SmolLM2's chat template whose greedy answers are confident (each token at least
+# 0.69 likely, measured on the int8 engine; tests/llm/test_llm_batch.py asserts CONFIDENT).
+CONFIDENT_QUESTIONS = (
+    "What is the capital of Russia?",
+    "What is the capital of Japan?",
+    "What is the capital of Germany?",
+)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.llm.conftest import metric, wait_idle
+from tests.llm.rounding import CONFIDENT_QUESTIONS
 from tritonfleet.clients import AsyncFleetClient, FleetClient
 from tritonfleet.server import TritonServer
 
@@ -35,8 +36,8 @@ def test_generate_and_stream_agree(llm_server: TritonServer, protocol: str) -> N
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_generate_a_batch(llm_server: TritonServer, protocol: str) -> None:
     """A list of prompts is one batched request; each text is the prompt's alone (prompts of equal length in
-    tokens: see test_llm_models.SAME_LENGTH)."""
-    questions = ["What is the capital of France?", "What is the capital of Japan?"]
+    tokens whose answers are confident: tests/llm/rounding.py)."""
+    questions = list(CONFIDENT_QUESTIONS[:2])
     with FleetClient(url(llm_server, protocol), protocol=protocol) as fleet:
         alone = [fleet.generate(q, max_tokens=16) for q in questions]
         assert fleet.generate(questions, max_tokens=16) == alone
