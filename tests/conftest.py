@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tritonfleet.artifacts import PROJECT_ROOT, REPOSITORY
+from tritonfleet.batch.config import BatchConfig
 from tritonfleet.fleet import Fleet
 from tritonfleet.pipelines.loading import missing_artifacts, models_to_load
 from tritonfleet.server import TritonServer, free_port
@@ -63,14 +64,20 @@ def copy_sources(dest: Path) -> Path:
 @contextlib.contextmanager
 def running_fleet(home: Path, **options: Any) -> Iterator[Fleet]:
     """``fleet serve``'s Fleet of the built repository on free ports (front door, /v1 app, console), started,
-    with its keys file and server log in ``home`` and no probes (their tokens would count in the tests'
-    generation checks); ``options`` go to :class:`Fleet` (``openai_port=None``: no /v1 app). Stopped on
-    exit."""
+    with its keys file, batch store and server log in ``home`` and no probes (their tokens would count in the
+    tests' generation checks); ``options`` go to :class:`Fleet` (``openai_port=None``: no /v1 app). Stopped on
+    exit. Each fleet has a store of its own: fleets that share one (the default, $TRITONFLEET_HOME's) share
+    their batch lines, and another fleet's worker would answer them."""
     fleet = Fleet.on_free_ports(
         REPOSITORY,
         keys_path=home / "keys.json",
         log=home / "tritonserver.log",
-        **{"probe_interval": 3600, "openai_port": free_port(), **options},
+        **{
+            "probe_interval": 3600,
+            "openai_port": free_port(),
+            "batch": BatchConfig(store=f"sqlite:///{home / 'batch.db'}"),
+            **options,
+        },
     )
     fleet.start()
     try:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import running_fleet
-from tritonfleet.batch.config import BatchConfig
 from tritonfleet.fleet import Fleet
 from tritonfleet.frontdoor.keys import KeyFile
 
@@ -31,9 +30,7 @@ def batch_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         "alice": keys.add("alice"),
         "bob": keys.add("bob", batch_lines=BOB_LINES, batch_file_mb=BOB_FILE_MB, batches=BOB_BATCHES),
     }
-    with running_fleet(
-        home, models=MODELS, batch=BatchConfig(store=f"sqlite:///{home / 'batch.db'}")
-    ) as fleet:
+    with running_fleet(home, models=MODELS) as fleet:  # its batch store in home
         fleet.secrets = secrets  # type: ignore[attr-defined]
         yield fleet
 
