@@ -45,6 +45,7 @@ from tritonfleet.frontdoor import grpc_native
 from tritonfleet.frontdoor.grpc_proxy import GrpcFrontDoorThread
 from tritonfleet.pipelines.tabular import models as tabular_models
 from tritonfleet.tools.bench import perf_analyzer, report
+from tritonfleet.tools.bench import wrk as wrk_tool
 
 TARGETS = {"tabular_c32": 0.6, "image_classifier": 0.95, "llm_tokens": 0.95}
 
@@ -98,11 +99,9 @@ def tabular_stand_in(repository: Path) -> str:
 
 
 def wrk(
-    url: str, model: str, features: int, concurrency: int, seconds: int, workdir: Path
+    binary: str, url: str, model: str, features: int, concurrency: int, seconds: int, workdir: Path
 ) -> dict[str, float]:
-    """Requests/s and p99 ms of ``wrk`` posting one JSON row to ``model`` (Debian's wrk)."""
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk not found: apt-get install wrk")
+    """Requests/s and p99 ms of ``wrk`` (``binary``) posting one JSON row to ``model``."""
     body = json.dumps(
         {
             "inputs": [
@@ -122,7 +121,7 @@ def wrk(
     if key:
         headers = ["-H", f"Authorization: Bearer {key}"]
     cmd = [
-        "wrk",
+        binary,
         f"-t{min(concurrency, 2)}",
         f"-c{concurrency}",
         f"-d{seconds}s",
@@ -264,6 +263,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from tritonfleet.pipelines.image_classifier.bench import bench_images
 
     skip = set(filter(None, args.skip.split(",")))
+    wrk_path = "" if {"tabular", "http"} & skip else wrk_tool.binary(console)
     output: Path = args.output
     output.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"machine": report.machine(), "rounds": args.rounds, "seconds": args.seconds}
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 if "http" not in skip:
                     console.print(f"tabular c{c}: HTTP (wrk)")
                     results[f"tabular_http_c{c}"] = side_by_side(
-                        lambda u, c=c: wrk(u, tabular, features, c, args.seconds, work),
+                        lambda u, c=c: wrk(wrk_path, u, tabular, features, c, args.seconds, work),
                         http_direct,
                         http_front,
                         args.rounds,

@@ -25,7 +25,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -54,6 +53,7 @@ from tritonfleet.pipelines.tabular.bench.tuning import (
 from tritonfleet.repository import Repository
 from tritonfleet.server import TritonServer, free_port
 from tritonfleet.tools.bench import report
+from tritonfleet.tools.bench import wrk as wrk_tool
 
 PEERS_DIR = Path(__file__).parent / "peers"
 CORES = os.cpu_count() or 1
@@ -102,23 +102,6 @@ def peer_venv(kind: str, console: Console) -> Path:
     venv = artifacts.cache_root() / "bench-peers" / f"{kind}-{key}"
     with console.status(f"the {kind} venv {venv} ({', '.join(pins)})"):
         return artifacts.pinned_venv(venv, pins, venv.parent / f"{kind}-{key}.log")
-
-
-def wrk_binary(console: Console) -> str:
-    """Debian's wrk, installed on first use (the bench only: never CI)."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    with console.status("apt-get install wrk (the HTTP load generator)"):
-        for cmd in ([*sudo, "apt-get", "update", "-qq"], [*sudo, "apt-get", "install", "-y", "-qq", "wrk"]):
-            subprocess.run(
-                cmd, check=True, capture_output=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            )
-    found = shutil.which("wrk")
-    if not found:
-        raise RuntimeError("wrk is not installed and apt-get could not install it")
-    return found
 
 
 # --- systems --------------------------------------------------------------------------------------
@@ -301,7 +284,7 @@ def run_peer_bench(
     output: Path,
     console: Console,
 ) -> Path:
-    wrk = wrk_binary(console) if any(s != "triton-grpc" for s in systems) else ""
+    wrk = wrk_tool.binary(console) if any(s != "triton-grpc" for s in systems) else ""
     for kind in {s.split("-")[0] for s in systems} - {"triton"}:
         peer_venv(kind, console)
     # Triton's two protocols are measured on one server start.
