@@ -9,6 +9,7 @@ Assertions are on event order, token counts and block counts, never on wall-cloc
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -250,6 +251,21 @@ def test_a_lower_priority_sequence_pauses_while_a_higher_one_runs(make):
         scheduler, PROMPTS[0], SamplingParams(max_tokens=120, min_tokens=120, end_ids=(2,))
     )
     assert alone.generated == batch.seq.generated  # the pause changed nothing
+
+
+def test_a_lower_priority_waits_yield_ms_after_a_higher_one_was_fed(make):
+    # An interactive client sends its next request a moment after its last answer: the batch line must not
+    # take a step in that gap, or the next request waits for it.
+    scheduler = make(yield_ms=5000)
+    batch = Request(PROMPTS[0], 60).submit(scheduler, priority=2)
+    assert batch.started.wait(120)
+    first = Request(PROMPTS[1], 8, watch=batch).submit(scheduler, priority=1)
+    assert first.done.wait(120)
+    time.sleep(0.3)  # the client's round trip, well inside the 5 s yield
+    assert len(batch.seq.generated) == first.watched_at_end  # no batch step since the interactive one
+    second = Request(PROMPTS[2], 8, watch=batch).submit(scheduler, priority=1)
+    assert second.done.wait(120) and second.watched_at_first == first.watched_at_end
+    assert batch.done.wait(300) and len(batch.seq.generated) == 60  # resumed once the yield was over
 
 
 def test_a_higher_priority_request_preempts_lower_ones_for_room(make):

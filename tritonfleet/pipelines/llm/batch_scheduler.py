@@ -19,7 +19,9 @@ even alone is refused before it is queued (:meth:`BatchScheduler.check_fits`).
 Priority (the rule of the wave scheduler): waiting sequences are admitted best level first, a worse level
 only while no better one waits; a step feeds only the sequences of the best level running, so worse ones
 pause (keeping their blocks) while better ones generate; and a better-level sequence that cannot be
-admitted preempts running sequences of worse levels.
+admitted preempts running sequences of worse levels. A worse level also waits ``yield_ms`` after a better
+one was last fed: an interactive client's next request comes a few milliseconds after its last answer, and
+without the pause it would find a batch step running (512 prompt tokens take about 250 ms on two cores).
 
 Sampling: rows asking for plain greedy decoding (no penalties, bad words or guide) take one vectorised
 ``argmax`` (their ``min_tokens`` masking and log-probabilities too); the others go through their own
@@ -107,6 +109,7 @@ class BatchScheduler(SchedulerThread[_Live]):
         max_seqs: int = 32,
         prefix_caching: bool = True,
         cancel_check_steps: int = 4,
+        yield_ms: float = 0.0,
         on_step: Callable[[int, int, int], None] | None = None,
     ) -> None:
         if max_batched_tokens < max_seqs:
@@ -116,12 +119,14 @@ class BatchScheduler(SchedulerThread[_Live]):
         self.max_batched_tokens = max_batched_tokens
         self.max_seqs = max_seqs
         self.cancel_check_steps = cancel_check_steps
+        self.yield_s = yield_ms / 1000
         self.on_step = on_step
         self.pool = BlockPool(engine.num_blocks, engine.block_size, prefix_caching)
         self.stats = BatchStats()
         self._running: list[_Live] = []
         self._serials = count()
         self._admissions = count()
+        self._fed: dict[int, float] = {}  # priority level -> when a step that fed it ended
         super().__init__("batch-scheduler")
 
     @staticmethod
@@ -189,6 +194,11 @@ class BatchScheduler(SchedulerThread[_Live]):
             chunks = self._plan() if self._running else []
             if chunks:
                 self._step(chunks)
+                self._fed[chunks[0][0].level] = time.monotonic()
+            elif self._running:  # the level running yields to a better one fed a moment ago
+                with self._cv:
+                    if not self._waiting and not self._stopping:
+                        self._cv.wait(self._yielding(min(r.level for r in self._running)))
             if self.on_step is not None:  # also when the last ones were dropped: the gauges fall to 0
                 self.on_step(len(self._waiting), len(self._running), len(chunks))
         for live in self._running:
@@ -260,8 +270,10 @@ class BatchScheduler(SchedulerThread[_Live]):
 
     def _plan(self) -> list[tuple[_Live, int]]:
         """This step's sequences and how many tokens each is fed: decode tokens first, then prompt chunks,
-        all of the best priority level running."""
+        all of the best priority level running; none while that level yields (:meth:`_yielding`)."""
         level = min(r.level for r in self._running)
+        if self._yielding(level):
+            return []
         active = sorted((r for r in self._running if r.level == level), key=lambda r: r.admitted)
         plan, budget = [], self.max_batched_tokens
         for live in [r for r in active if len(r.context) - r.computed == 1]:
@@ -275,6 +287,11 @@ class BatchScheduler(SchedulerThread[_Live]):
                 plan.append((live, n))
                 budget -= n
         return [(live, n) for live, n in plan if live in self._running]
+
+    def _yielding(self, level: int) -> float:
+        """Seconds ``level`` still waits: a better level was fed less than ``yield_ms`` ago (0: none)."""
+        fed = max((t for better, t in self._fed.items() if better < level), default=None)
+        return 0.0 if fed is None else max(0.0, fed + self.yield_s - time.monotonic())
 
     def _room_for_one(self, live: _Live) -> bool:
         """A block for ``live``'s next position if it needs one, preempting others (or itself) for it."""

@@ -5,7 +5,7 @@
 - ``openvino`` (the default build): the paged-attention model (:mod:`~tritonfleet.pipelines.llm.paged_engine`)
   under continuous batching (:mod:`~tritonfleet.pipelines.llm.batch_scheduler`). Parameters:
   ``intra_op_threads``, ``kv_cache_mb``, ``kv_precision``, ``max_batched_tokens``, ``max_seqs``,
-  ``enable_prefix_caching``, ``cancel_check_steps``.
+  ``enable_prefix_caching``, ``cancel_check_steps``, ``yield_ms``.
 - ``ortgenai`` (``fleet build llm --llm_engine ortgenai``): onnxruntime-genai in waves
   (:mod:`~tritonfleet.pipelines.llm.scheduler`). Parameters: ``intra_op_threads``, ``max_batch``,
   ``bucket_tokens``, ``max_wait_ms``, ``gather_ms``, ``max_waves``, ``max_rows``, ``cancel_check_steps``.
@@ -31,6 +31,7 @@ PAGED_DEFAULTS = {
     "max_seqs": "32",
     "enable_prefix_caching": "true",
     "cancel_check_steps": "4",
+    "yield_ms": "0",
 }
 WAVE_KEYS = ("max_batch", "bucket_tokens", "max_wait_ms", "gather_ms", "max_waves", "max_rows",
              "cancel_check_steps")  # fmt: skip
@@ -57,6 +58,7 @@ def open_scheduler(
             max_seqs=int(p["max_seqs"]),
             prefix_caching=p["enable_prefix_caching"].lower() == "true",
             cancel_check_steps=int(p["cancel_check_steps"]),
+            yield_ms=float(p["yield_ms"]),
             on_step=on_step,
         )
     if info.engine == "ortgenai":
