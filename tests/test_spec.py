@@ -91,7 +91,7 @@ def test_a_changed_interface_fails_validate_until_rendered(tmp_path: Path) -> No
 def test_an_edited_config_fails_validate(tmp_path: Path) -> None:
     root = _copy(tmp_path)
     file = root / "tokenizer/configs/cpu.pbtxt"
-    file.write_text(file.read_text().replace("count: 1,", "count: 3,"))
+    file.write_text(file.read_text().replace("count: 2,", "count: 3,"))
     [problem] = validate_repository(root)
     assert (problem.model, problem.file) == ("tokenizer", "tokenizer/configs/cpu.pbtxt")
     assert problem.message.startswith("tokenizer [cpu]: differs from its rendering")
@@ -131,6 +131,23 @@ def test_a_target_may_add_optional_tensors_never_drop_one() -> None:
         spec.Model("m", (tensor.but(targets=(spec.CPU,)),), (tensor,), 8, gpu=deployment)
     with pytest.raises(ValueError, match="not one of"):
         spec.Tensor("x", "FLOAT", [1])
+
+
+def test_a_batcher_with_priority_levels_needs_two_instances_unless_decoupled() -> None:
+    tensor = spec.Tensor("x", "FP32", [1])
+    one = spec.Deployment(backend="python", instances=1, batching=spec.Batching.interactive_first())
+    with pytest.raises(
+        ValueError, match=r"m \[gpu\]: 1 instance\(s\); a batcher with priority levels needs 2"
+    ):
+        spec.Model("m", (tensor,), (tensor,), 8, gpu=one)
+    with pytest.raises(ValueError, match=r"m \[cpu\]: 1 instance"):
+        spec.Model("m", (tensor,), (tensor,), 8, gpu=one.but(instances=2), cpu=one)
+    assert (
+        spec.Model("m", (tensor,), (tensor,), 8, gpu=one.but(batching=spec.Batching())).least_instances("gpu")
+        == 1
+    )
+    # A decoupled model returns from execute before it answers (TensorRT-LLM's backend): one is enough.
+    assert spec.Model("m", (tensor,), (tensor,), 8, gpu=one, decoupled=True).least_instances("gpu") == 1
 
 
 def test_the_llm_chain_is_one_wiring_for_ensemble_rag_and_the_bls_model() -> None:

@@ -27,7 +27,7 @@ from tritonfleet.repository import (
     parse_config,
 )
 from tritonfleet.spec import tuning
-from tritonfleet.spec.config import GPU_FILE, rendered
+from tritonfleet.spec.config import GPU_FILE, rendered, tuned
 
 _VERSION = re.compile(r"[1-9][0-9]*")  # Triton ignores other folder names, "0" and "01" included
 
@@ -146,7 +146,7 @@ def _check_rendered(root: Path, names: set[str], declared: list[spec.Model]) -> 
     bad_records = []
     for model in declared:
         try:
-            tuning.records(root / model.name)
+            tuned(model, spec.CPU, tuning.records(root / model.name).get(spec.CPU))
         except tuning.TuningError as exc:
             bad_records.append(Problem(model.name, f"{model.name}/tuning", f"{model.name}: {exc}"))
     if bad_records:  # the CPU configs carry the records: nothing to render against

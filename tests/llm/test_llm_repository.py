@@ -40,11 +40,14 @@ def test_gpu_rag_steps_through_the_passthrough_model_and_the_cpu_rag_through_ten
 
 
 def test_cpu_postprocessing_is_the_gpu_one_without_dynamic_batching_and_with_the_stop_id() -> None:
-    """A dynamic batcher would drop the cancelled steps that postprocessing turns into stop requests; the stop
-    id is the CPU ensemble's (and a STRING input, which a dynamic batcher must not take: see config.pbtxt)."""
+    """A dynamic batcher would drop the cancelled steps that postprocessing turns into stop requests (and
+    without one, one instance is enough); the stop id is the CPU ensemble's (and a STRING input, which a
+    dynamic batcher must not take: see config.pbtxt)."""
     repo = Repository(REPOSITORY)
     gpu, cpu = repo.config("postprocessing", "gpu"), repo.config("postprocessing", "cpu")
     assert gpu.HasField("dynamic_batching") and not cpu.HasField("dynamic_batching")
+    assert cpu.instance_group[0].count == 1 < gpu.instance_group[0].count
+    gpu.instance_group[0].count = 1
     assert {t.name for t in cpu.input} - {t.name for t in gpu.input} == {"STOP_REQUEST_ID"}
     assert cpu.parameters["extra_tensors"].string_value == "STOP_REQUEST_ID"
     gpu.ClearField("dynamic_batching")

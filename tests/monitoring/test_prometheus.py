@@ -212,7 +212,7 @@ def test_a_killed_model_process_fires_the_reload_alert(monitored) -> None:
         return [a for a in alerts if a["labels"]["alertname"] == "TritonfleetModelReloaded"]
 
     assert reload_alerts() == []  # quiet on the load's real data
-    [pid] = [pid for pid, (model, _) in fleet.server.stub_models().items() if model == "wine_sklearn"]
+    pid = next(pid for pid, (model, _) in fleet.server.stub_models().items() if model == "wine_sklearn")
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: fleet.supervisor and fleet.supervisor.recoveries, 120, "the supervisor's reload")
     firing = wait_for(

@@ -147,7 +147,8 @@ def test_tuning_records_set_instances_batching_and_memory(tmp_path: Path) -> Non
     assert slot.parts[-1].bytes == 3 * (700 << 20) and "measured" in slot.parts[-1].source
     # On another GPU kind the record does not apply: the config's count.
     other = pack.pack(demands, spec.parse("1xT4"), "t4").placement("efficientnet_lite0")
-    assert [g.count for g in other.groups] == [1]
+    [group] = parse_config(root / "efficientnet_lite0" / "config.pbtxt").instance_group
+    assert [g.count for g in other.groups] == [group.count] != [3]
     # A target rate: 4000/s over 2 GPUs at 800/s per instance = 3 instances each (ceil 2.5).
     write_record(root, "efficientnet_lite0", "A100-40GB")
     demands = memory.fleet(Repository(root))

@@ -13,6 +13,7 @@ from rich.console import Console
 from tritonfleet.artifacts import REPOSITORY
 from tritonfleet.pipelines.tabular.bench import Results, evaluate, run_peer_bench
 from tritonfleet.pipelines.tabular.bench.tuning import Setting, run_tuning
+from tritonfleet.repository import parse_config
 
 
 def _point(rps: float, p99: float) -> dict[str, float]:
@@ -67,7 +68,8 @@ def test_peer_bench_report_of_a_short_triton_run(tmp_path: Path) -> None:
             assert p["requests_per_s"] > 0 and p["p50_ms"] <= p["p99_ms"]
             assert 1.0 <= p["avg_batch"] <= int(c)
             assert p["server_compute_infer_us"] > 0 and p["server_queue_us"] >= 0
-    assert data["setups"]["triton-grpc"]["instances"] == 1
+    [group] = parse_config(REPOSITORY / "wine_sklearn" / "config.pbtxt").instance_group
+    assert data["setups"]["triton-grpc"]["instances"] == group.count  # what the server ran
     assert data["method"]["rounds"] == 2 and data["machine"]["cores"]
     text = md.read_text()
     assert "| triton-grpc | 4 |" in text

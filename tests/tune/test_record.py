@@ -16,7 +16,7 @@ from tritonfleet.validate import validate_repository
 MODEL = "wine_sklearn"  # one config for both targets until a CPU record makes the CPU's its own
 
 RECORD = tuning.Record(
-    model=MODEL, target="cpu", instances=2, throughput_per_instance=1234.5678,
+    model=MODEL, target="cpu", instances=3, throughput_per_instance=1234.5678,
     measured_at="2026-12-07T13:00:00Z", tool="model-analyzer 1.58.0", preferred_batch_size=(8, 16),
     max_queue_delay_microseconds=500, latency_p99_ms=3.25,
 )  # fmt: skip
@@ -41,10 +41,10 @@ def test_render_applies_a_cpu_record_to_the_cpu_config_only(tmp_path: Path) -> N
     assert validate_repository(root) == []
     cpu = parse_config(root / MODEL / "configs" / "cpu.pbtxt")
     gpu = parse_config(root / MODEL / "config.pbtxt")
-    assert [(g.count, g.kind) for g in cpu.instance_group] == [(2, cpu.instance_group[0].KIND_CPU)]
+    assert [(g.count, g.kind) for g in cpu.instance_group] == [(3, cpu.instance_group[0].KIND_CPU)]
     assert list(cpu.dynamic_batching.preferred_batch_size) == [8, 16]
     assert cpu.dynamic_batching.max_queue_delay_microseconds == 500
-    assert (root / MODEL / "config.pbtxt").read_text() == gpu_before and gpu.instance_group[0].count == 1
+    assert (root / MODEL / "config.pbtxt").read_text() == gpu_before and gpu.instance_group[0].count == 2
     assert (cpu.max_batch_size, list(cpu.input), list(cpu.output)) == (
         gpu.max_batch_size, list(gpu.input), list(gpu.output),
     )  # fmt: skip
@@ -60,7 +60,16 @@ def test_render_applies_a_cpu_record_to_the_cpu_config_only(tmp_path: Path) -> N
 def test_validate_names_a_bad_record_instead_of_raising(tmp_path: Path) -> None:
     root = copy_repository(tmp_path / "model_repository")
     path = tuning.write(root / MODEL, RECORD)
-    path.write_text(path.read_text().replace('"instances": 2', '"instances": 0'))
+    path.write_text(path.read_text().replace('"instances": 3', '"instances": 0'))
     problems = validate_repository(root)
     assert [(p.model, p.file) for p in problems] == [(MODEL, f"{MODEL}/tuning")]
     assert "instances must be >= 1" in problems[0].message
+
+
+def test_a_record_of_fewer_instances_than_priority_levels_need_is_refused(tmp_path: Path) -> None:
+    # wine_sklearn's batcher has priority levels: one instance would stall (declare.least_instances).
+    root = copy_repository(tmp_path / "model_repository")
+    tuning.write(root / MODEL, dataclasses.replace(RECORD, instances=1))
+    [problem] = validate_repository(root)
+    assert (problem.model, problem.file) == (MODEL, f"{MODEL}/tuning")
+    assert "1 instance(s), fewer than the 2 a batcher with priority levels needs" in problem.message

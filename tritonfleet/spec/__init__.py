@@ -24,6 +24,7 @@ from tritonfleet.spec.declare import (
     Step,
     Tensor,
     ensemble,
+    least_instances,
     onnxruntime,
     tensorrt_plan,
 )
@@ -43,4 +44,5 @@ __all__ = [
     "Model",
     "QueuePolicy",
 ]
-__all__ += ["Step", "Tensor", "declared", "ensemble", "model", "models", "onnxruntime", "tensorrt_plan"]
+__all__ += ["Step", "Tensor", "declared", "ensemble", "least_instances", "model", "models", "onnxruntime"]
+__all__ += ["tensorrt_plan"]

@@ -30,11 +30,19 @@ BLS_MODELS = "bls_models"  # the models a BLS model calls (fleet serve loads the
 _KIND = {GPU: "KIND_GPU", CPU: "KIND_CPU"}
 
 
-def tuned(deployment: Deployment, record: tuning.Record | None) -> Deployment:
-    """``deployment`` with what ``fleet tune`` chose (its CPU record): the instance count, and the batcher's
-    preferred sizes and queue delay where the declaration has a batcher. No record: as declared."""
+def tuned(model: Model, target: str, record: tuning.Record | None) -> Deployment:
+    """The model's deployment on ``target`` with what ``fleet tune`` chose (its CPU record): the instance
+    count, and the batcher's preferred sizes and queue delay where the declaration has a batcher. No record:
+    as declared. A record of fewer instances than the model may run is refused: run ``fleet tune`` again."""
+    deployment = model.deployment(target)
     if record is None or deployment.steps:
         return deployment
+    if record.instances < model.least_instances(target):
+        raise tuning.TuningError(
+            f"{model.name}/tuning/{target}.json: {record.instances} instance(s), fewer than the "
+            f"{model.least_instances(target)} a batcher with priority levels needs: run `fleet tune "
+            f"{model.name}` again"
+        )
     changes: dict[str, object] = {"instances": record.instances}
     if deployment.batching is not None:
         batching: dict[str, object] = {}
@@ -68,7 +76,7 @@ def parameters(model: Model, target: str) -> dict[str, str]:
 
 def to_config(model: Model, target: str, record: tuning.Record | None = None) -> mc.ModelConfig:
     """The model's Triton config on ``target`` (the CPU's with its tuning ``record`` applied)."""
-    deployment = tuned(model.deployment(target), record if target == CPU else None)
+    deployment = tuned(model, target, record if target == CPU else None)
     config = mc.ModelConfig(name=model.name, max_batch_size=model.max_batch_size)
     if deployment.platform:
         config.platform = deployment.platform
@@ -181,7 +189,7 @@ def render(model: Model, target: str, source: str | None = None, record: tuning.
         found = declared().get(model.name)
         source = found.source if found is not None and found.model == model else "its interface declaration"
     record = record if target == CPU else None
-    deployment = tuned(model.deployment(target), record)
+    deployment = tuned(model, target, record)
     lines = [
         f"# Rendered by `fleet render` from {source}: edit that file, then run",
         "# `fleet render` (`fleet validate` fails while this file differs from its rendering).",

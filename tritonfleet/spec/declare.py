@@ -22,6 +22,20 @@ TARGETS = (GPU, CPU)  # the GPU config is config.pbtxt, the reference the other 
 INTERACTIVE_PRIORITY, BATCH_PRIORITY = 1, 2
 PRIORITY_PARAMETER = "priority_level"
 
+
+def least_instances(priority_levels: int, decoupled: bool) -> int:
+    """The fewest instances a model may run: two where its batcher has priority levels and it answers inside
+    ``execute`` (it is not decoupled), else one.
+
+    Triton 2.51's batcher with priority levels hands a request on only while an instance waits for work. A
+    request that comes in while the one instance is still returning from its last ``execute`` (its answer
+    already sent) waits out the batcher's idle sleep of 500 ms. wine_sklearn straight to Triton at gRPC
+    concurrency 1: one instance, 2 of 3000 requests took 502 ms (793 req/s); two instances, none over 77 ms
+    (1152 req/s; 1185 without priority levels; docs/batch.md). A decoupled model hands its requests to its own
+    scheduler and returns at once (TensorRT-LLM's backend)."""
+    return 2 if priority_levels and not decoupled else 1
+
+
 # Triton's data types, without the ``TYPE_`` prefix (``STRING`` is KServe's ``BYTES``).
 _INTEGERS = ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
 DATA_TYPES = ("BOOL", *_INTEGERS, "FP16", "FP32", "FP64", "BF16", "STRING")
@@ -173,10 +187,11 @@ def ensemble(*steps: Step, doc: str = "") -> Deployment:
 def tensorrt_plan(
     preferred: tuple[int, ...], *, parameters: Mapping[str, str] | None = None, doc: str = ""
 ) -> Deployment:
-    """An ONNX model's GPU deployment: a TensorRT plan (built by build/tensorrt_plan.py), batched to the
-    ``preferred`` sizes within 0.5 ms, interactive requests first."""
+    """An ONNX model's GPU deployment: a TensorRT plan (built by build/tensorrt_plan.py), two instances per
+    GPU batched to the ``preferred`` sizes within 0.5 ms, interactive requests first."""
     return Deployment(
         platform="tensorrt_plan",
+        instances=2,
         kind=GPU,
         batching=Batching.interactive_first(preferred=preferred, max_queue_delay_us=500),
         parameters=parameters or {},
@@ -185,10 +200,11 @@ def tensorrt_plan(
 
 
 def onnxruntime(threads: int, *, doc: str = "") -> Deployment:
-    """An ONNX model's CPU deployment: the same export on onnxruntime with ``threads`` intra-op threads,
-    batching what is queued without waiting, interactive requests first."""
+    """An ONNX model's CPU deployment: the same export on onnxruntime, two instances of ``threads`` intra-op
+    threads each, batching what is queued without waiting, interactive requests first."""
     return Deployment(
         platform="onnxruntime_onnx",
+        instances=2,
         batching=Batching.interactive_first(max_queue_delay_us=0),
         parameters={"intra_op_thread_count": str(threads)},
         doc=doc,
@@ -227,6 +243,12 @@ class Model:
             clash = set(self.parameters) & set(self.deployment(target).parameters)
             if clash:
                 raise ValueError(f"{self.name} [{target}]: parameters {sorted(clash)} are the interface's")
+            instances, least = self.deployment(target).instances, self.least_instances(target)
+            if instances is not None and instances < least:
+                raise ValueError(
+                    f"{self.name} [{target}]: {instances} instance(s); a batcher with priority levels needs "
+                    f"{least} (least_instances says why)"
+                )
         for tensor in (*self.inputs, *self.outputs):
             if tensor.on(GPU) and set(tensor.targets) != set(TARGETS):
                 raise ValueError(
@@ -243,6 +265,11 @@ class Model:
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
         return self.cpu if target == CPU and self.cpu is not None else self.gpu
+
+    def least_instances(self, target: str) -> int:
+        """The fewest instances the model may run on ``target`` (:func:`least_instances`)."""
+        batching = self.deployment(target).batching
+        return least_instances(batching.priority_levels if batching else 0, self.decoupled)
 
     def inputs_on(self, target: str) -> tuple[Tensor, ...]:
         return tuple(t for t in self.inputs if t.on(target))

@@ -30,7 +30,7 @@ from tritonfleet.plan import gpus
 from tritonfleet.repository import dependencies, parse_config
 from tritonfleet.server import TritonServer
 from tritonfleet.spec import config as spec_config
-from tritonfleet.spec import tuning
+from tritonfleet.spec import least_instances, tuning
 from tritonfleet.tune import analyzer, inputs, view
 
 CPU = "cpu"
@@ -77,10 +77,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]✗[/] no model {args.model!r} in {repository}")
         return 2
     served_file = view.target_config(repository / args.model, args.target)
-    why = refusal(parse_config(served_file))
+    served = parse_config(served_file)
+    why = refusal(served)
     if why:
         console.print(f"[red]✗[/] {why}")
         return 2
+    batcher, policy = served.dynamic_batching, served.model_transaction_policy
+    least = least_instances(batcher.priority_levels, policy.decoupled)
+    if least > 1:
+        console.print(f"  {args.model}'s batcher has priority levels: {least} instances or more")
+    args.instances = tuple(n for n in args.instances if n >= least) or (least,)
     gpu_target = args.target != CPU
     if gpu_target and not args.gpu:
         console.print(

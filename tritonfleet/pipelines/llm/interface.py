@@ -311,6 +311,7 @@ TENSORRT_LLM = Model(
             "max_seqs": "32",
             "max_queue": "256",
             "enable_prefix_caching": "true",
+            "yield_ms": "200",
             "max_seq_len": "2048",
             "max_tokens": "1024",
             **EXCLUDE_INPUT_DEFAULT,
@@ -318,16 +319,17 @@ TENSORRT_LLM = Model(
         doc="""CPU config: NOT TensorRT-LLM. A decoupled Python model (1/model.py) with TensorRT-LLM's tensor
         interface, running the CPU engine built by build/llm/cpu_engine.py into 1/cpu_engine: OpenVINO's
         paged-attention model (int8 weights) under the continuous-batching scheduler of
-        tritonfleet.pipelines.llm (docs/llm.md). Its parameters: the KV cache's size in MB (allocated once;
-        a request that could never fit is refused, one that cannot fit now waits) and its element type (u8:
-        quantized by the plugin, as close to the fp32 model as bf16 or closer, and 1.7x the blocks),
-        the tokens one step may feed (decode tokens first, then prompt chunks: chunked prefill), sequences
-        running at once, sequences waiting before a request is UNAVAILABLE, and prefix caching (KV blocks
-        shared by prompts that start alike). Inputs and outputs are the GPU config's, less the GPU-only
-        features (LoRA, prompt tables, draft tokens, logits outputs), plus (extra_tensors) stop_request_id
-        out: the request id that stops this sequence, which the CPU ensemble passes to postprocessing
-        (cancellation, see its model.py), and the pass-through tensor (rag's sources). Guided decoding is
-        done with llguidance on the CPU engine's sampler.""",
+        tritonfleet.pipelines.llm (docs/llm.md). Its parameters: the KV cache's size in MB (allocated once; a
+        request that could never fit is refused, one that cannot fit now waits) and its element type (u8:
+        quantized by the plugin, as close to the fp32 model as bf16 or closer, and 1.7x the blocks), the
+        tokens one step may feed (decode tokens first, then prompt chunks: chunked prefill), sequences running
+        at once, sequences waiting before a request is UNAVAILABLE, prefix caching (KV blocks shared by
+        prompts that start alike), and how long batch lines (priority 2) wait after an interactive request was
+        last fed, so that the next one finds no batch step running. Inputs and outputs are the GPU config's,
+        less the GPU-only features (LoRA, prompt tables, draft tokens, logits outputs), plus (extra_tensors)
+        stop_request_id out: the request id that stops this sequence, which the CPU ensemble passes to
+        postprocessing (cancellation, see its model.py), and the pass-through tensor (rag's sources). Guided
+        decoding is done with llguidance on the CPU engine's sampler.""",
     ),
     doc="""The LLM: inputs are the subset the ensemble and BLS models use plus `stop` (a request with
     stop=true ends the running requests that carry its request id, as TensorRT-LLM's client sends with
@@ -359,6 +361,7 @@ POST_OUTPUT = Tensor("OUTPUT", "STRING", [-1])
 
 _POSTPROCESSING_GPU = Deployment(
     backend="python",
+    instances=2,
     batching=Batching.interactive_first(max_queue_delay_us=0),
     parameters={"tokenizer_dir": "tokenizer", "skip_special_tokens": "true"},
     doc="""No STRING inputs here, so the dynamic batcher is safe: Triton 24.10 passes a STRING input whose
@@ -374,12 +377,15 @@ POSTPROCESSING = Model(
     max_batch_size=64,
     gpu=_POSTPROCESSING_GPU,
     cpu=_POSTPROCESSING_GPU.but(
+        instances=1,
         batching=None,
-        doc="""CPU config: config.pbtxt's without dynamic batching. Triton 24.10 never cancels an ensemble's
-        running tensorrt_llm step, but it marks every step it schedules after a client's cancel as cancelled,
-        and a dynamic batcher drops such requests before the model sees them. Without one, the cancelled
-        postprocessing step reaches model.py, which stops the sequence by its STOP_REQUEST_ID (tensorrt_llm's
-        stop request), an input of the CPU target only (the GPU ensemble has no per-sequence id to pass).""",
+        doc="""CPU config: config.pbtxt's with one instance and without dynamic batching (two instances are
+        for the GPU config's batcher with priority levels: tritonfleet.spec.least_instances). Triton 24.10
+        never cancels an ensemble's running tensorrt_llm step, but it marks every step it schedules after a
+        client's cancel as cancelled, and a dynamic batcher drops such requests before the model sees them.
+        Without one, the cancelled postprocessing step reaches model.py, which stops the sequence by its
+        STOP_REQUEST_ID (tensorrt_llm's stop request), an input of the CPU target only (the GPU ensemble has
+        no per-sequence id to pass).""",
     ),
     doc="Detokenizes each response's tokens (TensorRT-LLM inflight_batcher_llm names). Python on CPU on both "
     "targets.",

@@ -29,6 +29,7 @@ RETRIEVER = Model(
     max_batch_size=64,
     gpu=Deployment(
         backend="python",
+        instances=2,
         batching=Batching.interactive_first(max_queue_delay_us=0),
         parameters={"default_sources": "3", "max_sources": "8"},
     ),

@@ -16,6 +16,7 @@ FEATURE_NAMES, CLASS_NAMES = "feature_names", "class_names"  # the interface's p
 
 _SERVED = Deployment(
     platform="onnxruntime_onnx",
+    instances=2,
     batching=Batching.interactive_first(max_queue_delay_us=0),
     parameters={
         "intra_op_thread_count": "1",

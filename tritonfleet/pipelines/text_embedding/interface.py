@@ -35,11 +35,10 @@ TOKENIZER = Model(
     max_batch_size=64,
     gpu=_TOKENIZER_GPU.but(doc="Here beside the GPU model, with instances enough to keep it fed."),
     cpu=_TOKENIZER_GPU.but(
-        instances=1,
         batching=Batching.interactive_first(max_queue_delay_us=2000),
-        doc="""CPU config: config.pbtxt's with one instance (the tokenizer costs far less than the model) and
-        a 2 ms queue delay: requests that arrive together are padded to one length, which minilm_l6's batcher
-        needs to batch them (docs/text_embedding.md has the measurements).""",
+        doc="""CPU config: config.pbtxt's with a 2 ms queue delay: requests that arrive together are padded to
+        one length, which minilm_l6's batcher needs to batch them (docs/text_embedding.md has the
+        measurements).""",
     ),
     doc="""Texts -> word pieces for minilm_l6 (all-MiniLM-L6-v2's own tokenizer.json, written by
     build/text_embedding/export_onnx.py with the model's limit of 256 word pieces). Python on CPU cores on

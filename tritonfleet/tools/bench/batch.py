@@ -328,7 +328,7 @@ def _markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [
         "# Batch inference against the same requests sent straight to the fleet",
-        f"{m['date']}, {m['cpu']} ({m['cores']} cores); preliminary (a shared, busy machine).",
+        f"{m['date']}, {m['cpu']} ({m['cores']} cores); ratios within this run (the machine may be shared).",
         "",
     ]
     rows = []

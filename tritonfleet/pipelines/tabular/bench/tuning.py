@@ -72,12 +72,11 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("1 instance, no delay"),
+    Setting("as served: 2 instances, no delay"),
+    Setting("1 instance (stalls: priority levels)", instances=1),
     Setting("queue delay 100 us", max_queue_delay_us=100),
     Setting("queue delay 500 us", max_queue_delay_us=500),
     Setting("preferred 8,16,32, delay 500 us", max_queue_delay_us=500, preferred=(8, 16, 32)),
-    Setting("2 instances", instances=2),
-    Setting("2 instances, delay 100 us", instances=2, max_queue_delay_us=100),
     Setting("2 intra-op threads", intra_op_threads=2),
     Setting("no non-finite check", reject_non_finite=False),
 )
