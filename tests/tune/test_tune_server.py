@@ -30,7 +30,7 @@ def test_fleet_tune_records_and_renders_the_choice(tmp_path: Path) -> None:
     shutil.rmtree(root / MODEL / "tuning", ignore_errors=True)  # a committed record: measure anew
     shutil.copyfile(built, root / MODEL / "1" / "model.onnx")
     args = [
-        "--repository", str(root), "tune", MODEL, "--instances", "1,2", "--queue-delays", "0",
+        "--repository", str(root), "tune", MODEL, "--instances", "1,2,3", "--queue-delays", "0",
         "--concurrency", "1,2", "--measurement-ms", "1000", "--output", str(tmp_path / "reports"),
     ]  # fmt: skip
     assert main(args) == 0
@@ -38,14 +38,15 @@ def test_fleet_tune_records_and_renders_the_choice(tmp_path: Path) -> None:
     record = tuning.records(root / MODEL)["cpu"]
     report = json.loads((tmp_path / "reports" / f"{MODEL}-cpu.json").read_text())
     rows = report["measurements"]
-    # Model Analyzer's default config plus one variant per instance count, each at both concurrencies.
+    # Model Analyzer's default config (the served 2 instances) plus one variant per instance count, each at
+    # both concurrencies; 1 is dropped, below what a batcher with priority levels needs (least_instances).
     assert sorted((r["instances"], r["concurrency"]) for r in rows) == [
-        (1, 1),
-        (1, 1),
-        (1, 2),
-        (1, 2),
+        (2, 1),
         (2, 1),
         (2, 2),
+        (2, 2),
+        (3, 1),
+        (3, 2),
     ]
     assert all(r["throughput"] > 0 and r["max_queue_delay_us"] == 0 for r in rows)
     (chosen,) = [r for r in rows if r["chosen"]]

@@ -242,13 +242,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
         fleet.start()
     client = OpenAI(base_url=fleet.base_url, api_key="none", max_retries=3, timeout=600)
     try:
-        if "throughput" not in skip:
+        if "throughput" not in skip and args.embedding_lines:
             bodies = [{"model": EMBEDDING_MODEL, "input": t} for t in texts(args.embedding_lines)]
             with console.status(f"{len(bodies)} embedding requests, direct then as a batch"):
                 d = asyncio.run(direct(fleet.base_url, "embedding", bodies, args.embedding_concurrency))
                 b = run_batch(client, "/v1/embeddings", bodies)
             results["embeddings"] = {"direct": d, "batch": b, "ratio": b["lines_per_s"] / d["lines_per_s"]}
             console.print(f"embeddings: batch/direct {results['embeddings']['ratio']:.2f}")
+        if "throughput" not in skip and args.chat_lines:
             bodies = [chat_body(p, args.chat_tokens) for p in prompts(args.chat_lines)]
             with console.status(
                 f"{len(bodies)} chat requests of {args.chat_tokens} tokens, direct then batch"
